@@ -1,0 +1,332 @@
+"""The report catalog: every ReportPartID of Report.aspx, as one table of data.
+
+Each row of ``_TABLE`` is a report: id, Chinese name (as the spec writes it), English
+name, a short slug users may pass instead of the id, ``summary`` or ``detail``, and the
+columns the spec documents, in order, one ``Name 說明`` per line (``None`` where the
+spec lists none: such reports are passed through as text with the header as sent).
+
+Column types follow one rule (:func:`column_type`), not a per-cell choice:
+
+* int: ``*Count``, ``*Size``, ``ResendStep``, ``ErrorCode``, ``Status`` of 20001 and the
+  numeric ids ``LaunchID``, ``JobID``, ``ClickID``, ``EmailID``, ``ReturnLogID``;
+* float: ``*Rate``, ``Latitude``, ``Longitude``;
+* datetime (in the account's timezone): ``*Time``;
+* text: everything else, ``CustomerID`` and ``ExternRefNum`` included (customers' own keys).
+
+The spec breaks ``RemoveUnsubscribeCount`` over two lines (``RemoveUnsubscribeCoun`` /
+``t``); the catalog has the whole name.
+
+Example::
+
+    >>> part = get_report_part("removals")
+    >>> part.id, part.column_names[:2]
+    (31033, ('CustomerID', 'EmailAddress'))
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from functools import cache
+
+__all__ = [
+    "REMOVAL_STATUSES",
+    "REPORT_PARTS",
+    "Column",
+    "ColumnType",
+    "ReportPart",
+    "column_type",
+    "get_report_part",
+]
+
+
+class ColumnType(str, enum.Enum):
+    """How a column's text is typed in rows handed to Python (and XCom)."""
+
+    INT = "int"
+    FLOAT = "float"
+    DATETIME = "datetime"
+    TEXT = "text"
+
+
+# (id, name_zh, name_en, slug, kind, columns: "Name 說明" per line, or None if undocumented)
+_TABLE: tuple[tuple[int, str, str, str, str, str | None], ...] = (
+    (11001, "簡訊發送失敗下載報表", "SMS send failures", "sms_failed", "detail", None),
+    (11002, "簡訊已送至電信單位的細節", "SMS handed to carriers", "sms_sent", "detail", None),
+    (11003, "紀載客戶已收到簡訊的細節", "SMS delivered to customers", "sms_delivered", "detail", None),
+    (11004, "紀載客戶未收到簡訊的細節", "SMS not delivered to customers", "sms_undelivered", "detail", None),
+    (20001, "Email 總寄送報表", "Email send summary", "email_send_summary", "summary", """
+        LaunchID 任務編號
+        Subject 主旨
+        Status 寄送管理狀態碼
+        ErrorCode 寄送管理錯誤碼
+        LastErrorMsg 錯誤訊息
+        JobName 任務名稱
+        RefNumber 任務參考號碼
+        ResendStep 已重送次數
+        ContentSize 郵件內容大小
+        AttachmentSize 附件檔案大小
+        ResourceSize 重送內容大小
+        ExtraFileSize -
+        AttachmentCount 附件檔案數
+        ResourceCount 參考檔案
+        ExtraFileCount 額外參考檔案
+        PageCount 郵件頁數
+        LayerCount 網頁追蹤數
+        TotalLinkCount 連結數
+        TrackLinkCount 郵件追蹤連結
+        TotalListCount 遞交名單總數
+        ListCount 已處理名單數
+        RecipCount 名單總數
+        EmailCount (總計)有效名單數
+        InvalidEmailCount 移除無效名單
+        AdjustEmailCount 矯正郵件數
+        RemoveUnsubscribeCount 移除取消訂閱名單數
+        RemoveDuplicateCount 移除重複名單數
+        RemoveListProcessCount 移除過濾名單數
+        RemoveReturnCount 移除已知退信名單數
+        RemoveBlackCount 移除黑名單數
+        RemoveWhiteCount 移除白名單數
+        MakeCount 系統產生郵件檔案數
+        SendCount 系統嘗試送至發信機郵件
+        AcceptCount (送至發送機處理發送小計)有效郵件
+        SampleCount 保留欄位
+        SubmitTime 寄送遞交時間
+        ScheduleTime 預約發送時間
+        ExpireTime 追蹤截止時間
+        SendTime 產信第一封至發信機時間
+        CompleteTime 完成產信時間
+        DoneTime 產信最後一封至發信機時間
+    """),
+    (20003, "Email 開啟報表", "Email open summary", "email_open_summary", "summary", """
+        LaunchID 任務編號
+        AcceptCount 成功發送郵件客戶
+        SendTime 保留欄位
+        CompleteTime 保留欄位
+        OpenCount 開啟郵件人數
+        F1OpenCount 第一層轉寄開信次數
+        F2OpenCount 第二層轉寄開信次數
+        F1OpenEmailCount 第一層轉寄開郵件人數
+        F2OpenEmailCount 第二層轉寄開郵件人數
+        F1FirstOpenTime 第一層首次閱信時間
+        F2FirstOpenTime 第二層首次閱信時間
+        F1LastOpenTime 第一層最後閱信時間
+        F2LastOpenTime 第二層最後閱信時間
+        F1ForwardEmailCount 第一層轉寄次數
+        F2ForwardEmailCount 第二層轉寄次數
+        F1ReturnEmailCount 第一層成功轉寄次數
+        F2ReturnEmailCount 第二層成功轉寄次數
+        F3ReturnEmailCount 第三層成功轉寄次數
+    """),
+    (20005, "Email 點選報表", "Email click summary", "email_click_summary", "summary", """
+        LaunchID 任務編號
+        AcceptCount 成功發送郵件數
+        OpenCount 開啟郵件人數
+        F1OpenCount 第一層轉寄開信次數
+        F2OpenCount 第二層轉寄開信次數
+        OpenEmailCount 開啟郵件人數
+        F1OpenEmailCount 第一層轉寄開郵件人數
+        F2OpenEmailCount 第二層轉寄開郵件人數
+        ForwardEmailCount 轉寄郵件次數
+        F1ForwardEmailCount 第一層轉寄次數
+        F2ForwardEmailCount 第二層轉寄次數
+        ForwardOutRecipCount 保留欄位
+        F1ReturnCount 第一層成功轉寄次數
+        F2ReturnCount 第二層成功轉寄次數
+        F3ReturnCount 第三層成功轉寄次數
+        ClickCount 點選次數
+        ClickEmailCount 點選郵件人數
+        FirstClickTime 首次點選時間
+        LastClickTime 最近點選時間
+    """),
+    (21001, "開信細節下載報表", "Open details", "open_details", "detail", None),
+    (2100199, "開信細節下載報表快捷版", "Open details (quick)", "open_details_quick", "detail", """
+        LaunchID 任務編號
+        EmailAddress 電子郵件
+        IP IP位置
+        Country 國家
+        State 省/州
+        City 市/縣
+        ISP 網路提供者
+        OS 作業系統
+        Client 瀏覽器
+        Language 語系
+        SubmitTime 點選時間
+    """),
+    (21002, "點選細節下載報表", "Click details", "click_details", "detail", """
+        ClickID 點選編號
+        EmailID 電子郵件編號
+        CustomerID 顧客編號
+        EmailAddress 電子郵件
+        ExternRefNum 參考號碼
+        ForwardLayer 類型
+        LinkName 連結名稱
+        NewUrl 連結網址
+        SubmitTime 點選時間
+        OS 作業系統
+        Client 瀏覽器
+        IP IP位置
+        City 市/縣
+        State 省/州
+        Country 國家
+        CountryISOCode 國家代碼
+        ISP 網路提供者
+        Latitude 緯度
+        Longitude 經度
+        Language 語系
+        UserAgent 瀏覽器資訊
+        AcceptLanguage 支援語系
+    """),
+    (21003, "退信細節下載報表", "Bounce details", "bounce_details", "detail", """
+        ReturnLogID 退信紀錄編號
+        EmailID 郵件編號
+        CustomerID 顧客編號
+        EmailAddress 電子郵件
+        ExternRefNum 參考號碼
+        ForwardLayer 類型
+        ReturnCode 退信碼
+        Reason 退信原因
+        DSNStatus DSN狀態
+        ReturnMsg 退信狀態訊息
+        ReturnTime 退信時間
+    """),
+    (21032, "成功發送郵件下載報表", "Delivered e-mail details", "sent_details", "detail", """
+        LaunchID 任務編號
+        EmailID 郵件編號
+        CustomerID 顧客編號
+        EmailAddress 電子郵件
+        ForwardLayer 類型
+        SendTime 發送時間
+        ExternRefNum 參考號碼
+        Subject 主旨
+    """),
+    (30023, "綜合閱信報表", "Combined read summary", "read_summary", "summary", """
+        SubmitTime 發送時間
+        LaunchID 任務編號
+        JobID 寄送編號
+        JobName 任務名稱
+        EmailCount 郵件總數
+        AcceptCount 系統送出郵件(A1)
+        ReturnEmailCount 退信(A2)
+        SendSuccessEmailCount 成功發送數(A3)
+        ReturnEmailRate 退信率(A2/A1)
+        SendSuccessRate 成功發送率(A3/A1)
+        OpenEmailCount 開啟郵件人數(A4)
+        OpenEmailRate 開啟率(A4/A3)
+        ClickCount 點選次數(A5)
+        ClickEmailCount 點選郵件人數(A6)
+        SendSuccessClickRate 點選率(A6/A3)
+        OpenEmailClickRate 開啟郵件點選率(A6/A4)
+    """),
+    (31033, "移除下載報表", "Removals", "removals", "detail", """
+        CustomerID 顧客編號
+        EmailAddress 電子郵件
+        ExternRefNum 參考號碼
+        ForwardLayer 類型
+        Status 移除原因
+        SubmitTime 移除時間
+    """),
+)
+
+#: 31033's ``Status`` (移除原因) values, numbered as the spec numbers them.
+REMOVAL_STATUSES: tuple[str, ...] = (
+    "Invalid",
+    "RemoveDuplicate",
+    "RemoveReturn",
+    "RemoveUnsubscribe",
+    "RemoveBlackList",
+    "RemoveWhiteList",
+    "RemoveListProcess",
+)
+
+_INT_IDS = frozenset({"LaunchID", "JobID", "ClickID", "EmailID", "ReturnLogID", "ResendStep", "ErrorCode"})
+
+
+def column_type(report_part_id: int, name: str) -> ColumnType:
+    """The type of column ``name`` of report ``report_part_id`` by the catalog's one rule."""
+    if name.endswith(("Count", "Size")) or name in _INT_IDS or (name == "Status" and report_part_id == 20001):
+        return ColumnType.INT
+    if name.endswith("Rate") or name in ("Latitude", "Longitude"):
+        return ColumnType.FLOAT
+    if name.endswith("Time"):
+        return ColumnType.DATETIME
+    return ColumnType.TEXT
+
+
+@dataclass(frozen=True)
+class Column:
+    """A documented report column: its exact (case-sensitive) name, type and the spec's description."""
+
+    name: str
+    type: ColumnType
+    description: str
+
+
+@dataclass(frozen=True)
+class ReportPart:
+    """One ReportPartID of the catalog."""
+
+    id: int
+    name_zh: str
+    name_en: str
+    slug: str
+    kind: str  # "summary" or "detail"
+    columns: tuple[Column, ...] | None  # None: the spec documents no columns
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns or ())
+
+    @property
+    def supports_language(self) -> bool:
+        """ReportCharacterSetID is honoured for 31033 only (the spec: 目前僅支援移除下載報表)."""
+        return self.id == 31033
+
+    def column(self, name: str) -> Column | None:
+        """The documented column ``name`` (case-sensitive), or None."""
+        return next((c for c in self.columns or () if c.name == name), None)
+
+    def type_of(self, name: str) -> ColumnType:
+        """Type of a column by name; a renamed or undocumented column is typed by the same rule."""
+        col = self.column(name)
+        return col.type if col else column_type(self.id, name) if self.columns else ColumnType.TEXT
+
+
+def _parse_columns(report_id: int, text: str | None) -> tuple[Column, ...] | None:
+    if text is None:
+        return None
+    cols = []
+    for line in text.strip().splitlines():
+        name, _, desc = line.strip().partition(" ")
+        cols.append(Column(name, column_type(report_id, name), "" if desc == "-" else desc))
+    return tuple(cols)
+
+
+REPORT_PARTS: dict[int, ReportPart] = {
+    rid: ReportPart(rid, zh, en, slug, kind, _parse_columns(rid, cols))
+    for rid, zh, en, slug, kind, cols in _TABLE
+}
+_BY_SLUG = {p.slug: p for p in REPORT_PARTS.values()}
+
+
+@cache
+def _choices() -> str:
+    return ", ".join(f"{p.id} ({p.slug})" for p in REPORT_PARTS.values())
+
+
+def get_report_part(value: int | str | ReportPart) -> ReportPart:
+    """Look a report up by id (``31033``, ``"31033"``) or slug (``"removals"``).
+
+    Raises ``ValueError`` naming ``report_part_id`` and listing the valid choices.
+    """
+    if isinstance(value, ReportPart):
+        return value
+    key = value.strip() if isinstance(value, str) else value
+    if isinstance(key, str) and key.isdigit():
+        key = int(key)
+    part = REPORT_PARTS.get(key) if isinstance(key, int) and not isinstance(key, bool) else _BY_SLUG.get(
+        str(key).lower()
+    )
+    if part is None:
+        raise ValueError(f"report_part_id={value!r} is not a Cloudmax ReportPartID; use one of: {_choices()}")
+    return part
