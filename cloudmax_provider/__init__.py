@@ -33,7 +33,5 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": [{"integration-name": "Cloudmax", "python-modules": ["cloudmax_provider.hooks.cloudmax"]}],
         "operators": [{"integration-name": "Cloudmax", "python-modules": ["cloudmax_provider.operators.report"]}],
         "sensors": [{"integration-name": "Cloudmax", "python-modules": ["cloudmax_provider.sensors.download_link"]}],
-        "triggers": [
-            {"integration-name": "Cloudmax", "python-modules": ["cloudmax_provider.triggers.download_link"]}
-        ],
+        "triggers": [{"integration-name": "Cloudmax", "python-modules": ["cloudmax_provider.triggers.download_link"]}],
     }

@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 
-class ColumnType(str, enum.Enum):
+class ColumnType(enum.StrEnum):
     """How a column's text is typed in rows handed to Python (and XCom)."""
 
     INT = "int"
@@ -55,7 +55,13 @@ _TABLE: tuple[tuple[int, str, str, str, str, str | None], ...] = (
     (11002, "簡訊已送至電信單位的細節", "SMS handed to carriers", "sms_sent", "detail", None),
     (11003, "紀載客戶已收到簡訊的細節", "SMS delivered to customers", "sms_delivered", "detail", None),
     (11004, "紀載客戶未收到簡訊的細節", "SMS not delivered to customers", "sms_undelivered", "detail", None),
-    (20001, "Email 總寄送報表", "Email send summary", "email_send_summary", "summary", """
+    (
+        20001,
+        "Email 總寄送報表",
+        "Email send summary",
+        "email_send_summary",
+        "summary",
+        """
         LaunchID 任務編號
         Subject 主旨
         Status 寄送管理狀態碼
@@ -97,8 +103,15 @@ _TABLE: tuple[tuple[int, str, str, str, str, str | None], ...] = (
         SendTime 產信第一封至發信機時間
         CompleteTime 完成產信時間
         DoneTime 產信最後一封至發信機時間
-    """),
-    (20003, "Email 開啟報表", "Email open summary", "email_open_summary", "summary", """
+    """,
+    ),
+    (
+        20003,
+        "Email 開啟報表",
+        "Email open summary",
+        "email_open_summary",
+        "summary",
+        """
         LaunchID 任務編號
         AcceptCount 成功發送郵件客戶
         SendTime 保留欄位
@@ -117,8 +130,15 @@ _TABLE: tuple[tuple[int, str, str, str, str, str | None], ...] = (
         F1ReturnEmailCount 第一層成功轉寄次數
         F2ReturnEmailCount 第二層成功轉寄次數
         F3ReturnEmailCount 第三層成功轉寄次數
-    """),
-    (20005, "Email 點選報表", "Email click summary", "email_click_summary", "summary", """
+    """,
+    ),
+    (
+        20005,
+        "Email 點選報表",
+        "Email click summary",
+        "email_click_summary",
+        "summary",
+        """
         LaunchID 任務編號
         AcceptCount 成功發送郵件數
         OpenCount 開啟郵件人數
@@ -138,9 +158,16 @@ _TABLE: tuple[tuple[int, str, str, str, str, str | None], ...] = (
         ClickEmailCount 點選郵件人數
         FirstClickTime 首次點選時間
         LastClickTime 最近點選時間
-    """),
+    """,
+    ),
     (21001, "開信細節下載報表", "Open details", "open_details", "detail", None),
-    (2100199, "開信細節下載報表快捷版", "Open details (quick)", "open_details_quick", "detail", """
+    (
+        2100199,
+        "開信細節下載報表快捷版",
+        "Open details (quick)",
+        "open_details_quick",
+        "detail",
+        """
         LaunchID 任務編號
         EmailAddress 電子郵件
         IP IP位置
@@ -152,8 +179,15 @@ _TABLE: tuple[tuple[int, str, str, str, str, str | None], ...] = (
         Client 瀏覽器
         Language 語系
         SubmitTime 點選時間
-    """),
-    (21002, "點選細節下載報表", "Click details", "click_details", "detail", """
+    """,
+    ),
+    (
+        21002,
+        "點選細節下載報表",
+        "Click details",
+        "click_details",
+        "detail",
+        """
         ClickID 點選編號
         EmailID 電子郵件編號
         CustomerID 顧客編號
@@ -176,8 +210,15 @@ _TABLE: tuple[tuple[int, str, str, str, str, str | None], ...] = (
         Language 語系
         UserAgent 瀏覽器資訊
         AcceptLanguage 支援語系
-    """),
-    (21003, "退信細節下載報表", "Bounce details", "bounce_details", "detail", """
+    """,
+    ),
+    (
+        21003,
+        "退信細節下載報表",
+        "Bounce details",
+        "bounce_details",
+        "detail",
+        """
         ReturnLogID 退信紀錄編號
         EmailID 郵件編號
         CustomerID 顧客編號
@@ -189,8 +230,15 @@ _TABLE: tuple[tuple[int, str, str, str, str, str | None], ...] = (
         DSNStatus DSN狀態
         ReturnMsg 退信狀態訊息
         ReturnTime 退信時間
-    """),
-    (21032, "成功發送郵件下載報表", "Delivered e-mail details", "sent_details", "detail", """
+    """,
+    ),
+    (
+        21032,
+        "成功發送郵件下載報表",
+        "Delivered e-mail details",
+        "sent_details",
+        "detail",
+        """
         LaunchID 任務編號
         EmailID 郵件編號
         CustomerID 顧客編號
@@ -199,8 +247,15 @@ _TABLE: tuple[tuple[int, str, str, str, str, str | None], ...] = (
         SendTime 發送時間
         ExternRefNum 參考號碼
         Subject 主旨
-    """),
-    (30023, "綜合閱信報表", "Combined read summary", "read_summary", "summary", """
+    """,
+    ),
+    (
+        30023,
+        "綜合閱信報表",
+        "Combined read summary",
+        "read_summary",
+        "summary",
+        """
         SubmitTime 發送時間
         LaunchID 任務編號
         JobID 寄送編號
@@ -217,15 +272,23 @@ _TABLE: tuple[tuple[int, str, str, str, str, str | None], ...] = (
         ClickEmailCount 點選郵件人數(A6)
         SendSuccessClickRate 點選率(A6/A3)
         OpenEmailClickRate 開啟郵件點選率(A6/A4)
-    """),
-    (31033, "移除下載報表", "Removals", "removals", "detail", """
+    """,
+    ),
+    (
+        31033,
+        "移除下載報表",
+        "Removals",
+        "removals",
+        "detail",
+        """
         CustomerID 顧客編號
         EmailAddress 電子郵件
         ExternRefNum 參考號碼
         ForwardLayer 類型
         Status 移除原因
         SubmitTime 移除時間
-    """),
+    """,
+    ),
 )
 
 #: 31033's ``Status`` (移除原因) values, numbered as the spec numbers them.
@@ -303,8 +366,7 @@ def _parse_columns(report_id: int, text: str | None) -> tuple[Column, ...] | Non
 
 
 REPORT_PARTS: dict[int, ReportPart] = {
-    rid: ReportPart(rid, zh, en, slug, kind, _parse_columns(rid, cols))
-    for rid, zh, en, slug, kind, cols in _TABLE
+    rid: ReportPart(rid, zh, en, slug, kind, _parse_columns(rid, cols)) for rid, zh, en, slug, kind, cols in _TABLE
 }
 _BY_SLUG = {p.slug: p for p in REPORT_PARTS.values()}
 
@@ -324,8 +386,8 @@ def get_report_part(value: int | str | ReportPart) -> ReportPart:
     key = value.strip() if isinstance(value, str) else value
     if isinstance(key, str) and key.isdigit():
         key = int(key)
-    part = REPORT_PARTS.get(key) if isinstance(key, int) and not isinstance(key, bool) else _BY_SLUG.get(
-        str(key).lower()
+    part = (
+        REPORT_PARTS.get(key) if isinstance(key, int) and not isinstance(key, bool) else _BY_SLUG.get(str(key).lower())
     )
     if part is None:
         raise ValueError(f"report_part_id={value!r} is not a Cloudmax ReportPartID; use one of: {_choices()}")

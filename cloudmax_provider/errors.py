@@ -1,0 +1,155 @@
+"""Errors, and the map from Report.aspx ErrorCodes to them: one place for sync and async code.
+
+Permanent errors also derive from :class:`AirflowFailException`, so a task that hits one fails
+at once instead of burning its retries (retrying a wrong password can lock the account).
+Transient ones (:class:`CloudmaxTransientError`, and an ErrorCode 100 "Exception" that is not
+about credentials) are retried inside the hook by :mod:`cloudmax_provider.retry`.
+
+No message built here ever holds a password: the API echoes none, and URLs are redacted
+before they get here (:func:`cloudmax_provider.request.redact_url`).
+
+Example::
+
+    >>> err = error_for_code(103, "Incorrect ReportPartID", report_part_id=99)
+    >>> type(err).__name__, err.permanent
+    ('CloudmaxIncorrectReportPartError', True)
+"""
+
+from __future__ import annotations
+
+import re
+from typing import ClassVar
+
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+
+class CloudmaxError(AirflowException):
+    """Base of every error this provider raises."""
+
+    permanent: ClassVar[bool] = False
+
+
+class CloudmaxConfigError(CloudmaxError, AirflowFailException, ValueError):
+    """A bad argument or connection setting, found before anything was sent. Names the field and the fix."""
+
+    permanent = True
+
+
+class CloudmaxTransientError(CloudmaxError):
+    """A failure worth retrying: HTTP 5xx/429, timeouts, connection resets, a body cut short."""
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class CloudmaxResponseError(CloudmaxError, AirflowFailException):
+    """An answer that is not the API's (an HTML page, a 404 from a wrong endpoint, unreadable XML)."""
+
+    permanent = True
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class CloudmaxLinkError(CloudmaxError, AirflowFailException):
+    """A DOWNLOADLINK that cannot be used: refused host, 403/410, an error page instead of the file."""
+
+    permanent = True
+
+
+class CloudmaxAPIError(CloudmaxError):
+    """Report.aspx answered ErrorCode > 0.
+
+    ``error_code`` and ``error_msg`` are the API's ERRORCODE and ERRORMSG; ``report_part_id`` the
+    report asked for (None when unknown).
+    """
+
+    default_msg: ClassVar[str] = ""
+    hint: ClassVar[str] = ""
+
+    def __init__(self, error_code: int, error_msg: str = "", *, report_part_id: int | None = None) -> None:
+        self.error_code = error_code
+        self.error_msg = error_msg or self.default_msg
+        self.report_part_id = report_part_id
+        report = f" for ReportPartID {report_part_id}" if report_part_id is not None else ""
+        hint = f" {self.hint}" if self.hint else ""
+        super().__init__(f"Cloudmax ErrorCode {error_code}{report}: {self.error_msg or '(no message)'}.{hint}")
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (type(self), (self.error_code, self.error_msg), {"report_part_id": self.report_part_id})
+
+
+class CloudmaxServerException(CloudmaxAPIError):
+    """ErrorCode 100 "Exception": a server-side failure; transient, retried."""
+
+    default_msg = "Exception"
+
+
+class CloudmaxAuthError(CloudmaxAPIError, AirflowFailException):
+    """ErrorCode 100 about the credentials. Never retried: retries can lock the account."""
+
+    permanent = True
+    hint = "Check the connection's login (ManagerLoginName) and password (ManagerPassword)."
+
+
+class CloudmaxIncorrectRequestError(CloudmaxAPIError, AirflowFailException):
+    """ErrorCode 102 "Incorrect Request": a field is missing or malformed."""
+
+    permanent = True
+    default_msg = "Incorrect Request"
+    hint = "Check launch_ids, columns and response_mode."
+
+
+class CloudmaxIncorrectReportPartError(CloudmaxAPIError, AirflowFailException):
+    """ErrorCode 103 "Incorrect ReportPartID"."""
+
+    permanent = True
+    default_msg = "Incorrect ReportPartID"
+    hint = "Use a ReportPartID of cloudmax_provider.reports.REPORT_PARTS."
+
+
+class CloudmaxTimeFormatError(CloudmaxAPIError, AirflowFailException):
+    """ErrorCode 110 "Invalid time format"."""
+
+    permanent = True
+    default_msg = "Invalid time format"
+    hint = "StartTime/EndTime must be 'yyyy-MM-dd HH:mm:ss'."
+
+
+class CloudmaxNoLicenceError(CloudmaxAPIError, AirflowFailException):
+    """ErrorCode 1000 "No Licence at Page": the account is not licensed for this report."""
+
+    permanent = True
+    default_msg = "No Licence at Page"
+    hint = "Ask Cloudmax to license this report for the API account."
+
+
+class CloudmaxUnknownAPIError(CloudmaxAPIError, AirflowFailException):
+    """An ErrorCode the spec does not list: not retried, since nothing says it would help."""
+
+    permanent = True
+
+
+#: The spec's ErrorCode table (100 is split further by :func:`error_for_code`).
+ERROR_CODES: dict[int, type[CloudmaxAPIError]] = {
+    100: CloudmaxServerException,
+    102: CloudmaxIncorrectRequestError,
+    103: CloudmaxIncorrectReportPartError,
+    110: CloudmaxTimeFormatError,
+    1000: CloudmaxNoLicenceError,
+}
+
+# Reading taken: the spec gives 100 only as "Exception"; a 100 whose message speaks of login,
+# password, account or credentials (English or Chinese) is a credentials failure.
+_CREDENTIALS_MSG = re.compile(r"login|password|passwd|credential|account|auth|帳號|密碼|登入", re.IGNORECASE)
+
+
+def error_for_code(error_code: int, error_msg: str = "", *, report_part_id: int | None = None) -> CloudmaxAPIError:
+    """The exception for an ERRORCODE/ERRORMSG pair (ErrorCode must be > 0)."""
+    cls: type[CloudmaxAPIError] = ERROR_CODES.get(error_code, CloudmaxUnknownAPIError)
+    if error_code == 100 and _CREDENTIALS_MSG.search(error_msg or ""):
+        cls = CloudmaxAuthError
+    return cls(error_code, error_msg, report_part_id=report_part_id)

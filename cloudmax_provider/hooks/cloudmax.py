@@ -1,0 +1,509 @@
+"""CloudmaxHook: Report.aspx over HTTP (requests), with the provider's one retry policy.
+
+All encoding and parsing lives in pure modules (``request``, ``response``, ``links``,
+``errors``) that the async trigger shares; this module is only the synchronous transport.
+
+Example::
+
+    hook = CloudmaxHook("cloudmax_default")
+    req = hook.build_request("removals", [1225], "2026-11-01 00:00:00", "2026-11-02 00:00:00")
+    with hook.open_report(req) as stream:          # ResponseMode 2/3: streamed, never held whole
+        for chunk in stream.chunks:
+            ...
+    rows = hook.get_rows(req)                      # small reports: typed rows
+    links = hook.request_links(req)                # ResponseMode 0/1: links only, no download
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, quote_plus
+
+from airflow.sdk import BaseHook
+
+from cloudmax_provider.connection import CloudmaxSettings
+from cloudmax_provider.errors import (
+    CloudmaxAPIError,
+    CloudmaxAuthError,
+    CloudmaxConfigError,
+    CloudmaxError,
+    CloudmaxLinkError,
+    CloudmaxResponseError,
+    CloudmaxTransientError,
+)
+from cloudmax_provider.links import (
+    PROBE_RANGE,
+    DownloadLink,
+    LinkProbe,
+    LinkState,
+    check_link_allowed,
+    judge_http_probe,
+)
+from cloudmax_provider.reports import get_report_part
+from cloudmax_provider.request import ReportRequest, ResponseMode, WireRequest, build_report_request, encode_request
+from cloudmax_provider.response import (
+    SNIFF_BYTES,
+    Encoding,
+    RowTyper,
+    detect_encoding,
+    iter_csv_records,
+    parse_api_xml,
+    parse_redirect,
+    safe_filename,
+    sniff_kind,
+)
+from cloudmax_provider.retry import retry_args
+
+if TYPE_CHECKING:
+    import requests
+    from tenacity import Retrying
+
+CHUNK_SIZE = 1 << 20
+_SECRET_IN_TEXT = re.compile(r"((?:ManagerPassword|XmlRequest|password)=)[^&\s'\"]*", re.IGNORECASE)
+
+
+def redact_text(text: str) -> str:
+    """Credential values in free text (a library's exception message, say) replaced by ``***``."""
+    return _SECRET_IN_TEXT.sub(r"\1***", text)
+
+
+class TooManyRowsError(CloudmaxConfigError):
+    """A report too large for XCom."""
+
+
+@dataclass
+class ReportStream:
+    """An open report body: iterate ``chunks`` once. ``encoding`` was told from the first bytes."""
+
+    chunks: Iterator[bytes]
+    encoding: Encoding
+    source: str  # secret-free: a redacted URL or the link
+    filename: str = "report.csv"
+    content_type: str = ""
+    size: int | None = None
+
+
+def _transport_error(exc: BaseException, what: str) -> CloudmaxTransientError:
+    return CloudmaxTransientError(f"{type(exc).__name__} while {what}: {redact_text(str(exc))[:300]}")
+
+
+def _retry_after(value: str | None) -> float | None:
+    if value and value.strip().isdigit():
+        return float(value.strip())
+    return None
+
+
+class CloudmaxHook(BaseHook):
+    """Talks to Cloudmax's Report.aspx with the credentials of a ``cloudmax`` connection.
+
+    :param cloudmax_conn_id: the ``cloudmax`` connection (host = base URL, login, password, extras).
+    :param smb_conn_id: an Airflow ``samba`` connection for UNC DOWNLOADLINKs (ResponseMode 0).
+    """
+
+    conn_name_attr = "cloudmax_conn_id"
+    default_conn_name = "cloudmax_default"
+    conn_type = "cloudmax"
+    hook_name = "Cloudmax"
+
+    def __init__(self, cloudmax_conn_id: str = default_conn_name, *, smb_conn_id: str | None = None) -> None:
+        super().__init__()
+        self.cloudmax_conn_id = cloudmax_conn_id
+        self.smb_conn_id = smb_conn_id
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        return {
+            "hidden_fields": ["schema", "port"],
+            "relabeling": {"host": "Base URL", "login": "API account", "password": "API password"},
+            "placeholders": {
+                "host": "https://api.itpison.com",
+                "login": "ManagerLoginName",
+                "password": "ManagerPassword",
+                "extra": '{"timezone": "Asia/Taipei", "method": "POST", "request_format": "fields", '
+                '"endpoint": "/WebAPI/Report.aspx", "allowed_link_hosts": []}',
+            },
+        }
+
+    # ---- connection --------------------------------------------------------------------------
+
+    @cached_property
+    def settings(self) -> CloudmaxSettings:
+        settings = CloudmaxSettings.from_connection(self.get_connection(self.cloudmax_conn_id))
+        _mask(settings.credentials.password)
+        return settings
+
+    @cached_property
+    def session(self) -> requests.Session:
+        """The API session. DOWNLOADLINKs get a separate one: no cookies or credentials cross over."""
+        import requests
+
+        session = requests.Session()
+        session.headers["User-Agent"] = "airflow-provider-cloudmax"
+        return session
+
+    @cached_property
+    def _link_session(self) -> requests.Session:
+        import requests
+
+        session = requests.Session()
+        session.headers["User-Agent"] = "airflow-provider-cloudmax"
+        return session
+
+    def get_conn(self) -> requests.Session:
+        return self.session
+
+    def retrying(self) -> Retrying:
+        """A tenacity ``Retrying`` with the connection's retry settings (the provider's one policy)."""
+        from tenacity import Retrying
+
+        def before_sleep(state: Any) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            self.log.warning("Attempt %d failed (%s); retrying", state.attempt_number, exc)
+
+        return Retrying(**retry_args(self.settings.retry, before_sleep=before_sleep))
+
+    # ---- requests to Report.aspx -------------------------------------------------------------
+
+    def build_request(
+        self, report_part_id: Any, launch_ids: Any, start_time: Any, end_time: Any, **kwargs: Any
+    ) -> ReportRequest:
+        """Validate arguments into a :class:`ReportRequest` in the connection's timezone."""
+        return build_report_request(
+            report_part_id, launch_ids, start_time, end_time, timezone=self.settings.timezone, **kwargs
+        )
+
+    def _wire(self, fields: dict[str, str]) -> WireRequest:
+        s = self.settings
+        return encode_request(s.url, fields, s.credentials, method=s.method, request_format=s.request_format)
+
+    def _send(self, wire: WireRequest, report_part_id: int | None) -> tuple[requests.Response, bytes]:
+        """Send once; return the open response and its first bytes, or raise the right error."""
+        import requests
+
+        s = self.settings
+        self.log.info("Calling Report.aspx: %s %s", wire.method, wire.safe_url)
+        files = [(name, (fn, content, ctype)) for name, fn, content, ctype in wire.files or ()]
+        try:
+            resp = self.session.request(
+                wire.method,
+                wire.url,
+                params=list(wire.params) or None,
+                data=list(wire.data) if wire.data is not None else None,
+                files=files or None,
+                timeout=s.timeout,
+                verify=s.verify,
+                stream=True,
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            raise _transport_error(exc, f"calling {wire.safe_url}") from None
+        try:
+            return resp, self._check_response(resp, wire, report_part_id)
+        except BaseException:
+            resp.close()
+            raise
+
+    def _check_response(self, resp: requests.Response, wire: WireRequest, report_part_id: int | None) -> bytes:
+        import requests
+
+        status = resp.status_code
+        if status in (301, 302, 303, 307, 308):
+            location = resp.headers.get("Location", "")
+            answer = parse_redirect(location)
+            if answer is None:
+                raise CloudmaxResponseError(
+                    f"Report.aspx redirected to {location[:200]!r} without an ErrorCode; remove ReferUrl/"
+                    "SuccessfulUrl/FailedUrl from extra_fields",
+                    status=status,
+                )
+            answer.raise_for_error(report_part_id)
+            raise _RedirectAnswer(answer.links)
+        if status == 429 or status >= 500:
+            raise CloudmaxTransientError(
+                f"Report.aspx answered HTTP {status} ({wire.safe_url})",
+                status=status,
+                retry_after=_retry_after(resp.headers.get("Retry-After")),
+            )
+        if status in (404, 405) or status >= 400:
+            hint = {
+                404: "check the connection's host and the 'endpoint' extra (default /WebAPI/Report.aspx)",
+                405: "the server refuses this method; set the connection extra 'method' to 'GET' or 'POST'",
+            }.get(status, "check the connection")
+            raise CloudmaxResponseError(f"Report.aspx answered HTTP {status} at {wire.safe_url}: {hint}", status=status)
+        try:
+            head = resp.raw.read(SNIFF_BYTES, decode_content=True) or b""
+        except (requests.RequestException, OSError, Exception) as exc:
+            raise _transport_error(exc, f"reading the answer of {wire.safe_url}") from None
+        return bytes(head)
+
+    def _answer(self, request: ReportRequest) -> tuple[requests.Response | None, bytes, list[str]]:
+        """One attempt: send, raise API errors; return (open response or None, first bytes, links)."""
+        try:
+            resp, head = self._send(self._wire(request.fields()), request.report_part.id)
+        except _RedirectAnswer as redirect:
+            return None, b"", list(redirect.links)
+        kind = sniff_kind(head, resp.headers.get("Content-Type"))
+        if kind == "html":
+            resp.close()
+            raise CloudmaxResponseError(
+                "Report.aspx answered an HTML page, not the API; check the connection's host and 'endpoint' extra"
+            )
+        if kind == "xml" or request.response_mode.returns_links:
+            body = head + resp.raw.read(1 << 20, decode_content=True)  # XML answers are small
+            resp.close()
+            answer = parse_api_xml(body)
+            answer.raise_for_error(request.report_part.id)
+            return None, b"", list(answer.links)
+        return resp, head, []
+
+    def request_links(self, request: ReportRequest) -> list[str]:
+        """Ask for a report in ResponseMode 0 or 1 and return its DOWNLOADLINKs, downloading nothing."""
+        if not request.response_mode.returns_links:
+            raise CloudmaxConfigError(
+                f"request_links needs response_mode 0 (UNC) or 1 (HTTP), not {int(request.response_mode)}"
+            )
+        for attempt in self.retrying():
+            with attempt:
+                _, _, links = self._answer(request)
+        if not links:
+            raise CloudmaxResponseError("Report.aspx answered ErrorCode 0 without any DOWNLOADLINK")
+        for link in links:
+            self.check_link(link)
+        self.log.info("Report.aspx answered %d link(s) for %s", len(links), request.describe())
+        return links
+
+    @contextlib.contextmanager
+    def open_report(self, request: ReportRequest) -> Iterator[ReportStream]:
+        """Open a report body (ResponseMode 2 or 3) for streaming; transient failures before the
+        first bytes are retried. Failures mid-body raise :class:`CloudmaxTransientError`: retry the
+        whole download with :meth:`retrying` (the operator does, writing atomically)."""
+        if request.response_mode.returns_links:
+            raise CloudmaxConfigError("open_report reads ResponseMode 2 or 3; use request_links and open_link for 0/1")
+        for attempt in self.retrying():
+            with attempt:
+                resp, head, links = self._answer(request)
+        if resp is None:
+            raise CloudmaxResponseError(f"Report.aspx answered links ({links[:3]}) instead of the report body")
+        with resp:
+            yield self._stream(resp, head, redact_url_of(resp), request)
+
+    def _stream(self, resp: requests.Response, head: bytes, source: str, request: Any = None) -> ReportStream:
+        ctype = resp.headers.get("Content-Type", "")
+        length = resp.headers.get("Content-Length")
+        size = int(length) if length and length.isdigit() and not resp.headers.get("Content-Encoding") else None
+        return ReportStream(
+            chunks=self._iter_body(resp, head, size, source),
+            encoding=detect_encoding(head, ctype),
+            source=source,
+            filename=safe_filename(resp.headers.get("Content-Disposition")),
+            content_type=ctype,
+            size=size,
+        )
+
+    @staticmethod
+    def _iter_body(resp: requests.Response, head: bytes, size: int | None, source: str) -> Iterator[bytes]:
+        received = len(head)
+        if head:
+            yield head
+        try:
+            while True:
+                chunk = resp.raw.read(CHUNK_SIZE, decode_content=True)
+                if not chunk:
+                    break
+                received += len(chunk)
+                yield chunk
+        except Exception as exc:
+            raise _transport_error(exc, f"downloading {source} after {received} bytes") from None
+        if size is not None and received < size:
+            raise CloudmaxTransientError(f"the body of {source} ended after {received} of {size} bytes")
+
+    def get_rows(self, request: ReportRequest, *, max_rows: int | None = None) -> list[dict[str, Any]]:
+        """Typed rows of a small report (int, float, aware datetime, str, None): see :class:`RowTyper`."""
+        renamed = {new: name for name, new in request.columns if new}
+        rows: list[dict[str, Any]] = []
+        tz = _zone(self.settings.timezone)
+        for attempt in self.retrying():
+            with attempt:
+                rows = []
+                with self.open_report(request) as stream:
+                    records = iter_csv_records(stream.chunks, stream.encoding)
+                    header = next(records, None)
+                    if header is None:
+                        return rows
+                    typer = RowTyper(request.report_part, header, tz, renamed)
+                    for cells in records:
+                        if cells == [] or cells == [""]:
+                            continue
+                        if max_rows is not None and len(rows) >= max_rows:
+                            raise TooManyRowsError(
+                                f"the report has more than max_xcom_rows={max_rows} rows, too many for XCom; set "
+                                "destination= to stream it to object storage (or raise max_xcom_rows)"
+                            )
+                        rows.append(typer.type_row(cells))
+        return rows
+
+    # ---- DOWNLOADLINKs -----------------------------------------------------------------------
+
+    def check_link(self, link: str | DownloadLink) -> DownloadLink:
+        """Parse ``link`` and refuse it if its host is not allowed (see :mod:`cloudmax_provider.links`)."""
+        parsed = link if isinstance(link, DownloadLink) else DownloadLink.parse(link)
+        check_link_allowed(parsed, self.settings.api_host, self.settings.allowed_link_hosts)
+        return parsed
+
+    def probe_link(self, link: str | DownloadLink) -> LinkProbe:
+        """Check once whether a link's file is ready (HTTP ranged GET, or SMB stat)."""
+        parsed = self.check_link(link)
+        if parsed.kind == "unc":
+            return self._probe_unc(parsed)
+        import requests
+
+        try:
+            with self._link_session.get(
+                parsed.url,
+                headers={"Range": PROBE_RANGE},
+                timeout=self.settings.timeout,
+                verify=self.settings.verify,
+                stream=True,
+                allow_redirects=False,
+            ) as resp:
+                head = resp.raw.read(SNIFF_BYTES, decode_content=True) or b""
+                return judge_http_probe(parsed.url, resp.status_code, resp.headers, head)
+        except requests.RequestException as exc:
+            return LinkProbe(parsed.url, LinkState.PENDING, message=f"not reachable yet: {type(exc).__name__}")
+
+    def _probe_unc(self, link: DownloadLink) -> LinkProbe:
+        with self._unc_reader(link) as reader:
+            size = reader.size(link.url)
+        if size is None:
+            return LinkProbe(link.url, LinkState.PENDING, None, "the file does not exist yet")
+        if size == 0:
+            return LinkProbe(link.url, LinkState.PENDING, 0, "the file is empty so far")
+        return LinkProbe(link.url, LinkState.READY, size, "exists")
+
+    def _unc_reader(self, link: DownloadLink) -> Any:
+        from cloudmax_provider.unc import SmbTarget, UncPath, UncReader
+
+        return UncReader(SmbTarget.from_airflow_connection(self.smb_conn_id, UncPath.parse(link.url)))
+
+    @contextlib.contextmanager
+    def open_link(self, link: str | DownloadLink) -> Iterator[ReportStream]:
+        """Open a DOWNLOADLINK's file for streaming, without any API credential."""
+        parsed = self.check_link(link)
+        if parsed.kind == "unc":
+            with self._unc_reader(parsed) as reader:
+                chunks = reader.iter_bytes(parsed.url, CHUNK_SIZE)
+                head = next(chunks, b"")
+
+                def all_chunks() -> Iterator[bytes]:
+                    if head:
+                        yield head
+                    yield from chunks
+
+                yield ReportStream(
+                    all_chunks(), detect_encoding(head), parsed.url, parsed.filename, size=reader.size(parsed.url)
+                )
+            return
+        import requests
+
+        for attempt in self.retrying():
+            with attempt:
+                try:
+                    resp = self._link_session.get(
+                        parsed.url,
+                        timeout=self.settings.timeout,
+                        verify=self.settings.verify,
+                        stream=True,
+                        allow_redirects=False,
+                    )
+                except requests.RequestException as exc:
+                    raise _transport_error(exc, f"fetching {parsed.url}") from None
+                if resp.status_code != 200:
+                    resp.close()
+                    probe = judge_http_probe(parsed.url, resp.status_code, resp.headers, b"")
+                    if probe.state is LinkState.FAILED:
+                        raise CloudmaxLinkError(f"DOWNLOADLINK {parsed.url}: {probe.message}")
+                    raise CloudmaxTransientError(
+                        f"DOWNLOADLINK {parsed.url}: {probe.message}",
+                        status=resp.status_code,
+                        retry_after=_retry_after(resp.headers.get("Retry-After")),
+                    )
+                head = resp.raw.read(SNIFF_BYTES, decode_content=True) or b""
+                if sniff_kind(head, resp.headers.get("Content-Type")) != "csv":
+                    resp.close()
+                    raise CloudmaxLinkError(f"DOWNLOADLINK {parsed.url} answered an error page, not the report")
+        with resp:
+            stream = self._stream(resp, head, parsed.url)
+            stream.filename = parsed.filename if stream.filename == "report.csv" else stream.filename
+            yield stream
+
+    # ---- connection test ---------------------------------------------------------------------
+
+    def test_connection(self) -> tuple[bool, str]:
+        """One cheap real call: the credentials with no report fields. A server that knows the account
+        answers 102 (Incorrect Request); a wrong password answers 100 about the login."""
+        try:
+            settings = self.settings
+            wire = self._wire({"ReportPartID": str(get_report_part(20001).id)})
+            try:
+                resp, head = self._send(wire, None)
+            except _RedirectAnswer:
+                return True, f"Connected to {settings.url}"
+            with resp:
+                body = head + resp.raw.read(1 << 16)
+            answer = parse_api_xml(body)
+            if answer.error_code in (0, 102, 103, 110):
+                return True, f"Connected to {settings.url} as {settings.credentials.login!r}"
+            answer.raise_for_error()
+            return True, f"Connected to {settings.url}"
+        except CloudmaxAuthError as exc:
+            return False, f"Wrong API account or password: {exc.error_msg}. Fix the connection's login and password."
+        except CloudmaxTransientError as exc:
+            return False, f"Cannot reach {self._safe_url()}: {exc}. Check the Base URL (host) and the network."
+        except CloudmaxResponseError as exc:
+            return False, f"{exc} (is the Base URL right, and the 'endpoint' extra?)"
+        except (CloudmaxAPIError, CloudmaxError) as exc:
+            return False, str(exc)
+
+    def _safe_url(self) -> str:
+        try:
+            return self.settings.url
+        except Exception:
+            return self.cloudmax_conn_id
+
+
+class _RedirectAnswer(Exception):
+    """A successful answer that came as a redirect (ReferUrl / SuccessfulUrl)."""
+
+    def __init__(self, links: tuple[str, ...]) -> None:
+        super().__init__("redirect")
+        self.links = links
+
+
+def redact_url_of(resp: Any) -> str:
+    from cloudmax_provider.request import redact_url
+
+    return redact_url(str(getattr(resp, "url", "")))
+
+
+def _zone(name: str) -> Any:
+    from cloudmax_provider.request import get_timezone
+
+    return get_timezone(name)
+
+
+def _mask(password: str) -> None:
+    """Register the password (and its URL-encoded forms) with Airflow's secrets masker."""
+    try:
+        from airflow.sdk.log import mask_secret
+    except ImportError:  # pragma: no cover - older task SDKs
+        return
+    for form in {password, quote(password, safe=""), quote_plus(password)}:
+        mask_secret(form)
+
+
+__all__ = ["CloudmaxHook", "ReportStream", "ResponseMode", "TooManyRowsError"]

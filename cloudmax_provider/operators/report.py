@@ -1,0 +1,409 @@
+"""CloudmaxReportOperator: one ReportPartID for a window, into XCom or any object store.
+
+Example::
+
+    CloudmaxReportOperator(
+        task_id="removals",
+        report_part_id="removals",            # or 31033
+        launch_ids=[1225, 1116],
+        destination="s3://lake/cloudmax/{{ ds }}/removals.csv",
+        destination_conn_id="aws_default",
+    )
+
+The window defaults to the run's data interval. Airflow 3's ``"@daily"`` (a CronTriggerTimetable)
+and manual runs have an empty one: then it is ``window`` (one day) ending at the interval's end,
+and the log says so. This module imports no HTTP, SMB or cloud library: DAG files parse fast.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator, conf
+
+from cloudmax_provider.errors import CloudmaxConfigError, CloudmaxLinkError
+from cloudmax_provider.reports import get_report_part
+from cloudmax_provider.request import (
+    ResponseMode,
+    default_window_end,
+    parse_columns,
+    parse_language,
+    parse_launch_ids,
+)
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from cloudmax_provider.hooks.cloudmax import CloudmaxHook, ReportStream
+    from cloudmax_provider.request import ReportRequest
+
+
+def _is_literal(value: Any) -> bool:
+    """True for a value known when the DAG is parsed (not a template, not an XComArg)."""
+    if value is None:
+        return False
+    if isinstance(value, str):
+        return "{{" not in value and "{%" not in value
+    if hasattr(value, "operator") or type(value).__name__.endswith("XComArg"):
+        return False
+    if isinstance(value, list | tuple):
+        return all(_is_literal(v) for v in value)
+    if isinstance(value, dict):
+        return all(_is_literal(k) and _is_literal(v) for k, v in value.items())
+    return True
+
+
+class CloudmaxReportOperator(BaseOperator):
+    """Land one Cloudmax report for a time window.
+
+    :param report_part_id: a ReportPartID (``31033``) or its catalog slug (``"removals"``).
+    :param launch_ids: LaunchIDs: an int, a list, a CSV string ``"1225,1116"`` or an XComArg.
+    :param start_time: window start (datetime or string); default: the run's data interval start.
+    :param end_time: window end; default: the data interval end.
+    :param window: the window's length when the data interval is empty (``"@daily"``, manual runs)
+        or when only one of start_time/end_time is given. Default one day.
+    :param columns: CustomColName: column names, ``(name, new_name)`` pairs or a dict (at most 99).
+    :param language: ``"zh-TW"`` or ``"en"`` (ReportCharacterSetID; report 31033 only).
+    :param response_mode: 0 (UNC link), 1 (HTTP link), 2 (CSV body), 3 (attachment). Default 2
+        into XCom, 3 into a destination.
+    :param destination: ``None``: typed rows into XCom (at most ``max_xcom_rows``). Otherwise an
+        ``ObjectStoragePath`` URI (``s3://``, ``gs://``, ``file://`` ...) the report is streamed to,
+        atomically; the operator returns the URI and pushes ``rows`` and ``bytes`` XComs.
+        With ``one_object_per_link=True`` it is a prefix ending in ``/``.
+    :param destination_conn_id: the connection for the destination's store (e.g. ``aws_default``).
+    :param output_encoding: the written file's encoding (BOM removed); ``None`` keeps the bytes as served.
+    :param one_object_per_link: with several DOWNLOADLINKs, write one object per link instead of one
+        merged report with the header once.
+    :param max_xcom_rows: the most rows pushed to XCom; past it the task fails and says to set destination.
+    :param cloudmax_conn_id: the ``cloudmax`` connection.
+    :param smb_conn_id: a ``samba`` connection for UNC DOWNLOADLINKs (ResponseMode 0).
+    :param deferrable: wait for DOWNLOADLINK files in the triggerer instead of a worker slot.
+    :param poll_interval: seconds between checks of DOWNLOADLINK files.
+    :param link_timeout: seconds to wait for DOWNLOADLINK files before failing.
+    :param emit_asset: declare the destination (when known at parse time) as an Asset outlet.
+    :param extra_fields: other Report.aspx fields, passed through as given.
+    """
+
+    template_fields: Sequence[str] = (
+        "report_part_id",
+        "launch_ids",
+        "start_time",
+        "end_time",
+        "columns",
+        "language",
+        "response_mode",
+        "destination",
+        "extra_fields",
+    )
+    ui_color = "#e8f4fd"
+
+    def __init__(
+        self,
+        *,
+        report_part_id: int | str,
+        launch_ids: Any,
+        start_time: Any = None,
+        end_time: Any = None,
+        window: timedelta = timedelta(days=1),
+        columns: Any = None,
+        language: str | None = None,
+        response_mode: int | str | None = None,
+        destination: str | None = None,
+        destination_conn_id: str | None = None,
+        output_encoding: str | None = "utf-8",
+        one_object_per_link: bool = False,
+        max_xcom_rows: int = 5000,
+        cloudmax_conn_id: str = "cloudmax_default",
+        smb_conn_id: str | None = None,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = 30.0,
+        link_timeout: float = 6 * 3600.0,
+        emit_asset: bool = True,
+        extra_fields: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if emit_asset and _is_literal(destination) and "://" in str(destination) and not one_object_per_link:
+            from airflow.sdk import Asset
+
+            kwargs["outlets"] = [*(kwargs.get("outlets") or []), Asset(uri=str(destination))]
+        super().__init__(**kwargs)
+        self.report_part_id = report_part_id
+        self.launch_ids = launch_ids
+        self.start_time = start_time
+        self.end_time = end_time
+        self.window = window
+        self.columns = columns
+        self.language = language
+        self.response_mode = response_mode
+        self.destination = destination
+        self.destination_conn_id = destination_conn_id
+        self.output_encoding = output_encoding
+        self.one_object_per_link = one_object_per_link
+        self.max_xcom_rows = max_xcom_rows
+        self.cloudmax_conn_id = cloudmax_conn_id
+        self.smb_conn_id = smb_conn_id
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.link_timeout = link_timeout
+        self.extra_fields = extra_fields
+        self._validate_literals()
+
+    # ---- parse-time validation ----------------------------------------------------------------
+
+    def _validate_literals(self) -> None:
+        """Check what is known at parse time, so a typo never reaches the scheduler."""
+        if not isinstance(self.window, timedelta) or self.window <= timedelta(0):
+            raise CloudmaxConfigError(f"window={self.window!r} must be a positive timedelta, e.g. timedelta(days=1)")
+        if self.max_xcom_rows < 0:
+            raise CloudmaxConfigError("max_xcom_rows must be >= 0")
+        part = None
+        if _is_literal(self.report_part_id):
+            try:
+                part = get_report_part(self.report_part_id)
+            except ValueError as exc:
+                raise CloudmaxConfigError(f"task {self.task_id}: {exc}") from None
+        if _is_literal(self.launch_ids):
+            parse_launch_ids(self.launch_ids)
+        if _is_literal(self.columns):
+            parse_columns(self.columns, part)
+        if _is_literal(self.language) and part is not None:
+            parse_language(self.language, part)
+        if _is_literal(self.response_mode):
+            ResponseMode.coerce(self.response_mode)  # type: ignore[arg-type]
+        if _is_literal(self.destination) and "://" not in str(self.destination):
+            raise CloudmaxConfigError(
+                f"destination={self.destination!r} is not a URI; use e.g. 's3://bucket/key.csv' or "
+                "'file:///data/report.csv' (or None for XCom)"
+            )
+        if self.output_encoding is not None:
+            import codecs
+
+            try:
+                codecs.lookup(self.output_encoding)
+            except LookupError:
+                raise CloudmaxConfigError(f"output_encoding={self.output_encoding!r} is not a known encoding") from None
+
+    # ---- the request ---------------------------------------------------------------------------
+
+    def resolve_window(self, context: Context, timezone: str) -> tuple[Any, Any, str]:
+        """The (start, end) to send, and why: explicit arguments, the data interval, or ``window``."""
+        from cloudmax_provider.request import get_timezone, to_account_time
+
+        start, end = self.start_time, self.end_time
+        if start not in (None, "") and end not in (None, ""):
+            return start, end, "start_time/end_time as given"
+        if start not in (None, ""):
+            begin = to_account_time(start, get_timezone(timezone), "start_time")
+            return begin, begin + self.window, f"start_time as given plus window={self.window}"
+        if end not in (None, ""):
+            stop = to_account_time(end, get_timezone(timezone), "end_time")
+            return stop - self.window, stop, f"window={self.window} ending at end_time"
+        dis, die = context.get("data_interval_start"), context.get("data_interval_end")
+        if dis is not None and die is not None and die > dis:
+            return dis, die, "the run's data interval"
+        anchor = die or context.get("logical_date") or context["dag_run"].run_after
+        begin, stop = default_window_end(anchor, self.window)
+        why = (
+            "the data interval is empty (a CronTriggerTimetable such as '@daily', or a manual run)"
+            if dis is not None
+            else "the run has no data interval"
+        )
+        return begin, stop, f"{why}: using window={self.window} ending at {anchor}"
+
+    def build_request(self, hook: CloudmaxHook, context: Context) -> ReportRequest:
+        start, end, why = self.resolve_window(context, hook.settings.timezone)
+        mode = self.response_mode
+        if mode in (None, ""):
+            mode = ResponseMode.CSV_BODY if self.destination is None else ResponseMode.ATTACHMENT
+        request = hook.build_request(
+            self.report_part_id,
+            self.launch_ids,
+            start,
+            end,
+            columns=self.columns,
+            language=self.language,
+            response_mode=mode,
+            extra_fields=self.extra_fields,
+        )
+        self.log.info("Window: %s .. %s (%s); from %s", request.start, request.end, request.start.tzinfo, why)
+        return request
+
+    def _hook(self) -> CloudmaxHook:
+        from cloudmax_provider.hooks.cloudmax import CloudmaxHook
+
+        return CloudmaxHook(self.cloudmax_conn_id, smb_conn_id=self.smb_conn_id)
+
+    # ---- execution ---------------------------------------------------------------------------
+
+    def execute(self, context: Context) -> Any:
+        hook = self._hook()
+        request = self.build_request(hook, context)
+        self.log.info("Requesting %s", request.describe())
+        if not request.response_mode.returns_links:
+            return self._land(context, hook, request, None)
+        links = hook.request_links(request)
+        return self._wait_then_land(context, hook, request, links)
+
+    def _wait_then_land(self, context: Context, hook: CloudmaxHook, request: ReportRequest, links: list[str]) -> Any:
+        deadline = time.time() + self.link_timeout
+        pending = list(links)
+        while True:
+            pending = [link for link in pending if not self._ready(hook, link)]
+            if not pending:
+                return self._land(context, hook, request, links)
+            if self.deferrable:
+                from cloudmax_provider.triggers.download_link import CloudmaxDownloadLinkTrigger
+
+                self.log.info("Deferring until %d DOWNLOADLINK file(s) exist", len(pending))
+                self.defer(
+                    trigger=CloudmaxDownloadLinkTrigger(
+                        links=list(links),
+                        api_host=hook.settings.api_host,
+                        allowed_link_hosts=list(hook.settings.allowed_link_hosts),
+                        smb_conn_id=self.smb_conn_id,
+                        poll_interval=self.poll_interval,
+                        deadline=deadline,
+                        verify=hook.settings.verify,
+                        request_timeout=hook.settings.timeout,
+                    ),
+                    method_name="execute_complete",
+                    kwargs={"links": list(links)},
+                )
+            if time.time() + self.poll_interval > deadline:
+                raise CloudmaxLinkError(
+                    f"DOWNLOADLINK file(s) not ready after link_timeout={self.link_timeout:g}s: {pending[:5]}"
+                )
+            self.log.info("%d DOWNLOADLINK file(s) not ready; checking again in %gs", len(pending), self.poll_interval)
+            time.sleep(self.poll_interval)
+
+    def _ready(self, hook: CloudmaxHook, link: str) -> bool:
+        from cloudmax_provider.links import LinkState
+
+        probe = hook.probe_link(link)
+        if probe.state is LinkState.FAILED:
+            raise CloudmaxLinkError(f"DOWNLOADLINK {link}: {probe.message}")
+        return probe.state is LinkState.READY
+
+    def execute_complete(self, context: Context, event: dict[str, Any], links: list[str] | None = None) -> Any:
+        """Resume after the trigger: download the links it found ready."""
+        status = event.get("status")
+        if status != "success":
+            raise CloudmaxLinkError(f"Waiting for DOWNLOADLINK files ended with {status}: {event.get('message')}")
+        hook = self._hook()
+        request = self.build_request(hook, context)
+        found = links or [str(p["link"]) for p in event.get("links", [])]
+        return self._land(context, hook, request, found)
+
+    # ---- landing -----------------------------------------------------------------------------
+
+    def _sources(self, hook: CloudmaxHook, request: ReportRequest, links: list[str] | None) -> list[Any]:
+        """Context managers opening each body: the report itself, or each DOWNLOADLINK."""
+        if links is None:
+            return [lambda: hook.open_report(request)]
+        return [lambda link=link: hook.open_link(link) for link in links]
+
+    def _land(self, context: Context, hook: CloudmaxHook, request: ReportRequest, links: list[str] | None) -> Any:
+        sources = self._sources(hook, request, links)
+        if self.destination is None:
+            return self._to_xcom(hook, request, sources)
+        if self.one_object_per_link and links:
+            uris = [
+                self._to_object(context, hook, [src], f"{self.destination.rstrip('/')}/{_name(link)}")
+                for src, link in zip(sources, links, strict=True)
+            ]
+            return uris
+        return self._to_object(context, hook, sources, self.destination)
+
+    def _to_xcom(self, hook: CloudmaxHook, request: ReportRequest, sources: list[Any]) -> list[dict[str, Any]]:
+        from cloudmax_provider.hooks.cloudmax import TooManyRowsError
+        from cloudmax_provider.response import RowTyper, iter_csv_records, to_jsonable
+
+        renamed = {new: name for name, new in request.columns if new}
+        tz = request.start.tzinfo
+        rows: list[dict[str, Any]] = []
+        for attempt in hook.retrying():
+            with attempt:
+                rows = []
+                for open_source in sources:
+                    with open_source() as stream:
+                        records = iter_csv_records(stream.chunks, stream.encoding)
+                        header = next(records, None)
+                        if header is None:
+                            continue
+                        typer = RowTyper(request.report_part, header, tz, renamed)  # type: ignore[arg-type]
+                        for cells in records:
+                            if cells in ([], [""]):
+                                continue
+                            if len(rows) >= self.max_xcom_rows:
+                                raise TooManyRowsError(
+                                    f"the report has more than max_xcom_rows={self.max_xcom_rows} rows, too many "
+                                    "for XCom; set destination= (e.g. 's3://bucket/cloudmax/{{ ds }}/report.csv')"
+                                )
+                            rows.append(to_jsonable(typer.type_row(cells)))
+        self.log.info("Pushing %d typed rows to XCom", len(rows))
+        return rows
+
+    def _to_object(self, context: Context, hook: CloudmaxHook, sources: list[Any], uri: str) -> str:
+        from airflow.sdk import ObjectStoragePath
+
+        from cloudmax_provider.transfer import Progress, csv_body, write_atomically
+
+        dest = ObjectStoragePath(uri, conn_id=self.destination_conn_id)
+        # Several links are merged in one encoding: output_encoding, or UTF-8 when bytes are kept as served.
+        target = self.output_encoding or ("utf-8" if len(sources) > 1 else None)
+        progress = Progress(f"Writing {uri}", logger=self.log)
+        for attempt in hook.retrying():
+            with attempt:
+                progress = Progress(f"Writing {uri}", logger=self.log)
+
+                def body(progress: Progress = progress) -> Any:
+                    for i, open_source in enumerate(sources):
+                        stream: ReportStream
+                        with open_source() as stream:
+                            chunks = csv_body(i == 0, stream.chunks, stream.encoding, target)
+                            yield from progress.track(chunks, target or stream.encoding.name)
+
+                write_atomically(dest, body())
+        stats = progress.stats()
+        self.log.info(
+            "Wrote %s: %d rows, %d bytes in %.1fs (%.1f MB/s)",
+            uri,
+            stats.rows,
+            stats.bytes,
+            stats.seconds,
+            stats.rate_mb_s,
+        )
+        ti = context["ti"]
+        ti.xcom_push(key="rows", value=stats.rows)
+        ti.xcom_push(key="bytes", value=stats.bytes)
+        return str(dest)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Input: the Cloudmax report; output: the object written (when the OpenLineage provider is installed)."""
+        try:
+            from airflow.providers.common.compat.openlineage.facet import Dataset
+            from airflow.providers.openlineage.extractors import OperatorLineage
+        except ImportError:
+            return None
+        hook = self._hook()
+        part = get_report_part(self.report_part_id)
+        inputs = [Dataset(namespace=f"cloudmax://{hook.settings.api_host}", name=f"report/{part.id}")]
+        outputs = []
+        if self.destination:
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(str(self.destination))
+            outputs.append(Dataset(namespace=f"{parts.scheme}://{parts.netloc}", name=parts.path.lstrip("/")))
+        return OperatorLineage(inputs=inputs, outputs=outputs)
+
+
+def _name(link: str) -> str:
+    from cloudmax_provider.links import DownloadLink
+
+    return DownloadLink.parse(link).filename
+
+
+__all__ = ["CloudmaxReportOperator"]

@@ -1,0 +1,373 @@
+"""Request building: every Report.aspx field is validated and encoded here, before anything is sent.
+
+Pure code shared by the hook, the operator (parse-time validation) and tests.
+
+Readings taken where the spec is open:
+
+* Times are sent as ``yyyy-MM-dd HH:mm:ss`` in 24-hour form (the spec writes ``hh`` once and
+  ``HH`` once; a 12-hour field without AM/PM would be ambiguous), in the account's timezone.
+  Naive inputs and strings without an offset are read in the account's timezone.
+* LaunchIDs are sent as ``1225,1116`` (no spaces), duplicates dropped, order kept.
+* CustomColName is always sent numbered (CustomColName1..N) so the order is explicit.
+* ``ReportCharacterSetID`` is refused for every report but 31033 (the spec: 目前僅支援移除下載報表).
+
+Example::
+
+    >>> req = build_report_request(2100199, "1234", "2026-11-01 00:00:00", "2026-11-02 00:00:00")
+    >>> req.fields()["LaunchID"], req.fields()["StartTime"]
+    ('1234', '2026-11-01 00:00:00')
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cloudmax_provider.errors import CloudmaxConfigError
+from cloudmax_provider.reports import ReportPart, get_report_part
+
+SPEC_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+MAX_CUSTOM_COLUMNS = 99
+CREDENTIAL_FIELDS = ("ManagerLoginName", "ManagerPassword", "XmlRequest")
+LANGUAGES = {"zh-tw": 17, "zh": 17, "17": 17, "en": 117, "en-us": 117, "117": 117}
+
+ColumnsArg = str | Iterable[str | tuple[str, str | None] | list[str]] | Mapping[str, str | None] | None
+
+
+class ResponseMode(enum.IntEnum):
+    """The spec's ResponseMode values."""
+
+    UNC_LINK = 0  # XML, DOWNLOADLINK a UNC path (the API's default)
+    HTTP_LINK = 1  # XML, DOWNLOADLINK an http URL
+    CSV_BODY = 2  # CSV in the page body
+    ATTACHMENT = 3  # CSV as a file download (Content-Disposition: attachment)
+
+    @property
+    def returns_links(self) -> bool:
+        return self in (ResponseMode.UNC_LINK, ResponseMode.HTTP_LINK)
+
+    @classmethod
+    def coerce(cls, value: int | str | ResponseMode) -> ResponseMode:
+        try:
+            return cls(int(value)) if not isinstance(value, str) or value.strip().isdigit() else cls[value.upper()]
+        except (KeyError, ValueError):
+            raise CloudmaxConfigError(
+                f"response_mode={value!r} is not valid; use 0 (UNC link), 1 (HTTP link), 2 (CSV body) or 3 (attachment)"
+            ) from None
+
+
+def get_timezone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise CloudmaxConfigError(
+            f"timezone={name!r} is not an IANA timezone name; set the connection extra 'timezone' "
+            "to the account's zone, e.g. 'Asia/Taipei'"
+        ) from None
+
+
+_SPEC_TIME = re.compile(r"^\s*(\d{4})[-/](\d{1,2})[-/](\d{1,2})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?\s*$")
+
+
+def to_account_time(value: Any, tz: ZoneInfo, field_name: str) -> datetime:
+    """``value`` (datetime, pendulum, date, ISO string or the spec's format) as an aware time in ``tz``."""
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, date):
+        dt = datetime(value.year, value.month, value.day)
+    elif isinstance(value, str) and value.strip():
+        text = value.strip()
+        m = _SPEC_TIME.match(text)
+        try:
+            if m:
+                y, mo, d, h, mi, s = (int(g) if g else 0 for g in m.groups())
+                dt = datetime(y, mo, d, h, mi, s)
+            else:
+                dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise CloudmaxConfigError(
+                f"{field_name}={value!r} is not a time; pass a datetime, an ISO-8601 string "
+                "('2026-11-01T00:00:00+08:00') or 'yyyy-MM-dd HH:mm:ss'"
+            ) from None
+    else:
+        raise CloudmaxConfigError(
+            f"{field_name}={value!r} is not a time; pass a datetime, an ISO-8601 string or 'yyyy-MM-dd HH:mm:ss'"
+        )
+    if dt.tzinfo is None or dt.utcoffset() is None:
+        return dt.replace(tzinfo=tz)
+    return dt.astimezone(tz)
+
+
+def format_spec_time(dt: datetime) -> str:
+    return dt.strftime(SPEC_TIME_FORMAT)
+
+
+def parse_launch_ids(value: Any) -> tuple[int, ...]:
+    """LaunchIDs from an int, a CSV string (``"1225,1116"``) or an iterable of ints/strings."""
+    items: Iterable[Any]
+    if isinstance(value, bool | int):
+        items = [value]
+    elif isinstance(value, str):
+        items = [p for p in re.split(r"[,\s;]+", value.strip()) if p]
+    elif isinstance(value, Iterable):
+        items = list(value)
+    else:
+        items = [value]
+    ids: list[int] = []
+    for item in items:
+        text = str(item).strip()
+        if isinstance(item, bool) or not text.isdigit() or int(text) <= 0:
+            raise CloudmaxConfigError(
+                f"launch_ids holds {item!r}, which is not a positive LaunchID; pass an int, a list of ints "
+                "or a CSV string such as '1225,1116'"
+            )
+        if int(text) not in ids:
+            ids.append(int(text))
+    if not ids:
+        raise CloudmaxConfigError("launch_ids is empty; pass at least one LaunchID, e.g. launch_ids=[1225]")
+    return tuple(ids)
+
+
+def parse_columns(value: ColumnsArg, part: ReportPart | None = None) -> tuple[tuple[str, str | None], ...]:
+    """CustomColName pairs ``(name, new_name_or_None)`` from names, pairs, ``"Name,New"`` strings or a dict.
+
+    Names are checked case-sensitively against the catalog where it documents the report's columns.
+    """
+    if value is None:
+        return ()
+    pairs: list[tuple[str, str | None]] = []
+    if isinstance(value, Mapping):
+        pairs = [(str(k), None if v is None else str(v)) for k, v in value.items()]
+    else:
+        for item in [value] if isinstance(value, str) else value:
+            if isinstance(item, str):
+                name, _, new = item.partition(",")
+                pairs.append((name, new or None))
+            elif isinstance(item, tuple | list) and len(item) in (1, 2):
+                pairs.append((str(item[0]), None if len(item) == 1 or item[1] is None else str(item[1])))
+            else:
+                raise CloudmaxConfigError(
+                    f"columns holds {item!r}; give column names, (name, new_name) pairs or a dict"
+                )
+    pairs = [(n.strip(), (r.strip() or None) if r else None) for n, r in pairs]
+    if len(pairs) > MAX_CUSTOM_COLUMNS:
+        raise CloudmaxConfigError(
+            f"columns has {len(pairs)} entries; the API takes at most {MAX_CUSTOM_COLUMNS} (CustomColName1..99)"
+        )
+    seen: set[str] = set()
+    for name, new in pairs:
+        if not name or (new is not None and ("," in new or not new)):
+            raise CloudmaxConfigError(f"columns entry {(name, new)!r} is empty or has a comma in its new name")
+        if name in seen:
+            raise CloudmaxConfigError(f"columns names {name!r} twice; list each column once")
+        seen.add(name)
+        if part is not None and part.columns is not None and part.column(name) is None:
+            near = [c for c in part.column_names if c.lower() == name.lower()]
+            fix = (
+                f"did you mean {near[0]!r}? (names are case-sensitive)"
+                if near
+                else (f"report {part.id} has: {', '.join(part.column_names)}")
+            )
+            raise CloudmaxConfigError(f"columns names {name!r}, which report {part.id} does not have; {fix}")
+    return tuple(pairs)
+
+
+def parse_language(value: str | int | None, part: ReportPart) -> int | None:
+    """ReportCharacterSetID from ``"zh-TW"`` (17) or ``"en"`` (117); only report 31033 supports it."""
+    if value is None or value == "":
+        return None
+    code = LANGUAGES.get(str(value).strip().lower())
+    if code is None:
+        raise CloudmaxConfigError(f"language={value!r} is not supported; use 'zh-TW' (17) or 'en' (117)")
+    if not part.supports_language:
+        raise CloudmaxConfigError(
+            f"language is only supported by report 31033 (removals), not {part.id}; remove language="
+        )
+    return code
+
+
+@dataclass(frozen=True)
+class ReportRequest:
+    """A validated Report.aspx request, without credentials."""
+
+    report_part: ReportPart
+    launch_ids: tuple[int, ...]
+    start: datetime
+    end: datetime
+    columns: tuple[tuple[str, str | None], ...] = ()
+    language: int | None = None
+    response_mode: ResponseMode = ResponseMode.CSV_BODY
+    extra_fields: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    def fields(self) -> dict[str, str]:
+        out = {
+            "ReportPartID": str(self.report_part.id),
+            "LaunchID": ",".join(map(str, self.launch_ids)),
+            "StartTime": format_spec_time(self.start),
+            "EndTime": format_spec_time(self.end),
+            "ResponseMode": str(int(self.response_mode)),
+        }
+        for i, (name, new) in enumerate(self.columns, start=1):
+            out[f"CustomColName{i}"] = f"{name},{new}" if new else name
+        if self.language is not None:
+            out["ReportCharacterSetID"] = str(self.language)
+        out.update(self.extra_fields)
+        return out
+
+    def describe(self) -> str:
+        """A one-line, secret-free description for logs and lineage."""
+        return (
+            f"ReportPartID {self.report_part.id} ({self.report_part.name_en}), LaunchID "
+            f"{','.join(map(str, self.launch_ids))}, {format_spec_time(self.start)} .. {format_spec_time(self.end)} "
+            f"({self.start.tzinfo})"
+        )
+
+
+def build_report_request(
+    report_part_id: int | str | ReportPart,
+    launch_ids: Any,
+    start_time: Any,
+    end_time: Any,
+    *,
+    timezone: str = "Asia/Taipei",
+    columns: ColumnsArg = None,
+    language: str | int | None = None,
+    response_mode: int | str | ResponseMode = ResponseMode.CSV_BODY,
+    extra_fields: Mapping[str, Any] | None = None,
+) -> ReportRequest:
+    """Validate every argument and return the request; raises :class:`CloudmaxConfigError` naming the field."""
+    try:
+        part = get_report_part(report_part_id)
+    except ValueError as exc:
+        raise CloudmaxConfigError(str(exc)) from None
+    tz = get_timezone(timezone)
+    start = to_account_time(start_time, tz, "start_time")
+    end = to_account_time(end_time, tz, "end_time")
+    if end <= start:
+        raise CloudmaxConfigError(
+            f"the window is empty or reversed: start_time {format_spec_time(start)} .. end_time "
+            f"{format_spec_time(end)} ({timezone}); pass an end_time after start_time"
+        )
+    extras: list[tuple[str, str]] = []
+    reserved = {"reportpartid", "launchid", "starttime", "endtime", "responsemode", "reportcharactersetid"}
+    for key, val in (extra_fields or {}).items():
+        low = key.lower()
+        if low in reserved or low.startswith("customcolname") or low in {f.lower() for f in CREDENTIAL_FIELDS}:
+            raise CloudmaxConfigError(f"extra_fields may not set {key!r}; use the dedicated argument or connection")
+        extras.append((key, str(val)))
+    return ReportRequest(
+        report_part=part,
+        launch_ids=parse_launch_ids(launch_ids),
+        start=start,
+        end=end,
+        columns=parse_columns(columns, part),
+        language=parse_language(language, part),
+        response_mode=ResponseMode.coerce(response_mode),
+        extra_fields=tuple(extras),
+    )
+
+
+def default_window_end(value: datetime, window: timedelta) -> tuple[datetime, datetime]:
+    """A ``window`` long interval ending at ``value`` (used when the data interval is empty)."""
+    return value - window, value
+
+
+# ---- the wire --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Credentials:
+    login: str
+    password: str
+
+    def __repr__(self) -> str:
+        return f"Credentials(login={self.login!r}, password=***)"
+
+
+def build_xml_request(credentials: Credentials) -> bytes:
+    """The spec's ``<REQUEST>`` document, built with lxml so ``<&>`` in a password survive."""
+    from lxml import etree
+
+    root = etree.Element("REQUEST")
+    etree.SubElement(root, "ManagerLoginName").text = credentials.login
+    etree.SubElement(root, "ManagerPassword").text = credentials.password
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="utf-8"))
+
+
+@dataclass(frozen=True)
+class WireRequest:
+    """What goes on the wire: a transport (requests or aiohttp) sends it as is."""
+
+    method: str
+    url: str
+    params: tuple[tuple[str, str], ...] = ()
+    data: tuple[tuple[str, str], ...] | None = None
+    files: tuple[tuple[str, str, bytes, str], ...] | None = None  # (field, filename, content, content type)
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with any credential field redacted, for logs and exceptions."""
+        return redact_url(self.url if not self.params else f"{self.url}?{urlencode(self.params)}")
+
+    def __repr__(self) -> str:
+        return f"WireRequest({self.method} {self.safe_url})"
+
+
+def encode_request(
+    url: str,
+    fields: Mapping[str, str],
+    credentials: Credentials,
+    *,
+    method: str = "POST",
+    request_format: str = "fields",
+) -> WireRequest:
+    """Encode ``fields`` plus credentials for ``method`` (GET/POST) and ``request_format``:
+
+    * ``fields``: ManagerLoginName/ManagerPassword as fields (POST form-urlencoded, or GET query);
+    * ``xml``: credentials in an ``XmlRequest`` field holding the spec's XML document;
+    * ``xml_file``: the XML document uploaded as ``XmlReqFilePath`` (multipart POST; the spec: files need POST).
+
+    UTF-8 percent-encoding of CJK and ``< = > % &`` is the transport's (requests/aiohttp quote every value).
+    """
+    method = method.upper()
+    if method not in ("GET", "POST"):
+        raise CloudmaxConfigError(f"connection extra method={method!r}; use 'POST' (default) or 'GET'")
+    if request_format == "fields":
+        items = [("ManagerLoginName", credentials.login), ("ManagerPassword", credentials.password)]
+    elif request_format == "xml":
+        items = [("XmlRequest", build_xml_request(credentials).decode("utf-8"))]
+    elif request_format == "xml_file":
+        if method != "POST":
+            raise CloudmaxConfigError("request_format='xml_file' uploads a file and needs method='POST'")
+        upload = ("XmlReqFilePath", "request.xml", build_xml_request(credentials), "text/xml")
+        return WireRequest("POST", url, data=tuple(fields.items()), files=(upload,))
+    else:
+        raise CloudmaxConfigError(
+            f"connection extra request_format={request_format!r}; use 'fields', 'xml' or 'xml_file'"
+        )
+    items += list(fields.items())
+    if method == "GET":
+        return WireRequest("GET", url, params=tuple(items))
+    return WireRequest("POST", url, data=tuple(items))
+
+
+_SECRET_KEYS = {"managerpassword", "xmlrequest", "password", "xmlreqfilepath"}
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the values of credential fields (any letter case) replaced by ``***``; userinfo dropped."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    if not parts.query and netloc == parts.netloc:
+        return url
+    query = urlencode(
+        [(k, "***" if k.lower() in _SECRET_KEYS else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)],
+        safe="*",
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))

@@ -1,0 +1,374 @@
+"""Response parsing: every form Report.aspx answers in, read in one place for sync and async code.
+
+Readings taken where the spec is open (liberal in what we accept):
+
+* XML: the root may have any name; ERRORCODE / ERRORMSG / DOWNLOADLINK are found by local name
+  in any letter case anywhere in the tree; several DOWNLOADLINK elements (or one holding several
+  lines / ``;``-separated links) are a list. A declaration claiming ``utf-16`` over 8-bit bytes
+  (a .NET quirk) is read as UTF-8. Entities, DTDs and network access are off.
+* CSV encoding ("Unicode" in the spec): a BOM decides first (UTF-8, UTF-16 LE/BE); then the
+  Content-Type charset; then NUL bytes in the first bytes mean UTF-16; else UTF-8.
+* Times in cells: ``yyyy-MM-dd HH:mm:ss``, ``yyyy/M/d HH:mm:ss``, zh-TW ``yyyy/M/d 上午 hh:mm:ss``,
+  en ``M/d/yyyy h:mm:ss AM``, optional fractions and ``T``; read in the account's timezone.
+* A redirect (ReferUrl / SuccessfulUrl / FailedUrl) carries its answer in the query string,
+  keys matched in any letter case.
+
+Example::
+
+    >>> parse_api_xml(b"<Root><ErrorCode>0</ErrorCode><DownloadLink>http://h/r.csv</DownloadLink></Root>").links
+    ('http://h/r.csv',)
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import logging
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.message import Message
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+from zoneinfo import ZoneInfo
+
+from cloudmax_provider.errors import CloudmaxAPIError, CloudmaxResponseError, error_for_code
+from cloudmax_provider.reports import ColumnType, ReportPart
+
+log = logging.getLogger(__name__)
+
+SNIFF_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class ApiAnswer:
+    """Report.aspx's XML (or redirect) answer: ERRORCODE, ERRORMSG, DOWNLOADLINKs."""
+
+    error_code: int
+    error_msg: str = ""
+    links: tuple[str, ...] = ()
+    fields: dict[str, str] = field(default_factory=dict)
+
+    def raise_for_error(self, report_part_id: int | None = None) -> None:
+        if self.error_code > 0:
+            raise error_for_code(self.error_code, self.error_msg, report_part_id=report_part_id)
+
+    def to_error(self, report_part_id: int | None = None) -> CloudmaxAPIError:
+        return error_for_code(self.error_code, self.error_msg, report_part_id=report_part_id)
+
+
+_XML_DECL = re.compile(rb"^\s*<\?xml[^>]*\?>", re.IGNORECASE)
+_DECL_ENCODING = re.compile(rb"encoding\s*=\s*[\"']([A-Za-z0-9_.:-]+)[\"']", re.IGNORECASE)
+_LINK_SPLIT = re.compile(r"[\r\n;|]+")
+
+
+def _xml_bytes(body: bytes) -> bytes:
+    """Body bytes lxml can read: undo the .NET 'encoding="utf-16" over UTF-8 bytes' quirk."""
+    if body[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        return body.decode("utf-16").encode("utf-8").replace(b'encoding="utf-16"', b'encoding="utf-8"')
+    body = body.removeprefix(codecs.BOM_UTF8)
+    decl = _XML_DECL.match(body)
+    if decl:
+        enc = _DECL_ENCODING.search(decl.group(0))
+        if enc and enc.group(1).lower().replace(b"-", b"") in (b"utf16", b"unicode", b"utf16le", b"utf16be"):
+            return body[decl.end() :].lstrip()  # 8-bit bytes: read as UTF-8 (lxml's default with no declaration)
+    return body
+
+
+def parse_api_xml(body: bytes) -> ApiAnswer:
+    """Read an XML answer; raises :class:`CloudmaxResponseError` if it is not one."""
+    from lxml import etree
+
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False)
+    try:
+        root = etree.fromstring(_xml_bytes(body.strip()), parser)
+    except etree.XMLSyntaxError as exc:
+        raise CloudmaxResponseError(f"Report.aspx answered unreadable XML ({exc}); body starts {body[:80]!r}") from None
+    values: dict[str, list[str]] = {}
+    for el in root.iter():
+        if not isinstance(el.tag, str):
+            continue
+        name = etree.QName(el).localname.upper()
+        values.setdefault(name, []).append((el.text or "").strip())
+    if "ERRORCODE" not in values:
+        raise CloudmaxResponseError(
+            f"Report.aspx answered XML without ERRORCODE (root <{etree.QName(root).localname}>); "
+            "check the connection's host and endpoint"
+        )
+    return _answer_from(
+        {k: v[0] for k, v in values.items()}, [s for v in values.get("DOWNLOADLINK", []) for s in _split_links(v)]
+    )
+
+
+def _split_links(value: str) -> list[str]:
+    return [p.strip() for p in _LINK_SPLIT.split(value) if p.strip()]
+
+
+def _answer_from(fields: dict[str, str], links: list[str]) -> ApiAnswer:
+    raw_code = fields.get("ERRORCODE", "").strip()
+    try:
+        code = int(raw_code or 0)
+    except ValueError:
+        raise CloudmaxResponseError(f"Report.aspx answered ERRORCODE {raw_code!r}, which is not a number") from None
+    return ApiAnswer(code, fields.get("ERRORMSG", ""), tuple(dict.fromkeys(links)), fields)
+
+
+def parse_redirect(location: str) -> ApiAnswer | None:
+    """The answer carried by a ReferUrl/FailedUrl/SuccessfulUrl redirect's query, or None if it has none."""
+    pairs = parse_qsl(urlsplit(location).query, keep_blank_values=True)
+    fields = {k.upper(): v for k, v in pairs}
+    if "ERRORCODE" not in fields:
+        return None
+    links = [s for k, v in pairs if k.upper() in ("DOWNLOADLINK", "REPORTPATH") for s in _split_links(v)]
+    return _answer_from(fields, links)
+
+
+# ---- body kinds and encodings ------------------------------------------------------------------
+
+
+def content_type_charset(content_type: str | None) -> str | None:
+    if not content_type:
+        return None
+    msg = Message()
+    msg["content-type"] = content_type
+    charset = msg.get_param("charset")
+    return str(charset).strip().lower() if isinstance(charset, str) else None
+
+
+def sniff_kind(head: bytes, content_type: str | None = None) -> str:
+    """``"xml"`` (an API answer), ``"html"`` (an error page) or ``"csv"``, from the first bytes of a body."""
+    enc = detect_encoding(head, content_type)
+    text = head[:512].decode(enc.codec, errors="ignore").lstrip("\ufeff \t\r\n").lower()
+    if text.startswith("<?xml") or (text.startswith("<") and "errorcode" in text):
+        return "xml"
+    if text.startswith(("<!doctype html", "<html", "<head", "<body")) or (
+        text.startswith("<") and "html" in (content_type or "").lower()
+    ):
+        return "html"
+    return "csv"
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """A body's text encoding: Python codec name and the length of its BOM (0 if none)."""
+
+    codec: str
+    bom: int = 0
+
+    @property
+    def name(self) -> str:
+        return {"utf_8": "utf-8", "utf_16_le": "utf-16-le", "utf_16_be": "utf-16-be"}.get(self.codec, self.codec)
+
+
+def detect_encoding(head: bytes, content_type: str | None = None) -> Encoding:
+    """Tell UTF-8, UTF-8 with BOM and UTF-16 apart by BOM, then Content-Type charset, then NUL bytes."""
+    if head.startswith(codecs.BOM_UTF8):
+        return Encoding("utf_8", 3)
+    if head.startswith(codecs.BOM_UTF16_LE):
+        return Encoding("utf_16_le", 2)
+    if head.startswith(codecs.BOM_UTF16_BE):
+        return Encoding("utf_16_be", 2)
+    charset = (content_type_charset(content_type) or "").replace("_", "-")
+    sample = head[:64]
+    nul_odd, nul_even = sample[1::2].count(0), sample[0::2].count(0)
+    if charset in ("utf-16", "unicode", "utf-16le", "utf-16-le", "ucs-2") or nul_odd > len(sample) // 4:
+        return Encoding("utf_16_be" if nul_even > nul_odd else "utf_16_le")
+    if charset in ("utf-16be", "utf-16-be"):
+        return Encoding("utf_16_be")
+    if charset and charset not in ("utf-8", "utf8", "us-ascii", "ascii"):
+        try:
+            return Encoding(codecs.lookup(charset).name)
+        except LookupError:
+            pass
+    return Encoding("utf_8")
+
+
+def safe_filename(content_disposition: str | None, default: str = "report.csv") -> str:
+    """The attachment's file name, reduced to a safe base name (no path, no control or reserved characters)."""
+    if not content_disposition:
+        return default
+    msg = Message()
+    msg["content-disposition"] = content_disposition
+    name = msg.get_filename() or ""
+    name = re.split(r"[\\/]", name)[-1]
+    name = re.sub(r'[\x00-\x1f\x7f<>:"|?*]', "_", name).strip(" .")
+    return name[:200] or default
+
+
+# ---- streaming text ----------------------------------------------------------------------------
+
+
+class CsvRowCounter:
+    """Counts CSV records in a stream of text or UTF-8 bytes: newlines outside quotes (RFC 4180)."""
+
+    def __init__(self) -> None:
+        self.newlines = 0
+        self._in_quotes = False
+        self._last = ""
+
+    def feed(self, chunk: str | bytes) -> None:
+        if not chunk:
+            return
+        text = chunk if isinstance(chunk, str) else chunk.decode("latin-1")  # byte-wise: quotes/newlines are ASCII
+        parts = text.split('"')
+        for i, part in enumerate(parts):
+            if not self._in_quotes if i % 2 == 0 else self._in_quotes:
+                self.newlines += part.count("\n")
+        if (len(parts) - 1) % 2:
+            self._in_quotes = not self._in_quotes
+        self._last = text[-1]
+
+    @property
+    def records(self) -> int:
+        """Lines including the header (a last line without a newline counts)."""
+        return self.newlines + (1 if self._last and self._last != "\n" else 0)
+
+
+def transcode(chunks: Iterable[bytes], source: Encoding, target: str | None) -> Iterator[bytes]:
+    """Re-encode a byte stream from ``source`` to ``target`` (BOM removed), chunk by chunk.
+
+    ``target=None`` passes the bytes through untouched. UTF-8 to UTF-8 only drops a BOM.
+    """
+    if target is None:
+        yield from chunks
+        return
+    out_codec = codecs.lookup(target).name
+    it = iter(chunks)
+    skip = source.bom
+    if source.codec == out_codec:
+        for chunk in it:
+            if skip:
+                chunk, skip = chunk[skip:], max(0, skip - len(chunk))
+            if chunk:
+                yield chunk
+        return
+    decoder = codecs.getincrementaldecoder(source.codec)(errors="strict")
+    encoder = codecs.getincrementalencoder(out_codec)()
+    for chunk in it:
+        if skip:
+            chunk, skip = chunk[skip:], max(0, skip - len(chunk))
+        text = decoder.decode(chunk)
+        if text:
+            yield encoder.encode(text)
+    tail = decoder.decode(b"", final=True)
+    if tail:
+        yield encoder.encode(tail)
+
+
+class ChunkReader(io.RawIOBase):
+    """A readable file object over an iterator of byte chunks (for ``io.TextIOWrapper`` and ``csv``)."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._it = iter(chunks)
+        self._buf = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while not self._buf:
+            try:
+                self._buf = next(self._it)
+            except StopIteration:
+                return 0
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+
+def iter_csv_records(chunks: Iterable[bytes], encoding: Encoding) -> Iterator[list[str]]:
+    """CSV records (header first) from a byte stream, decoded as ``encoding`` with its BOM dropped."""
+    text = io.TextIOWrapper(
+        io.BufferedReader(ChunkReader(transcode(chunks, encoding, "utf-8"))), encoding="utf-8", newline=""
+    )
+    yield from csv.reader(text)
+
+
+# ---- typed rows ------------------------------------------------------------------------------
+
+_TIME_YMD = re.compile(
+    r"^(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})(?:[ T]+(上午|下午|AM|PM|am|pm)?\s*"
+    r"(\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,7}))?)?\s*(上午|下午|AM|PM|am|pm)?)?$"
+)
+_TIME_MDY = re.compile(
+    r"^(\d{1,2})/(\d{1,2})/(\d{4})(?:\s+(\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,7}))?)?\s*(AM|PM|am|pm|上午|下午)?)?$"
+)
+
+
+def parse_cell_time(text: str, tz: ZoneInfo) -> datetime | None:
+    """A time as a .NET server writes it, as an aware datetime in ``tz``; None if it is not one."""
+    text = text.strip()
+    m = _TIME_YMD.match(text)
+    if m:
+        y, mo, d, ampm1, h, mi, s, frac, ampm2 = m.groups()
+    else:
+        m = _TIME_MDY.match(text)
+        if not m:
+            return None
+        mo, d, y, h, mi, s, frac, ampm2 = m.groups()
+        ampm1 = None
+    hour = int(h or 0)
+    ampm = (ampm1 or ampm2 or "").upper()
+    if ampm:
+        if not 1 <= hour <= 12:
+            return None
+        hour = hour % 12 + (12 if ampm in ("PM", "下午") else 0)
+    try:
+        micro = int((frac or "0")[:6].ljust(6, "0"))
+        return datetime(int(y), int(mo), int(d), hour, int(mi or 0), int(s or 0), micro, tzinfo=tz)
+    except ValueError:
+        return None
+
+
+class RowTyper:
+    """Types CSV cells by the catalog: int, float, aware datetime, text; empty cells are None.
+
+    A cell that does not fit its column's type stays text and is logged once per column.
+    """
+
+    def __init__(self, part: ReportPart, header: list[str], tz: ZoneInfo, renamed: dict[str, str] | None = None):
+        renamed = renamed or {}
+        self.header = header
+        self.tz = tz
+        self.types = [part.type_of(renamed.get(name, name)) for name in header]
+        self._warned: set[str] = set()
+
+    def _convert(self, kind: ColumnType, text: str) -> Any:
+        if kind is ColumnType.INT:
+            return int(text.replace(",", ""))
+        if kind is ColumnType.FLOAT:
+            t = text.replace(",", "")
+            return float(t[:-1]) / 100 if t.endswith("%") else float(t)
+        if kind is ColumnType.DATETIME:
+            value = parse_cell_time(text, self.tz)
+            if value is None:
+                raise ValueError(text)
+            return value
+        return text
+
+    def type_row(self, cells: list[str]) -> dict[str, Any]:
+        row: dict[str, Any] = {}
+        for i, name in enumerate(self.header):
+            text = cells[i] if i < len(cells) else ""
+            kind = self.types[i]
+            if text == "" or (kind is not ColumnType.TEXT and not text.strip()):
+                row[name] = None
+                continue
+            try:
+                row[name] = self._convert(kind, text.strip()) if kind is not ColumnType.TEXT else text
+            except ValueError:
+                if name not in self._warned:
+                    self._warned.add(name)
+                    log.warning(
+                        "Column %s: %r is not a %s; kept as text (logged once per column)", name, text, kind.value
+                    )
+                row[name] = text
+        return row
+
+
+def to_jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    """A typed row for XCom: datetimes as ISO-8601 with offset; everything else already JSON."""
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}

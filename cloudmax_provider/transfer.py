@@ -1,0 +1,133 @@
+"""Streaming a report body into any object store, atomically, with progress in the log.
+
+:func:`write_atomically` writes to a temporary object beside the destination
+(``.<name>.<uuid>.partial``), then moves it onto the destination: local files by ``os.replace``
+(atomic), object stores by their server-side copy/move (the final key appears only complete).
+On any failure the temporary object is removed and the destination is untouched, so a re-run
+for the same window overwrites the same object or leaves the old one.
+
+Example::
+
+    dest = ObjectStoragePath("s3://lake/cloudmax/2026-11-01/opens.csv", conn_id="aws_default")
+    stats = write_atomically(dest, [b"a,b\\r\\n", b"1,2\\r\\n"])
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from cloudmax_provider.response import CsvRowCounter, Encoding, transcode
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TransferStats:
+    """What one write moved: data rows (header excluded), bytes written, seconds."""
+
+    rows: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+
+    @property
+    def rate_mb_s(self) -> float:
+        return self.bytes / 1e6 / self.seconds if self.seconds > 0 else 0.0
+
+
+class Progress:
+    """Counts bytes and CSV rows of a stream and logs them every ``every`` seconds."""
+
+    def __init__(self, label: str, every: float = 5.0, logger: logging.Logger | Any = log) -> None:
+        self.label, self.every, self.log = label, every, logger
+        self.counter = CsvRowCounter()
+        self.bytes = 0
+        self.started = self._last = time.monotonic()
+
+    def track(self, chunks: Iterable[bytes], encoding: str = "utf-8") -> Iterator[bytes]:
+        """Pass ``chunks`` (text in ``encoding``) through, counting; rows are counted on the text."""
+        import codecs
+
+        codec = codecs.lookup(encoding).name
+        decoder = None if codec in ("utf-8", "ascii") else codecs.getincrementaldecoder(codec)(errors="replace")
+        for chunk in chunks:
+            self.bytes += len(chunk)
+            self.counter.feed(chunk if decoder is None else decoder.decode(chunk))
+            now = time.monotonic()
+            if now - self._last >= self.every:
+                self._last = now
+                self.log.info(
+                    "%s: %.1f MB, %d rows, %.1f MB/s",
+                    self.label,
+                    self.bytes / 1e6,
+                    self.rows,
+                    self.bytes / 1e6 / max(now - self.started, 1e-9),
+                )
+            yield chunk
+
+    @property
+    def rows(self) -> int:
+        return max(self.counter.records - 1, 0)
+
+    def stats(self) -> TransferStats:
+        return TransferStats(self.rows, self.bytes, time.monotonic() - self.started)
+
+
+def csv_body(first: bool, chunks: Iterable[bytes], source: Encoding, target: str | None) -> Iterator[bytes]:
+    """One source's bytes for a merged report: transcoded to ``target``; the header line dropped unless
+    ``first`` (the reports are CSV with a one-line header, as Report.aspx writes them)."""
+    out = transcode(chunks, source, target)
+    if first:
+        yield from out
+        return
+    newline = "\n".encode(target or source.name)
+    buffered = b""
+    for chunk in out:
+        if buffered is not None:
+            buffered += chunk
+            idx = buffered.find(newline)
+            if idx < 0:
+                continue
+            chunk, buffered = buffered[idx + len(newline) :], None  # type: ignore[assignment]
+        if chunk:
+            yield chunk
+
+
+def write_atomically(dest: Any, chunks: Iterable[bytes], block_size: int = 8 << 20) -> int:
+    """Write ``chunks`` to ``dest`` (an ``ObjectStoragePath``) all or nothing; returns bytes written."""
+    tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex[:12]}.partial"
+    written = 0
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with tmp.open("wb", block_size=block_size) if _is_remote(dest) else tmp.open("wb") as out:
+            for chunk in chunks:
+                out.write(chunk)
+                written += len(chunk)
+        _move(tmp, dest)
+    except BaseException:
+        try:
+            if tmp.exists():
+                tmp.unlink()
+        except Exception:  # the original error matters more than a failed clean-up
+            log.warning("Could not remove the partial object %s", tmp)
+        raise
+    return written
+
+
+def _is_remote(path: Any) -> bool:
+    return (getattr(path, "protocol", "") or "file") not in ("file", "local")
+
+
+def _move(tmp: Any, dest: Any) -> None:
+    if not _is_remote(dest):
+        import os
+
+        os.replace(tmp.path, dest.path)
+        return
+    tmp.fs.mv(tmp.path, dest.path)
+    if tmp.exists():  # some stores copy without deleting
+        tmp.unlink()
