@@ -147,8 +147,8 @@ def parse_columns(value: ColumnsArg, part: ReportPart | None = None) -> tuple[tu
     else:
         for item in [value] if isinstance(value, str) else value:
             if isinstance(item, str):
-                name, _, new = item.partition(",")
-                pairs.append((name, new or None))
+                col, _, rename = item.partition(",")
+                pairs.append((col, rename or None))
             elif isinstance(item, tuple | list) and len(item) in (1, 2):
                 pairs.append((str(item[0]), None if len(item) == 1 or item[1] is None else str(item[1])))
             else:
