@@ -91,9 +91,7 @@ class UncPath:
             raise ValueError(f"UNC link {link!r} names a directory, not a file (it ends with a separator)")
         for seg in segments:
             if seg == "..":
-                raise ValueError(
-                    f"UNC link {link!r} contains a '..' segment; refusing to leave the share path"
-                )
+                raise ValueError(f"UNC link {link!r} has a '..' segment; refusing to leave the share")
             if _BAD_NAME_CHARS.search(seg):
                 raise ValueError(f"UNC link {link!r} has a character SMB does not allow in {seg!r}")
             if seg != seg.rstrip(" ") or seg.endswith("."):
@@ -240,9 +238,8 @@ class UncReader:
                 return None
             raise self._translate(exc, link) from exc
         if stat.S_ISDIR(st.st_mode):
-            raise IsADirectoryError(
-                errno.EISDIR, f"{link} is a directory on {self.target.address}", str(link)
-            )
+            where = self.target.address
+            raise IsADirectoryError(errno.EISDIR, f"{link} is a directory on {where}", str(link))
         return int(st.st_size)
 
     def iter_bytes(self, link: str | UncPath, chunk_size: int = 1 << 20) -> Iterator[bytes]:
@@ -260,9 +257,8 @@ class UncReader:
             fh = smbclient.open_file(path, mode="rb", buffering=0, share_access="r", **self._kwargs())
         except Exception as exc:
             if _is_not_found(exc):
-                raise FileNotFoundError(
-                    errno.ENOENT, f"{link} not found on {self.target.address}", str(link)
-                ) from exc
+                where = self.target.address
+                raise FileNotFoundError(errno.ENOENT, f"{link} not found on {where}", str(link)) from exc
             raise self._translate(exc, link) from exc
         buf = bytearray(chunk_size)
         view = memoryview(buf)
@@ -380,9 +376,8 @@ class UncReader:
                 f"samba connection's host",
             )
         if isinstance(exc, AccessDenied) or code == NtStatus.STATUS_ACCESS_DENIED:
-            return PermissionError(
-                errno.EACCES, f"access denied on SMB server {where} for {who}{about}: {detail}"
-            )
+            msg = f"access denied on SMB server {where} for {who}{about}: {detail}"
+            return PermissionError(errno.EACCES, msg)
         if isinstance(exc, OSError):
             # OSError(errno, ...) picks the matching builtin subclass (IsADirectoryError, ...)
             return OSError(exc.errno, f"SMB error on {where}{about}: {detail}")
