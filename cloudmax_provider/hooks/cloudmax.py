@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -88,6 +89,27 @@ class ReportStream:
     size: int | None = None
 
 
+class _RedactingFilter(logging.Filter):
+    """Redacts credential fields from urllib3's own DEBUG lines (they hold the full URL under GET)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact_text(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+_URLLIB3_FILTER = _RedactingFilter()
+
+
+def _guard_library_logs() -> None:
+    for name in ("urllib3.connectionpool", "requests"):
+        logger = logging.getLogger(name)
+        if _URLLIB3_FILTER not in logger.filters:
+            logger.addFilter(_URLLIB3_FILTER)
+
+
 def _transport_error(exc: BaseException, what: str) -> CloudmaxTransientError:
     return CloudmaxTransientError(f"{type(exc).__name__} while {what}: {redact_text(str(exc))[:300]}")
 
@@ -135,6 +157,7 @@ class CloudmaxHook(BaseHook):
     def settings(self) -> CloudmaxSettings:
         settings = CloudmaxSettings.from_connection(self.get_connection(self.cloudmax_conn_id))
         _mask(settings.credentials.password)
+        _guard_library_logs()
         return settings
 
     @cached_property
@@ -377,13 +400,30 @@ class CloudmaxHook(BaseHook):
             return LinkProbe(parsed.url, LinkState.PENDING, message=f"not reachable yet: {type(exc).__name__}")
 
     def _probe_unc(self, link: DownloadLink) -> LinkProbe:
-        with self._unc_reader(link) as reader:
-            size = reader.size(link.url)
+        """Ready when the size is > 0 and unchanged over ``unc_stable_seconds`` (a file still being
+        written keeps growing). An unreachable server is "not yet"; a refused login, denied access,
+        a missing share or a directory fail the link."""
+        import time
+
+        try:
+            with self._unc_reader(link) as reader:
+                size = reader.size(link.url)
+                if size:
+                    time.sleep(getattr(self, "unc_stable_seconds", 1.0))
+                    again = reader.size(link.url)
+                    if again != size:
+                        return LinkProbe(
+                            link.url, LinkState.PENDING, again, f"still being written ({size} -> {again} bytes)"
+                        )
+        except (ConnectionError, TimeoutError) as exc:
+            return LinkProbe(link.url, LinkState.PENDING, message=f"SMB server not reachable: {exc}"[:300])
+        except (OSError, ValueError) as exc:
+            return LinkProbe(link.url, LinkState.FAILED, message=f"{type(exc).__name__}: {exc}"[:500])
         if size is None:
             return LinkProbe(link.url, LinkState.PENDING, None, "the file does not exist yet")
         if size == 0:
             return LinkProbe(link.url, LinkState.PENDING, 0, "the file is empty so far")
-        return LinkProbe(link.url, LinkState.READY, size, "exists")
+        return LinkProbe(link.url, LinkState.READY, size, "exists, size stable")
 
     def _unc_reader(self, link: DownloadLink) -> Any:
         from cloudmax_provider.unc import SmbTarget, UncPath, UncReader
