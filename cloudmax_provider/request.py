@@ -114,7 +114,8 @@ def parse_launch_ids(value: Any) -> tuple[int, ...]:
     if isinstance(value, bool | int):
         items = [value]
     elif isinstance(value, str):
-        items = [p for p in re.split(r"[,\s;]+", value.strip()) if p]
+        # "1225,1116", "1225 1116" and a rendered list "[1225, 1116]" (templates render to text)
+        items = [p.strip("'\"") for p in re.split(r"[,\s;\[\]()]+", value.strip()) if p.strip("'\"")]
     elif isinstance(value, Iterable):
         items = list(value)
     else:

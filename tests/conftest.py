@@ -53,3 +53,71 @@ def cloudmax_conn(cloudmax_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> Ca
 
     configure()
     return configure
+
+
+@pytest.fixture(scope="session")
+def samba_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A real smbd on a loopback port > 1024 sharing a temp dir as ``reports``; skips with the reason if unavailable."""
+    from cloudmax_provider.testing.samba import SambaServer, samba_unavailable_reason
+
+    reason = samba_unavailable_reason()
+    if reason:
+        pytest.skip(f"Samba not available: {reason}")
+    server = SambaServer(tmp_path_factory.mktemp("smbshare")).start()
+    yield server
+    server.stop()
+
+
+def smb_conn_json(server: Any) -> str:
+    return json.dumps(
+        {
+            "conn_type": "samba",
+            "host": server.host,
+            "port": server.port,
+            "login": server.username,
+            "password": server.password,
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def moto_s3_endpoint() -> Any:
+    """moto's S3 server: a real HTTP endpoint on loopback."""
+    import socket
+
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(moto_s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A fresh bucket on moto's server and an ``aws_moto`` Airflow connection pointing at it."""
+    import uuid
+
+    import boto3
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AWS_MOTO",
+        json.dumps(
+            {
+                "conn_type": "aws",
+                "login": "testing",
+                "password": "testing",
+                "extra": {"endpoint_url": moto_s3_endpoint, "region_name": "us-east-1"},
+            }
+        ),
+    )
+    name = f"lake-{uuid.uuid4().hex[:8]}"
+    client = boto3.client("s3", endpoint_url=moto_s3_endpoint, region_name="us-east-1")
+    client.create_bucket(Bucket=name)
+    return name, client

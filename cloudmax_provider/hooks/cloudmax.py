@@ -62,7 +62,7 @@ from cloudmax_provider.retry import retry_args
 
 if TYPE_CHECKING:
     import requests
-    from tenacity import Retrying
+    from tenacity import AttemptManager
 
 CHUNK_SIZE = 1 << 20
 _SECRET_IN_TEXT = re.compile(r"((?:ManagerPassword|XmlRequest|password)=)[^&\s'\"]*", re.IGNORECASE)
@@ -136,6 +136,7 @@ class CloudmaxHook(BaseHook):
         super().__init__()
         self.cloudmax_conn_id = cloudmax_conn_id
         self.smb_conn_id = smb_conn_id
+        self._retry_active = False
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
@@ -180,15 +181,31 @@ class CloudmaxHook(BaseHook):
     def get_conn(self) -> requests.Session:
         return self.session
 
-    def retrying(self) -> Retrying:
-        """A tenacity ``Retrying`` with the connection's retry settings (the provider's one policy)."""
-        from tenacity import Retrying
+    def retrying(self) -> Iterator[AttemptManager]:
+        """Attempts under the connection's retry settings (the provider's one policy)::
+
+            for attempt in hook.retrying():
+                with attempt:
+                    ...
+
+        Nested use (a whole download around ``open_report``) retries only at the outermost level,
+        so attempts never multiply.
+        """
+        from tenacity import Retrying, stop_after_attempt
+
+        if self._retry_active:
+            yield from Retrying(stop=stop_after_attempt(1), reraise=True)
+            return
 
         def before_sleep(state: Any) -> None:
             exc = state.outcome.exception() if state.outcome else None
             self.log.warning("Attempt %d failed (%s); retrying", state.attempt_number, exc)
 
-        return Retrying(**retry_args(self.settings.retry, before_sleep=before_sleep))
+        self._retry_active = True
+        try:
+            yield from Retrying(**retry_args(self.settings.retry, before_sleep=before_sleep))
+        finally:
+            self._retry_active = False
 
     # ---- requests to Report.aspx -------------------------------------------------------------
 

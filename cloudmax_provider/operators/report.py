@@ -379,7 +379,7 @@ class CloudmaxReportOperator(BaseOperator):
         ti = context["ti"]
         ti.xcom_push(key="rows", value=stats.rows)
         ti.xcom_push(key="bytes", value=stats.bytes)
-        return str(dest)
+        return uri
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """Input: the Cloudmax report; output: the object written (when the OpenLineage provider is installed)."""

@@ -1,0 +1,141 @@
+r"""Wait until Report.aspx DOWNLOADLINK files exist (ResponseMode 0: UNC, 1: HTTP).
+
+Poke mode probes with :meth:`CloudmaxHook.probe_link` (ranged GET / SMB size); deferrable mode
+pokes once (files already there never wait) and then hands the waiting to
+:class:`~cloudmax_provider.triggers.download_link.CloudmaxDownloadLinkTrigger`. Either way the
+task returns ``[{"link": ..., "size": ...}, ...]`` (to XCom), one per link in the order given.
+
+Example::
+
+    links = CloudmaxReportLinksOperator(task_id="links", ...)          # returns the DOWNLOADLINKs
+    wait = CloudmaxDownloadLinkSensor(
+        task_id="wait", links=links.output, smb_conn_id="cloudmax_smb",
+        poke_interval=30, timeout=3600, deferrable=True,
+    )
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from functools import cached_property
+from typing import Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
+from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
+
+from cloudmax_provider.errors import CloudmaxLinkError
+from cloudmax_provider.hooks.cloudmax import CloudmaxHook
+from cloudmax_provider.links import DownloadLink, LinkProbe, LinkState, parse_links
+from cloudmax_provider.triggers.download_link import CloudmaxDownloadLinkTrigger
+
+
+class CloudmaxDownloadLinkSensor(BaseSensorOperator):
+    """Succeed once every DOWNLOADLINK's file is ready; fail at once on 401/403/410 or an error page.
+
+    :param links: one link, a list of links, or a list of ``{"link": ...}`` dicts (templated, so an
+        upstream task's output works).
+    :param cloudmax_conn_id: the ``cloudmax`` connection (its host and ``allowed_link_hosts`` decide
+        which link hosts may be contacted; no API credential is ever sent to a link).
+    :param smb_conn_id: an Airflow ``samba`` connection for UNC links.
+    :param deferrable: wait in the triggerer instead of a worker slot.
+    """
+
+    template_fields: Sequence[str] = ("links",)
+    ui_color = "#e8f4fd"
+
+    def __init__(
+        self,
+        *,
+        links: Any,
+        cloudmax_conn_id: str = CloudmaxHook.default_conn_name,
+        smb_conn_id: str | None = None,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.links = links
+        self.cloudmax_conn_id = cloudmax_conn_id
+        self.smb_conn_id = smb_conn_id
+        self.deferrable = deferrable
+        self._ready: dict[str, int | None] = {}  # link -> size, remembered between pokes
+        self._last: dict[str, str] = {}  # link -> why it is not ready yet
+
+    @cached_property
+    def hook(self) -> CloudmaxHook:
+        return CloudmaxHook(self.cloudmax_conn_id, smb_conn_id=self.smb_conn_id)
+
+    def _links(self) -> list[DownloadLink]:
+        value = [self.links] if isinstance(self.links, Mapping) else self.links
+        return parse_links(value)
+
+    def poke(self, context: Any) -> PokeReturnValue | bool:
+        links = self._links()
+        for link in links:
+            if link.url in self._ready:
+                continue
+            probe = self.hook.probe_link(link)
+            if probe.state is LinkState.FAILED:
+                raise CloudmaxLinkError(f"DOWNLOADLINK {link.url}: {probe.message}")
+            if probe.state is LinkState.READY:
+                self._ready[link.url] = probe.size
+                self.log.info("DOWNLOADLINK ready (%s bytes): %s", probe.size, link.url)
+            else:
+                self._last[link.url] = probe.message
+        waiting = [link.url for link in links if link.url not in self._ready]
+        if waiting:
+            self.log.info("%d of %d DOWNLOADLINK(s) not ready yet: %s", len(waiting), len(links),
+                          "; ".join(f"{u} ({self._last.get(u, '')})" for u in waiting[:10]))
+            return False
+        return PokeReturnValue(is_done=True, xcom_value=[{"link": u.url, "size": self._ready[u.url]} for u in links])
+
+    def execute(self, context: Any) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        started = time.time()
+        try:
+            done = self.poke(context)  # files already there never wait a poll interval
+        except AirflowFailException as exc:
+            if self.soft_fail:
+                raise AirflowSkipException(f"Skipping (soft_fail): {exc}") from exc
+            raise
+        if isinstance(done, PokeReturnValue) and done.is_done:
+            return done.xcom_value
+        settings = self.hook.settings
+        deadline = started + float(self.timeout)
+        self.defer(
+            trigger=CloudmaxDownloadLinkTrigger(
+                links=[link.url for link in self._links()],
+                api_host=settings.api_host,
+                allowed_link_hosts=list(settings.allowed_link_hosts),
+                smb_conn_id=self.smb_conn_id,
+                poll_interval=float(self.poke_interval),
+                deadline=deadline,
+                verify=settings.verify,
+                request_timeout=settings.timeout,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=max(0.0, deadline - time.time())),
+        )
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> list[dict[str, Any]]:
+        """Resume after the trigger: the ``[{"link", "size"}]`` list, or the failure it reported."""
+        status = event.get("status")
+        probes = [LinkProbe.from_dict(item) for item in event.get("links", [])]
+        if status == "success":
+            self.log.info("%s", event.get("message", ""))
+            return [{"link": p.link, "size": p.size} for p in probes]
+        if status == "timeout":
+            pending = [p for p in probes if p.state is not LinkState.READY]
+            message = (
+                f"DOWNLOADLINK(s) not ready after timeout={self.timeout}s: "
+                + "; ".join(f"{p.link} ({p.message})" for p in pending[:20])
+            )
+            if self.soft_fail:
+                raise AirflowSkipException(message)
+            raise AirflowSensorTimeout(message)
+        raise CloudmaxLinkError(str(event.get("message") or f"the DOWNLOADLINK trigger reported {status!r}"))
+
+
+__all__ = ["CloudmaxDownloadLinkSensor"]

@@ -1,0 +1,295 @@
+r"""Wait for DOWNLOADLINK files in the triggerer: async HTTP probes and SMB size checks.
+
+Report.aspx (ResponseMode 0/1) answers links before their files exist. This trigger polls every
+still-pending link once per ``poll_interval`` and fires exactly one event:
+
+.. code-block:: python
+
+    {"status": "success" | "failed" | "timeout",
+     "links": [LinkProbe.to_dict(), ...],   # one per link, in the order given
+     "message": "..."}
+
+Events never hold a body. Readiness is judged by :func:`cloudmax_provider.links.judge_http_probe`
+(the same code the sync hook uses) on a ranged GET of at most 4 KiB; a UNC file is ready when its
+size is > 0 and the same over ``unc_stable_checks`` consecutive checks. No cookie, password or auth
+header is ever sent to a link, redirects are not followed, and a link whose host is not allowed
+fails at once without any request.
+
+Example::
+
+    trigger = CloudmaxDownloadLinkTrigger(
+        links=["https://api.itpison.com/WebAPI/ReportFiles/abc/Report.csv"],
+        api_host="api.itpison.com", allowed_link_hosts=[], smb_conn_id=None,
+        poll_interval=30, deadline=time.time() + 3600, verify=True, request_timeout=60,
+    )
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from cloudmax_provider.errors import CloudmaxError, CloudmaxTransientError
+from cloudmax_provider.links import (
+    PROBE_RANGE,
+    DownloadLink,
+    LinkProbe,
+    LinkState,
+    check_link_allowed,
+    judge_http_probe,
+)
+from cloudmax_provider.retry import is_retryable
+
+if TYPE_CHECKING:
+    import aiohttp
+
+    from cloudmax_provider.unc import UncReader
+
+#: Bytes read from a link to judge it (the ranged GET asks for no more).
+PROBE_BYTES = 4096
+#: Shortest pause between two rounds, whatever ``poll_interval`` says (a trigger never spins).
+MIN_POLL_INTERVAL = 0.05
+
+
+class CloudmaxDownloadLinkTrigger(BaseTrigger):
+    """Fire once every link is ready (``success``), one fails (``failed``) or ``deadline`` passes (``timeout``).
+
+    :param links: DOWNLOADLINKs (http(s) URLs and/or UNC paths).
+    :param api_host: the Report.aspx host; http links to it are always allowed.
+    :param allowed_link_hosts: other hosts whose links may be fetched (``*.example.com`` allowed).
+    :param smb_conn_id: Airflow ``samba`` connection for UNC links.
+    :param poll_interval: seconds between two rounds of probes.
+    :param deadline: epoch seconds; the ``timeout`` event fires at that moment (None: wait forever).
+    :param verify: TLS verification (bool) or a CA bundle path.
+    :param request_timeout: seconds allowed for one probe.
+    :param unc_stable_checks: consecutive equal sizes (> 0) that make a UNC file ready.
+    """
+
+    #: Probes in flight at once, per trigger.
+    max_concurrency: int = 50
+
+    def __init__(
+        self,
+        *,
+        links: list[str],
+        api_host: str,
+        allowed_link_hosts: list[str] | None = None,
+        smb_conn_id: str | None = None,
+        poll_interval: float = 30.0,
+        deadline: float | None = None,
+        verify: bool | str = True,
+        request_timeout: float = 60.0,
+        unc_stable_checks: int = 2,
+    ) -> None:
+        super().__init__()
+        self.links = [str(link) for link in links]
+        self.api_host = str(api_host)
+        self.allowed_link_hosts = [str(h) for h in allowed_link_hosts or []]
+        self.smb_conn_id = smb_conn_id
+        self.poll_interval = max(MIN_POLL_INTERVAL, float(poll_interval))
+        self.deadline = float(deadline) if deadline is not None else None
+        self.verify = verify
+        self.request_timeout = float(request_timeout)
+        self.unc_stable_checks = max(1, int(unc_stable_checks))
+        self._sizes: dict[str, list[int | None]] = {}
+        self._readers: dict[str, tuple[UncReader, asyncio.Lock]] = {}
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "links": list(self.links),
+                "api_host": self.api_host,
+                "allowed_link_hosts": list(self.allowed_link_hosts),
+                "smb_conn_id": self.smb_conn_id,
+                "poll_interval": self.poll_interval,
+                "deadline": self.deadline,
+                "verify": self.verify,
+                "request_timeout": self.request_timeout,
+                "unc_stable_checks": self.unc_stable_checks,
+            },
+        )
+
+    # ---- the event ---------------------------------------------------------------------------
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        payload = await self._wait()
+        yield TriggerEvent(payload)
+
+    def _payload(self, status: str, probes: dict[str, LinkProbe], message: str) -> dict[str, Any]:
+        return {"status": status, "links": [probes[link].to_dict() for link in self.links], "message": message}
+
+    async def _wait(self) -> dict[str, Any]:
+        """Poll until every link is ready, one fails, or the deadline; return the event payload."""
+        probes = {link: LinkProbe(link, LinkState.PENDING, message="not checked yet") for link in self.links}
+        parsed: dict[str, DownloadLink] = {}
+        for link in self.links:  # refused links fail before any request is sent
+            try:
+                parsed[link] = DownloadLink.parse(link)
+                check_link_allowed(parsed[link], self.api_host, self.allowed_link_hosts)
+            except CloudmaxError as exc:
+                probes[link] = LinkProbe(link, LinkState.FAILED, message=str(exc))
+                return self._payload("failed", probes, f"DOWNLOADLINK {link}: {exc}")
+
+        import aiohttp  # here, not at module level: the trigger module must import fast
+
+        loop = asyncio.get_running_loop()
+        loop_deadline = None if self.deadline is None else loop.time() + (self.deadline - time.time())
+        semaphore = asyncio.Semaphore(self.max_concurrency)
+        session = aiohttp.ClientSession(
+            cookie_jar=aiohttp.DummyCookieJar(),  # no cookie ever kept or sent
+            timeout=aiohttp.ClientTimeout(total=self.request_timeout),
+            connector=aiohttp.TCPConnector(limit=self.max_concurrency, ssl=_ssl_arg(self.verify)),
+            headers={"User-Agent": f"airflow-provider-cloudmax-trigger aiohttp/{aiohttp.__version__}"},
+            trust_env=False,
+        )
+        scope = asyncio.timeout_at(loop_deadline)
+        try:
+            async with scope:
+                return await self._poll(session, semaphore, parsed, probes)
+        except TimeoutError:
+            if not scope.expired():
+                raise
+            pending = [p for p in probes.values() if p.state is LinkState.PENDING]
+            waited = ", ".join(f"{p.link} ({p.message})" for p in pending[:20])
+            more = f" and {len(pending) - 20} more" if len(pending) > 20 else ""
+            return self._payload(
+                "timeout", probes, f"{len(pending)} of {len(self.links)} DOWNLOADLINK(s) not ready at the "
+                f"deadline: {waited}{more}"
+            )
+        finally:
+            await session.close()
+            await asyncio.shield(self._close_readers())
+
+    async def _poll(
+        self,
+        session: aiohttp.ClientSession,
+        semaphore: asyncio.Semaphore,
+        parsed: dict[str, DownloadLink],
+        probes: dict[str, LinkProbe],
+    ) -> dict[str, Any]:
+        rounds, last_waiting = 0, -1
+        while True:
+            rounds += 1
+            pending = [link for link, p in probes.items() if p.state is LinkState.PENDING]
+            results = await asyncio.gather(*(self._probe(session, semaphore, parsed[link]) for link in pending))
+            for probe in results:
+                if probes[probe.link].state != probe.state:
+                    self.log.debug("%s: %s (%s)", probe.link, probe.state.value, probe.message)
+                probes[probe.link] = probe
+            failed = [p for p in probes.values() if p.state is LinkState.FAILED]
+            if failed:
+                message = "; ".join(f"DOWNLOADLINK {p.link}: {p.message}" for p in failed[:5])
+                return self._payload("failed", probes, message)
+            waiting = sum(p.state is LinkState.PENDING for p in probes.values())
+            if not waiting:
+                return self._payload(
+                    "success", probes, f"all {len(self.links)} DOWNLOADLINK(s) ready after {rounds} round(s)"
+                )
+            if waiting != last_waiting:  # log changes, not every round (a triggerer runs many of these)
+                self.log.info("%d of %d DOWNLOADLINK(s) not ready; checking every %gs", waiting, len(probes),
+                              self.poll_interval)
+                last_waiting = waiting
+            # A real sleep between rounds (never a spin); the deadline interrupts it at the exact moment.
+            await asyncio.sleep(self.poll_interval)
+
+    # ---- probes ------------------------------------------------------------------------------
+
+    async def _probe(
+        self, session: aiohttp.ClientSession, semaphore: asyncio.Semaphore, link: DownloadLink
+    ) -> LinkProbe:
+        async with semaphore:
+            if link.kind == "unc":
+                return await self._probe_unc(link)
+            return await self._probe_http(session, link)
+
+    async def _probe_http(self, session: aiohttp.ClientSession, link: DownloadLink) -> LinkProbe:
+        """One ranged GET, at most :data:`PROBE_BYTES` read, judged like the sync hook does.
+
+        Transient failures (network errors, timeouts, 5xx/429 judged "pending") are not retried
+        here with the tenacity policy: the next round *is* the retry, on the poll cadence, so a
+        back-off can never push an event past the deadline. ``is_retryable`` (the one policy's
+        classifier) still decides what is transient: anything else fails the link.
+        """
+        import aiohttp
+        from yarl import URL
+
+        try:
+            url = URL(link.url).with_user(None)  # credentials in a link are never sent
+            async with session.get(
+                url, headers={"Range": PROBE_RANGE}, allow_redirects=False, auth=None
+            ) as resp:
+                head = b""
+                while len(head) < PROBE_BYTES:
+                    chunk = await resp.content.read(PROBE_BYTES - len(head))
+                    if not chunk:
+                        break
+                    head += chunk
+                if not resp.content.at_eof():
+                    resp.close()  # the server ignored Range: drop the connection, never drain the body
+                return judge_http_probe(link.url, resp.status, resp.headers, head)
+        except (aiohttp.InvalidURL, aiohttp.ClientConnectorCertificateError, ValueError) as exc:
+            error: BaseException = exc  # a URL aiohttp cannot use, a TLS certificate we do not trust
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            error = CloudmaxTransientError(f"{type(exc).__name__}: {exc}")
+        if is_retryable(error):
+            return LinkProbe(link.url, LinkState.PENDING, message=f"not reachable yet: {error}"[:300])
+        return LinkProbe(link.url, LinkState.FAILED, message=f"cannot be fetched: {error}"[:300])
+
+    async def _probe_unc(self, link: DownloadLink) -> LinkProbe:
+        """SMB size in a thread; ready when > 0 and equal over ``unc_stable_checks`` checks."""
+        try:
+            reader, lock = await self._reader_for(link)
+            async with lock:  # one smbclient call at a time per connection
+                size = await asyncio.to_thread(reader.size, link.url)
+        except (ConnectionError, TimeoutError) as exc:  # SmbUnreachableError: may come back
+            self._sizes.pop(link.url, None)
+            return LinkProbe(link.url, LinkState.PENDING, message=f"SMB server not reachable: {exc}"[:300])
+        except Exception as exc:  # login refused, access denied, no share, a directory, bad path
+            return LinkProbe(link.url, LinkState.FAILED, message=f"{type(exc).__name__}: {exc}"[:500])
+        history = self._sizes.setdefault(link.url, [])
+        history.append(size)
+        del history[: -self.unc_stable_checks]
+        if size is None:
+            return LinkProbe(link.url, LinkState.PENDING, None, "the file does not exist yet")
+        if size == 0:
+            return LinkProbe(link.url, LinkState.PENDING, 0, "the file is empty so far")
+        if len(history) == self.unc_stable_checks and len(set(history)) == 1:
+            return LinkProbe(link.url, LinkState.READY, size, f"size stable over {self.unc_stable_checks} checks")
+        return LinkProbe(link.url, LinkState.PENDING, size, f"{size} bytes so far; waiting for the size to settle")
+
+    async def _reader_for(self, link: DownloadLink) -> tuple[UncReader, asyncio.Lock]:
+        """One reader (one SMB connection) per UNC server name, kept for the trigger's life."""
+        from cloudmax_provider.unc import SmbTarget, UncPath, UncReader
+
+        unc = UncPath.parse(link.url)
+        key = unc.server.lower()
+        if key not in self._readers:
+            # From a worker thread the SDK's sync connection lookup goes through the triggerer's comms.
+            target = await asyncio.to_thread(SmbTarget.from_airflow_connection, self.smb_conn_id, unc)
+            if key not in self._readers:
+                reader = UncReader(target, connection_timeout=max(1.0, self.request_timeout))
+                self._readers[key] = (reader, asyncio.Lock())
+        return self._readers[key]
+
+    async def _close_readers(self) -> None:
+        readers, self._readers = list(self._readers.values()), {}
+        for reader, lock in readers:
+            async with lock:
+                await asyncio.to_thread(reader.close)
+
+
+def _ssl_arg(verify: bool | str) -> Any:
+    """aiohttp's ``ssl=``: True (verify), False (don't), or a context trusting a CA bundle path."""
+    if isinstance(verify, str):
+        import ssl
+
+        return ssl.create_default_context(cafile=verify)
+    return bool(verify)
+
+
+__all__ = ["MIN_POLL_INTERVAL", "PROBE_BYTES", "CloudmaxDownloadLinkTrigger"]

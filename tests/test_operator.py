@@ -1,0 +1,318 @@
+"""CloudmaxReportOperator inside real Airflow (dag.test() on the session's SQLite DB) against the emulator."""
+
+from __future__ import annotations
+
+import codecs
+import json
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from cloudmax_provider.errors import CloudmaxConfigError
+from tests.airflow_runner import run_dag, task_states, xcom
+from tests.conftest import smb_conn_json
+
+pytestmark = pytest.mark.usefixtures("airflow_db")
+
+WINDOW = ("2026-10-31 08:00:00", "2026-11-01 08:00:00")  # the 2026-11-01T00:00Z daily run, in Asia/Taipei
+
+DAG_HEAD = """
+import pendulum
+from datetime import timedelta
+from airflow.sdk import DAG
+from cloudmax_provider.operators.report import CloudmaxReportOperator
+
+with DAG({dag_id!r}, schedule={schedule}, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False) as dag:
+"""
+
+
+def dag_source(dag_id: str, *tasks: str, schedule: str = '"@daily"') -> str:
+    body = "".join(f"    {t}\n" for t in tasks)
+    return DAG_HEAD.format(dag_id=dag_id, schedule=schedule) + body
+
+
+def op(task_id: str = "report", **kwargs: object) -> str:
+    args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+    return f"CloudmaxReportOperator(task_id={task_id!r}, {args})"
+
+
+def test_rows_to_xcom_are_typed(cloudmax_emulator, cloudmax_conn):
+    dr = run_dag(dag_source("cmx_xcom", op(report_part_id="click_details", launch_ids=[1225, 1116])), "cmx_xcom")
+    assert task_states(dr) == {"report": "success"}
+    rows = xcom(dr, "report")
+    header, cells = cloudmax_emulator.expected_rows(21002, [1225, 1116], *WINDOW)
+    assert len(rows) == len(cells) == 10 and list(rows[0]) == header
+    tz = ZoneInfo("Asia/Taipei")
+    for row, raw in zip(rows, cells, strict=True):
+        got = dict(zip(header, raw, strict=True))
+        assert row["ClickID"] == int(got["ClickID"]) and isinstance(row["ClickID"], int)
+        assert row["EmailID"] == int(got["EmailID"])
+        assert row["Longitude"] == (float(got["Longitude"]) if got["Longitude"] else None)
+        assert row["CustomerID"] == (got["CustomerID"] or None)
+        expected_time = datetime.strptime(got["SubmitTime"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=tz)
+        assert row["SubmitTime"] == expected_time.isoformat() and row["SubmitTime"].endswith("+08:00")
+    (api,) = cloudmax_emulator.api_requests
+    assert (api.field("StartTime"), api.field("EndTime")) == WINDOW
+    assert api.field("ResponseMode") == "2"
+
+
+@pytest.mark.parametrize(
+    "schedule", ['"@daily"', 'CronDataIntervalTimetable("0 0 * * *", timezone="UTC")'], ids=["cron-trigger", "interval"]
+)
+def test_daily_window_in_the_account_timezone(cloudmax_emulator, cloudmax_conn, schedule):
+    src = dag_source("cmx_window", op(report_part_id=20001, launch_ids=1225), schedule=schedule)
+    src = src.replace("from airflow.sdk import DAG", "from airflow.sdk import DAG, CronDataIntervalTimetable")
+    dr = run_dag(src, "cmx_window")
+    assert task_states(dr) == {"report": "success"}
+    (api,) = cloudmax_emulator.api_requests
+    assert (api.field("StartTime"), api.field("EndTime")) == WINDOW
+
+
+def test_templated_window_under_interval_timetable(cloudmax_emulator, cloudmax_conn):
+    src = dag_source(
+        "cmx_tmpl",
+        op(
+            report_part_id="{{ 20000 + 1 }}",
+            launch_ids="{{ [1225, 1116] }}",
+            start_time="{{ data_interval_start }}",
+            end_time="{{ data_interval_end }}",
+        ),
+        schedule='CronDataIntervalTimetable("0 0 * * *", timezone="UTC")',
+    ).replace("from airflow.sdk import DAG", "from airflow.sdk import DAG, CronDataIntervalTimetable")
+    dr = run_dag(src, "cmx_tmpl")
+    assert task_states(dr) == {"report": "success"}
+    (api,) = cloudmax_emulator.api_requests
+    assert (api.field("StartTime"), api.field("EndTime")) == WINDOW
+    assert api.field("LaunchID") == "1225,1116" and api.field("ReportPartID") == "20001"
+
+
+def test_explicit_reversed_window_fails_clearly(cloudmax_emulator, cloudmax_conn):
+    src = dag_source(
+        "cmx_rev", op(report_part_id=20001, launch_ids=1, start_time="{{ ds }} 10:00:00", end_time="{{ ds }} 09:00:00")
+    )
+    dr = run_dag(src, "cmx_rev")
+    assert task_states(dr) == {"report": "failed"}
+    assert cloudmax_emulator.api_requests == []
+
+
+@pytest.mark.parametrize(
+    ("source_encoding", "output_encoding"), [("utf-8", "utf-8"), ("utf-8-sig", "utf-8"), ("utf-16", "utf-8")]
+)
+def test_to_local_file_transcoded(cloudmax_emulator, cloudmax_conn, tmp_path, source_encoding, output_encoding):
+    cloudmax_emulator.settings.csv_encoding = source_encoding
+    dest = tmp_path / "out" / "removals.csv"
+    dr = run_dag(
+        dag_source("cmx_file", op(report_part_id=31033, launch_ids=[7, 8], destination=f"file://{dest}")), "cmx_file"
+    )
+    assert task_states(dr) == {"report": "success"}
+    expected = cloudmax_emulator.expected_csv(31033, [7, 8], *WINDOW)
+    assert dest.read_bytes() == expected.encode("utf-8")  # BOM removed, UTF-16 transcoded
+    assert xcom(dr, "report") == f"file://{dest}"
+    assert xcom(dr, "report", "rows") == 10
+    assert xcom(dr, "report", "bytes") == len(expected.encode())
+    assert [p.name for p in dest.parent.iterdir()] == ["removals.csv"]  # no temporary left
+    assert cloudmax_emulator.api_requests[0].field("ResponseMode") == "3"
+
+
+def test_output_encoding_none_keeps_bytes_as_served(cloudmax_emulator, cloudmax_conn, tmp_path):
+    cloudmax_emulator.settings.csv_encoding = "utf-16"
+    dest = tmp_path / "raw.csv"
+    dr = run_dag(
+        dag_source(
+            "cmx_raw", op(report_part_id=21003, launch_ids=5, destination=f"file://{dest}", output_encoding=None)
+        ),
+        "cmx_raw",
+    )
+    assert task_states(dr) == {"report": "success"}
+    raw = dest.read_bytes()
+    assert raw.startswith(codecs.BOM_UTF16_LE)
+    assert raw[2:].decode("utf-16-le") == cloudmax_emulator.expected_csv(21003, [5], *WINDOW)
+    assert xcom(dr, "report", "rows") == 5
+
+
+def test_to_s3_through_moto(cloudmax_emulator, cloudmax_conn, s3_bucket):
+    bucket, client = s3_bucket
+    uri = f"s3://{bucket}/cloudmax/{{{{ ds }}}}/summary.csv"
+    dr = run_dag(
+        dag_source(
+            "cmx_s3", op(report_part_id=30023, launch_ids=[1, 2, 3], destination=uri, destination_conn_id="aws_moto")
+        ),
+        "cmx_s3",
+    )
+    assert task_states(dr) == {"report": "success"}
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert keys == ["cloudmax/2026-11-01/summary.csv"]
+    body = client.get_object(Bucket=bucket, Key=keys[0])["Body"].read()
+    assert body.decode() == cloudmax_emulator.expected_csv(30023, [1, 2, 3], *WINDOW)
+    assert xcom(dr, "report") == f"s3://{bucket}/cloudmax/2026-11-01/summary.csv"
+
+
+def test_truncated_download_leaves_nothing(cloudmax_emulator, cloudmax_conn, tmp_path, s3_bucket):
+    bucket, client = s3_bucket
+    cloudmax_emulator.settings.truncate_body = True
+    cloudmax_emulator.settings.fault_paths = "api"
+    dest = tmp_path / "never.csv"
+    dr = run_dag(
+        dag_source(
+            "cmx_trunc",
+            op(task_id="local", report_part_id=21002, launch_ids=1, destination=f"file://{dest}"),
+            op(
+                task_id="s3",
+                report_part_id=21002,
+                launch_ids=1,
+                destination=f"s3://{bucket}/x/never.csv",
+                destination_conn_id="aws_moto",
+            ),
+        ),
+        "cmx_trunc",
+    )
+    assert task_states(dr) == {"local": "failed", "s3": "failed"}
+    assert list(tmp_path.iterdir()) == []
+    assert client.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+    assert len(cloudmax_emulator.api_requests) == 6  # 3 attempts (the test connection's retries) per task
+
+
+def test_rerun_overwrites_the_same_object(cloudmax_emulator, cloudmax_conn, tmp_path):
+    dest = tmp_path / "same.csv"
+    src = dag_source("cmx_rerun", op(report_part_id=20005, launch_ids=[1], destination=f"file://{dest}"))
+    dest.write_text("stale")
+    run_dag(src, "cmx_rerun")
+    first = dest.read_bytes()
+    run_dag(src, "cmx_rerun")
+    assert dest.read_bytes() == first != b"stale"
+
+
+def test_permanent_api_error_fails_without_retries(cloudmax_emulator, cloudmax_conn):
+    cloudmax_conn(password="wrong")
+    src = dag_source("cmx_perm", op(report_part_id=20001, launch_ids=1, retries=3))
+    dr = run_dag(src, "cmx_perm")
+    (ti,) = dr.get_task_instances()
+    assert str(ti.state) == "failed" and ti.try_number == 1
+    assert len(cloudmax_emulator.api_requests) == 1
+
+
+def test_too_many_rows_for_xcom_says_set_destination(cloudmax_emulator, cloudmax_conn, caplog):
+    dr = run_dag(dag_source("cmx_many", op(report_part_id=21002, launch_ids=[1, 2], max_xcom_rows=3)), "cmx_many")
+    assert task_states(dr) == {"report": "failed"}
+
+
+def test_http_links_merged_with_one_header(cloudmax_emulator, cloudmax_conn, tmp_path):
+    cloudmax_emulator.settings.split_links = True
+    dest = tmp_path / "merged.csv"
+    dr = run_dag(
+        dag_source(
+            "cmx_links",
+            op(
+                report_part_id=2100199,
+                launch_ids=[11, 12, 13],
+                response_mode=1,
+                destination=f"file://{dest}",
+                poll_interval=0.2,
+            ),
+        ),
+        "cmx_links",
+    )
+    assert task_states(dr) == {"report": "success"}
+    assert dest.read_bytes().decode() == cloudmax_emulator.expected_csv(2100199, [11, 12, 13], *WINDOW)
+    assert len(cloudmax_emulator.link_requests) >= 3
+    for r in cloudmax_emulator.link_requests:
+        assert "demo-password" not in json.dumps([r.fields, r.headers, r.query])
+
+
+def test_http_links_one_object_per_link(cloudmax_emulator, cloudmax_conn, tmp_path):
+    cloudmax_emulator.settings.split_links = True
+    dr = run_dag(
+        dag_source(
+            "cmx_split",
+            op(
+                report_part_id=21032,
+                launch_ids=[21, 22],
+                response_mode=1,
+                destination=f"file://{tmp_path}/",
+                one_object_per_link=True,
+                poll_interval=0.2,
+            ),
+        ),
+        "cmx_split",
+    )
+    assert task_states(dr) == {"report": "success"}
+    uris = xcom(dr, "report")
+    assert len(uris) == 2
+    texts = [Path(u.removeprefix("file://")).read_bytes().decode() for u in uris]
+    assert texts == [cloudmax_emulator.expected_csv(21032, [i], *WINDOW) for i in (21, 22)]
+
+
+def test_links_not_ready_are_waited_for(cloudmax_emulator, cloudmax_conn, tmp_path):
+    cloudmax_emulator.settings.link_ready_after = 1.0
+    dest = tmp_path / "later.csv"
+    dr = run_dag(
+        dag_source(
+            "cmx_wait",
+            op(report_part_id=20003, launch_ids=[5], response_mode=1, destination=f"file://{dest}", poll_interval=0.3),
+        ),
+        "cmx_wait",
+    )
+    assert task_states(dr) == {"report": "success"}
+    assert dest.read_bytes().decode() == cloudmax_emulator.expected_csv(20003, [5], *WINDOW)
+
+
+def test_unc_link_through_real_samba(cloudmax_emulator, cloudmax_conn, samba_server, monkeypatch, tmp_path):
+    monkeypatch.setenv("AIRFLOW_CONN_SMB_TEST", smb_conn_json(samba_server))
+    cloudmax_emulator.settings.unc_root = str(samba_server.share_dir)
+    cloudmax_emulator.settings.unc_share = samba_server.share
+    dest = tmp_path / "unc.csv"
+    dr = run_dag(
+        dag_source(
+            "cmx_unc",
+            op(
+                report_part_id=21003,
+                launch_ids=[9],
+                response_mode=0,
+                destination=f"file://{dest}",
+                smb_conn_id="smb_test",
+                poll_interval=0.3,
+            ),
+        ),
+        "cmx_unc",
+    )
+    assert task_states(dr) == {"report": "success"}
+    assert dest.read_bytes().decode() == cloudmax_emulator.expected_csv(21003, [9], *WINDOW)
+
+
+def test_literal_arguments_are_validated_at_parse_time():
+    from cloudmax_provider.operators.report import CloudmaxReportOperator
+
+    with pytest.raises(CloudmaxConfigError, match="report_part_id"):
+        CloudmaxReportOperator(task_id="a", report_part_id=99, launch_ids=1)
+    with pytest.raises(CloudmaxConfigError, match="did you mean 'EmailAddress'"):
+        CloudmaxReportOperator(task_id="b", report_part_id=31033, launch_ids=1, columns=["emailaddress"])
+    with pytest.raises(CloudmaxConfigError, match="at most 99"):
+        CloudmaxReportOperator(task_id="c", report_part_id=11001, launch_ids=1, columns=[f"C{i}" for i in range(100)])
+    with pytest.raises(CloudmaxConfigError, match="language"):
+        CloudmaxReportOperator(task_id="d", report_part_id=21002, launch_ids=1, language="en")
+    with pytest.raises(CloudmaxConfigError, match="destination"):
+        CloudmaxReportOperator(task_id="e", report_part_id=21002, launch_ids=1, destination="/tmp/x.csv")
+    # templated values wait until they render
+    CloudmaxReportOperator(task_id="f", report_part_id="{{ params.rid }}", launch_ids="{{ params.ids }}")
+
+
+def test_destination_is_declared_as_asset_outlet():
+    from cloudmax_provider.operators.report import CloudmaxReportOperator
+
+    task = CloudmaxReportOperator(task_id="a", report_part_id=31033, launch_ids=1, destination="s3://lake/r.csv")
+    assert [o.uri for o in task.outlets] == ["s3://lake/r.csv"]
+    templated = CloudmaxReportOperator(
+        task_id="b", report_part_id=31033, launch_ids=1, destination="s3://l/{{ ds }}.csv"
+    )
+    assert templated.outlets == []
+
+
+def test_openlineage_facets(cloudmax_emulator, cloudmax_conn):
+    from cloudmax_provider.operators.report import CloudmaxReportOperator
+
+    task = CloudmaxReportOperator(task_id="a", report_part_id=31033, launch_ids=1, destination="s3://lake/r.csv")
+    lineage = task.get_openlineage_facets_on_complete(None)
+    assert lineage.inputs[0].namespace == "cloudmax://127.0.0.1" and lineage.inputs[0].name == "report/31033"
+    assert (lineage.outputs[0].namespace, lineage.outputs[0].name) == ("s3://lake", "r.csv")
