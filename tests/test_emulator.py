@@ -43,8 +43,12 @@ def answer(r: requests.Response) -> tuple[int, str, list[str]]:
 
 def get(emu: CloudmaxEmulator, **params: object) -> requests.Response:
     """GET Report.aspx with BASE + params; redirects are not followed."""
-    return requests.get(emu.endpoint_url, params={**BASE, **params},  # type: ignore[arg-type]
-                        timeout=TIMEOUT, allow_redirects=False)
+    return requests.get(
+        emu.endpoint_url,
+        params={**BASE, **params},  # type: ignore[arg-type]
+        timeout=TIMEOUT,
+        allow_redirects=False,
+    )
 
 
 def code_of(emu: CloudmaxEmulator, **params: object) -> int:
@@ -57,8 +61,10 @@ def code_of(emu: CloudmaxEmulator, **params: object) -> int:
 def test_spec_browser_get_url(cloudmax_emulator: CloudmaxEmulator) -> None:
     emu = cloudmax_emulator
     emu.settings.accounts = {"API 帳號": "API 密碼"}
-    url = (f"{emu.endpoint_url}?ManagerLoginName=API 帳號&ManagerPassword=API 密碼"
-           f"&ReportPartID=2100199&LaunchID=1234&StartTime={START}&EndTime={END}")
+    url = (
+        f"{emu.endpoint_url}?ManagerLoginName=API 帳號&ManagerPassword=API 密碼"
+        f"&ReportPartID=2100199&LaunchID=1234&StartTime={START}&EndTime={END}"
+    )
     code, msg, links = answer(requests.get(url, timeout=TIMEOUT))
     assert (code, msg) == (0, "")
     assert len(links) == 1 and links[0].startswith("\\\\CMXFILE01\\reports\\") and links[0].endswith(".csv")
@@ -69,8 +75,10 @@ def test_spec_browser_get_url(cloudmax_emulator: CloudmaxEmulator) -> None:
 def test_spec_xmlrequest_get_url(cloudmax_emulator: CloudmaxEmulator) -> None:
     emu = cloudmax_emulator
     emu.settings.accounts = {"API 帳號": "API 密碼"}
-    xml = ('<?xml version="1.0" encoding="utf-8"?><REQUEST><ManagerLoginName>API 帳號\n</ManagerLoginName>'
-           "<ManagerPassword>API 密碼</ManagerPassword></REQUEST>")
+    xml = (
+        '<?xml version="1.0" encoding="utf-8"?><REQUEST><ManagerLoginName>API 帳號\n</ManagerLoginName>'
+        "<ManagerPassword>API 密碼</ManagerPassword></REQUEST>"
+    )
     url = f"{emu.endpoint_url}?XmlRequest={xml}&ReportPartID=2100199&LaunchID=1234"
     # the spec's example leaves StartTime/EndTime out: they are required
     assert answer(requests.get(url, timeout=TIMEOUT))[0] == 102
@@ -78,11 +86,12 @@ def test_spec_xmlrequest_get_url(cloudmax_emulator: CloudmaxEmulator) -> None:
     assert code == 0
     assert requests.get(links[0], timeout=TIMEOUT).content.decode() == emu.expected_csv(2100199, 1234, START, END)
     # every field may be in the XML; request fields override XML ones
-    xml_all = ("<REQUEST><ManagerLoginName>api 帳號</ManagerLoginName><ManagerPassword>wrong</ManagerPassword>"
-               f"<ReportPartID>20001</ReportPartID><LaunchID>7</LaunchID><StartTime>{START}</StartTime>"
-               f"<EndTime>{END}</EndTime><ResponseMode>2</ResponseMode></REQUEST>")
-    r = requests.get(emu.endpoint_url, params={"XmlRequest": xml_all, "managerpassword": "API 密碼"},
-                     timeout=TIMEOUT)
+    xml_all = (
+        "<REQUEST><ManagerLoginName>api 帳號</ManagerLoginName><ManagerPassword>wrong</ManagerPassword>"
+        f"<ReportPartID>20001</ReportPartID><LaunchID>7</LaunchID><StartTime>{START}</StartTime>"
+        f"<EndTime>{END}</EndTime><ResponseMode>2</ResponseMode></REQUEST>"
+    )
+    r = requests.get(emu.endpoint_url, params={"XmlRequest": xml_all, "managerpassword": "API 密碼"}, timeout=TIMEOUT)
     assert r.text == emu.expected_csv(20001, 7, START, END)
     # the .NET quirk: declared utf-16, bytes utf-8
     quirk = xml_all.replace("<REQUEST>", '<?xml version="1.0" encoding="utf-16"?><REQUEST>')
@@ -114,8 +123,10 @@ def test_spec_php_form_urlencoded(cloudmax_emulator: CloudmaxEmulator) -> None:
 
 def test_xml_from_uploaded_file_and_url(cloudmax_emulator: CloudmaxEmulator) -> None:
     emu = cloudmax_emulator
-    xml = b'<?xml version="1.0" encoding="utf-8"?><REQUEST><ManagerLoginName>DEMO</ManagerLoginName>' \
-          b"<ManagerPassword>demo-password</ManagerPassword></REQUEST>"
+    xml = (
+        b'<?xml version="1.0" encoding="utf-8"?><REQUEST><ManagerLoginName>DEMO</ManagerLoginName>'
+        b"<ManagerPassword>demo-password</ManagerPassword></REQUEST>"
+    )
     rest = {k: v for k, v in BASE.items() if k not in CREDS}
     r = requests.post(emu.endpoint_url, data=rest, files={"XmlReqFilePath": ("req.xml", xml)}, timeout=TIMEOUT)
     assert answer(r)[0] == 0
@@ -149,10 +160,19 @@ def test_error_100_credentials_and_exception(cloudmax_emulator: CloudmaxEmulator
 @pytest.mark.parametrize(
     "params",
     [
-        {"LaunchID": ""}, {"LaunchID": "12a"}, {"LaunchID": "1,,2"}, {"LaunchID": "0"}, {"StartTime": ""},
-        {"EndTime": START}, {"StartTime": END, "EndTime": START}, {"ResponseMode": "5"},
-        {"ReportCharacterSetID": "99"}, {"CustomColName1": "NoSuchColumn"}, {"CustomColName1": "emailaddress"},
-        {"CustomColName1": "IP", "CustomColName2": "IP,again"}, {"CustomColName100": "IP"},
+        {"LaunchID": ""},
+        {"LaunchID": "12a"},
+        {"LaunchID": "1,,2"},
+        {"LaunchID": "0"},
+        {"StartTime": ""},
+        {"EndTime": START},
+        {"StartTime": END, "EndTime": START},
+        {"ResponseMode": "5"},
+        {"ReportCharacterSetID": "99"},
+        {"CustomColName1": "NoSuchColumn"},
+        {"CustomColName1": "emailaddress"},
+        {"CustomColName1": "IP", "CustomColName2": "IP,again"},
+        {"CustomColName100": "IP"},
     ],
 )
 def test_error_102_incorrect_request(cloudmax_emulator: CloudmaxEmulator, params: dict[str, str]) -> None:
@@ -236,16 +256,21 @@ def test_mode_2_and_3_bodies(cloudmax_emulator: CloudmaxEmulator) -> None:
     r3 = get(emu, ResponseMode=3)
     assert r3.content == expected and r3.headers["Content-Type"] == "text/csv; charset=utf-8"
     cd = r3.headers["Content-Disposition"]
-    assert cd.startswith('attachment; filename="Report_2100199_1234_') and ".csv\"" in cd
+    assert cd.startswith('attachment; filename="Report_2100199_1234_') and '.csv"' in cd
     assert "filename*=UTF-8''%E9%96%8B" in cd  # 開信細節...
 
 
 # --- data formatting --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("encoding", "bom", "charset"), [
-    ("utf-8", b"", "utf-8"), ("utf-8-sig", b"\xef\xbb\xbf", "utf-8"), ("utf-16", b"\xff\xfe", "utf-16"),
-])
+@pytest.mark.parametrize(
+    ("encoding", "bom", "charset"),
+    [
+        ("utf-8", b"", "utf-8"),
+        ("utf-8-sig", b"\xef\xbb\xbf", "utf-8"),
+        ("utf-16", b"\xff\xfe", "utf-16"),
+    ],
+)
 def test_csv_encodings(cloudmax_emulator: CloudmaxEmulator, encoding: str, bom: bytes, charset: str) -> None:
     emu = cloudmax_emulator
     emu.settings.csv_encoding = encoding
@@ -254,18 +279,22 @@ def test_csv_encodings(cloudmax_emulator: CloudmaxEmulator, encoding: str, bom: 
         r = get(emu, ResponseMode=mode, ReportPartID=21032, LaunchID="1,2")
         assert r.headers["Content-Type"] == f"text/csv; charset={charset}"
         assert r.content.startswith(bom) or not bom
-        body = r.content[len(bom):].decode("utf-16-le" if encoding == "utf-16" else "utf-8")
+        body = r.content[len(bom) :].decode("utf-16-le" if encoding == "utf-16" else "utf-8")
         assert body == expected
     link = answer(get(emu, ResponseMode=1, ReportPartID=21032, LaunchID="1,2"))[2][0]
     assert requests.get(link, timeout=TIMEOUT).content == bom + expected.encode(
-        "utf-16-le" if encoding == "utf-16" else "utf-8")
+        "utf-16-le" if encoding == "utf-16" else "utf-8"
+    )
 
 
-@pytest.mark.parametrize(("fmt", "pattern"), [
-    ("iso", r"^2024-01-0[12] \d\d:\d\d:\d\d$"),
-    ("zh-TW", r"^2024/1/[12] (上午|下午) (0\d|1[0-2]):\d\d:\d\d$"),
-    ("en-US", r"^1/[12]/2024 ([1-9]|1[0-2]):\d\d:\d\d (AM|PM)$"),
-])
+@pytest.mark.parametrize(
+    ("fmt", "pattern"),
+    [
+        ("iso", r"^2024-01-0[12] \d\d:\d\d:\d\d$"),
+        ("zh-TW", r"^2024/1/[12] (上午|下午) (0\d|1[0-2]):\d\d:\d\d$"),
+        ("en-US", r"^1/[12]/2024 ([1-9]|1[0-2]):\d\d:\d\d (AM|PM)$"),
+    ],
+)
 def test_time_formats(cloudmax_emulator: CloudmaxEmulator, fmt: str, pattern: str) -> None:
     emu = cloudmax_emulator
     emu.settings.time_format = fmt
@@ -321,8 +350,9 @@ def test_removals_language(cloudmax_emulator: CloudmaxEmulator) -> None:
     for lang in (None, "17", "117"):
         extra = {"ReportCharacterSetID": lang} if lang else {}
         text = get(emu, ResponseMode=2, ReportPartID=31033, CustomColName1="Status", **extra).text
-        assert text == emu.expected_csv(31033, 1234, START, END, columns=["Status"],
-                                        language=int(lang) if lang else None)
+        assert text == emu.expected_csv(
+            31033, 1234, START, END, columns=["Status"], language=int(lang) if lang else None
+        )
         statuses[lang] = {row[0] for row in csv.reader(io.StringIO(text))} - {"Status"}
     assert statuses["17"] <= set(REMOVAL_STATUSES_ZH) and "無效名單" in REMOVAL_STATUSES_ZH
     assert statuses[None] == statuses["117"] and statuses["117"] <= set(REMOVAL_STATUSES)
@@ -360,8 +390,10 @@ def test_redirects_with_keywords(cloudmax_emulator: CloudmaxEmulator) -> None:
     assert parse_qs(urlsplit(loc).query)["p"][0].startswith("\\\\CMXFILE01\\reports\\")
     loc = location(ManagerPassword="x", SuccessfulUrl="http://ok/", FailedUrl="http://bad/?c=%ERRORCODE%&m=%errormsg%")
     assert parse_qs(urlsplit(loc).query) == {"c": ["100"], "m": [LOGIN_FAILED_MSG]}
-    assert location(ReferUrl="http://refer/?c=%errorcode%", ReportPartID=1, FailedUrl="http://bad/") == \
-        "http://refer/?c=103"
+    assert (
+        location(ReferUrl="http://refer/?c=%errorcode%", ReportPartID=1, FailedUrl="http://bad/")
+        == "http://refer/?c=103"
+    )
     assert location(ResponseMode=2, ReportPartID=1, FailedUrl="http://bad/%errorcode%") == "http://bad/103"
     # success in modes 2/3: the report, no redirect
     r = get(emu, ResponseMode=2, ReferUrl="http://refer/", SuccessfulUrl="http://ok/")
@@ -510,9 +542,24 @@ def test_expected_rows_helpers() -> None:
 
 def test_cli() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cloudmax_provider.testing.emulator", "--port", "0", "--login", "cli",
-         "--password", "pw", "--rows-per-launch", "2", "--time-format", "en-US"],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        [
+            sys.executable,
+            "-m",
+            "cloudmax_provider.testing.emulator",
+            "--port",
+            "0",
+            "--login",
+            "cli",
+            "--password",
+            "pw",
+            "--rows-per-launch",
+            "2",
+            "--time-format",
+            "en-US",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
         assert proc.stdout is not None
