@@ -131,3 +131,49 @@ def _move(tmp: Any, dest: Any) -> None:
     tmp.fs.mv(tmp.path, dest.path)
     if tmp.exists():  # some stores copy without deleting
         tmp.unlink()
+
+
+def land_report(
+    context: Any,
+    hook: Any,
+    sources: list[Any],
+    uri: str,
+    conn_id: str | None,
+    output_encoding: str | None,
+    logger: Any = log,
+) -> str:
+    """Stream ``sources`` (openers of :class:`~cloudmax_provider.hooks.cloudmax.ReportStream`) into the
+    object ``uri`` as one CSV (header once), atomically, retrying the whole write on transient failures.
+
+    Pushes ``rows`` and ``bytes`` XComs and returns ``uri``. Several sources are merged in one encoding:
+    ``output_encoding``, or UTF-8 when bytes are otherwise kept as served.
+    """
+    from airflow.sdk import ObjectStoragePath
+
+    dest = ObjectStoragePath(uri, conn_id=conn_id)
+    target = output_encoding or ("utf-8" if len(sources) > 1 else None)
+    progress = Progress(f"Writing {uri}", logger=logger)
+    for attempt in hook.retrying():
+        with attempt:
+            progress = Progress(f"Writing {uri}", logger=logger)
+
+            def body(progress: Progress = progress) -> Iterator[bytes]:
+                for i, open_source in enumerate(sources):
+                    with open_source() as stream:
+                        chunks = csv_body(i == 0, stream.chunks, stream.encoding, target)
+                        yield from progress.track(chunks, target or stream.encoding.name)
+
+            write_atomically(dest, body())
+    stats = progress.stats()
+    logger.info(
+        "Wrote %s: %d rows, %d bytes in %.1fs (%.1f MB/s)",
+        uri,
+        stats.rows,
+        stats.bytes,
+        stats.seconds,
+        stats.rate_mb_s,
+    )
+    ti = context["ti"]
+    ti.xcom_push(key="rows", value=stats.rows)
+    ti.xcom_push(key="bytes", value=stats.bytes)
+    return uri

@@ -17,9 +17,10 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -362,29 +363,43 @@ class CloudmaxHook(BaseHook):
         if size is not None and received < size:
             raise CloudmaxTransientError(f"the body of {source} ended after {received} of {size} bytes")
 
-    def get_rows(self, request: ReportRequest, *, max_rows: int | None = None) -> list[dict[str, Any]]:
-        """Typed rows of a small report (int, float, aware datetime, str, None): see :class:`RowTyper`."""
+    def sources(self, request: ReportRequest, links: list[str] | None = None) -> list[Callable[[], Any]]:
+        """Openers (context managers yielding a :class:`ReportStream`) of a report's body or bodies:
+        the report itself (ResponseMode 2/3), or each DOWNLOADLINK."""
+        if links is None:
+            return [functools.partial(self.open_report, request)]
+        return [functools.partial(self.open_link, link) for link in links]
+
+    def get_rows(
+        self, request: ReportRequest, *, max_rows: int | None = None, links: list[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Typed rows of a small report (int, float, aware datetime, str, None): see :class:`RowTyper`.
+
+        Reads the report body, or ``links`` (their rows one after the other) when given.
+        """
         renamed = {new: name for name, new in request.columns if new}
-        rows: list[dict[str, Any]] = []
         tz = _zone(self.settings.timezone)
+        rows: list[dict[str, Any]] = []
         for attempt in self.retrying():
             with attempt:
                 rows = []
-                with self.open_report(request) as stream:
-                    records = iter_csv_records(stream.chunks, stream.encoding)
-                    header = next(records, None)
-                    if header is None:
-                        return rows
-                    typer = RowTyper(request.report_part, header, tz, renamed)
-                    for cells in records:
-                        if cells == [] or cells == [""]:
+                for open_source in self.sources(request, links):
+                    with open_source() as stream:
+                        records = iter_csv_records(stream.chunks, stream.encoding)
+                        header = next(records, None)
+                        if header is None:
                             continue
-                        if max_rows is not None and len(rows) >= max_rows:
-                            raise TooManyRowsError(
-                                f"the report has more than max_xcom_rows={max_rows} rows, too many for XCom; set "
-                                "destination= to stream it to object storage (or raise max_xcom_rows)"
-                            )
-                        rows.append(typer.type_row(cells))
+                        typer = RowTyper(request.report_part, header, tz, renamed)
+                        for cells in records:
+                            if cells in ([], [""]):
+                                continue
+                            if max_rows is not None and len(rows) >= max_rows:
+                                raise TooManyRowsError(
+                                    f"the report has more than max_xcom_rows={max_rows} rows, too many for XCom; "
+                                    "set destination= to stream it to object storage, e.g. "
+                                    "'s3://bucket/cloudmax/{{ ds }}/report.csv' (or raise max_xcom_rows)"
+                                )
+                            rows.append(typer.type_row(cells))
         return rows
 
     # ---- DOWNLOADLINKs -----------------------------------------------------------------------

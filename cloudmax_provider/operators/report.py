@@ -33,11 +33,12 @@ from cloudmax_provider.request import (
     parse_language,
     parse_launch_ids,
 )
+from cloudmax_provider.response import to_jsonable
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from cloudmax_provider.hooks.cloudmax import CloudmaxHook, ReportStream
+    from cloudmax_provider.hooks.cloudmax import CloudmaxHook
     from cloudmax_provider.request import ReportRequest
 
 
@@ -299,87 +300,31 @@ class CloudmaxReportOperator(BaseOperator):
 
     # ---- landing -----------------------------------------------------------------------------
 
-    def _sources(self, hook: CloudmaxHook, request: ReportRequest, links: list[str] | None) -> list[Any]:
-        """Context managers opening each body: the report itself, or each DOWNLOADLINK."""
-        if links is None:
-            return [lambda: hook.open_report(request)]
-        return [lambda link=link: hook.open_link(link) for link in links]
-
     def _land(self, context: Context, hook: CloudmaxHook, request: ReportRequest, links: list[str] | None) -> Any:
-        sources = self._sources(hook, request, links)
         if self.destination is None:
-            return self._to_xcom(hook, request, sources)
+            rows = hook.get_rows(request, max_rows=self.max_xcom_rows, links=links)
+            self.log.info("Pushing %d typed rows to XCom", len(rows))
+            return [to_jsonable(row) for row in rows]
+        from cloudmax_provider.transfer import land_report
+
+        sources = hook.sources(request, links)
         if self.one_object_per_link and links:
-            uris = [
-                self._to_object(context, hook, [src], f"{self.destination.rstrip('/')}/{_name(link)}")
-                for src, link in zip(sources, links, strict=True)
+            prefix = self.destination.rstrip("/")
+            return [
+                land_report(
+                    context,
+                    hook,
+                    [source],
+                    f"{prefix}/{_name(link)}",
+                    self.destination_conn_id,
+                    self.output_encoding,
+                    self.log,
+                )
+                for source, link in zip(sources, links, strict=True)
             ]
-            return uris
-        return self._to_object(context, hook, sources, self.destination)
-
-    def _to_xcom(self, hook: CloudmaxHook, request: ReportRequest, sources: list[Any]) -> list[dict[str, Any]]:
-        from cloudmax_provider.hooks.cloudmax import TooManyRowsError
-        from cloudmax_provider.response import RowTyper, iter_csv_records, to_jsonable
-
-        renamed = {new: name for name, new in request.columns if new}
-        tz = request.start.tzinfo
-        rows: list[dict[str, Any]] = []
-        for attempt in hook.retrying():
-            with attempt:
-                rows = []
-                for open_source in sources:
-                    with open_source() as stream:
-                        records = iter_csv_records(stream.chunks, stream.encoding)
-                        header = next(records, None)
-                        if header is None:
-                            continue
-                        typer = RowTyper(request.report_part, header, tz, renamed)  # type: ignore[arg-type]
-                        for cells in records:
-                            if cells in ([], [""]):
-                                continue
-                            if len(rows) >= self.max_xcom_rows:
-                                raise TooManyRowsError(
-                                    f"the report has more than max_xcom_rows={self.max_xcom_rows} rows, too many "
-                                    "for XCom; set destination= (e.g. 's3://bucket/cloudmax/{{ ds }}/report.csv')"
-                                )
-                            rows.append(to_jsonable(typer.type_row(cells)))
-        self.log.info("Pushing %d typed rows to XCom", len(rows))
-        return rows
-
-    def _to_object(self, context: Context, hook: CloudmaxHook, sources: list[Any], uri: str) -> str:
-        from airflow.sdk import ObjectStoragePath
-
-        from cloudmax_provider.transfer import Progress, csv_body, write_atomically
-
-        dest = ObjectStoragePath(uri, conn_id=self.destination_conn_id)
-        # Several links are merged in one encoding: output_encoding, or UTF-8 when bytes are kept as served.
-        target = self.output_encoding or ("utf-8" if len(sources) > 1 else None)
-        progress = Progress(f"Writing {uri}", logger=self.log)
-        for attempt in hook.retrying():
-            with attempt:
-                progress = Progress(f"Writing {uri}", logger=self.log)
-
-                def body(progress: Progress = progress) -> Any:
-                    for i, open_source in enumerate(sources):
-                        stream: ReportStream
-                        with open_source() as stream:
-                            chunks = csv_body(i == 0, stream.chunks, stream.encoding, target)
-                            yield from progress.track(chunks, target or stream.encoding.name)
-
-                write_atomically(dest, body())
-        stats = progress.stats()
-        self.log.info(
-            "Wrote %s: %d rows, %d bytes in %.1fs (%.1f MB/s)",
-            uri,
-            stats.rows,
-            stats.bytes,
-            stats.seconds,
-            stats.rate_mb_s,
+        return land_report(
+            context, hook, sources, self.destination, self.destination_conn_id, self.output_encoding, self.log
         )
-        ti = context["ti"]
-        ti.xcom_push(key="rows", value=stats.rows)
-        ti.xcom_push(key="bytes", value=stats.bytes)
-        return uri
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """Input: the Cloudmax report; output: the object written (when the OpenLineage provider is installed)."""

@@ -85,8 +85,12 @@ class CloudmaxDownloadLinkSensor(BaseSensorOperator):
                 self._last[link.url] = probe.message
         waiting = [link.url for link in links if link.url not in self._ready]
         if waiting:
-            self.log.info("%d of %d DOWNLOADLINK(s) not ready yet: %s", len(waiting), len(links),
-                          "; ".join(f"{u} ({self._last.get(u, '')})" for u in waiting[:10]))
+            self.log.info(
+                "%d of %d DOWNLOADLINK(s) not ready yet: %s",
+                len(waiting),
+                len(links),
+                "; ".join(f"{u} ({self._last.get(u, '')})" for u in waiting[:10]),
+            )
             return False
         return PokeReturnValue(is_done=True, xcom_value=[{"link": u.url, "size": self._ready[u.url]} for u in links])
 
@@ -128,9 +132,8 @@ class CloudmaxDownloadLinkSensor(BaseSensorOperator):
             return [{"link": p.link, "size": p.size} for p in probes]
         if status == "timeout":
             pending = [p for p in probes if p.state is not LinkState.READY]
-            message = (
-                f"DOWNLOADLINK(s) not ready after timeout={self.timeout}s: "
-                + "; ".join(f"{p.link} ({p.message})" for p in pending[:20])
+            message = f"DOWNLOADLINK(s) not ready after timeout={self.timeout}s: " + "; ".join(
+                f"{p.link} ({p.message})" for p in pending[:20]
             )
             if self.soft_fail:
                 raise AirflowSkipException(message)

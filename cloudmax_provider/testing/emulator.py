@@ -118,8 +118,15 @@ from cloudmax_provider.testing.rows import (
     to_csv,
 )
 
-__all__ = ["API_PATH", "LINK_PREFIX", "LOGIN_FAILED_MSG", "CloudmaxEmulator", "EmulatorSettings",
-           "RecordedRequest", "main"]
+__all__ = [
+    "API_PATH",
+    "LINK_PREFIX",
+    "LOGIN_FAILED_MSG",
+    "CloudmaxEmulator",
+    "EmulatorSettings",
+    "RecordedRequest",
+    "main",
+]
 
 API_PATH = "/WebAPI/Report.aspx"
 LINK_PREFIX = "/WebAPI/ReportFiles/"
@@ -285,8 +292,15 @@ def _is_loopback(host: str | None) -> bool:
 
 def _xml_params(data: bytes) -> dict[str, str]:
     """Fields from an XML parameter document (children of the root element)."""
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
-                             huge_tree=False, remove_comments=True, remove_pis=True)
+    parser = etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,
+        remove_comments=True,
+        remove_pis=True,
+    )
     data = data.strip()
     try:
         root = etree.fromstring(data, parser)
@@ -347,8 +361,7 @@ class CloudmaxEmulator:
             (self._workdir / sub).mkdir()
         ready = threading.Event()
         errors: list[BaseException] = []
-        self._thread = threading.Thread(target=self._run, args=(ready, errors), name="cloudmax-emulator",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(ready, errors), name="cloudmax-emulator", daemon=True)
         self._thread.start()
         ready.wait()
         if errors:
@@ -492,8 +505,13 @@ class CloudmaxEmulator:
         part = get_report_part(report_part_id)
         s = self.settings
         return generate_rows(
-            part.id, _as_launch_ids(launch_ids), _as_time(start), _as_time(end), columns=columns,
-            rows_per_launch=s.rows_per_launch, time_format=s.time_format,
+            part.id,
+            _as_launch_ids(launch_ids),
+            _as_time(start),
+            _as_time(end),
+            columns=columns,
+            rows_per_launch=s.rows_per_launch,
+            time_format=s.time_format,
             language=language if part.supports_language else None,
         )
 
@@ -518,8 +536,7 @@ class CloudmaxEmulator:
         s = self.settings
         if s.big_report_bytes <= 0:
             raise ValueError("settings.big_report_bytes is 0")
-        return self._big_report(get_report_part(report_part_id).id, s.csv_encoding, s.big_report_bytes,
-                                s.time_format)
+        return self._big_report(get_report_part(report_part_id).id, s.csv_encoding, s.big_report_bytes, s.time_format)
 
     def big_report_path(self, report_part_id: int | str) -> Path:
         return self.big_report_info(report_part_id)[0]
@@ -545,8 +562,17 @@ class CloudmaxEmulator:
             block_rows: list[list[str]] = []
             launch = 1000
             while len(block_rows) < 200:
-                block_rows.extend(launch_rows(part_id, launch, start, end, rows_per_launch=50,
-                                              time_format=time_format, language=LANGUAGE_ENGLISH))
+                block_rows.extend(
+                    launch_rows(
+                        part_id,
+                        launch,
+                        start,
+                        end,
+                        rows_per_launch=50,
+                        time_format=time_format,
+                        language=LANGUAGE_ENGLISH,
+                    )
+                )
                 launch += 1
             block_rows = block_rows[:200]
             head = _encode(to_csv(header, []), encoding)
@@ -557,7 +583,7 @@ class CloudmaxEmulator:
             ]
             # to_csv([], ...) starts with an empty header line "\r\n": drop it
             nl = "\r\n".encode("utf-16-le") if row_enc == "utf-16" else b"\r\n"
-            encoded_rows = [e[len(nl):] for e in encoded_rows]
+            encoded_rows = [e[len(nl) :] for e in encoded_rows]
             block = b"".join(encoded_rows)
             tmp = path.with_suffix(".tmp")
             written, rows = len(head), 0
@@ -578,8 +604,14 @@ class CloudmaxEmulator:
             self._big[key] = info
             return info
 
-    def _record(self, request: web.BaseRequest, query: dict[str, str], fields: dict[str, str],
-                files: dict[str, bytes], body_size: int) -> None:
+    def _record(
+        self,
+        request: web.BaseRequest,
+        query: dict[str, str],
+        fields: dict[str, str],
+        files: dict[str, bytes],
+        body_size: int,
+    ) -> None:
         headers: dict[str, str] = {}
         for k, v in request.headers.items():
             headers[k] = f"{headers[k]}, {v}" if k in headers else v
@@ -589,8 +621,11 @@ class CloudmaxEmulator:
 
     def _fault_for(self, kind: str) -> _Fault | None:
         s = self.settings
-        if not (s.fault_paths == "all" or (s.fault_paths == "api" and kind == "api")
-                or (s.fault_paths == "links" and kind == "link")):
+        if not (
+            s.fault_paths == "all"
+            or (s.fault_paths == "api" and kind == "api")
+            or (s.fault_paths == "links" and kind == "link")
+        ):
             return None
         body_fault = s.truncate_body or s.drop_mid_body
         with self._lock:
@@ -623,8 +658,9 @@ class CloudmaxEmulator:
         self._record(request, query, fields, files, len(body))
 
         path_low = request.path.lower()
-        kind = ("api" if path_low == API_PATH.lower() else
-                "link" if path_low.startswith(LINK_PREFIX.lower()) else "other")
+        kind = (
+            "api" if path_low == API_PATH.lower() else "link" if path_low.startswith(LINK_PREFIX.lower()) else "other"
+        )
         fault = self._fault_for(kind)
         if fault and fault.delay > 0:
             await asyncio.sleep(fault.delay)
@@ -647,8 +683,8 @@ class CloudmaxEmulator:
             reply = await self._api(request, fields, files, filenames)
         elif kind == "link":
             reply = self._link(request)
-        elif path_low.startswith(STATIC_PREFIX) and request.path[len(STATIC_PREFIX):] in self._static:
-            data, ct = self._static[request.path[len(STATIC_PREFIX):]]
+        elif path_low.startswith(STATIC_PREFIX) and request.path[len(STATIC_PREFIX) :] in self._static:
+            data, ct = self._static[request.path[len(STATIC_PREFIX) :]]
             reply = _Reply(200, {"Content-Type": ct}, data)
         else:
             reply = _Reply(404, {"Content-Type": "text/html; charset=utf-8"}, _NOT_FOUND_HTML.encode())
@@ -687,7 +723,7 @@ class CloudmaxEmulator:
         return resp
 
     def _link(self, request: web.Request) -> _Reply:
-        rest = request.path[len(LINK_PREFIX):]
+        rest = request.path[len(LINK_PREFIX) :]
         token, _, name = rest.partition("/")
         with self._lock:
             link = self._links.get(token)
@@ -702,23 +738,34 @@ class CloudmaxEmulator:
 
     def _xml_reply(self, code: int, message: str, links: Sequence[str]) -> _Reply:
         s = self.settings
-        t_code, t_msg, t_link = (("ERRORCODE", "ERRORMSG", "DOWNLOADLINK") if s.xml_tag_case == "upper"
-                                 else ("ErrorCode", "ErrorMsg", "DownloadLink"))
+        t_code, t_msg, t_link = (
+            ("ERRORCODE", "ERRORMSG", "DOWNLOADLINK")
+            if s.xml_tag_case == "upper"
+            else ("ErrorCode", "ErrorMsg", "DownloadLink")
+        )
         enc = "utf-16" if s.xml_utf16_declaration else "utf-8"
-        lines = [f'<?xml version="1.0" encoding="{enc}"?>', f"<{s.xml_root}>",
-                 f"  <{t_code}>{code}</{t_code}>", f"  <{t_msg}>{xml_escape(message)}</{t_msg}>"]
+        lines = [
+            f'<?xml version="1.0" encoding="{enc}"?>',
+            f"<{s.xml_root}>",
+            f"  <{t_code}>{code}</{t_code}>",
+            f"  <{t_msg}>{xml_escape(message)}</{t_msg}>",
+        ]
         lines += [f"  <{t_link}>{xml_escape(link)}</{t_link}>" for link in (links or [""])]
         lines.append(f"</{s.xml_root}>")
         return _Reply(200, {"Content-Type": "text/xml; charset=utf-8"}, ("\r\n".join(lines) + "\r\n").encode())
 
-    async def _api(self, request: web.Request, fields: dict[str, str], files: dict[str, bytes],
-                   filenames: dict[str, str]) -> _Reply:
+    async def _api(
+        self, request: web.Request, fields: dict[str, str], files: dict[str, bytes], filenames: dict[str, str]
+    ) -> _Reply:
         s = self.settings
         method = "GET" if request.method == "HEAD" else request.method
         allowed = {"both": ["GET", "HEAD", "POST"], "get": ["GET", "HEAD"], "post": ["POST"]}[s.methods.lower()]
         if method not in allowed:
-            return _Reply(405, {"Allow": ", ".join(allowed), "Content-Type": "text/html; charset=utf-8"},
-                          b"<html><body><h1>405 Method Not Allowed</h1></body></html>")
+            return _Reply(
+                405,
+                {"Allow": ", ".join(allowed), "Content-Type": "text/html; charset=utf-8"},
+                b"<html><body><h1>405 Method Not Allowed</h1></body></html>",
+            )
         low: dict[str, str] = {}
         for k, v in fields.items():
             low[k.lower()] = f"{low[k.lower()]},{v}" if k.lower() in low else v
@@ -733,8 +780,9 @@ class CloudmaxEmulator:
         loop = asyncio.get_running_loop()
         big: tuple[Path, int, int] | None = None
         if s.big_report_bytes > 0:
-            big = await loop.run_in_executor(None, self._big_report, q.part_id, s.csv_encoding,
-                                             s.big_report_bytes, s.time_format)
+            big = await loop.run_in_executor(
+                None, self._big_report, q.part_id, s.csv_encoding, s.big_report_bytes, s.time_format
+            )
         part = REPORT_PARTS[q.part_id]
         name = _report_name(q.part_id, q.launch_ids, q.start, q.end)
         ctype = f"text/csv; charset={_charset(s.csv_encoding)}"
@@ -742,8 +790,7 @@ class CloudmaxEmulator:
             headers = {"Content-Type": ctype}
             if q.mode == 3:
                 zh = f"{part.name_zh.replace(' ', '')}_{'-'.join(str(i) for i in q.launch_ids[:4])}.csv"
-                headers["Content-Disposition"] = (
-                    f'attachment; filename="{name}.csv"; filename*=UTF-8\'\'{quote(zh)}')
+                headers["Content-Disposition"] = f"attachment; filename=\"{name}.csv\"; filename*=UTF-8''{quote(zh)}"
             if big is not None:
                 return _Reply(200, headers, path=big[0])
             return _Reply(200, headers, self._csv_bytes(q, q.launch_ids))
@@ -760,13 +807,21 @@ class CloudmaxEmulator:
 
     def _csv_bytes(self, q: _Query, launch_ids: Sequence[int]) -> bytes:
         s = self.settings
-        header, rows = generate_rows(q.part_id, launch_ids, q.start, q.end, columns=q.columns or None,
-                                     rows_per_launch=s.rows_per_launch, time_format=s.time_format,
-                                     language=q.language)
+        header, rows = generate_rows(
+            q.part_id,
+            launch_ids,
+            q.start,
+            q.end,
+            columns=q.columns or None,
+            rows_per_launch=s.rows_per_launch,
+            time_format=s.time_format,
+            language=q.language,
+        )
         return _encode(to_csv(header, rows), s.csv_encoding)
 
-    async def _prepare_http_link(self, q: _Query, ids: Sequence[int], token: str, fname: str,
-                                 big: tuple[Path, int, int] | None, ctype: str) -> str:
+    async def _prepare_http_link(
+        self, q: _Query, ids: Sequence[int], token: str, fname: str, big: tuple[Path, int, int] | None, ctype: str
+    ) -> str:
         s = self.settings
         if big is not None:
             path = big[0]
@@ -780,8 +835,9 @@ class CloudmaxEmulator:
         base = (s.link_base_url or self.base_url).rstrip("/")
         return f"{base}{LINK_PREFIX}{token}/{quote(fname)}"
 
-    async def _prepare_unc_file(self, q: _Query, ids: Sequence[int], token: str, fname: str,
-                                big: tuple[Path, int, int] | None) -> str:
+    async def _prepare_unc_file(
+        self, q: _Query, ids: Sequence[int], token: str, fname: str, big: tuple[Path, int, int] | None
+    ) -> str:
         s = self.settings
         subdir = token[:16]
         target = self.unc_root_path / subdir / fname
@@ -807,8 +863,9 @@ class CloudmaxEmulator:
             await loop.run_in_executor(None, write)
         return f"\\\\{s.unc_server}\\{s.unc_share}\\{subdir}\\{fname}"
 
-    async def _with_xml(self, low: dict[str, str], files: dict[str, bytes],
-                        filenames: dict[str, str]) -> dict[str, str]:
+    async def _with_xml(
+        self, low: dict[str, str], files: dict[str, bytes], filenames: dict[str, str]
+    ) -> dict[str, str]:
         xml: dict[str, str] = {}
         if low.get("xmlrequest", "").strip():
             xml.update(_xml_params(low["xmlrequest"].encode("utf-8")))
@@ -828,8 +885,11 @@ class CloudmaxEmulator:
 
     async def _fetch_xml(self, url: str) -> bytes:
         parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not _is_loopback(parts.hostname) \
-                or not parts.path.lower().endswith(".xml"):
+        if (
+            parts.scheme not in ("http", "https")
+            or not _is_loopback(parts.hostname)
+            or not parts.path.lower().endswith(".xml")
+        ):
             raise _ApiError(102)
         try:
             async with ClientSession(timeout=ClientTimeout(total=5)) as session, session.get(url) as resp:
@@ -897,8 +957,9 @@ class CloudmaxEmulator:
             raise _ApiError(102) from exc
         return _Query(part_id, launch_ids, start, end, int(mode_text), language, columns)
 
-    def _redirect_or_xml(self, low: dict[str, str], code: int, message: str, links: Sequence[str],
-                         launch_text: str) -> _Reply:
+    def _redirect_or_xml(
+        self, low: dict[str, str], code: int, message: str, links: Sequence[str], launch_text: str
+    ) -> _Reply:
         target = low.get("referurl", "").strip()
         if not target:
             if code == 0:
@@ -908,24 +969,37 @@ class CloudmaxEmulator:
         if not target:
             return self._xml_reply(code, message, links)
         link_text = ",".join(links)
-        values = {"errorcode": str(code), "errormsg": message, "launchid": launch_text, "userid": "",
-                  "customerid": "", "reportpath": link_text, "jobid": ""}
-        omis = urlencode([("ErrorCode", str(code)), ("ErrorMsg", message), ("DownloadLink", link_text)],
-                         quote_via=quote)
+        values = {
+            "errorcode": str(code),
+            "errormsg": message,
+            "launchid": launch_text,
+            "userid": "",
+            "customerid": "",
+            "reportpath": link_text,
+            "jobid": "",
+        }
+        omis = urlencode(
+            [("ErrorCode", str(code)), ("ErrorMsg", message), ("DownloadLink", link_text)], quote_via=quote
+        )
 
         def fill(m: re.Match[str]) -> str:
             key = m.group(1).lower()
             return omis if key == "omisquerystring" else quote(values[key], safe="")
 
         location = _KEYWORD_RE.sub(fill, target)
-        return _Reply(302, {"Location": location, "Content-Type": "text/html; charset=utf-8"},
-                      f'<html><body>Object moved to <a href="{xml_escape(location)}">here</a>.</body></html>'
-                      .encode())
+        return _Reply(
+            302,
+            {"Location": location, "Content-Type": "text/html; charset=utf-8"},
+            f'<html><body>Object moved to <a href="{xml_escape(location)}">here</a>.</body></html>'.encode(),
+        )
 
 
 def _report_name(part_id: int, launch_ids: Sequence[int], start: datetime, end: datetime) -> str:
-    ids = ("-".join(str(i) for i in launch_ids) if len(launch_ids) <= 4
-           else f"{launch_ids[0]}-and-{len(launch_ids) - 1}-more")
+    ids = (
+        "-".join(str(i) for i in launch_ids)
+        if len(launch_ids) <= 4
+        else f"{launch_ids[0]}-and-{len(launch_ids) - 1}-more"
+    )
     return f"Report_{part_id}_{ids}_{start:%Y%m%d%H%M%S}_{end:%Y%m%d%H%M%S}"
 
 
@@ -969,8 +1043,9 @@ def _fix_surrogates(text: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m cloudmax_provider.testing.emulator``: serve until SIGINT/SIGTERM."""
-    ap = argparse.ArgumentParser(prog="python -m cloudmax_provider.testing.emulator",
-                                 description="Local emulator of Cloudmax Report.aspx")
+    ap = argparse.ArgumentParser(
+        prog="python -m cloudmax_provider.testing.emulator", description="Local emulator of Cloudmax Report.aspx"
+    )
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--login", default="demo")
@@ -984,9 +1059,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--big-report-bytes", type=int, default=0)
     args = ap.parse_args(argv)
     settings = EmulatorSettings(
-        accounts={args.login: args.password}, csv_encoding=args.csv_encoding, time_format=args.time_format,
-        rows_per_launch=args.rows_per_launch, methods=args.methods, link_ready_after=args.link_ready_after,
-        unc_root=args.unc_root, big_report_bytes=args.big_report_bytes,
+        accounts={args.login: args.password},
+        csv_encoding=args.csv_encoding,
+        time_format=args.time_format,
+        rows_per_launch=args.rows_per_launch,
+        methods=args.methods,
+        link_ready_after=args.link_ready_after,
+        unc_root=args.unc_root,
+        big_report_bytes=args.big_report_bytes,
     )
     done = threading.Event()
 

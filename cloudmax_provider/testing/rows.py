@@ -58,15 +58,42 @@ REMOVAL_STATUSES_ZH: tuple[str, ...] = (
 
 #: Headers invented for the reports whose columns the spec does not document.
 INVENTED_COLUMNS: dict[int, tuple[str, ...]] = {
-    11001: ("LaunchID", "MobileNumber", "CustomerID", "ExternRefNum", "Message", "ErrorCode", "Reason",
-            "SendTime"),
+    11001: ("LaunchID", "MobileNumber", "CustomerID", "ExternRefNum", "Message", "ErrorCode", "Reason", "SendTime"),
     11002: ("LaunchID", "MobileNumber", "CustomerID", "ExternRefNum", "Carrier", "Message", "SendTime"),
     11003: ("LaunchID", "MobileNumber", "CustomerID", "ExternRefNum", "Carrier", "SendTime", "DeliveredTime"),
-    11004: ("LaunchID", "MobileNumber", "CustomerID", "ExternRefNum", "Carrier", "Status", "Reason",
-            "SendTime", "ReportTime"),
-    21001: ("LaunchID", "EmailID", "CustomerID", "EmailAddress", "ExternRefNum", "ForwardLayer", "SubmitTime",
-            "OS", "Client", "IP", "City", "State", "Country", "CountryISOCode", "ISP", "Latitude", "Longitude",
-            "Language", "UserAgent", "AcceptLanguage"),
+    11004: (
+        "LaunchID",
+        "MobileNumber",
+        "CustomerID",
+        "ExternRefNum",
+        "Carrier",
+        "Status",
+        "Reason",
+        "SendTime",
+        "ReportTime",
+    ),
+    21001: (
+        "LaunchID",
+        "EmailID",
+        "CustomerID",
+        "EmailAddress",
+        "ExternRefNum",
+        "ForwardLayer",
+        "SubmitTime",
+        "OS",
+        "Client",
+        "IP",
+        "City",
+        "State",
+        "Country",
+        "CountryISOCode",
+        "ISP",
+        "Latitude",
+        "Longitude",
+        "Language",
+        "UserAgent",
+        "AcceptLanguage",
+    ),
 }
 
 
@@ -120,7 +147,7 @@ _PLACES = (
 )
 _ISPS = ("Chunghwa Telecom", "HiNet, Inc.", "中華電信", "Taiwan Mobile", "")
 _OSES = ("Windows 10", "iOS 17", "Android 14", "macOS 14", "")
-_CLIENTS = ("Chrome 120", "Outlook 2016", "Safari", "Gmail \"image proxy\"", "")
+_CLIENTS = ("Chrome 120", "Outlook 2016", "Safari", 'Gmail "image proxy"', "")
 _LANGS = ("zh-TW", "en-US", "ja", "")
 _ACCEPT_LANGS = ("zh-TW,zh;q=0.9,en-US;q=0.8,en;q=0.7", "en-US,en;q=0.9", "ja-JP", "")
 _USER_AGENTS = (
@@ -137,7 +164,7 @@ _URLS = (
 )
 _RETURNS = (
     ("550", "User unknown", "5.1.1", "550 5.1.1 <x@example.com>: Recipient address rejected:\r\nUser unknown"),
-    ("452", "Mailbox full", "4.2.2", "452 4.2.2 Mailbox full, \"quota exceeded\""),
+    ("452", "Mailbox full", "4.2.2", '452 4.2.2 Mailbox full, "quota exceeded"'),
     ("554", "Message rejected, spam", "5.7.1", "554 5.7.1 信件被拒絕"),
     ("421", "", "4.4.2", ""),
 )
@@ -195,8 +222,9 @@ def _cell(report_part_id: int, name: str, rng: random.Random, ctx: dict[str, obj
     return _text(name, rng, ctx, launch, index, place)
 
 
-def _text(name: str, rng: random.Random, ctx: dict[str, object], launch: int, index: int,
-          place: tuple[object, ...]) -> str:
+def _text(
+    name: str, rng: random.Random, ctx: dict[str, object], launch: int, index: int, place: tuple[object, ...]
+) -> str:
     n = launch * 1000 + index
     simple: dict[str, Callable[[], str]] = {
         "Subject": lambda: rng.choice(_SUBJECTS),
@@ -207,8 +235,14 @@ def _text(name: str, rng: random.Random, ctx: dict[str, object], launch: int, in
         "ExternRefNum": lambda: rng.choice(("", f"REF-{n}", f"訂單,{n}", f'"{n}"')),
         "ForwardLayer": lambda: rng.choice(("0", "0", "1", "2")),
         "EmailAddress": lambda: f"{rng.choice(_EMAIL_USERS)}{index}@{rng.choice(_EMAIL_DOMAINS)}",
-        "IP": lambda: rng.choice((f"203.0.113.{rng.randrange(1, 255)}", f"198.51.100.{rng.randrange(1, 255)}",
-                                  f"2001:db8::{rng.randrange(1, 65535):x}", "")),
+        "IP": lambda: rng.choice(
+            (
+                f"203.0.113.{rng.randrange(1, 255)}",
+                f"198.51.100.{rng.randrange(1, 255)}",
+                f"2001:db8::{rng.randrange(1, 65535):x}",
+                "",
+            )
+        ),
         "Country": lambda: str(place[0]),
         "CountryISOCode": lambda: str(place[1]),
         "State": lambda: str(place[2]),
@@ -251,14 +285,22 @@ def _summary_fixups(report_part_id: int, header: Sequence[str], row: list[str], 
     a6 = rng.randrange(0, max(1, a4 // 3))
     a5 = a6 + rng.randrange(0, a6 + 1)
     values = {
-        "EmailCount": a1 + rng.randrange(0, 50), "AcceptCount": a1, "ReturnEmailCount": a2,
-        "SendSuccessEmailCount": a3, "OpenEmailCount": a4, "ClickCount": a5, "ClickEmailCount": a6,
+        "EmailCount": a1 + rng.randrange(0, 50),
+        "AcceptCount": a1,
+        "ReturnEmailCount": a2,
+        "SendSuccessEmailCount": a3,
+        "OpenEmailCount": a4,
+        "ClickCount": a5,
+        "ClickEmailCount": a6,
     }
     for k, v in values.items():
         row[col[k]] = str(v)
     rates = {
-        "ReturnEmailRate": a2 / a1, "SendSuccessRate": a3 / a1, "OpenEmailRate": a4 / a3,
-        "SendSuccessClickRate": a6 / a3, "OpenEmailClickRate": (a6 / a4) if a4 else 0.0,
+        "ReturnEmailRate": a2 / a1,
+        "SendSuccessRate": a3 / a1,
+        "OpenEmailRate": a4 / a3,
+        "SendSuccessClickRate": a6 / a3,
+        "OpenEmailClickRate": (a6 / a4) if a4 else 0.0,
     }
     for k, r in rates.items():
         row[col[k]] = f"{r:.4f}"
@@ -282,8 +324,14 @@ def launch_rows(
     for index in range(count):
         rng = random.Random(_seed(part.id, launch_id, start.isoformat(), end.isoformat(), index))
         ctx: dict[str, object] = {
-            "launch": launch_id, "index": index, "start": start, "end": end, "time_format": time_format,
-            "language": language, "place": rng.choice(_PLACES), "return": rng.choice(_RETURNS),
+            "launch": launch_id,
+            "index": index,
+            "start": start,
+            "end": end,
+            "time_format": time_format,
+            "language": language,
+            "place": rng.choice(_PLACES),
+            "return": rng.choice(_RETURNS),
             "kind": "sms" if part.id in (11001, 11002, 11003, 11004) else "email",
         }
         row = [_cell(part.id, name, rng, ctx) for name in header]
@@ -338,8 +386,11 @@ def generate_rows(
     part = get_report_part(report_part_id)
     rows: list[list[str]] = []
     for launch in dict.fromkeys(launch_ids):
-        rows.extend(launch_rows(part.id, launch, start, end, rows_per_launch=rows_per_launch,
-                                time_format=time_format, language=language))
+        rows.extend(
+            launch_rows(
+                part.id, launch, start, end, rows_per_launch=rows_per_launch, time_format=time_format, language=language
+            )
+        )
     return apply_custom_columns(report_header(part.id), rows, columns)
 
 

@@ -158,8 +158,9 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
             waited = ", ".join(f"{p.link} ({p.message})" for p in pending[:20])
             more = f" and {len(pending) - 20} more" if len(pending) > 20 else ""
             return self._payload(
-                "timeout", probes, f"{len(pending)} of {len(self.links)} DOWNLOADLINK(s) not ready at the "
-                f"deadline: {waited}{more}"
+                "timeout",
+                probes,
+                f"{len(pending)} of {len(self.links)} DOWNLOADLINK(s) not ready at the deadline: {waited}{more}",
             )
         finally:
             await session.close()
@@ -191,8 +192,9 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
                     "success", probes, f"all {len(self.links)} DOWNLOADLINK(s) ready after {rounds} round(s)"
                 )
             if waiting != last_waiting:  # log changes, not every round (a triggerer runs many of these)
-                self.log.info("%d of %d DOWNLOADLINK(s) not ready; checking every %gs", waiting, len(probes),
-                              self.poll_interval)
+                self.log.info(
+                    "%d of %d DOWNLOADLINK(s) not ready; checking every %gs", waiting, len(probes), self.poll_interval
+                )
                 last_waiting = waiting
             # A real sleep between rounds (never a spin); the deadline interrupts it at the exact moment.
             await asyncio.sleep(self.poll_interval)
@@ -220,9 +222,7 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
 
         try:
             url = URL(link.url).with_user(None)  # credentials in a link are never sent
-            async with session.get(
-                url, headers={"Range": PROBE_RANGE}, allow_redirects=False, auth=None
-            ) as resp:
+            async with session.get(url, headers={"Range": PROBE_RANGE}, allow_redirects=False, auth=None) as resp:
                 head = b""
                 while len(head) < PROBE_BYTES:
                     chunk = await resp.content.read(PROBE_BYTES - len(head))
