@@ -133,6 +133,39 @@ def _move(tmp: Any, dest: Any) -> None:
         tmp.unlink()
 
 
+def land(
+    context: Any,
+    hook: Any,
+    sources: list[Any],
+    destination: str,
+    conn_id: str | None,
+    output_encoding: str | None,
+    logger: Any = log,
+    *,
+    links: list[str] | None = None,
+    one_object_per_link: bool = False,
+) -> str | list[str]:
+    """Land a report's bodies at ``destination``: one merged object, or with ``one_object_per_link``
+    one object per DOWNLOADLINK under the prefix ``destination`` (named by the link's file name)."""
+    if one_object_per_link and links:
+        from cloudmax_provider.links import DownloadLink
+
+        prefix = destination.rstrip("/")
+        return [
+            land_report(
+                context,
+                hook,
+                [source],
+                f"{prefix}/{DownloadLink.parse(link).filename}",
+                conn_id,
+                output_encoding,
+                logger,
+            )
+            for source, link in zip(sources, links, strict=True)
+        ]
+    return land_report(context, hook, sources, destination, conn_id, output_encoding, logger)
+
+
 def land_report(
     context: Any,
     hook: Any,

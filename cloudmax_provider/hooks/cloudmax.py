@@ -363,10 +363,12 @@ class CloudmaxHook(BaseHook):
         if size is not None and received < size:
             raise CloudmaxTransientError(f"the body of {source} ended after {received} of {size} bytes")
 
-    def sources(self, request: ReportRequest, links: list[str] | None = None) -> list[Callable[[], Any]]:
+    def sources(self, request: ReportRequest | None, links: list[str] | None = None) -> list[Callable[[], Any]]:
         """Openers (context managers yielding a :class:`ReportStream`) of a report's body or bodies:
         the report itself (ResponseMode 2/3), or each DOWNLOADLINK."""
         if links is None:
+            if request is None:
+                raise CloudmaxConfigError("sources() needs a request or links")
             return [functools.partial(self.open_report, request)]
         return [functools.partial(self.open_link, link) for link in links]
 

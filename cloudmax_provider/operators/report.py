@@ -305,25 +305,18 @@ class CloudmaxReportOperator(BaseOperator):
             rows = hook.get_rows(request, max_rows=self.max_xcom_rows, links=links)
             self.log.info("Pushing %d typed rows to XCom", len(rows))
             return [to_jsonable(row) for row in rows]
-        from cloudmax_provider.transfer import land_report
+        from cloudmax_provider.transfer import land
 
-        sources = hook.sources(request, links)
-        if self.one_object_per_link and links:
-            prefix = self.destination.rstrip("/")
-            return [
-                land_report(
-                    context,
-                    hook,
-                    [source],
-                    f"{prefix}/{_name(link)}",
-                    self.destination_conn_id,
-                    self.output_encoding,
-                    self.log,
-                )
-                for source, link in zip(sources, links, strict=True)
-            ]
-        return land_report(
-            context, hook, sources, self.destination, self.destination_conn_id, self.output_encoding, self.log
+        return land(
+            context,
+            hook,
+            hook.sources(request, links),
+            self.destination,
+            self.destination_conn_id,
+            self.output_encoding,
+            self.log,
+            links=links,
+            one_object_per_link=self.one_object_per_link,
         )
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
@@ -343,12 +336,6 @@ class CloudmaxReportOperator(BaseOperator):
             parts = urlsplit(str(self.destination))
             outputs.append(Dataset(namespace=f"{parts.scheme}://{parts.netloc}", name=parts.path.lstrip("/")))
         return OperatorLineage(inputs=inputs, outputs=outputs)
-
-
-def _name(link: str) -> str:
-    from cloudmax_provider.links import DownloadLink
-
-    return DownloadLink.parse(link).filename
 
 
 __all__ = ["CloudmaxReportOperator"]

@@ -1,0 +1,86 @@
+"""CloudmaxDownloadLinksOperator: stream DOWNLOADLINK files (HTTP or UNC) into an object store.
+
+The last step of a request -> wait -> download DAG::
+
+    links = request_links.expand(launch_id=[1225, 1116])          # hook.request_links in a @task
+    ready = CloudmaxDownloadLinkSensor.partial(task_id="wait", deferrable=True).expand(links=links)
+    CloudmaxDownloadLinksOperator.partial(task_id="download").expand(
+        links=ready.output, destination=[...]
+    )
+
+The links are fetched without any API credential; hosts other than the connection's must be in
+its ``allowed_link_hosts`` extra. Like every operator here, it imports no HTTP/SMB library at parse time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from cloudmax_provider.errors import CloudmaxConfigError
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class CloudmaxDownloadLinksOperator(BaseOperator):
+    """Write one or more DOWNLOADLINK files to ``destination`` as one CSV (header once), atomically.
+
+    :param links: a link, a list of links, or the sensor's ``[{"link": ..., "size": ...}]`` (templated).
+    :param destination: an ``ObjectStoragePath`` URI (templated); a prefix ending in ``/`` with
+        ``one_object_per_link=True``.
+    :param destination_conn_id: the connection of the destination's store.
+    :param output_encoding: the written encoding (BOM removed); ``None`` keeps a single file's bytes.
+    :param one_object_per_link: write each link to ``destination/<file name>``.
+    :param cloudmax_conn_id: the ``cloudmax`` connection (for allowed link hosts and timeouts; no
+        credential is sent to a link).
+    :param smb_conn_id: a ``samba`` connection for UNC links.
+    """
+
+    template_fields: Sequence[str] = ("links", "destination")
+
+    def __init__(
+        self,
+        *,
+        links: Any,
+        destination: str,
+        destination_conn_id: str | None = None,
+        output_encoding: str | None = "utf-8",
+        one_object_per_link: bool = False,
+        cloudmax_conn_id: str = "cloudmax_default",
+        smb_conn_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if isinstance(destination, str) and "{{" not in destination and "://" not in destination:
+            raise CloudmaxConfigError(
+                f"destination={destination!r} is not a URI; use e.g. 's3://bucket/key.csv' or 'file:///data/r.csv'"
+            )
+        self.links = links
+        self.destination = destination
+        self.destination_conn_id = destination_conn_id
+        self.output_encoding = output_encoding
+        self.one_object_per_link = one_object_per_link
+        self.cloudmax_conn_id = cloudmax_conn_id
+        self.smb_conn_id = smb_conn_id
+
+    def execute(self, context: Context) -> str | list[str]:
+        from cloudmax_provider.hooks.cloudmax import CloudmaxHook
+        from cloudmax_provider.links import parse_links
+        from cloudmax_provider.transfer import land
+
+        hook = CloudmaxHook(self.cloudmax_conn_id, smb_conn_id=self.smb_conn_id)
+        links = [link.url for link in parse_links(self.links)]
+        return land(
+            context,
+            hook,
+            hook.sources(None, links),
+            self.destination,
+            self.destination_conn_id,
+            self.output_encoding,
+            self.log,
+            links=links,
+            one_object_per_link=self.one_object_per_link,
+        )
