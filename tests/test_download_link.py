@@ -1,0 +1,469 @@
+r"""CloudmaxDownloadLinkSensor and CloudmaxDownloadLinkTrigger against the Report.aspx emulator.
+
+DAG tests run real Airflow (``dag.test()`` runs the trigger in-process); trigger tests run
+``trigger.run()`` directly in asyncio. The SMB tests use a real smbd (skipped, with the reason,
+where Samba cannot run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cloudmax_provider.hooks.cloudmax import CloudmaxHook
+from cloudmax_provider.links import LinkProbe, LinkState
+from cloudmax_provider.testing.emulator import CloudmaxEmulator
+from cloudmax_provider.testing.samba import SambaServer, samba_unavailable_reason
+from cloudmax_provider.triggers.download_link import CloudmaxDownloadLinkTrigger
+from tests.airflow_runner import run_dag, task_states, xcom
+
+SYNC_UA = "airflow-provider-cloudmax"  # the hook's (requests) User-Agent; the trigger's names aiohttp
+
+DAG_SOURCE = """
+import pendulum
+from airflow.sdk import DAG
+from cloudmax_provider.sensors.download_link import CloudmaxDownloadLinkSensor
+
+with DAG("{dag_id}", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False) as dag:
+    CloudmaxDownloadLinkSensor(
+        task_id="wait", links={links!r}, poke_interval={poke_interval}, timeout={timeout},
+        deferrable={deferrable}, soft_fail={soft_fail}, smb_conn_id={smb_conn_id!r},
+    )
+"""
+
+XCOM_DAG_SOURCE = """
+import pendulum
+from airflow.sdk import DAG, task
+from cloudmax_provider.hooks.cloudmax import CloudmaxHook
+from cloudmax_provider.sensors.download_link import CloudmaxDownloadLinkSensor
+
+with DAG("{dag_id}", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False) as dag:
+    @task
+    def request_links():
+        hook = CloudmaxHook("cloudmax_default")
+        return hook.request_links(hook.build_request(
+            2100199, [1234, 5678], "2026-11-01 00:00:00", "2026-11-02 00:00:00", response_mode={response_mode}))
+
+    CloudmaxDownloadLinkSensor(task_id="wait", links=request_links(), poke_interval=0.5, timeout=30,
+                               deferrable={deferrable}, smb_conn_id={smb_conn_id!r})
+"""
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture
+def emu(cloudmax_emulator: CloudmaxEmulator, monkeypatch: pytest.MonkeyPatch) -> CloudmaxEmulator:
+    """The emulator, known to Airflow as ``cloudmax_default``."""
+    conn = {"conn_type": "cloudmax", "host": cloudmax_emulator.base_url, "login": "demo", "password": "demo-password"}
+    monkeypatch.setenv("AIRFLOW_CONN_CLOUDMAX_DEFAULT", json.dumps(conn))
+    return cloudmax_emulator
+
+
+def request_links(launch_ids: list[int] | None = None, response_mode: int = 1) -> list[str]:
+    hook = CloudmaxHook("cloudmax_default")
+    return hook.request_links(
+        hook.build_request(
+            2100199, launch_ids or [1234], "2026-11-01 00:00:00", "2026-11-02 00:00:00", response_mode=response_mode
+        )
+    )
+
+
+def run_sensor(
+    dag_id: str,
+    links: Any,
+    *,
+    poke_interval: float = 0.5,
+    timeout: float = 30,
+    deferrable: bool = False,
+    soft_fail: bool = False,
+    smb_conn_id: str | None = None,
+) -> Any:
+    source = DAG_SOURCE.format(
+        dag_id=dag_id,
+        links=links,
+        poke_interval=poke_interval,
+        timeout=timeout,
+        deferrable=deferrable,
+        soft_fail=soft_fail,
+        smb_conn_id=smb_conn_id,
+    )
+    return run_dag(source, dag_id)
+
+
+def trigger_for(links: list[str], emu: CloudmaxEmulator, **kwargs: Any) -> CloudmaxDownloadLinkTrigger:
+    args: dict[str, Any] = {
+        "api_host": "127.0.0.1",
+        "allowed_link_hosts": [],
+        "smb_conn_id": None,
+        "poll_interval": 0.25,
+        "deadline": time.time() + 10,
+        "verify": True,
+        "request_timeout": 5.0,
+    }
+    args.update(kwargs)
+    return CloudmaxDownloadLinkTrigger(links=links, **args)
+
+
+async def first_event(trigger: CloudmaxDownloadLinkTrigger) -> dict[str, Any]:
+    events = [event async for event in trigger.run()]
+    assert len(events) == 1, "a trigger fires exactly one event"
+    payload: dict[str, Any] = events[0].payload
+    assert set(payload) == {"status", "links", "message"}
+    assert all(set(item) == {"link", "state", "size", "message"} for item in payload["links"])  # no body
+    return payload
+
+
+def run_trigger(trigger: CloudmaxDownloadLinkTrigger) -> dict[str, Any]:
+    return asyncio.run(first_event(trigger))
+
+
+def user_agents(emu: CloudmaxEmulator) -> list[str]:
+    return [r.headers.get("User-Agent", "") for r in emu.link_requests]
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+# ---------------------------------------------------------------------------------------------
+# DAG runs: poke mode and deferrable mode
+# ---------------------------------------------------------------------------------------------
+def run_links_then_sensor(
+    dag_id: str, emu: CloudmaxEmulator, deferrable: bool, response_mode: int = 1, smb_conn_id: str | None = None
+) -> tuple[list[str], list[Any]]:
+    """Upstream task asks Report.aspx for two links (ready 2 s later); the sensor gets them by XCom."""
+    emu.settings.link_ready_after = 2.0
+    emu.settings.split_links = True
+    source = XCOM_DAG_SOURCE.format(
+        dag_id=dag_id, deferrable=deferrable, response_mode=response_mode, smb_conn_id=smb_conn_id
+    )
+    dr = run_dag(source, dag_id)
+    assert task_states(dr) == {"request_links": "success", "wait": "success"}
+    links, result = xcom(dr, "request_links"), xcom(dr, "wait")
+    assert len(links) == 2 and [r["link"] for r in result] == links
+    assert all(r["size"] > 0 for r in result)
+    if response_mode == 0:
+        return links, result
+    first = emu.link_requests[0].time
+    assert emu.link_requests[-1].time - first >= 1.0  # it really waited
+    assert all(r.headers.get("Range") == "bytes=0-4095" for r in emu.link_requests)
+    assert all("Cookie" not in r.headers and "Authorization" not in r.headers for r in emu.link_requests)
+    return links, result
+
+
+def test_poke_mode_waits_for_links_that_become_ready(
+    airflow_db: Path, emu: CloudmaxEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    run_links_then_sensor("dl_poke_ok", emu, deferrable=False)
+    assert "running trigger in line" not in caplog.text
+    agents = user_agents(emu)
+    assert len(agents) >= 4 and set(agents) == {SYNC_UA}  # poked by the hook, several times, no trigger
+
+
+def test_deferrable_mode_defers_to_the_trigger(
+    airflow_db: Path, emu: CloudmaxEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    run_links_then_sensor("dl_defer_ok", emu, deferrable=True)
+    assert "running trigger in line" in caplog.text  # dag.test() ran our trigger: the task deferred
+    agents = user_agents(emu)
+    # one poke first (requests, both links pending), then the deferral: aiohttp probes until ready
+    assert agents[:2] == [SYNC_UA, SYNC_UA]
+    assert len(agents) > 2 and all("aiohttp" in ua for ua in agents[2:])
+
+
+def test_deferrable_ready_link_does_not_defer(airflow_db: Path, emu: CloudmaxEmulator) -> None:
+    links = request_links()
+    dr = run_sensor("dl_defer_ready", links, poke_interval=60, deferrable=True)
+    assert task_states(dr) == {"wait": "success"}
+    assert xcom(dr, "wait")[0]["link"] == links[0]
+    assert user_agents(emu) == [SYNC_UA]  # the first poke found it: no trigger, no poke interval
+
+
+def test_deferrable_timeout_fails(airflow_db: Path, emu: CloudmaxEmulator, capfd: pytest.CaptureFixture[str]) -> None:
+    emu.settings.link_ready_after = 3600
+    links = request_links()
+    started = time.monotonic()
+    dr = run_sensor("dl_defer_timeout", links, timeout=2, deferrable=True)
+    took = time.monotonic() - started
+    assert task_states(dr) == {"wait": "failed"}
+    assert 2.0 <= took < 15
+    out = capfd.readouterr()
+    assert "AirflowSensorTimeout" in out.out + out.err
+    assert "not ready after timeout=2" in out.out + out.err and links[0] in out.out + out.err
+    assert any("aiohttp" in ua for ua in user_agents(emu))
+
+
+def test_soft_fail_timeout_skips(airflow_db: Path, emu: CloudmaxEmulator) -> None:
+    emu.settings.link_ready_after = 3600
+    dr = run_sensor("dl_soft_fail", request_links(), timeout=1, deferrable=True, soft_fail=True)
+    assert task_states(dr) == {"wait": "skipped"}
+
+
+def forbid_after_first_probe(emu: CloudmaxEmulator) -> threading.Thread:
+    """Let the first link request see a 404 ("not yet"), then answer every link with 403."""
+
+    def watch() -> None:
+        end = time.monotonic() + 30
+        while not emu.link_requests and time.monotonic() < end:
+            time.sleep(0.005)
+        emu.settings.fault_paths, emu.settings.fail_with, emu.settings.fail_first = "links", 403, 1000
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferrable"])
+def test_forbidden_link_fails_with_a_specific_message(
+    airflow_db: Path, emu: CloudmaxEmulator, capfd: pytest.CaptureFixture[str], deferrable: bool
+) -> None:
+    emu.settings.link_ready_after = 3600
+    links = request_links()
+    emu.clear_log()
+    watcher = forbid_after_first_probe(emu)  # in deferrable mode the trigger, not the first poke, sees the 403
+    dag_id = f"dl_forbidden_{'defer' if deferrable else 'poke'}"
+    dr = run_sensor(dag_id, links, timeout=20, deferrable=deferrable)
+    watcher.join()
+    assert task_states(dr) == {"wait": "failed"}
+    out = capfd.readouterr()
+    assert f"CloudmaxLinkError: DOWNLOADLINK {links[0]}: HTTP 403: the file cannot be fetched" in out.out + out.err
+    agents = user_agents(emu)
+    assert agents[0] == SYNC_UA and ("aiohttp" in agents[-1]) is deferrable
+
+
+def test_html_error_page_fails(airflow_db: Path, emu: CloudmaxEmulator, capfd: pytest.CaptureFixture[str]) -> None:
+    page = emu.serve_file("Report_1.csv", "<html><body><h1>Runtime Error</h1></body></html>", "text/html")
+    dr = run_sensor("dl_html_page", [page], timeout=20)
+    assert task_states(dr) == {"wait": "failed"}
+    out = capfd.readouterr()
+    assert "the link answered an HTML page instead of the report" in out.out + out.err
+
+
+def test_host_not_allowed_fails_without_a_request(
+    airflow_db: Path, emu: CloudmaxEmulator, capfd: pytest.CaptureFixture[str]
+) -> None:
+    links = request_links()
+    emu.clear_log()
+    other = links[0].replace("127.0.0.1", "localhost")  # same server, a host name that is not the API's
+    dr = run_sensor("dl_host_refused", [{"link": other}], timeout=20, deferrable=True)
+    assert task_states(dr) == {"wait": "failed"}
+    assert emu.requests == []
+    out = capfd.readouterr()
+    assert "DOWNLOADLINK host 'localhost' is not the API host '127.0.0.1'" in out.out + out.err
+
+
+# ---------------------------------------------------------------------------------------------
+# The trigger on its own
+# ---------------------------------------------------------------------------------------------
+def test_trigger_serialize_round_trips_primitives() -> None:
+    trigger = CloudmaxDownloadLinkTrigger(
+        links=["http://h/a.csv", r"\\CMXFILE01\reports\x\b.csv"],
+        api_host="h",
+        allowed_link_hosts=["*.example.com"],
+        smb_conn_id="smb",
+        poll_interval=1.5,
+        deadline=1_900_000_000.25,
+        verify="/etc/ca.pem",
+        request_timeout=9,
+        unc_stable_checks=3,
+    )
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "cloudmax_provider.triggers.download_link.CloudmaxDownloadLinkTrigger"
+    assert json.loads(json.dumps(kwargs)) == kwargs  # primitives only
+    again = CloudmaxDownloadLinkTrigger(**kwargs)
+    assert again.serialize() == (classpath, kwargs)
+    assert kwargs["links"][1] == r"\\CMXFILE01\reports\x\b.csv" and kwargs["deadline"] == 1_900_000_000.25
+
+
+def test_trigger_success_after_delay(emu: CloudmaxEmulator) -> None:
+    emu.settings.link_ready_after = 1.0
+    emu.settings.split_links = True
+    links = request_links([1, 2, 3])
+    payload = run_trigger(trigger_for(links, emu, deadline=None))  # no deadline: waits as long as it takes
+    assert payload["status"] == "success", payload
+    probes = [LinkProbe.from_dict(d) for d in payload["links"]]
+    assert [p.link for p in probes] == links
+    assert all(p.state is LinkState.READY and p.size for p in probes)
+
+
+def test_trigger_timeout_is_exact_and_polls_without_spinning(emu: CloudmaxEmulator) -> None:
+    emu.settings.link_ready_after = 3600
+    links = request_links()
+    emu.clear_log()
+    window, poll = 2.0, 0.25
+    deadline = time.time() + window
+    payload = run_trigger(trigger_for(links, emu, poll_interval=poll, deadline=deadline))
+    late = time.time() - deadline
+    n = len(emu.link_requests)
+    print(f"\ntimeout event {late * 1000:+.0f} ms after the deadline; {n} probes in {window}s at {poll}s")
+    assert payload["status"] == "timeout"
+    assert -0.05 <= late < 0.3
+    assert window / poll - 1 <= n <= window / poll + 1  # one probe per round, no busy loop
+    assert payload["links"][0]["state"] == "pending" and "HTTP 404" in payload["links"][0]["message"]
+    assert links[0] in payload["message"]
+
+
+def test_trigger_refused_host_fails_without_a_request(emu: CloudmaxEmulator) -> None:
+    links = request_links()
+    emu.clear_log()
+    evil = links[0].replace("127.0.0.1", "localhost")
+    payload = run_trigger(trigger_for([links[0], evil], emu))
+    assert payload["status"] == "failed"
+    assert "not the API host" in payload["message"] and evil in payload["message"]
+    assert emu.requests == []
+    # the same host becomes fine once the connection allows it
+    payload = run_trigger(trigger_for([evil], emu, allowed_link_hosts=["local*"]))
+    assert payload["status"] == "success"
+
+
+def test_trigger_403_and_error_pages_fail(emu: CloudmaxEmulator) -> None:
+    links = request_links()
+    emu.settings.fault_paths, emu.settings.fail_with, emu.settings.fail_first = "links", 403, 1000
+    payload = run_trigger(trigger_for(links, emu))
+    assert payload["status"] == "failed" and "HTTP 403" in payload["message"]
+    emu.settings.fail_first = 0
+    html = emu.serve_file("r.csv", "<!DOCTYPE html><html><body>Error</body></html>", "text/html")
+    payload = run_trigger(trigger_for([html], emu))
+    assert payload["status"] == "failed" and "HTML page" in payload["message"]
+    xml = emu.serve_file(
+        "e.csv",
+        "<?xml version='1.0'?><ROOT><ERRORCODE>100</ERRORCODE><ERRORMSG>Exception</ERRORMSG></ROOT>",
+        "text/xml",
+    )
+    payload = run_trigger(trigger_for([xml], emu))
+    assert payload["status"] == "failed" and "ErrorCode 100" in payload["message"]
+
+
+def test_trigger_network_errors_and_5xx_are_pending(emu: CloudmaxEmulator) -> None:
+    links = request_links()
+    dead = f"http://127.0.0.1:{free_port()}/WebAPI/ReportFiles/x/r.csv"  # nothing listens there
+    emu.settings.fault_paths, emu.settings.fail_with, emu.settings.fail_first = "links", 503, 3
+    payload = run_trigger(trigger_for([links[0], dead], emu, poll_interval=0.1, deadline=time.time() + 1.0))
+    assert payload["status"] == "timeout"
+    by_link = {d["link"]: d for d in payload["links"]}
+    assert by_link[links[0]]["state"] == "ready"  # three 503s were only "not yet"
+    assert by_link[dead]["state"] == "pending" and "not reachable yet" in by_link[dead]["message"]
+
+
+@pytest.mark.slow
+def test_thousand_links_on_one_event_loop(emu: CloudmaxEmulator) -> None:
+    emu.settings.split_links = True
+    emu.settings.rows_per_launch = 1
+    emu.settings.link_ready_after = 2.0
+    links = request_links(list(range(1, 1001)))
+    assert len(links) == 1000
+    emu.clear_log()
+    before = rss_mb()
+
+    async def main() -> list[dict[str, Any]]:
+        deadline = time.time() + 60
+        triggers = [
+            trigger_for([link], emu, poll_interval=0.5, deadline=deadline, request_timeout=30) for link in links
+        ]
+        return await asyncio.gather(*(first_event(t) for t in triggers))
+
+    started = time.monotonic()
+    payloads = asyncio.run(main())
+    took = time.monotonic() - started
+    growth = rss_mb() - before
+    probes = len(emu.link_requests)
+    print(
+        f"\n1000 triggers x 1 link, one event loop: all ready in {took:.2f}s wall (files ready after 2.0s), "
+        f"{probes} probes, RSS {before:.0f} MB -> {before + growth:.0f} MB (growth {growth:.1f} MB)"
+    )
+    assert [p["status"] for p in payloads] == ["success"] * 1000
+    assert sorted(p["links"][0]["link"] for p in payloads) == sorted(links)
+    assert took < 30
+    assert growth < 200
+
+
+# ---------------------------------------------------------------------------------------------
+# UNC links through a real smbd
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def samba(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SambaServer]:
+    reason = samba_unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    with SambaServer(tmp_path_factory.mktemp("dl_share")) as srv:
+        yield srv
+
+
+@pytest.fixture
+def smb_emu(emu: CloudmaxEmulator, samba: SambaServer, monkeypatch: pytest.MonkeyPatch) -> CloudmaxEmulator:
+    """Mode 0 links (``\\\\CMXFILE01\\reports\\...``) whose files land in the smbd share."""
+    emu.settings.unc_root = str(samba.share_dir)
+    conn = {
+        "conn_type": "samba",
+        "host": samba.host,
+        "port": samba.port,
+        "login": samba.username,
+        "password": samba.password,
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_SMB_DL", json.dumps(conn))
+    return emu
+
+
+@pytest.mark.samba
+@pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferrable"])
+def test_smb_links_through_samba(
+    airflow_db: Path, smb_emu: CloudmaxEmulator, deferrable: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    dag_id = f"dl_smb_{'defer' if deferrable else 'poke'}"
+    links, result = run_links_then_sensor(dag_id, smb_emu, deferrable, response_mode=0, smb_conn_id="smb_dl")
+    assert all(link.startswith("\\\\CMXFILE01\\reports\\") for link in links)
+    assert result == [{"link": link, "size": smb_emu.unc_to_local(link).stat().st_size} for link in links]
+    assert ("running trigger in line" in caplog.text) is deferrable
+
+
+@pytest.mark.samba
+def test_smb_growing_file_is_ready_only_once_stable(smb_emu: CloudmaxEmulator, samba: SambaServer) -> None:
+    path = samba.share_dir / "growing" / "r.csv"
+    path.parent.mkdir(exist_ok=True)
+    path.write_bytes(b"a,b\r\n")
+    link = r"\\CMXFILE01\reports\growing\r.csv"
+    trigger = trigger_for([link], smb_emu, smb_conn_id="smb_dl", poll_interval=0.2, deadline=time.time() + 20)
+
+    async def main() -> dict[str, Any]:
+        async def grow() -> None:
+            for _ in range(6):
+                await asyncio.sleep(0.15)
+                with path.open("ab") as fh:
+                    fh.write(b"1,2\r\n")
+
+        grower = asyncio.create_task(grow())
+        payload = await first_event(trigger)
+        await grower
+        return payload
+
+    payload = asyncio.run(main())
+    assert payload["status"] == "success"
+    assert payload["links"][0]["size"] == path.stat().st_size == 5 + 6 * 5
+    # the sync hook waits unc_stable_seconds between its two checks
+    hook = CloudmaxHook("cloudmax_default", smb_conn_id="smb_dl")
+    hook.unc_stable_seconds = 0.2  # type: ignore[attr-defined]
+    probe = hook.probe_link(link)
+    assert (probe.state, probe.size) == (LinkState.READY, 35)
+    missing = hook.probe_link(r"\\CMXFILE01\reports\growing\none.csv")
+    assert missing.state is LinkState.PENDING and "does not exist" in missing.message
+    denied = trigger_for([r"\\CMXFILE01\nosuchshare\x.csv"], smb_emu, smb_conn_id="smb_dl")
+    assert run_trigger(denied)["status"] == "failed"
