@@ -316,3 +316,22 @@ def test_openlineage_facets(cloudmax_emulator, cloudmax_conn):
     lineage = task.get_openlineage_facets_on_complete(None)
     assert lineage.inputs[0].namespace == "cloudmax://127.0.0.1" and lineage.inputs[0].name == "report/31033"
     assert (lineage.outputs[0].namespace, lineage.outputs[0].name) == ("s3://lake", "r.csv")
+
+
+def test_deferrable_operator_waits_in_the_trigger(cloudmax_emulator, cloudmax_conn, tmp_path, caplog):
+    cloudmax_emulator.settings.link_ready_after = 1.5
+    cloudmax_emulator.settings.split_links = True
+    dest = tmp_path / "deferred.csv"
+    dr = run_dag(
+        dag_source(
+            "cmx_defer",
+            op(report_part_id=21003, launch_ids=[31, 32], response_mode=1, destination=f"file://{dest}",
+               deferrable=True, poll_interval=0.3),
+        ),
+        "cmx_defer",
+    )
+    assert task_states(dr) == {"report": "success"}
+    assert dest.read_bytes().decode() == cloudmax_emulator.expected_csv(21003, [31, 32], *WINDOW)
+    agents = {r.headers.get("User-Agent", "").split()[0] for r in cloudmax_emulator.link_requests}
+    assert any("trigger" in a for a in agents), agents  # the trigger polled the links
+    assert len(cloudmax_emulator.api_requests) == 1  # resuming did not ask Report.aspx again
