@@ -15,8 +15,8 @@ from __future__ import annotations
 import os
 
 import pendulum
-
 from airflow.sdk import DAG
+
 from cloudmax_provider.operators.report import CloudmaxReportOperator
 
 # Where reports land: any ObjectStoragePath URI (s3://bucket/prefix with CLOUDMAX_LAKE_CONN_ID=aws_default, ...)

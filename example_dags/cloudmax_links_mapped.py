@@ -11,8 +11,8 @@ import os
 from typing import Any
 
 import pendulum
-
 from airflow.sdk import DAG, task
+
 from cloudmax_provider.operators.download_links import CloudmaxDownloadLinksOperator
 from cloudmax_provider.sensors.download_link import CloudmaxDownloadLinkSensor
 
@@ -35,7 +35,11 @@ with DAG(
         hook = CloudmaxHook()
         end = data_interval_end
         request = hook.build_request(
-            "click_details", launch_id, end.subtract(days=1), end, response_mode=1  # 1: HTTP links
+            "click_details",
+            launch_id,
+            end.subtract(days=1),
+            end,
+            response_mode=1,  # 1: HTTP links
         )
         return hook.request_links(request)
 

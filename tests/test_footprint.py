@@ -103,7 +103,9 @@ def test_memory_stays_flat_for_a_large_report(tmp_path, encoding, monkeypatch):
     script.write_text(MEMORY_RUN)
     out = subprocess.run(
         [sys.executable, str(script), str(dag_file), encoding, str(300 * 2**20)],
-        capture_output=True, text=True, timeout=900,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     figures = json.loads(out.stdout.strip().splitlines()[-1])

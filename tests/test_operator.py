@@ -325,8 +325,14 @@ def test_deferrable_operator_waits_in_the_trigger(cloudmax_emulator, cloudmax_co
     dr = run_dag(
         dag_source(
             "cmx_defer",
-            op(report_part_id=21003, launch_ids=[31, 32], response_mode=1, destination=f"file://{dest}",
-               deferrable=True, poll_interval=0.3),
+            op(
+                report_part_id=21003,
+                launch_ids=[31, 32],
+                response_mode=1,
+                destination=f"file://{dest}",
+                deferrable=True,
+                poll_interval=0.3,
+            ),
         ),
         "cmx_defer",
     )
