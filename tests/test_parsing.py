@@ -31,7 +31,10 @@ from cloudmax_provider.response import (
 from cloudmax_provider.transfer import csv_body
 
 TZ = ZoneInfo("Asia/Taipei")
-TEXT = 'ID,Subject,SubmitTime\r\n1,"雙11 限時優惠, ""加碼""\r\n第二行",2026/11/1 下午 01:02:03\r\n2,上午,2026-11-01 00:00:00\r\n'
+TEXT = (
+    'ID,Subject,SubmitTime\r\n1,"雙11 限時優惠, ""加碼""\r\n第二行",2026/11/1 下午 01:02:03\r\n'
+    "2,上午,2026-11-01 00:00:00\r\n"
+)
 
 
 def chunked(data: bytes, size: int) -> list[bytes]:
@@ -151,7 +154,10 @@ def test_xml_answers():
         parse_api_xml(b"<ROOT><ERRORCODE>103</ERRORCODE><ERRORMSG>Incorrect ReportPartID</ERRORMSG></ROOT>").error_code
         == 103
     )
-    utf16 = '<?xml version="1.0" encoding="utf-16"?><a><ErrorCode>0</ErrorCode><downloadlink>\\\\S\\r\\1.csv</downloadlink></a>'
+    utf16 = (
+        '<?xml version="1.0" encoding="utf-16"?><a><ErrorCode>0</ErrorCode>'
+        "<downloadlink>\\\\S\\r\\1.csv</downloadlink></a>"
+    )
     assert parse_api_xml(codecs.BOM_UTF16_LE + utf16.encode("utf-16-le")).links == ("\\\\S\\r\\1.csv",)
     assert parse_api_xml(utf16.encode()).links == ("\\\\S\\r\\1.csv",)
     with pytest.raises(CloudmaxResponseError, match="ERRORCODE"):
