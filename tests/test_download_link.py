@@ -364,6 +364,17 @@ def test_trigger_network_errors_and_5xx_are_pending(emu: CloudmaxEmulator) -> No
     assert by_link[dead]["state"] == "pending" and "not reachable yet" in by_link[dead]["message"]
 
 
+def test_trigger_retries_resets_within_a_round_with_the_one_policy(emu: CloudmaxEmulator) -> None:
+    """Connection resets are retried by tenacity's AsyncRetrying with the connection's settings."""
+    links = request_links()
+    emu.settings.fault_paths, emu.settings.fail_with, emu.settings.fail_first = "links", "reset", 2
+    trigger = trigger_for(links, emu, poll_interval=5.0, retries=3, retry_min_wait=0.05, retry_max_wait=0.1)
+    started = time.monotonic()
+    payload = run_trigger(trigger)
+    assert payload["status"] == "success" and time.monotonic() - started < 2  # no second round needed
+    assert len(emu.link_requests) == 3
+
+
 @pytest.mark.slow
 def test_thousand_links_on_one_event_loop(emu: CloudmaxEmulator) -> None:
     emu.settings.split_links = True

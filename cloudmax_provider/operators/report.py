@@ -260,15 +260,12 @@ class CloudmaxReportOperator(BaseOperator):
 
                 self.log.info("Deferring until %d DOWNLOADLINK file(s) exist", len(pending))
                 self.defer(
-                    trigger=CloudmaxDownloadLinkTrigger(
-                        links=list(links),
-                        api_host=hook.settings.api_host,
-                        allowed_link_hosts=list(hook.settings.allowed_link_hosts),
+                    trigger=CloudmaxDownloadLinkTrigger.for_connection(
+                        links,
+                        hook.settings,
                         smb_conn_id=self.smb_conn_id,
                         poll_interval=self.poll_interval,
                         deadline=deadline,
-                        verify=hook.settings.verify,
-                        request_timeout=hook.settings.timeout,
                     ),
                     method_name="execute_complete",
                     kwargs={"links": list(links)},

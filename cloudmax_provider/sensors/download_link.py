@@ -7,9 +7,13 @@ task returns ``[{"link": ..., "size": ...}, ...]`` (to XCom), one per link in th
 
 Example::
 
-    links = CloudmaxReportLinksOperator(task_id="links", ...)          # returns the DOWNLOADLINKs
+    @task
+    def request_links() -> list[str]:                # ResponseMode 1: links only, nothing downloaded
+        hook = CloudmaxHook()
+        return hook.request_links(hook.build_request("removals", 1225, start, end, response_mode=1))
+
     wait = CloudmaxDownloadLinkSensor(
-        task_id="wait", links=links.output, smb_conn_id="cloudmax_smb",
+        task_id="wait", links=request_links(), smb_conn_id="cloudmax_smb",
         poke_interval=30, timeout=3600, deferrable=True,
     )
 """
@@ -109,15 +113,12 @@ class CloudmaxDownloadLinkSensor(BaseSensorOperator):
         settings = self.hook.settings
         deadline = started + float(self.timeout)
         self.defer(
-            trigger=CloudmaxDownloadLinkTrigger(
-                links=[link.url for link in self._links()],
-                api_host=settings.api_host,
-                allowed_link_hosts=list(settings.allowed_link_hosts),
+            trigger=CloudmaxDownloadLinkTrigger.for_connection(
+                [link.url for link in self._links()],
+                settings,
                 smb_conn_id=self.smb_conn_id,
                 poll_interval=float(self.poke_interval),
                 deadline=deadline,
-                verify=settings.verify,
-                request_timeout=settings.timeout,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=max(0.0, deadline - time.time())),

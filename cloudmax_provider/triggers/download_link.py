@@ -42,11 +42,12 @@ from cloudmax_provider.links import (
     check_link_allowed,
     judge_http_probe,
 )
-from cloudmax_provider.retry import is_retryable
+from cloudmax_provider.retry import RetrySettings, is_retryable, retry_args
 
 if TYPE_CHECKING:
     import aiohttp
 
+    from cloudmax_provider.connection import CloudmaxSettings
     from cloudmax_provider.unc import UncReader
 
 #: Bytes read from a link to judge it (the ranged GET asks for no more).
@@ -84,6 +85,9 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
         verify: bool | str = True,
         request_timeout: float = 60.0,
         unc_stable_checks: int = 2,
+        retries: int = 1,
+        retry_min_wait: float = 1.0,
+        retry_max_wait: float = 30.0,
     ) -> None:
         super().__init__()
         self.links = [str(link) for link in links]
@@ -95,6 +99,7 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
         self.verify = verify
         self.request_timeout = float(request_timeout)
         self.unc_stable_checks = max(1, int(unc_stable_checks))
+        self.retry = RetrySettings(max(1, int(retries)), float(retry_min_wait), float(retry_max_wait))
         self._sizes: dict[str, list[int | None]] = {}
         self._readers: dict[str, tuple[UncReader, asyncio.Lock]] = {}
 
@@ -111,7 +116,35 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
                 "verify": self.verify,
                 "request_timeout": self.request_timeout,
                 "unc_stable_checks": self.unc_stable_checks,
+                "retries": self.retry.max_attempts,
+                "retry_min_wait": self.retry.min_wait,
+                "retry_max_wait": self.retry.max_wait,
             },
+        )
+
+    @classmethod
+    def for_connection(
+        cls,
+        links: list[str],
+        settings: CloudmaxSettings,
+        *,
+        smb_conn_id: str | None,
+        poll_interval: float,
+        deadline: float | None,
+    ) -> CloudmaxDownloadLinkTrigger:
+        """The trigger for ``links`` with a ``cloudmax`` connection's hosts, TLS, timeout and retry policy."""
+        return cls(
+            links=list(links),
+            api_host=settings.api_host,
+            allowed_link_hosts=list(settings.allowed_link_hosts),
+            smb_conn_id=smb_conn_id,
+            poll_interval=poll_interval,
+            deadline=deadline,
+            verify=settings.verify,
+            request_timeout=settings.timeout,
+            retries=settings.retry.max_attempts,
+            retry_min_wait=settings.retry.min_wait,
+            retry_max_wait=settings.retry.max_wait,
         )
 
     # ---- the event ---------------------------------------------------------------------------
@@ -210,35 +243,46 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
             return await self._probe_http(session, link)
 
     async def _probe_http(self, session: aiohttp.ClientSession, link: DownloadLink) -> LinkProbe:
-        """One ranged GET, at most :data:`PROBE_BYTES` read, judged like the sync hook does.
+        """One ranged GET (at most :data:`PROBE_BYTES` read), judged like the sync hook does.
 
-        Transient failures (network errors, timeouts, 5xx/429 judged "pending") are not retried
-        here with the tenacity policy: the next round *is* the retry, on the poll cadence, so a
-        back-off can never push an event past the deadline. ``is_retryable`` (the one policy's
-        classifier) still decides what is transient: anything else fails the link.
+        Network errors and timeouts are retried with the provider's one policy (tenacity's
+        ``AsyncRetrying`` with the connection's ``retry_args``); still failing, the link stays
+        pending and the next round tries again. The deadline interrupts any back-off.
         """
         import aiohttp
+        from tenacity import AsyncRetrying
         from yarl import URL
 
         try:
             url = URL(link.url).with_user(None)  # credentials in a link are never sent
-            async with session.get(url, headers={"Range": PROBE_RANGE}, allow_redirects=False, auth=None) as resp:
-                head = b""
-                while len(head) < PROBE_BYTES:
-                    chunk = await resp.content.read(PROBE_BYTES - len(head))
-                    if not chunk:
-                        break
-                    head += chunk
-                if not resp.content.at_eof():
-                    resp.close()  # the server ignored Range: drop the connection, never drain the body
-                return judge_http_probe(link.url, resp.status, resp.headers, head)
+            async for attempt in AsyncRetrying(**retry_args(self.retry)):
+                with attempt:
+                    try:
+                        return await self._get_head(session, url, link.url)
+                    except (aiohttp.InvalidURL, aiohttp.ClientConnectorCertificateError, ValueError):
+                        raise
+                    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                        raise CloudmaxTransientError(f"{type(exc).__name__}: {exc}") from None
         except (aiohttp.InvalidURL, aiohttp.ClientConnectorCertificateError, ValueError) as exc:
             error: BaseException = exc  # a URL aiohttp cannot use, a TLS certificate we do not trust
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            error = CloudmaxTransientError(f"{type(exc).__name__}: {exc}")
+        except CloudmaxTransientError as exc:
+            error = exc
         if is_retryable(error):
             return LinkProbe(link.url, LinkState.PENDING, message=f"not reachable yet: {error}"[:300])
         return LinkProbe(link.url, LinkState.FAILED, message=f"cannot be fetched: {error}"[:300])
+
+    @staticmethod
+    async def _get_head(session: aiohttp.ClientSession, url: Any, link: str) -> LinkProbe:
+        async with session.get(url, headers={"Range": PROBE_RANGE}, allow_redirects=False, auth=None) as resp:
+            head = b""
+            while len(head) < PROBE_BYTES:
+                chunk = await resp.content.read(PROBE_BYTES - len(head))
+                if not chunk:
+                    break
+                head += chunk
+            if not resp.content.at_eof():
+                resp.close()  # the server ignored Range: drop the connection, never drain the body
+            return judge_http_probe(link, resp.status, resp.headers, head)
 
     async def _probe_unc(self, link: DownloadLink) -> LinkProbe:
         """SMB size in a thread; ready when > 0 and equal over ``unc_stable_checks`` checks."""
