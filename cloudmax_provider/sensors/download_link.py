@@ -24,15 +24,16 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
 
 from cloudmax_provider.errors import CloudmaxLinkError
-from cloudmax_provider.hooks.cloudmax import CloudmaxHook
 from cloudmax_provider.links import DownloadLink, LinkProbe, LinkState, parse_links
-from cloudmax_provider.triggers.download_link import CloudmaxDownloadLinkTrigger
+
+if TYPE_CHECKING:  # imported where used: DAG files parse this module often
+    from cloudmax_provider.hooks.cloudmax import CloudmaxHook
 
 
 class CloudmaxDownloadLinkSensor(BaseSensorOperator):
@@ -53,7 +54,7 @@ class CloudmaxDownloadLinkSensor(BaseSensorOperator):
         self,
         *,
         links: Any,
-        cloudmax_conn_id: str = CloudmaxHook.default_conn_name,
+        cloudmax_conn_id: str = "cloudmax_default",
         smb_conn_id: str | None = None,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
@@ -68,6 +69,8 @@ class CloudmaxDownloadLinkSensor(BaseSensorOperator):
 
     @cached_property
     def hook(self) -> CloudmaxHook:
+        from cloudmax_provider.hooks.cloudmax import CloudmaxHook
+
         return CloudmaxHook(self.cloudmax_conn_id, smb_conn_id=self.smb_conn_id)
 
     def _links(self) -> list[DownloadLink]:
@@ -113,7 +116,7 @@ class CloudmaxDownloadLinkSensor(BaseSensorOperator):
         settings = self.hook.settings
         deadline = started + float(self.timeout)
         self.defer(
-            trigger=CloudmaxDownloadLinkTrigger.for_connection(
+            trigger=_trigger_class().for_connection(
                 [link.url for link in self._links()],
                 settings,
                 smb_conn_id=self.smb_conn_id,
@@ -143,3 +146,9 @@ class CloudmaxDownloadLinkSensor(BaseSensorOperator):
 
 
 __all__ = ["CloudmaxDownloadLinkSensor"]
+
+
+def _trigger_class() -> Any:
+    from cloudmax_provider.triggers.download_link import CloudmaxDownloadLinkTrigger
+
+    return CloudmaxDownloadLinkTrigger
