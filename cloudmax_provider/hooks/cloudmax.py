@@ -46,8 +46,15 @@ from cloudmax_provider.links import (
     check_link_allowed,
     judge_http_probe,
 )
-from cloudmax_provider.reports import get_report_part
-from cloudmax_provider.request import ReportRequest, ResponseMode, WireRequest, build_report_request, encode_request
+from cloudmax_provider.request import (
+    ReportRequest,
+    ResponseMode,
+    WireRequest,
+    build_report_request,
+    encode_request,
+    get_timezone,
+    redact_url,
+)
 from cloudmax_provider.response import (
     SNIFF_BYTES,
     Encoding,
@@ -250,8 +257,6 @@ class CloudmaxHook(BaseHook):
             raise
 
     def _check_response(self, resp: requests.Response, wire: WireRequest, report_part_id: int | None) -> bytes:
-        import requests
-
         status = resp.status_code
         if status in (301, 302, 303, 307, 308):
             location = resp.headers.get("Location", "")
@@ -276,11 +281,15 @@ class CloudmaxHook(BaseHook):
                 405: "the server refuses this method; set the connection extra 'method' to 'GET' or 'POST'",
             }.get(status, "check the connection")
             raise CloudmaxResponseError(f"Report.aspx answered HTTP {status} at {wire.safe_url}: {hint}", status=status)
+        return self._read(resp, SNIFF_BYTES, wire.safe_url)
+
+    @staticmethod
+    def _read(resp: requests.Response, size: int, source: str) -> bytes:
+        """Read up to ``size`` bytes of the body; a connection lost meanwhile is transient."""
         try:
-            head = resp.raw.read(SNIFF_BYTES, decode_content=True) or b""
-        except (requests.RequestException, OSError, Exception) as exc:
-            raise _transport_error(exc, f"reading the answer of {wire.safe_url}") from None
-        return bytes(head)
+            return bytes(resp.raw.read(size, decode_content=True) or b"")
+        except Exception as exc:
+            raise _transport_error(exc, f"reading the answer of {source}") from None
 
     def _answer(self, request: ReportRequest) -> tuple[requests.Response | None, bytes, list[str]]:
         """One attempt: send, raise API errors; return (open response or None, first bytes, links)."""
@@ -295,8 +304,8 @@ class CloudmaxHook(BaseHook):
                 "Report.aspx answered an HTML page, not the API; check the connection's host and 'endpoint' extra"
             )
         if kind == "xml" or request.response_mode.returns_links:
-            body = head + resp.raw.read(1 << 20, decode_content=True)  # XML answers are small
-            resp.close()
+            with resp:
+                body = head + self._read(resp, 1 << 20, redact_url(resp.url))  # XML answers are small
             answer = parse_api_xml(body)
             answer.raise_for_error(request.report_part.id)
             return None, b"", list(answer.links)
@@ -331,9 +340,9 @@ class CloudmaxHook(BaseHook):
         if resp is None:
             raise CloudmaxResponseError(f"Report.aspx answered links ({links[:3]}) instead of the report body")
         with resp:
-            yield self._stream(resp, head, redact_url_of(resp), request)
+            yield self._stream(resp, head, redact_url(resp.url))
 
-    def _stream(self, resp: requests.Response, head: bytes, source: str, request: Any = None) -> ReportStream:
+    def _stream(self, resp: requests.Response, head: bytes, source: str) -> ReportStream:
         ctype = resp.headers.get("Content-Type", "")
         length = resp.headers.get("Content-Length")
         size = int(length) if length and length.isdigit() and not resp.headers.get("Content-Encoding") else None
@@ -380,7 +389,7 @@ class CloudmaxHook(BaseHook):
         Reads the report body, or ``links`` (their rows one after the other) when given.
         """
         renamed = {new: name for name, new in request.columns if new}
-        tz = _zone(self.settings.timezone)
+        tz = get_timezone(self.settings.timezone)
         rows: list[dict[str, Any]] = []
         for attempt in self.retrying():
             with attempt:
@@ -522,13 +531,13 @@ class CloudmaxHook(BaseHook):
         answers 102 (Incorrect Request); a wrong password answers 100 about the login."""
         try:
             settings = self.settings
-            wire = self._wire({"ReportPartID": str(get_report_part(20001).id)})
+            wire = self._wire({"ReportPartID": "20001"})
             try:
                 resp, head = self._send(wire, None)
             except _RedirectAnswer:
                 return True, f"Connected to {settings.url}"
             with resp:
-                body = head + resp.raw.read(1 << 16)
+                body = head + self._read(resp, 1 << 16, wire.safe_url)
             answer = parse_api_xml(body)
             if answer.error_code in (0, 102, 103, 110):
                 return True, f"Connected to {settings.url} as {settings.credentials.login!r}"
@@ -556,18 +565,6 @@ class _RedirectAnswer(Exception):
     def __init__(self, links: tuple[str, ...]) -> None:
         super().__init__("redirect")
         self.links = links
-
-
-def redact_url_of(resp: Any) -> str:
-    from cloudmax_provider.request import redact_url
-
-    return redact_url(str(getattr(resp, "url", "")))
-
-
-def _zone(name: str) -> Any:
-    from cloudmax_provider.request import get_timezone
-
-    return get_timezone(name)
 
 
 def _mask(password: str) -> None:
