@@ -341,3 +341,33 @@ def test_deferrable_operator_waits_in_the_trigger(cloudmax_emulator, cloudmax_co
     agents = {r.headers.get("User-Agent", "").split()[0] for r in cloudmax_emulator.link_requests}
     assert any("trigger" in a for a in agents), agents  # the trigger polled the links
     assert len(cloudmax_emulator.api_requests) == 1  # resuming did not ask Report.aspx again
+
+
+def test_launch_ids_from_an_upstream_task(cloudmax_emulator, cloudmax_conn):
+    src = dag_source(
+        "cmx_xcomarg",
+        "from airflow.sdk import task",
+        "@task",
+        "def campaigns():",
+        "    return [1225, 1116]",
+        "ids = campaigns()",
+        "report = " + op(report_part_id=20005, launch_ids="@IDS@"),
+        "ids >> report",
+    ).replace("'@IDS@'", "ids")
+    dr = run_dag(src, "cmx_xcomarg")
+    assert task_states(dr) == {"campaigns": "success", "report": "success"}
+    assert cloudmax_emulator.api_requests[0].field("LaunchID") == "1225,1116"
+    assert [row["LaunchID"] for row in xcom(dr, "report")] == [1225, 1116]
+
+
+def test_progress_is_logged_with_bytes_rows_and_rate(caplog):
+    import logging
+
+    from cloudmax_provider.transfer import Progress
+
+    caplog.set_level(logging.INFO)
+    progress = Progress("Writing x", every=0.0, logger=logging.getLogger("cmx.progress"))
+    out = b"".join(progress.track([b"a,b\r\n", b'1,"x\r\ny"\r\n', b"2,z\r\n"]))
+    assert out == b'a,b\r\n1,"x\r\ny"\r\n2,z\r\n'
+    assert progress.stats().rows == 2 and progress.stats().bytes == len(out)
+    assert "Writing x:" in caplog.text and "rows" in caplog.text and "MB/s" in caplog.text
