@@ -1,0 +1,735 @@
+"""Throughput and memory benchmarks of the provider's download and landing paths, each against a baseline.
+
+Run ``make bench`` (or ``.venv/bin/python bench/run.py``); ``--quick`` uses a 64 MiB report, the default 1024 MiB.
+``bench/README.md`` says what is measured and how to read the ratios.
+
+The parent process starts the bundled Report.aspx emulator (``big_report_bytes`` = the size, ResponseMode 3: the
+CSV is sent from disk with sendfile) and, for the S3 part, moto's S3 server in a process of its own. Every measured
+client (curl, the provider, boto3) runs in a fresh child process, so its peak RSS is its own; a Python child also
+reports its RSS just before the transfer starts (after imports, connection lookup and client set-up), so the growth
+during the transfer shows. A child is this file run as ``run.py --child CASE SPEC_JSON``; it writes its figures to
+the JSON file ``SPEC["result"]``.
+
+Nothing here touches the user's Airflow: ``AIRFLOW_HOME`` is a temporary directory, connections are
+``AIRFLOW_CONN_*`` environment variables, no metadata database is used. ``land_report`` gets
+``{"ti": XcomSink()}`` as its context: it only ever calls ``context["ti"].xcom_push``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+MiB = 1 << 20
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / ".bench" / "results.json"
+
+REPORT_PART_ID = 2100199  # open_details_quick: a detail report, the kind that gets big
+LAUNCH_IDS = [1225]
+START, END = "2026-11-01 00:00:00", "2026-11-02 00:00:00"
+CLOUDMAX_CONN_ID = "cloudmax_bench"
+AWS_CONN_ID = "aws_bench"
+BUCKET = "cloudmax-bench"
+STAGE_MIB = 64  # the in-memory pipeline-stage measurement uses at most this much of each report
+CHILD_TIMEOUT = 900.0
+
+
+# ==== child side (imports only what the measured case needs) ==================================================
+
+
+def _proc_status_kib(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+class XcomSink:
+    """Stands in for the task instance in ``context["ti"]``: ``land_report`` only calls ``xcom_push``."""
+
+    def __init__(self) -> None:
+        self.pushed: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.pushed[key] = value
+
+
+def _cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _start(out: dict[str, Any]) -> tuple[float, float]:
+    """Mark the start of the transfer: RSS now, wall clock and CPU."""
+    out["rss_before_kib"] = _proc_status_kib("VmRSS")
+    return time.perf_counter(), _cpu()
+
+
+def _stop(out: dict[str, Any], t0: float, c0: float) -> None:
+    out["seconds"] = time.perf_counter() - t0
+    out["cpu_seconds"] = _cpu() - c0
+
+
+def _hook_and_request(spec: dict[str, Any]) -> tuple[Any, Any]:
+    from cloudmax_provider.hooks.cloudmax import CloudmaxHook
+
+    hook = CloudmaxHook(CLOUDMAX_CONN_ID)
+    request = hook.build_request(REPORT_PART_ID, LAUNCH_IDS, START, END, response_mode=3)
+    _ = hook.session  # connection looked up, requests imported, session built: set-up, not transfer
+    return hook, request
+
+
+def child_main(case: str, spec: dict[str, Any]) -> None:
+    import logging
+
+    logging.basicConfig(level=logging.WARNING)
+    out: dict[str, Any] = {"case": case}
+    if case == "provider_devnull":
+        hook, request = _hook_and_request(spec)
+        received = 0
+        t0, c0 = _start(out)
+        with hook.open_report(request) as stream, open(os.devnull, "wb") as sink:
+            for chunk in stream.chunks:
+                sink.write(chunk)
+                received += len(chunk)
+        _stop(out, t0, c0)
+        out["bytes_in"] = out["bytes_out"] = received
+    elif case == "provider_land":
+        from airflow.sdk import ObjectStoragePath
+
+        import cloudmax_provider.transfer as transfer
+
+        hook, request = _hook_and_request(spec)
+        uri, conn_id = spec["uri"], spec.get("conn_id")
+        dest = ObjectStoragePath(uri, conn_id=conn_id)
+        # The first use of an ObjectStoragePath makes Airflow discover every provider's filesystem and, on the
+        # first open(), load the plugins for its hook-lineage collector: ~300 modules (boto3 among them, even for
+        # file://). A task process pays that once, whatever the size; it is timed apart from the transfer, as
+        # set-up (fs_setup_seconds), together with creating the S3 client.
+        out["rss_imports_kib"] = _proc_status_kib("VmRSS")
+        t = time.perf_counter()
+        warm = dest.parent / f".bench-warm-up-{os.getpid()}"
+        with warm.open("wb") as fh:  # the first open() also starts Airflow's hook-lineage collector (plugins)
+            fh.write(b"x")
+        warm.unlink()
+        out["fs_setup_seconds"] = time.perf_counter() - t
+        moves: list[float] = []
+        real_move = transfer._move
+
+        def timed_move(tmp: Any, final: Any) -> None:  # times the final move (a server-side copy on S3)
+            t = time.perf_counter()
+            real_move(tmp, final)
+            moves.append(time.perf_counter() - t)
+
+        transfer._move = timed_move
+        sink = XcomSink()
+        t0, c0 = _start(out)
+        transfer.land_report({"ti": sink}, hook, hook.sources(request), uri, conn_id, "utf-8")
+        _stop(out, t0, c0)
+        out["move_seconds"] = sum(moves)
+        out["bytes_in"] = spec["source_bytes"]
+        out["bytes_out"] = sink.pushed.get("bytes")
+        out["rows"] = sink.pushed.get("rows")
+    elif case == "boto3_upload":
+        import boto3
+
+        client = boto3.client("s3", endpoint_url=spec["endpoint_url"], region_name="us-east-1")
+        client.head_bucket(Bucket=BUCKET)  # the client is created and has answered once
+        t0, c0 = _start(out)
+        with open(spec["path"], "rb") as fh:
+            client.upload_fileobj(fh, BUCKET, spec["key"])
+        _stop(out, t0, c0)
+        out["bytes_in"] = out["bytes_out"] = spec["source_bytes"]
+    elif case == "stages":
+        out["stages"] = _stages(spec)
+    elif case == "moto":
+        from moto.server import ThreadedMotoServer
+
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=spec["port"], verbose=False)
+        server.start()
+        done = []
+        signal.signal(signal.SIGTERM, lambda *_: done.append(1))
+        Path(spec["result"]).write_text(json.dumps({"ready": True}))
+        while not done:
+            time.sleep(0.2)
+        server.stop()
+        return
+    else:
+        raise SystemExit(f"unknown child case {case!r}")
+    out["vmhwm_kib"] = _proc_status_kib("VmHWM")
+    Path(spec["result"]).write_text(json.dumps(out))
+
+
+def _stages(spec: dict[str, Any]) -> dict[str, Any]:
+    """CPU cost of each step of land_report's pipeline, in this process, over chunks already in memory.
+
+    The chunks are the first ``spec["stage_bytes"]`` of each report file, cut in the hook's CHUNK_SIZE.
+    """
+    import codecs
+
+    from cloudmax_provider.hooks.cloudmax import CHUNK_SIZE
+    from cloudmax_provider.response import CsvRowCounter, detect_encoding, transcode
+    from cloudmax_provider.transfer import Progress, csv_body
+
+    def load(path: str) -> list[bytes]:
+        chunks = []
+        with open(path, "rb") as fh:
+            left = spec["stage_bytes"]
+            while left > 0 and (chunk := fh.read(min(CHUNK_SIZE, left))):
+                chunks.append(chunk)
+                left -= len(chunk)
+        return chunks
+
+    def drain(it: Any) -> None:
+        for _ in it:
+            pass
+
+    def feed(chunks: list[bytes]) -> None:
+        counter = CsvRowCounter()
+        for chunk in chunks:
+            counter.feed(chunk)
+
+    utf8, utf16 = load(spec["path_utf8"]), load(spec["path_utf16"])
+    enc8, enc16 = detect_encoding(utf8[0]), detect_encoding(utf16[0])
+    steps: list[tuple[str, list[bytes], Any]] = [
+        ("transcode utf-8 -> utf-8", utf8, lambda c: drain(transcode(c, enc8, "utf-8"))),
+        ("transcode utf-16 -> utf-8", utf16, lambda c: drain(transcode(c, enc16, "utf-8"))),
+        ("CsvRowCounter.feed", utf8, feed),
+        ("land_report pipeline utf-8", utf8, lambda c: drain(Progress("x").track(csv_body(True, c, enc8, "utf-8")))),
+        (
+            "land_report pipeline utf-16",
+            utf16,
+            lambda c: drain(Progress("x").track(csv_body(True, c, enc16, "utf-8"))),
+        ),
+    ]
+    result: dict[str, Any] = {"source_codec": {"utf-8": enc8.codec, "utf-16": enc16.codec}}
+    for name, chunks, fn in steps:
+        nbytes = sum(map(len, chunks))
+        t0 = time.perf_counter()
+        fn(chunks)
+        result[name] = {"bytes": nbytes, "seconds": time.perf_counter() - t0}
+    # transcode() passes bytes through only when these are equal; "utf_8" != "utf-8" means it decodes and re-encodes
+    result["utf8_passthrough"] = enc8.codec == codecs.lookup("utf-8").name
+    return result
+
+
+# ==== parent side ===========================================================================================
+
+
+GNU_TIME = shutil.which("time", path="/usr/bin:/bin")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _spawn(cmd: list[str], work: Path, tag: str, stdout: Any) -> tuple[int, dict[str, Any], Path]:
+    """Run ``cmd`` to completion; returns (exit code, its own rusage, its stderr log).
+
+    Why GNU ``time``: on Linux a child's ``ru_maxrss`` also counts the memory it had before ``exec``, i.e. this
+    parent's RSS at the fork (subprocess uses vfork), ~130 MiB here with the emulator loaded. Through
+    ``/usr/bin/time`` the program is forked from a ~2 MiB process, so ``%M`` is its own peak RSS. Without GNU time,
+    ``os.wait4`` is used and the figure is a ceiling (the Python children report their own VmHWM anyway).
+    """
+    stamp = time.monotonic_ns()
+    log = work / f"{tag}-{stamp}.log"
+    tfile = work / f"{tag}-{stamp}.time"
+    full = [GNU_TIME, "-f", "%M %U %S", "-o", str(tfile), *cmd] if GNU_TIME else cmd
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(full, stdout=stdout, stderr=err)
+        deadline = time.monotonic() + CHILD_TIMEOUT
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                proc.kill()
+                _, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.02)
+    proc.returncode = code = os.waitstatus_to_exitcode(status)
+    rusage: dict[str, Any] = {"maxrss_kib": usage.ru_maxrss, "cpu": usage.ru_utime + usage.ru_stime, "via": "wait4"}
+    if GNU_TIME and tfile.exists():
+        last = tfile.read_text().strip().splitlines()[-1:]  # "Command exited with non-zero status" comes first
+        try:
+            maxrss, user, system = last[0].split()
+            rusage = {"maxrss_kib": int(maxrss), "cpu": float(user) + float(system), "via": "GNU time"}
+        except (IndexError, ValueError):
+            pass
+    return code, rusage, log
+
+
+def _status_kib(pid: int, field: str) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _git_head() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    except OSError:
+        return None
+    return out.stdout.strip() or None
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, work: Path) -> None:
+        self.args = args
+        self.work = work
+        self.rows: list[dict[str, Any]] = []
+        self.info: dict[str, Any] = {}
+
+    # ---- running children ----------------------------------------------------------------------------
+
+    def run_python(self, case: str, spec: dict[str, Any]) -> dict[str, Any]:
+        result = self.work / f"{case}-{time.monotonic_ns()}.json"
+        spec = {**spec, "result": str(result)}
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", case, json.dumps(spec)]
+        t0 = time.perf_counter()
+        code, usage, log = _spawn(cmd, self.work, case, subprocess.DEVNULL)
+        wall = time.perf_counter() - t0
+        if code != 0 or not result.exists():
+            tail = log.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"child {case} failed (exit {code}):\n{tail}")
+        out: dict[str, Any] = json.loads(result.read_text())
+        out["peak_rss_kib"] = out["vmhwm_kib"]  # the child's own high-water mark
+        out["rusage_maxrss_kib"] = usage["maxrss_kib"]
+        out["rusage_via"] = usage["via"]
+        out["process_cpu_seconds"] = usage["cpu"]
+        out["process_seconds"] = wall
+        return out
+
+    def run_curl(self, url: str, fields: dict[str, str], expected: int) -> dict[str, Any]:
+        cmd = ["curl", "-s", "-S", "-o", os.devnull, "-w", "%{http_code} %{size_download} %{time_total}"]
+        for key, value in fields.items():
+            cmd += ["--data-urlencode", f"{key}={value}"]
+        cmd.append(url)
+        out_file = self.work / f"curl-{time.monotonic_ns()}.out"
+        t0 = time.perf_counter()
+        with open(out_file, "wb") as fh:
+            code, usage, log = _spawn(cmd, self.work, "curl", fh)
+        wall = time.perf_counter() - t0
+        status, size, seconds = [*out_file.read_text().split(), "?", "0", "0"][:3]
+        if code != 0 or status != "200" or int(size) != expected:
+            raise RuntimeError(
+                f"curl failed: exit {code}, HTTP {status}, {size} of {expected} bytes: {log.read_text()[-1000:]!r}"
+            )
+        return {
+            "case": "curl",
+            "seconds": float(seconds),
+            "bytes_in": int(size),
+            "bytes_out": int(size),
+            "cpu_seconds": usage["cpu"],
+            "peak_rss_kib": usage["maxrss_kib"],
+            "rusage_via": usage["via"],
+            "process_seconds": wall,
+        }
+
+    # ---- recording -----------------------------------------------------------------------------------
+
+    def record(
+        self,
+        group: str,
+        name: str,
+        samples: list[dict[str, Any]],
+        baseline: str | None,
+        note: str = "",
+        *,
+        is_baseline: bool = False,
+    ) -> dict[str, Any]:
+        """One result line: median rate over ``samples``, worst peak RSS, ratio to the ``baseline`` row."""
+        rates = [s["bytes_in"] / MiB / s["seconds"] for s in samples]
+        row: dict[str, Any] = {
+            "group": group,
+            "name": name,
+            "baseline": baseline,
+            "mib_s": statistics.median(rates),
+            "mib_s_samples": rates,
+            "seconds": statistics.median(s["seconds"] for s in samples),
+            "bytes_in": samples[0]["bytes_in"],
+            "bytes_out": samples[0]["bytes_out"],
+            "cpu_seconds": statistics.median(s["cpu_seconds"] for s in samples),
+            "note": note,
+            "is_baseline": is_baseline,
+        }
+        if all("peak_rss_kib" in s for s in samples):
+            row["peak_rss_mib"] = max(s["peak_rss_kib"] for s in samples) / 1024
+            row["peak_rss_source"] = (
+                "VmHWM" if "vmhwm_kib" in samples[0] else f"ru_maxrss via {samples[0].get('rusage_via')}"
+            )
+        if all("rss_before_kib" in s for s in samples):
+            row["rss_before_mib"] = max(s["rss_before_kib"] for s in samples) / 1024
+            row["rss_growth_mib"] = max(s["peak_rss_kib"] - s["rss_before_kib"] for s in samples) / 1024
+        if all("rss_imports_kib" in s for s in samples):
+            row["rss_after_imports_mib"] = max(s["rss_imports_kib"] for s in samples) / 1024
+        for key in ("move_seconds", "fs_setup_seconds", "process_seconds", "process_cpu_seconds"):
+            values = [s[key] for s in samples if key in s]
+            if values:
+                row[key] = statistics.median(values)
+        if baseline is not None:
+            base = next(r for r in self.rows if r["name"] == baseline)
+            row["ratio"] = row["mib_s"] / base["mib_s"]
+        row["samples"] = samples
+        self.rows.append(row)
+        print(_line(row), flush=True)
+        return row
+
+    # ---- the benchmarks --------------------------------------------------------------------------------
+
+    def download(self, emu: Any, size: int, fields: dict[str, str]) -> None:
+        have_curl = shutil.which("curl") is not None
+        infos = {}
+        for enc in ("utf-8", "utf-16"):
+            emu.settings.csv_encoding = enc
+            t0 = time.perf_counter()
+            infos[enc] = emu.big_report_info(REPORT_PART_ID)
+            print(
+                f"  report file {enc}: {infos[enc][1] / MiB:.0f} MiB, {infos[enc][2]:,} data rows "
+                f"(generated in {time.perf_counter() - t0:.1f}s)",
+                flush=True,
+            )
+        self.info["download"] = {enc: {"bytes": i[1], "rows": i[2]} for enc, i in infos.items()}
+        samples: dict[str, list[dict[str, Any]]] = {}
+        out_dir = self.work / "landed"
+        for run in range(self.args.repeat):
+            print(f"  run {run + 1}/{self.args.repeat} ...", flush=True)
+            for enc in ("utf-8", "utf-16"):
+                emu.settings.csv_encoding = enc
+                _, nbytes, rows = infos[enc]
+                if have_curl:
+                    samples.setdefault(f"curl {enc}", []).append(self.run_curl(emu.endpoint_url, fields, nbytes))
+                if enc == "utf-8":
+                    s = self.run_python("provider_devnull", {})
+                    assert s["bytes_in"] == nbytes, (s, nbytes)
+                    samples.setdefault("provider open_report", []).append(s)
+                shutil.rmtree(out_dir, ignore_errors=True)
+                out_dir.mkdir()
+                dest = out_dir / f"report-{enc}.csv"
+                s = self.run_python("provider_land", {"uri": dest.as_uri(), "conn_id": None, "source_bytes": nbytes})
+                assert s["rows"] == rows, (s, rows)
+                assert dest.stat().st_size == s["bytes_out"], (dest.stat().st_size, s)
+                assert enc != "utf-8" or s["bytes_out"] == nbytes, (s, nbytes)
+                assert [p.name for p in out_dir.iterdir()] == [dest.name]  # no .partial left behind
+                samples.setdefault(f"land file {enc}", []).append(s)
+                shutil.rmtree(out_dir, ignore_errors=True)
+        emu.settings.csv_encoding = "utf-8"
+
+        group = f"download {size // MiB} MiB from the emulator (ResponseMode 3)"
+        print(f"\n## {group}", flush=True)
+        base8 = base16 = None
+        if have_curl:
+            base8, base16 = "curl utf-8", "curl utf-16"
+            self.record(
+                group, base8, samples[base8], None, "curl -s -o /dev/null, the same POST form", is_baseline=True
+            )
+        else:
+            print("  curl not found: no download baseline, ratios omitted", flush=True)
+        self.record(group, "provider open_report", samples["provider open_report"], base8, "chunks -> /dev/null")
+        self.record(group, "land file utf-8", samples["land file utf-8"], base8, "land_report -> file://")
+        if have_curl:
+            self.record(
+                group, base16, samples[base16], None, "curl, the same report served as UTF-16", is_baseline=True
+            )
+        self.record(
+            group,
+            "land file utf-16",
+            samples["land file utf-16"],
+            base16,
+            "land_report -> file://, UTF-16 -> UTF-8 (rate of source bytes)",
+        )
+
+        stage_bytes = min(size, STAGE_MIB * MiB)
+        s = self.run_python(
+            "stages",
+            {"path_utf8": str(infos["utf-8"][0]), "path_utf16": str(infos["utf-16"][0]), "stage_bytes": stage_bytes},
+        )
+        group = f"land_report's pipeline steps, CPU only ({stage_bytes // MiB} MiB in memory, one process)"
+        print(f"\n## {group}", flush=True)
+        self.info["stages"] = s["stages"]
+        for name, base in (
+            ("transcode utf-8 -> utf-8", base8),
+            ("CsvRowCounter.feed", base8),
+            ("land_report pipeline utf-8", base8),
+            ("transcode utf-16 -> utf-8", base16),
+            ("land_report pipeline utf-16", base16),
+        ):
+            st = s["stages"][name]
+            sample = {"bytes_in": st["bytes"], "bytes_out": st["bytes"], "seconds": st["seconds"]}
+            sample["cpu_seconds"] = st["seconds"]
+            note = {
+                "transcode utf-8 -> utf-8": "csv_body/transcode with output_encoding='utf-8' on a UTF-8 body",
+                "CsvRowCounter.feed": "Progress.track's row count",
+                "land_report pipeline utf-8": "csv_body + Progress.track, i.e. land_report minus I/O",
+                "transcode utf-16 -> utf-8": "decode + encode",
+                "land_report pipeline utf-16": "csv_body + Progress.track, i.e. land_report minus I/O",
+            }[name]
+            self.record(group, name, [sample], base, note)
+
+    def s3(self, emu: Any, size: int) -> None:
+        import boto3
+
+        s3_size = min(size, self.args.s3_cap_mb * MiB)
+        emu.settings.csv_encoding = "utf-8"
+        emu.settings.big_report_bytes = s3_size
+        path, nbytes, rows = emu.big_report_info(REPORT_PART_ID)
+        port = _free_port()
+        endpoint = f"http://127.0.0.1:{port}"
+        os.environ[f"AIRFLOW_CONN_{AWS_CONN_ID.upper()}"] = json.dumps(
+            {
+                "conn_type": "aws",
+                "login": "testing",
+                "password": "testing",
+                "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"},
+            }
+        )
+        ready = self.work / "moto-ready.json"
+        spec = {"port": port, "result": str(ready)}
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "moto", json.dumps(spec)]
+        log = open(self.work / "moto.log", "wb")  # noqa: SIM115 - closed in finally
+        moto = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        base: list[dict[str, Any]] = []
+        prov: list[dict[str, Any]] = []
+        try:
+            deadline = time.monotonic() + 60
+            while not ready.exists():
+                if moto.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"moto did not start: {(self.work / 'moto.log').read_text()[-2000:]}")
+                time.sleep(0.1)
+            client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+            client.create_bucket(Bucket=BUCKET)
+            for run in range(self.args.s3_repeat):
+                print(f"  run {run + 1}/{self.args.s3_repeat} ...", flush=True)
+                key = f"baseline/{run}.csv"
+                spec = {"endpoint_url": endpoint, "path": str(path), "key": key, "source_bytes": nbytes}
+                base.append(self.run_python("boto3_upload", spec))
+                assert client.head_object(Bucket=BUCKET, Key=key)["ContentLength"] == nbytes
+                client.delete_object(Bucket=BUCKET, Key=key)
+                key = f"provider/{run}.csv"
+                s = self.run_python(
+                    "provider_land", {"uri": f"s3://{BUCKET}/{key}", "conn_id": AWS_CONN_ID, "source_bytes": nbytes}
+                )
+                assert s["rows"] == rows and s["bytes_out"] == nbytes, (s, rows, nbytes)
+                assert client.head_object(Bucket=BUCKET, Key=key)["ContentLength"] == nbytes
+                left = [o["Key"] for o in client.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
+                assert left == [key], left  # no .partial object left behind
+                client.delete_object(Bucket=BUCKET, Key=key)
+                prov.append(s)
+            moto_hwm = _status_kib(moto.pid, "VmHWM")
+        finally:
+            moto.send_signal(signal.SIGTERM)
+            try:
+                moto.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                moto.kill()
+                moto.wait()
+            log.close()
+            emu.settings.big_report_bytes = size
+        capped = f", capped from {size // MiB} MiB" if s3_size < size else ""
+        group = f"S3 upload {s3_size // MiB} MiB to moto{capped}"
+        self.info["s3"] = {"bytes": nbytes, "rows": rows, "capped": s3_size < size, "moto_peak_rss_kib": moto_hwm}
+        print(f"\n## {group}", flush=True)
+        self.record(
+            group,
+            "boto3 upload_fileobj",
+            base,
+            None,
+            "the same CSV file from disk (TransferConfig defaults)",
+            is_baseline=True,
+        )
+        move = statistics.median(s["move_seconds"] for s in prov)
+        self.record(
+            group,
+            "land s3 utf-8",
+            prov,
+            "boto3 upload_fileobj",
+            f"emulator -> land_report -> s3:// (s3fs); {move:.1f}s of it the final .partial -> key move",
+        )
+        no_move = [{**s, "seconds": s["seconds"] - s["move_seconds"]} for s in prov]
+        self.record(
+            group,
+            "land s3 minus the move",
+            no_move,
+            "boto3 upload_fileobj",
+            "the same run, its final move's seconds taken off",
+        )
+        if moto_hwm:
+            print(f"  (moto's own peak RSS: {moto_hwm / 1024:.0f} MiB; a server figure, not a client one)", flush=True)
+
+
+def _fmt(row: dict[str, Any], key: str, spec: str, width: int) -> str:
+    return format(row[key], spec).rjust(width) if key in row else "-".rjust(width)
+
+
+def _line(row: dict[str, Any]) -> str:
+    if "ratio" in row:
+        ratio = f"{row['ratio']:.2f}x {row['baseline']}"
+    else:
+        ratio = "(baseline)" if row.get("is_baseline") else "- (no baseline)"
+    return (
+        f"  {row['name']:<28} {_fmt(row, 'mib_s', '.1f', 8)} {ratio:<28} {_fmt(row, 'seconds', '.2f', 7)} "
+        f"{_fmt(row, 'cpu_seconds', '.2f', 7)} {_fmt(row, 'peak_rss_mib', '.0f', 8)} "
+        f"{_fmt(row, 'rss_before_mib', '.0f', 7)} {_fmt(row, 'rss_growth_mib', '+.0f', 7)}  {row['note']}"
+    )
+
+
+HEADER = (
+    f"  {'case':<28} {'MiB/s':>8} {'ratio vs baseline':<28} {'sec':>7} {'CPU s':>7} {'peak RSS':>8} "
+    f"{'before':>7} {'growth':>7}  note (RSS in MiB)"
+)
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    lines: list[str] = []
+    group = None
+    for row in rows:
+        if row["group"] != group:
+            group = row["group"]
+            lines += ["", f"## {group}", HEADER]
+        lines.append(_line(row))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Cloudmax provider benchmarks (see bench/README.md)")
+    ap.add_argument("--size-mb", type=int, default=1024, help="report size in MiB (default 1024)")
+    ap.add_argument("--quick", action="store_true", help="a 64 MiB report (about a minute and a half)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each download case; the median is shown (3)")
+    ap.add_argument("--s3-cap-mb", type=int, default=1024, help="largest S3 upload in MiB (default 1024)")
+    ap.add_argument("--s3-repeat", type=int, default=1, help="runs of each S3 case (1)")
+    ap.add_argument("--no-s3", action="store_true", help="skip the S3 part")
+    ap.add_argument("--no-download", action="store_true", help="skip the download part")
+    ap.add_argument("--output", type=Path, default=RESULTS, help="JSON results (default .bench/results.json)")
+    ap.add_argument("--child", nargs=2, metavar=("CASE", "SPEC"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        child_main(args.child[0], json.loads(args.child[1]))
+        return 0
+    if args.quick:
+        args.size_mb = 64
+    size = args.size_mb * MiB
+    started = time.perf_counter()
+    load_before = os.getloadavg()
+
+    work = Path(tempfile.mkdtemp(prefix="cloudmax-bench-"))
+    home = work / "airflow-home"
+    home.mkdir()
+    os.environ.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'unused.db'}",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+    )
+    for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        os.environ.pop(key, None)
+    # Children start faster with byte code cached (PYTHONDONTWRITEBYTECODE would make every child compile
+    # Airflow from source); the cache lives in the git-ignored .bench/, never in the venv. Set-up only.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    os.environ["PYTHONPYCACHEPREFIX"] = str(ROOT / ".bench" / "pycache")
+
+    from cloudmax_provider.request import Credentials, build_report_request, encode_request
+    from cloudmax_provider.testing.emulator import CloudmaxEmulator, EmulatorSettings
+
+    login, password = "bench", "bench-password"
+    emu = CloudmaxEmulator(EmulatorSettings(accounts={login: password}, big_report_bytes=size)).start()
+    bench = Bench(args, work)
+    try:
+        os.environ[f"AIRFLOW_CONN_{CLOUDMAX_CONN_ID.upper()}"] = json.dumps(
+            {
+                "conn_type": "cloudmax",
+                "host": emu.base_url,
+                "login": login,
+                "password": password,
+                "extra": {"timeout": 120, "timezone": "Asia/Taipei"},
+            }
+        )
+        request = build_report_request(REPORT_PART_ID, LAUNCH_IDS, START, END, timezone="Asia/Taipei", response_mode=3)
+        wire = encode_request(emu.endpoint_url, request.fields(), Credentials(login, password))
+        fields = dict(wire.data or ())  # exactly the provider's POST form, credentials included
+        print(
+            f"Cloudmax provider benchmark: {args.size_mb} MiB report, {args.repeat} run(s) per download case; "
+            f"{os.cpu_count()} CPUs, load average {load_before[0]:.2f}, Python {platform.python_version()}, "
+            f"commit {_git_head()}",
+            flush=True,
+        )
+        if load_before[0] > (os.cpu_count() or 1) / 2:
+            print(
+                "  note: the machine is busy (load average above half the CPUs): rates will be lower and noisier",
+                flush=True,
+            )
+        if not GNU_TIME:
+            print("  note: no /usr/bin/time: curl's peak RSS includes this process's RSS (a ceiling)", flush=True)
+        if not args.no_download:
+            print(f"\n# download: emulator at {emu.base_url}", flush=True)
+            bench.download(emu, size, fields)
+        if not args.no_s3:
+            print("\n# S3 upload: moto's S3 server in its own process on loopback", flush=True)
+            bench.s3(emu, size)
+    finally:
+        emu.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    total = time.perf_counter() - started
+    print("\n# results" + _table(bench.rows))
+    print(
+        f"\nTotal run time {total:.0f}s (load average {load_before[0]:.2f} at the start, {os.getloadavg()[0]:.2f} at "
+        "the end). MiB/s = source bytes / seconds of the transfer itself (set-up excluded); ratio = case / baseline, "
+        "1.00 = as fast as the baseline. Peak RSS = the process's own high-water mark, 'before' = its RSS just "
+        "before the transfer, growth = peak - before."
+    )
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(
+        json.dumps(
+            {
+                "size_mib": args.size_mb,
+                "quick": bool(args.quick),
+                "repeat": args.repeat,
+                "total_seconds": total,
+                "load_average": {"start": load_before, "end": os.getloadavg()},
+                "commit": _git_head(),
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "platform": platform.platform(),
+                },
+                "info": bench.info,
+                "results": bench.rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print(f"Results written to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
