@@ -1,10 +1,15 @@
 """Streaming a report body into any object store, atomically, with progress in the log.
 
-:func:`write_atomically` writes to a temporary object beside the destination
-(``.<name>.<uuid>.partial``), then moves it onto the destination: local files by ``os.replace``
-(atomic), object stores by their server-side copy/move (the final key appears only complete).
-On any failure the temporary object is removed and the destination is untouched, so a re-run
-for the same window overwrites the same object or leaves the old one.
+:func:`write_atomically` is all or nothing, the way each store allows it cheaply:
+
+* S3 and GCS: straight to the final key. Their multipart/resumable uploads make an object
+  visible only when the upload completes (at ``close()``); on failure the upload is aborted
+  (``discard()``), so nothing appears and an older object stays as it was. No second copy.
+* Everything else (local files, stores without atomic uploads): a temporary object beside the
+  destination (``.<name>.<uuid>.partial``), moved onto it when complete (``os.replace`` locally),
+  removed on failure.
+
+A re-run for the same window overwrites the same object.
 
 Example::
 
@@ -97,8 +102,14 @@ def csv_body(first: bool, chunks: Iterable[bytes], source: Encoding, target: str
             yield chunk
 
 
+#: Stores whose uploads appear only when complete, and can be aborted (fsspec ``discard()``).
+COMMIT_ON_CLOSE = frozenset({"s3", "s3a", "gs", "gcs"})
+
+
 def write_atomically(dest: Any, chunks: Iterable[bytes], block_size: int = 8 << 20) -> int:
     """Write ``chunks`` to ``dest`` (an ``ObjectStoragePath``) all or nothing; returns bytes written."""
+    if (getattr(dest, "protocol", "") or "file") in COMMIT_ON_CLOSE:
+        return _write_direct(dest, chunks, block_size)
     tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex[:12]}.partial"
     written = 0
     try:
@@ -115,6 +126,23 @@ def write_atomically(dest: Any, chunks: Iterable[bytes], block_size: int = 8 << 
         except Exception:  # the original error matters more than a failed clean-up
             log.warning("Could not remove the partial object %s", tmp)
         raise
+    return written
+
+
+def _write_direct(dest: Any, chunks: Iterable[bytes], block_size: int) -> int:
+    out = dest.fs.open(dest.path, "wb", block_size=block_size)
+    written = 0
+    try:
+        for chunk in chunks:
+            out.write(chunk)
+            written += len(chunk)
+    except BaseException:
+        try:
+            out.discard()  # abort the multipart/resumable upload: nothing becomes visible
+        finally:
+            out.closed = True  # never let close() (or garbage collection) commit a partial object
+        raise
+    out.close()  # completes the upload: the object appears whole
     return written
 
 

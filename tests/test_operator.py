@@ -371,3 +371,21 @@ def test_progress_is_logged_with_bytes_rows_and_rate(caplog):
     assert out == b'a,b\r\n1,"x\r\ny"\r\n2,z\r\n'
     assert progress.stats().rows == 2 and progress.stats().bytes == len(out)
     assert "Writing x:" in caplog.text and "rows" in caplog.text and "MB/s" in caplog.text
+
+
+def test_failed_multipart_upload_is_aborted_and_the_old_object_kept(cloudmax_emulator, cloudmax_conn, s3_bucket):
+    """A body cut short after several MB: the S3 multipart upload is aborted, the previous object stays."""
+    bucket, client = s3_bucket
+    client.put_object(Bucket=bucket, Key="r/big.csv", Body=b"yesterday's good copy")
+    cloudmax_emulator.settings.big_report_bytes = 24 * 2**20  # half of it (> one 8 MiB part) arrives
+    cloudmax_emulator.settings.truncate_body = True
+    cloudmax_emulator.settings.fault_paths = "api"
+    src = dag_source(
+        "cmx_mpu",
+        op(report_part_id=21002, launch_ids=1, destination=f"s3://{bucket}/r/big.csv", destination_conn_id="aws_moto"),
+    )
+    dr = run_dag(src, "cmx_mpu")
+    assert task_states(dr) == {"report": "failed"}
+    assert client.get_object(Bucket=bucket, Key="r/big.csv")["Body"].read() == b"yesterday's good copy"
+    assert [o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]] == ["r/big.csv"]
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
