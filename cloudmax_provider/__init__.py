@@ -20,6 +20,58 @@ from typing import Any
 __version__ = "0.1.0"
 
 
+# The connection form, declared as data (Airflow >= 3.2 reads it without importing the hook; the hook's
+# get_ui_field_behaviour() serves older versions from the same dicts).
+UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden-fields": ["schema", "port"],
+    "relabeling": {"host": "Base URL", "login": "API account", "password": "API password"},
+    "placeholders": {
+        "host": "https://api.itpison.com",
+        "login": "ManagerLoginName",
+        "password": "ManagerPassword",
+    },
+}
+
+CONN_FIELDS: dict[str, Any] = {
+    "timezone": {
+        "label": "Account timezone",
+        "description": "IANA name of the account's clock: StartTime/EndTime are sent and report times read in it.",
+        "schema": {"type": ["string", "null"], "default": "Asia/Taipei"},
+    },
+    "method": {
+        "label": "HTTP method",
+        "description": "POST keeps the password out of URLs; GET only if the server's Web.config demands it.",
+        "schema": {"type": ["string", "null"], "enum": ["POST", "GET", None], "default": "POST"},
+    },
+    "request_format": {
+        "label": "Request format",
+        "description": "fields: ManagerLoginName/ManagerPassword as fields; xml: XmlRequest; "
+        "xml_file: an uploaded XmlReqFilePath.",
+        "schema": {"type": ["string", "null"], "enum": ["fields", "xml", "xml_file", None], "default": "fields"},
+    },
+    "endpoint": {
+        "label": "Endpoint",
+        "description": "Path of Report.aspx on the Base URL.",
+        "schema": {"type": ["string", "null"], "default": "/WebAPI/Report.aspx"},
+    },
+    "timeout": {
+        "label": "Timeout (seconds)",
+        "description": "Per HTTP request.",
+        "schema": {"type": ["number", "null"], "default": 60},
+    },
+    "retries": {
+        "label": "Attempts",
+        "description": "Attempts for transient failures (5xx, 429, timeouts, ErrorCode 100 Exception).",
+        "schema": {"type": ["integer", "null"], "default": 4},
+    },
+    "allowed_link_hosts": {
+        "label": "Allowed DOWNLOADLINK hosts",
+        "description": "Comma-separated hosts other than the Base URL's whose report links may be fetched.",
+        "schema": {"type": ["string", "null"]},
+    },
+}
+
+
 def get_provider_info() -> dict[str, Any]:
     """Provider metadata read by Airflow's ProvidersManager (entry point ``apache_airflow_provider``)."""
     return {
@@ -28,7 +80,13 @@ def get_provider_info() -> dict[str, Any]:
         "description": "Cloudmax (iTPison) Report.aspx: e-mail/SMS marketing reports.",
         "versions": [__version__],
         "connection-types": [
-            {"connection-type": "cloudmax", "hook-class-name": "cloudmax_provider.hooks.cloudmax.CloudmaxHook"}
+            {
+                "connection-type": "cloudmax",
+                "hook-class-name": "cloudmax_provider.hooks.cloudmax.CloudmaxHook",
+                "hook-name": "Cloudmax",
+                "ui-field-behaviour": UI_FIELD_BEHAVIOUR,
+                "conn-fields": CONN_FIELDS,
+            }
         ],
         "hooks": [{"integration-name": "Cloudmax", "python-modules": ["cloudmax_provider.hooks.cloudmax"]}],
         "operators": [{"integration-name": "Cloudmax", "python-modules": ["cloudmax_provider.operators.report"]}],

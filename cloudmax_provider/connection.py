@@ -91,7 +91,11 @@ class CloudmaxSettings:
     @classmethod
     def from_connection(cls, conn: Any) -> CloudmaxSettings:
         """Read an Airflow ``Connection`` (or any object with host/port/login/password/extra_dejson)."""
-        extra: Mapping[str, Any] = getattr(conn, "extra_dejson", None) or {}
+        raw: Mapping[str, Any] = getattr(conn, "extra_dejson", None) or {}
+        # form fields may be stored prefixed (extra__cloudmax__timezone); plain keys win
+        given = {k: v for k, v in raw.items() if v is not None and v != ""}  # an empty form field is unset
+        extra = {k.removeprefix("extra__cloudmax__"): v for k, v in given.items() if k.startswith("extra__")}
+        extra.update({k: v for k, v in given.items() if not k.startswith("extra__")})
         login, password = (conn.login or "").strip(), conn.password or ""
         conn_id = getattr(conn, "conn_id", "cloudmax_default")
         if not login or not password:

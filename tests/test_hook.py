@@ -431,5 +431,27 @@ def test_ui_field_behaviour_relabels():
     assert ui["placeholders"]["host"].startswith("https://")
 
 
+def test_providers_manager_reads_the_connection_form():
+    from airflow.providers_manager import ProvidersManager
+
+    manager = ProvidersManager()
+    assert manager.field_behaviours["cloudmax"]["relabeling"]["password"] == "API password"
+    widgets = {k for k in manager.connection_form_widgets if k.startswith("extra__cloudmax__")}
+    assert {"extra__cloudmax__timezone", "extra__cloudmax__method", "extra__cloudmax__request_format"} <= widgets
+
+
+def test_form_extras_stored_with_prefix_are_read(cloudmax_emulator, monkeypatch):
+    conn = {
+        "conn_type": "cloudmax",
+        "host": cloudmax_emulator.base_url,
+        "login": "demo",
+        "password": "demo-password",
+        "extra": {"extra__cloudmax__timezone": "UTC", "extra__cloudmax__method": "GET", "method": ""},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_CMX_FORM", json.dumps(conn))
+    settings = CloudmaxHook("cmx_form").settings
+    assert (settings.timezone, settings.method) == ("UTC", "GET")
+
+
 def test_server_exception_is_transient_class():
     assert not CloudmaxServerException(100).permanent and CloudmaxResponseError("x").permanent

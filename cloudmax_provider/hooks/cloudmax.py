@@ -148,15 +148,16 @@ class CloudmaxHook(BaseHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """The connection form for Airflow < 3.2 (newer versions read the same data from the provider info)."""
+        from cloudmax_provider import UI_FIELD_BEHAVIOUR
+
         return {
-            "hidden_fields": ["schema", "port"],
-            "relabeling": {"host": "Base URL", "login": "API account", "password": "API password"},
+            "hidden_fields": list(UI_FIELD_BEHAVIOUR["hidden-fields"]),
+            "relabeling": dict(UI_FIELD_BEHAVIOUR["relabeling"]),
             "placeholders": {
-                "host": "https://api.itpison.com",
-                "login": "ManagerLoginName",
-                "password": "ManagerPassword",
+                **UI_FIELD_BEHAVIOUR["placeholders"],
                 "extra": '{"timezone": "Asia/Taipei", "method": "POST", "request_format": "fields", '
-                '"endpoint": "/WebAPI/Report.aspx", "allowed_link_hosts": []}',
+                '"allowed_link_hosts": []}',
             },
         }
 
