@@ -389,3 +389,26 @@ def test_failed_multipart_upload_is_aborted_and_the_old_object_kept(cloudmax_emu
     assert client.get_object(Bucket=bucket, Key="r/big.csv")["Body"].read() == b"yesterday's good copy"
     assert [o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]] == ["r/big.csv"]
     assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_window_for_a_run_without_data_interval():
+    """A manual run with no logical date: the window ends at run_after."""
+    from types import SimpleNamespace
+
+    import pendulum
+
+    from cloudmax_provider.operators.report import CloudmaxReportOperator
+
+    task = CloudmaxReportOperator(task_id="w", report_part_id=20001, launch_ids=1)
+    run_after = pendulum.datetime(2026, 11, 5, 3, 0, tz="UTC")
+    context = {
+        "data_interval_start": None,
+        "data_interval_end": None,
+        "logical_date": None,
+        "dag_run": SimpleNamespace(run_after=run_after),
+    }
+    start, end, why = task.resolve_window(context, "Asia/Taipei")
+    assert (start, end) == (run_after.subtract(days=1), run_after) and "no data interval" in why
+    only_end = CloudmaxReportOperator(task_id="e", report_part_id=20001, launch_ids=1, end_time="2026-11-02 00:00:00")
+    start, end, _ = only_end.resolve_window(context, "Asia/Taipei")
+    assert end.isoformat() == "2026-11-02T00:00:00+08:00" and (end - start).days == 1
