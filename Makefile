@@ -5,15 +5,22 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast lint bench clean env
+.PHONY: demo test test-fast lint bench clean env lock
 
 env: $(STAMP)
 
-$(STAMP): pyproject.toml
+# constraints.txt pins the versions the suite last passed with (`make lock` refreshes it to the newest).
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip uv
-	$(VENV)/bin/uv pip install --python $(PY) -q -e '.[test]'
+	$(VENV)/bin/uv pip install --python $(PY) -q -e '.[test]' -c constraints.txt
 	@touch $@
+
+lock:
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip uv
+	$(VENV)/bin/uv pip install --python $(PY) -q --upgrade -e '.[test]'
+	$(VENV)/bin/uv pip freeze --python $(PY) | grep -v -e '^-e ' -e '^airflow-provider-cloudmax' > constraints.txt
 
 demo: $(STAMP)
 	$(PY) -m cloudmax_provider.testing.demo
