@@ -412,3 +412,20 @@ def test_window_for_a_run_without_data_interval():
     only_end = CloudmaxReportOperator(task_id="e", report_part_id=20001, launch_ids=1, end_time="2026-11-02 00:00:00")
     start, end, _ = only_end.resolve_window(context, "Asia/Taipei")
     assert end.isoformat() == "2026-11-02T00:00:00+08:00" and (end - start).days == 1
+
+
+def test_a_report_without_rows(cloudmax_emulator, cloudmax_conn, tmp_path):
+    cloudmax_emulator.settings.rows_per_launch = 0
+    dest = tmp_path / "empty.csv"
+    dr = run_dag(
+        dag_source(
+            "cmx_empty",
+            op(task_id="to_file", report_part_id=21003, launch_ids=4, destination=f"file://{dest}"),
+            op(task_id="to_xcom", report_part_id=21003, launch_ids=4),
+        ),
+        "cmx_empty",
+    )
+    assert task_states(dr) == {"to_file": "success", "to_xcom": "success"}
+    assert dest.read_bytes().decode() == cloudmax_emulator.expected_csv(21003, [4], *WINDOW)
+    assert dest.read_bytes().startswith(b"ReturnLogID,") and xcom(dr, "to_file", "rows") == 0
+    assert xcom(dr, "to_xcom") == []
