@@ -9,6 +9,8 @@ transport differs.
   whose host is not the connection's are followed only if the connection's ``allowed_link_hosts``
   extra lists it (``*.example.com`` wildcards allowed), so a poisoned answer cannot reach
   internal services. UNC links are read only through an Airflow ``samba`` connection.
+* Redirects from a link (a file server handing off to a CDN) are followed, at most
+  :data:`MAX_REDIRECTS` hops, each target checked like a link (http(s), an allowed host).
 * Readiness of an http link comes from a ranged GET (``Range: bytes=0-4095``): 200/206 with a
   non-empty body that is not an HTML/XML page means ready; 404, 5xx, 429, an empty file mean
   "not yet"; 401/403/410 and error pages are failures.
@@ -26,12 +28,14 @@ import fnmatch
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from cloudmax_provider.errors import CloudmaxLinkError
 from cloudmax_provider.response import parse_api_xml, sniff_kind
 
 PROBE_RANGE = "bytes=0-4095"
+MAX_REDIRECTS = 5
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,24 @@ def check_link_allowed(link: DownloadLink, api_host: str, allowed_hosts: Iterabl
             f"DOWNLOADLINK host {link.host!r} is not the API host {api_host!r}; if it is trusted, add it to the "
             "connection extra 'allowed_link_hosts' (a list, wildcards like '*.itpison.com' allowed)"
         )
+
+
+def redirect_target(
+    url: str, status: int, headers: Mapping[str, str], api_host: str, allowed_hosts: Iterable[str]
+) -> str | None:
+    """Where a link's redirect leads (None if ``status`` is not a redirect); refuses a target that is
+    not an http(s) URL on an allowed host, so a redirect cannot reach what a link could not."""
+    if status not in REDIRECT_STATUSES:
+        return None
+    location = headers.get("Location", "")
+    if not location:
+        raise CloudmaxLinkError(f"DOWNLOADLINK {url} answered HTTP {status} without a Location")
+    target = urljoin(url, location)
+    parsed = DownloadLink.parse(target)
+    if parsed.kind != "http":
+        raise CloudmaxLinkError(f"DOWNLOADLINK {url} redirects to {target[:200]!r}, which is not an http(s) URL")
+    check_link_allowed(parsed, api_host, allowed_hosts)
+    return target
 
 
 class LinkState(enum.StrEnum):

@@ -478,3 +478,13 @@ def test_smb_growing_file_is_ready_only_once_stable(smb_emu: CloudmaxEmulator, s
     assert missing.state is LinkState.PENDING and "does not exist" in missing.message
     denied = trigger_for([r"\\CMXFILE01\nosuchshare\x.csv"], smb_emu, smb_conn_id="smb_dl")
     assert run_trigger(denied)["status"] == "failed"
+
+
+def test_trigger_follows_redirects_only_to_allowed_hosts(emu: CloudmaxEmulator) -> None:
+    links = request_links()
+    emu.settings.link_redirect_to = emu.base_url.replace("127.0.0.1", "localhost")
+    payload = run_trigger(trigger_for(links, emu))
+    assert payload["status"] == "failed" and "allowed_link_hosts" in payload["message"]
+    payload = run_trigger(trigger_for(links, emu, allowed_link_hosts=["localhost"]))
+    assert payload["status"] == "success"
+    assert any(r.query.get("hop") == "1" for r in emu.link_requests)

@@ -455,3 +455,22 @@ def test_form_extras_stored_with_prefix_are_read(cloudmax_emulator, monkeypatch)
 
 def test_server_exception_is_transient_class():
     assert not CloudmaxServerException(100).permanent and CloudmaxResponseError("x").permanent
+
+
+def test_link_redirects_are_followed_only_to_allowed_hosts(cloudmax_emulator, cloudmax_conn):
+    hook = CloudmaxHook()
+    cloudmax_emulator.settings.link_redirect_to = cloudmax_emulator.base_url  # same host: followed
+    (link,) = hook.request_links(req(hook, mode=1))
+    assert hook.probe_link(link).state.value == "ready"
+    with hook.open_link(link) as stream:
+        assert b"".join(stream.chunks).decode() == cloudmax_emulator.expected_csv(2100199, [1234], START, END)
+    other = cloudmax_emulator.base_url.replace("127.0.0.1", "localhost")
+    cloudmax_emulator.settings.link_redirect_to = other  # a hand-off to a host nobody allowed
+    cloudmax_emulator.clear_log()
+    probe = hook.probe_link(link)
+    assert probe.state.value == "failed" and "allowed_link_hosts" in probe.message
+    with pytest.raises(CloudmaxLinkError, match="allowed_link_hosts"), hook.open_link(link):
+        pass
+    assert all(r.query.get("hop") is None for r in cloudmax_emulator.link_requests)  # never reached
+    cloudmax_conn(allowed_link_hosts="localhost")
+    assert CloudmaxHook().probe_link(link).state.value == "ready"

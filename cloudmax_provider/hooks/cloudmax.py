@@ -39,12 +39,14 @@ from cloudmax_provider.errors import (
     CloudmaxTransientError,
 )
 from cloudmax_provider.links import (
+    MAX_REDIRECTS,
     PROBE_RANGE,
     DownloadLink,
     LinkProbe,
     LinkState,
     check_link_allowed,
     judge_http_probe,
+    redirect_target,
 )
 from cloudmax_provider.request import (
     ReportRequest,
@@ -145,6 +147,7 @@ class CloudmaxHook(BaseHook):
         self.cloudmax_conn_id = cloudmax_conn_id
         self.smb_conn_id = smb_conn_id
         self._retry_active = False
+        self.unc_stable_seconds = 1.0  # a UNC file is ready when its size holds this long
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
@@ -430,18 +433,32 @@ class CloudmaxHook(BaseHook):
         import requests
 
         try:
-            with self._link_session.get(
-                parsed.url,
-                headers={"Range": PROBE_RANGE},
-                timeout=self.settings.timeout,
-                verify=self.settings.verify,
-                stream=True,
-                allow_redirects=False,
-            ) as resp:
+            with self._get_link(parsed.url, {"Range": PROBE_RANGE}) as resp:
                 head = resp.raw.read(SNIFF_BYTES, decode_content=True) or b""
                 return judge_http_probe(parsed.url, resp.status_code, resp.headers, head)
         except requests.RequestException as exc:
             return LinkProbe(parsed.url, LinkState.PENDING, message=f"not reachable yet: {type(exc).__name__}")
+        except CloudmaxLinkError as exc:
+            return LinkProbe(parsed.url, LinkState.FAILED, message=str(exc))
+
+    def _get_link(self, url: str, headers: dict[str, str] | None = None) -> requests.Response:
+        """GET a link (streamed) with the link session, following at most MAX_REDIRECTS redirects,
+        each to an allowed http(s) host only (see :func:`~cloudmax_provider.links.redirect_target`)."""
+        s = self.settings
+        for _ in range(MAX_REDIRECTS + 1):
+            resp = self._link_session.get(
+                url, headers=headers, timeout=s.timeout, verify=s.verify, stream=True, allow_redirects=False
+            )
+            try:
+                target = redirect_target(url, resp.status_code, resp.headers, s.api_host, s.allowed_link_hosts)
+            except BaseException:
+                resp.close()
+                raise
+            if target is None:
+                return resp
+            resp.close()
+            url = target
+        raise CloudmaxLinkError(f"DOWNLOADLINK {url} redirects more than {MAX_REDIRECTS} times")
 
     def _probe_unc(self, link: DownloadLink) -> LinkProbe:
         """Ready when the size is > 0 and unchanged over ``unc_stable_seconds`` (a file still being
@@ -453,7 +470,7 @@ class CloudmaxHook(BaseHook):
             with self._unc_reader(link) as reader:
                 size = reader.size(link.url)
                 if size:
-                    time.sleep(getattr(self, "unc_stable_seconds", 1.0))
+                    time.sleep(self.unc_stable_seconds)
                     again = reader.size(link.url)
                     if again != size:
                         return LinkProbe(
@@ -497,13 +514,7 @@ class CloudmaxHook(BaseHook):
         for attempt in self.retrying():
             with attempt:
                 try:
-                    resp = self._link_session.get(
-                        parsed.url,
-                        timeout=self.settings.timeout,
-                        verify=self.settings.verify,
-                        stream=True,
-                        allow_redirects=False,
-                    )
+                    resp = self._get_link(parsed.url)
                 except requests.RequestException as exc:
                     raise _transport_error(exc, f"fetching {parsed.url}") from None
                 if resp.status_code != 200:

@@ -68,6 +68,8 @@ Choices made where the spec is open (all of them are covered by ``tests/test_emu
 * **Big reports.** ``big_report_bytes > 0`` replaces the report body of modes 1-3 and the files of
   mode 0 by a cached CSV of at least that many bytes (whole rows) for the ReportPartID, regardless of
   LaunchID, window or CustomColName; see :meth:`CloudmaxEmulator.big_report_info`.
+* **Link redirects.** With ``link_redirect_to`` set (a base URL), a link file first answers 302 to the
+  same path under that base (with ``?hop=1``), as a file server handing off to a CDN would.
 * **Extras.** :meth:`CloudmaxEmulator.serve_file` serves bytes under ``/static/<name>`` (e.g. an
   ``.xml`` for XmlReqUrl); ``link_requests``, ``unc_root_path`` and ``unc_to_local()`` help tests.
 * **reset()** restores the settings the emulator was constructed with (library defaults when none
@@ -189,6 +191,7 @@ class EmulatorSettings:
     link_ready_after: float = 0.0
     split_links: bool = False
     link_base_url: str | None = None
+    link_redirect_to: str | None = None  # a base URL: link files answer 302 there first (a CDN hand-off)
     unc_root: str | None = None
     unc_server: str = "CMXFILE01"
     unc_share: str = "reports"
@@ -723,6 +726,10 @@ class CloudmaxEmulator:
         return resp
 
     def _link(self, request: web.Request) -> _Reply:
+        target = self.settings.link_redirect_to
+        if target and "hop" not in request.query:
+            location = f"{target.rstrip('/')}{request.path}?hop=1"
+            return _Reply(302, {"Location": location, "Content-Type": "text/html; charset=utf-8"}, b"")
         rest = request.path[len(LINK_PREFIX) :]
         token, _, name = rest.partition("/")
         with self._lock:

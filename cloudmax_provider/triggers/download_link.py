@@ -33,14 +33,16 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from cloudmax_provider.errors import CloudmaxError, CloudmaxTransientError
+from cloudmax_provider.errors import CloudmaxError, CloudmaxLinkError, CloudmaxTransientError
 from cloudmax_provider.links import (
+    MAX_REDIRECTS,
     PROBE_RANGE,
     DownloadLink,
     LinkProbe,
     LinkState,
     check_link_allowed,
     judge_http_probe,
+    redirect_target,
 )
 from cloudmax_provider.retry import RetrySettings, is_retryable, retry_args
 
@@ -271,18 +273,31 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
             return LinkProbe(link.url, LinkState.PENDING, message=f"not reachable yet: {error}"[:300])
         return LinkProbe(link.url, LinkState.FAILED, message=f"cannot be fetched: {error}"[:300])
 
-    @staticmethod
-    async def _get_head(session: aiohttp.ClientSession, url: Any, link: str) -> LinkProbe:
-        async with session.get(url, headers={"Range": PROBE_RANGE}, allow_redirects=False, auth=None) as resp:
-            head = b""
-            while len(head) < PROBE_BYTES:
-                chunk = await resp.content.read(PROBE_BYTES - len(head))
-                if not chunk:
-                    break
-                head += chunk
-            if not resp.content.at_eof():
-                resp.close()  # the server ignored Range: drop the connection, never drain the body
-            return judge_http_probe(link, resp.status, resp.headers, head)
+    async def _get_head(self, session: aiohttp.ClientSession, url: Any, link: str) -> LinkProbe:
+        """The ranged GET, following at most MAX_REDIRECTS redirects to allowed hosts (the sync hook's rule)."""
+        from yarl import URL
+
+        for _ in range(MAX_REDIRECTS + 1):
+            async with session.get(url, headers={"Range": PROBE_RANGE}, allow_redirects=False, auth=None) as resp:
+                try:
+                    target = redirect_target(
+                        str(url), resp.status, resp.headers, self.api_host, self.allowed_link_hosts
+                    )
+                except CloudmaxLinkError as exc:
+                    return LinkProbe(link, LinkState.FAILED, message=str(exc))
+                if target is not None:
+                    url = URL(target).with_user(None)
+                    continue
+                head = b""
+                while len(head) < PROBE_BYTES:
+                    chunk = await resp.content.read(PROBE_BYTES - len(head))
+                    if not chunk:
+                        break
+                    head += chunk
+                if not resp.content.at_eof():
+                    resp.close()  # the server ignored Range: drop the connection, never drain the body
+                return judge_http_probe(link, resp.status, resp.headers, head)
+        return LinkProbe(link, LinkState.FAILED, message=f"redirects more than {MAX_REDIRECTS} times")
 
     async def _probe_unc(self, link: DownloadLink) -> LinkProbe:
         """SMB size in a thread; ready when > 0 and equal over ``unc_stable_checks`` checks."""
