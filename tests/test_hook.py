@@ -474,3 +474,16 @@ def test_link_redirects_are_followed_only_to_allowed_hosts(cloudmax_emulator, cl
     assert all(r.query.get("hop") is None for r in cloudmax_emulator.link_requests)  # never reached
     cloudmax_conn(allowed_link_hosts="localhost")
     assert CloudmaxHook().probe_link(link).state.value == "ready"
+
+
+def test_links_never_get_netrc_credentials(cloudmax_emulator, cloudmax_conn, tmp_path, monkeypatch):
+    (tmp_path / ".netrc").write_text("machine 127.0.0.1 login netrc-user password netrc-secret\n")
+    (tmp_path / ".netrc").chmod(0o600)
+    monkeypatch.setenv("NETRC", str(tmp_path / ".netrc"))
+    hook = CloudmaxHook()
+    (link,) = hook.request_links(req(hook, mode=1))
+    hook.probe_link(link)
+    with hook.open_link(link) as stream:
+        b"".join(stream.chunks)
+    assert len(cloudmax_emulator.link_requests) == 2
+    assert all("Authorization" not in r.headers for r in cloudmax_emulator.link_requests)

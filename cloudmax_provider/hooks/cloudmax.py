@@ -188,6 +188,7 @@ class CloudmaxHook(BaseHook):
 
         session = requests.Session()
         session.headers["User-Agent"] = "airflow-provider-cloudmax"
+        session.auth = _no_auth  # a set auth stops requests from adding ~/.netrc credentials to links
         return session
 
     def get_conn(self) -> requests.Session:
@@ -569,6 +570,11 @@ class CloudmaxHook(BaseHook):
             return self.settings.url
         except Exception:
             return self.cloudmax_conn_id
+
+
+def _no_auth(request: Any) -> Any:
+    """An auth hook that adds nothing: links get no credential, not even one from ``~/.netrc``."""
+    return request
 
 
 class _RedirectAnswer(Exception):
