@@ -429,3 +429,31 @@ def test_a_report_without_rows(cloudmax_emulator, cloudmax_conn, tmp_path):
     assert dest.read_bytes().decode() == cloudmax_emulator.expected_csv(21003, [4], *WINDOW)
     assert dest.read_bytes().startswith(b"ReturnLogID,") and xcom(dr, "to_file", "rows") == 0
     assert xcom(dr, "to_xcom") == []
+
+
+def test_password_is_registered_with_the_secrets_masker(cloudmax_emulator, cloudmax_conn):
+    """Inside a task the hook registers the password (and its URL-encoded forms) with Airflow's masker,
+    which redacts task logs. (dag.test()'s in-process console logging does not apply the masker, so the
+    test asks the masker itself.)"""
+    secret = "Zq9-very-secret-<&>"
+    cloudmax_emulator.settings.accounts = {"demo": secret}
+    cloudmax_conn(password=secret, method="GET")
+    src = dag_source(
+        "cmx_mask",
+        "from airflow.sdk import task",
+        "@task",
+        "def probe():",
+        "    from urllib.parse import quote, quote_plus",
+        "    from airflow.sdk._shared.secrets_masker import redact",
+        "    from cloudmax_provider.hooks.cloudmax import CloudmaxHook",
+        "    hook = CloudmaxHook()",
+        "    ok, message = hook.test_connection()",
+        "    pw = hook.settings.credentials.password",
+        "    return [ok, message, [redact(f'x {form} y') for form in (pw, quote(pw, safe=''), quote_plus(pw))]]",
+        "probe()",
+    )
+    dr = run_dag(src, "cmx_mask")
+    assert task_states(dr) == {"probe": "success"}
+    ok, message, redacted = xcom(dr, "probe")
+    assert ok and redacted == ["x *** y"] * 3
+    assert secret not in json.dumps([message, redacted])
