@@ -35,7 +35,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo
 
-from cloudmax_provider.errors import CloudmaxAPIError, CloudmaxResponseError, error_for_code
+from cloudmax_provider.errors import CloudmaxResponseError, error_for_code
 from cloudmax_provider.reports import ColumnType, ReportPart
 
 log = logging.getLogger(__name__)
@@ -55,9 +55,6 @@ class ApiAnswer:
     def raise_for_error(self, report_part_id: int | None = None) -> None:
         if self.error_code > 0:
             raise error_for_code(self.error_code, self.error_msg, report_part_id=report_part_id)
-
-    def to_error(self, report_part_id: int | None = None) -> CloudmaxAPIError:
-        return error_for_code(self.error_code, self.error_msg, report_part_id=report_part_id)
 
 
 _XML_DECL = re.compile(rb"^\s*<\?xml[^>]*\?>", re.IGNORECASE)
