@@ -26,9 +26,31 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from cloudmax_provider.errors import CloudmaxConfigError
 from cloudmax_provider.response import CsvRowCounter, Encoding, transcode
 
 log = logging.getLogger(__name__)
+
+
+def check_landing_args(destination: Any, output_encoding: str | None) -> None:
+    """Refuse, before anything runs, a literal destination that is not a URI or an unknown encoding.
+
+    Templated values (``{{ ... }}``) and XComArgs are checked when they are used.
+    """
+    if isinstance(destination, str) and "{{" not in destination and "://" not in destination:
+        raise CloudmaxConfigError(
+            f"destination={destination!r} is not a URI; use e.g. 's3://bucket/key.csv' or "
+            "'file:///data/report.csv' (or None for XCom, where the operator allows it)"
+        )
+    if output_encoding is not None:
+        import codecs
+
+        try:
+            codecs.lookup(output_encoding)
+        except LookupError:
+            raise CloudmaxConfigError(
+                f"output_encoding={output_encoding!r} is not a known encoding; use e.g. 'utf-8' or None"
+            ) from None
 
 
 @dataclass

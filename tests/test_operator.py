@@ -457,3 +457,13 @@ def test_password_is_registered_with_the_secrets_masker(cloudmax_emulator, cloud
     ok, message, redacted = xcom(dr, "probe")
     assert ok and redacted == ["x *** y"] * 3
     assert secret not in json.dumps([message, redacted])
+
+
+def test_download_links_operator_checks_its_literal_arguments():
+    from cloudmax_provider.operators.download_links import CloudmaxDownloadLinksOperator
+
+    with pytest.raises(CloudmaxConfigError, match="destination"):
+        CloudmaxDownloadLinksOperator(task_id="a", links="http://h/a.csv", destination="/tmp/a.csv")
+    with pytest.raises(CloudmaxConfigError, match="output_encoding"):
+        CloudmaxDownloadLinksOperator(task_id="b", links="http://h/a.csv", destination="file:///a", output_encoding="x")
+    CloudmaxDownloadLinksOperator(task_id="c", links="{{ ti.xcom_pull('x') }}", destination="s3://l/{{ ds }}/")

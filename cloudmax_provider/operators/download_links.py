@@ -19,8 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from cloudmax_provider.errors import CloudmaxConfigError
-
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
@@ -54,10 +52,9 @@ class CloudmaxDownloadLinksOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if isinstance(destination, str) and "{{" not in destination and "://" not in destination:
-            raise CloudmaxConfigError(
-                f"destination={destination!r} is not a URI; use e.g. 's3://bucket/key.csv' or 'file:///data/r.csv'"
-            )
+        from cloudmax_provider.transfer import check_landing_args
+
+        check_landing_args(destination, output_encoding)
         self.links = links
         self.destination = destination
         self.destination_conn_id = destination_conn_id

@@ -174,18 +174,9 @@ class CloudmaxReportOperator(BaseOperator):
             parse_language(self.language, part)
         if _is_literal(self.response_mode):
             ResponseMode.coerce(self.response_mode)  # type: ignore[arg-type]
-        if _is_literal(self.destination) and "://" not in str(self.destination):
-            raise CloudmaxConfigError(
-                f"destination={self.destination!r} is not a URI; use e.g. 's3://bucket/key.csv' or "
-                "'file:///data/report.csv' (or None for XCom)"
-            )
-        if self.output_encoding is not None:
-            import codecs
+        from cloudmax_provider.transfer import check_landing_args
 
-            try:
-                codecs.lookup(self.output_encoding)
-            except LookupError:
-                raise CloudmaxConfigError(f"output_encoding={self.output_encoding!r} is not a known encoding") from None
+        check_landing_args(self.destination, self.output_encoding)
 
     # ---- the request ---------------------------------------------------------------------------
 
