@@ -7,7 +7,9 @@
   (``discard()``), so nothing appears and an older object stays as it was. No second copy.
 * Everything else (local files, stores without atomic uploads): a temporary object beside the
   destination (``.<name>.<uuid>.partial``), moved onto it when complete (``os.replace`` locally),
-  removed on failure.
+  removed on failure. A process killed mid-write (SIGKILL, OOM, a lost host) cannot remove its
+  temporary object: the next successful write of the same destination does
+  (:func:`remove_stale_partials`).
 
 A re-run for the same window overwrites the same object.
 
@@ -148,7 +150,36 @@ def write_atomically(dest: Any, chunks: Iterable[bytes], block_size: int = 8 << 
         except Exception:  # the original error matters more than a failed clean-up
             log.warning("Could not remove the partial object %s", tmp)
         raise
+    remove_stale_partials(dest)
     return written
+
+
+def remove_stale_partials(dest: Any) -> list[str]:
+    """Remove the ``.<name>.<uuid>.partial`` objects beside ``dest`` that killed writers left behind.
+
+    Called once ``dest`` has been written whole: any temporary object of the same destination still
+    there belongs to an attempt that died without cleaning up (Airflow never runs two tries of one
+    task instance at once). Best effort: a store that refuses the listing or the delete is logged and
+    left alone. Returns the removed paths. Example: ``remove_stale_partials(ObjectStoragePath(uri))``.
+    """
+    import re
+
+    pattern = re.compile(rf"\.{re.escape(dest.name)}\.[0-9a-f]{{12}}\.partial")
+    removed: list[str] = []
+    try:
+        leftovers = [p for p in dest.parent.iterdir() if pattern.fullmatch(p.name)]
+    except Exception as exc:
+        log.warning("Could not list %s for leftover temporary objects: %s", dest.parent, exc)
+        return removed
+    for leftover in leftovers:
+        try:
+            leftover.unlink()
+            removed.append(str(leftover))
+        except Exception as exc:
+            log.warning("Could not remove the leftover temporary object %s: %s", leftover, exc)
+    if removed:
+        log.info("Removed %d temporary object(s) left by an earlier, killed attempt: %s", len(removed), removed)
+    return removed
 
 
 def _write_direct(dest: Any, chunks: Iterable[bytes], block_size: int) -> int:
