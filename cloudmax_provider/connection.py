@@ -1,7 +1,8 @@
 """The ``cloudmax`` connection, read into plain settings (pure; shared by hook, operator and trigger).
 
 Connection fields: host = base URL (``https://api.itpison.com`` by default; ``http://127.0.0.1:8080``
-works, as does a bare host with port and ``scheme`` extra), login = ManagerLoginName,
+works, as does a bare host with port and ``scheme`` extra), port = the base URL's port (optional; when
+both give one they must agree; the UI's Test button needs it stored), login = ManagerLoginName,
 password = ManagerPassword. Extras:
 
 ==================  ==========================  ===============================================
@@ -65,6 +66,32 @@ def _number(name: str, value: Any, default: float, *, minimum: float = 0) -> flo
     return number
 
 
+def _with_port(host: str, parts: Any, port: Any, conn_id: str) -> str:
+    """The base URL with the connection's Port field in it.
+
+    The Port field and a port in the Base URL may both be given (the UI's Test button only works for a
+    connection with a stored port, so the form shows Port): equal is fine, different is refused.
+    Port 0 or empty is unset.
+    """
+    if port in (None, "", 0, "0"):
+        return host
+    try:
+        number = int(port)
+    except (TypeError, ValueError):
+        number = -1
+    if not 0 < number < 65536:
+        raise CloudmaxConfigError(f"connection {conn_id!r} port={port!r} is not a TCP port; use e.g. 443")
+    if parts.port is not None and parts.port != number:
+        raise CloudmaxConfigError(
+            f"connection {conn_id!r}: the Base URL {host!r} says port {parts.port} but the Port field says {number}; "
+            "make them equal or clear one"
+        )
+    if parts.port is None:
+        netloc = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        host = parts._replace(netloc=f"{netloc}:{number}").geturl()
+    return host
+
+
 @dataclass(frozen=True)
 class CloudmaxSettings:
     """Everything the hook needs from a connection; ``credentials`` never appears in ``repr``."""
@@ -112,8 +139,7 @@ class CloudmaxSettings:
             raise CloudmaxConfigError(
                 f"connection {conn_id!r} host={conn.host!r} is not a base URL; use e.g. 'https://api.itpison.com'"
             )
-        if conn.port and not parts.port:
-            host = f"{parts.scheme}://{parts.hostname}:{conn.port}{parts.path}"
+        host = _with_port(host, parts, conn.port, conn_id)
         method = str(extra.get("method", "POST")).upper()
         if method not in ("GET", "POST"):
             raise CloudmaxConfigError(f"connection extra method={method!r}; use 'POST' (default) or 'GET'")
