@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, conf
 
-from cloudmax_provider.errors import CloudmaxConfigError, CloudmaxLinkError
+from cloudmax_provider.errors import CloudmaxConfigError, CloudmaxLinkError, CloudmaxWindowError
 from cloudmax_provider.reports import get_report_part
 from cloudmax_provider.request import (
     ResponseMode,
@@ -158,8 +158,19 @@ class CloudmaxReportOperator(BaseOperator):
         """Check what is known at parse time, so a typo never reaches the scheduler."""
         if not isinstance(self.window, timedelta) or self.window <= timedelta(0):
             raise CloudmaxConfigError(f"window={self.window!r} must be a positive timedelta, e.g. timedelta(days=1)")
-        if self.max_xcom_rows < 0:
-            raise CloudmaxConfigError("max_xcom_rows must be >= 0")
+        if isinstance(self.max_xcom_rows, bool) or not isinstance(self.max_xcom_rows, int) or self.max_xcom_rows < 0:
+            raise CloudmaxConfigError(f"max_xcom_rows={self.max_xcom_rows!r} must be an int >= 0, e.g. 5000")
+        for name in ("poll_interval", "link_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise CloudmaxConfigError(f"{name}={value!r} must be a number of seconds > 0")
+        for name in ("start_time", "end_time"):
+            if _is_literal(getattr(self, name)):
+                from zoneinfo import ZoneInfo
+
+                from cloudmax_provider.request import to_account_time
+
+                to_account_time(getattr(self, name), ZoneInfo("UTC"), name)  # readable at all
         part = None
         if _is_literal(self.report_part_id):
             try:
@@ -172,11 +183,66 @@ class CloudmaxReportOperator(BaseOperator):
             parse_columns(self.columns, part)
         if _is_literal(self.language) and part is not None:
             parse_language(self.language, part)
+        mode = None
         if _is_literal(self.response_mode):
-            ResponseMode.coerce(self.response_mode)  # type: ignore[arg-type]
+            mode = ResponseMode.coerce(self.response_mode)  # type: ignore[arg-type]
+        elif self.response_mode is None and self.destination is not None:
+            mode = ResponseMode.ATTACHMENT
+        if _is_literal(self.extra_fields):
+            from cloudmax_provider.request import literal_from_template
+
+            if not isinstance(literal_from_template(self.extra_fields, "extra_fields"), dict):
+                raise CloudmaxConfigError(
+                    f"extra_fields={self.extra_fields!r} is a {type(self.extra_fields).__name__}; pass a dict of "
+                    "Report.aspx fields, e.g. extra_fields={'FailedUrl': 'https://example.com/failed'}"
+                )
+        self._check_mode(mode)
         from cloudmax_provider.transfer import check_landing_args
 
-        check_landing_args(self.destination, self.output_encoding)
+        check_landing_args(self.destination, self.output_encoding, one_object_per_link=self.one_object_per_link)
+
+    def _check_mode(self, mode: ResponseMode | None) -> None:
+        """ResponseMode against the arguments it needs (parse time when literal, else at execute)."""
+        if mode is ResponseMode.UNC_LINK and not self.smb_conn_id:
+            raise CloudmaxConfigError(
+                "response_mode=0 answers UNC links (\\\\server\\share\\file), read over SMB: set smb_conn_id to "
+                "an Airflow 'samba' connection (its host/port say where the share is reached), or use "
+                "response_mode=1 (HTTP links) or 3 (attachment)"
+            )
+        if self.one_object_per_link:
+            if self.destination is None:
+                raise CloudmaxConfigError("one_object_per_link=True needs a destination prefix ending in '/'")
+            if mode is not None and not mode.returns_links:
+                raise CloudmaxConfigError(
+                    f"one_object_per_link=True needs response_mode 0 or 1 (DOWNLOADLINKs), not {int(mode)}; "
+                    "ResponseMode 2 and 3 answer one report"
+                )
+
+    def _check_rendered(self, request: ReportRequest) -> None:
+        """Checks of rendered arguments and of the connections they name, before anything is sent."""
+        self._check_mode(request.response_mode)
+        if request.response_mode is ResponseMode.UNC_LINK:
+            from airflow.sdk import BaseHook
+
+            try:
+                conn = BaseHook.get_connection(str(self.smb_conn_id))
+            except Exception as exc:
+                if "NotFound" not in type(exc).__name__:
+                    raise
+                raise CloudmaxConfigError(
+                    f"smb_conn_id={self.smb_conn_id!r} is not a connection; create a 'samba' connection whose "
+                    "host/port say where the UNC share is reached, or fix the name"
+                ) from None
+            if (conn.conn_type or "").lower() != "samba":
+                raise CloudmaxConfigError(
+                    f"smb_conn_id={self.smb_conn_id!r} is a {conn.conn_type!r} connection; it must be a 'samba' "
+                    "connection (host/port of the share's server, login and password)"
+                )
+        if self.destination is not None:
+            from cloudmax_provider.transfer import check_destination, preflight_destination
+
+            check_destination(self.destination, one_object_per_link=self.one_object_per_link)
+            preflight_destination(self.destination, self.destination_conn_id)
 
     # ---- the request ---------------------------------------------------------------------------
 
@@ -206,20 +272,38 @@ class CloudmaxReportOperator(BaseOperator):
         return begin, stop, f"{why}: using window={self.window} ending at {anchor}"
 
     def build_request(self, hook: CloudmaxHook, context: Context) -> ReportRequest:
+        for name in ("start_time", "end_time"):
+            value = getattr(self, name)
+            if isinstance(value, str) and value and not value.strip():
+                raise CloudmaxConfigError(
+                    f"{name}={value!r} rendered to blank text (a template that rendered nothing?); pass a time "
+                    f"or leave {name} unset to use the data interval"
+                )
         start, end, why = self.resolve_window(context, hook.settings.timezone)
         mode = self.response_mode
         if mode in (None, ""):
             mode = ResponseMode.CSV_BODY if self.destination is None else ResponseMode.ATTACHMENT
-        request = hook.build_request(
-            self.report_part_id,
-            self.launch_ids,
-            start,
-            end,
-            columns=self.columns,
-            language=self.language,
-            response_mode=mode,
-            extra_fields=self.extra_fields,
-        )
+        try:
+            request = hook.build_request(
+                self.report_part_id,
+                self.launch_ids,
+                start,
+                end,
+                columns=self.columns,
+                language=self.language,
+                response_mode=mode,
+                extra_fields=self.extra_fields,
+            )
+        except CloudmaxWindowError as exc:
+            dis, die = context.get("data_interval_start"), context.get("data_interval_end")
+            if dis is not None and dis == die and self.start_time not in (None, ""):
+                raise CloudmaxWindowError(
+                    f"{exc}. The run's data interval is empty ({dis} .. {die}): in Airflow 3 a schedule like "
+                    "'@daily' is a CronTriggerTimetable, so data_interval_start == data_interval_end. Leave "
+                    "start_time/end_time unset (the operator then asks for window= ending at the run's time), or "
+                    "schedule with CronDataIntervalTimetable('0 0 * * *', timezone='UTC') for real intervals"
+                ) from None
+            raise
         self.log.info("Window: %s .. %s (%s); from %s", request.start, request.end, request.start.tzinfo, why)
         return request
 
@@ -233,6 +317,7 @@ class CloudmaxReportOperator(BaseOperator):
     def execute(self, context: Context) -> Any:
         hook = self._hook()
         request = self.build_request(hook, context)
+        self._check_rendered(request)
         self.log.info("Requesting %s", request.describe())
         if not request.response_mode.returns_links:
             return self._land(context, hook, request, None)
