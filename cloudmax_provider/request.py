@@ -33,7 +33,7 @@ import enum
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -378,11 +378,6 @@ def build_report_request(
         response_mode=ResponseMode.coerce(response_mode),
         extra_fields=tuple(extras),
     )
-
-
-def default_window_end(value: datetime, window: timedelta) -> tuple[datetime, datetime]:
-    """A ``window`` long interval ending at ``value`` (used when the data interval is empty)."""
-    return value - window, value
 
 
 # ---- the wire --------------------------------------------------------------------------------

@@ -6,13 +6,16 @@ Example::
         task_id="removals",
         report_part_id="removals",            # or 31033
         launch_ids=[1225, 1116],
-        destination="s3://lake/cloudmax/{{ ds }}/removals.csv",
+        destination="s3://lake/cloudmax/removals/{window_start:%Y-%m-%d}.csv",
         destination_conn_id="aws_default",
     )
 
-The window defaults to the run's data interval. Airflow 3's ``"@daily"`` (a CronTriggerTimetable)
-and manual runs have an empty one: then it is ``window`` (one day) ending at the interval's end,
-and the log says so. This module imports no HTTP, SMB or cloud library: DAG files parse fast.
+The window is one function of the run (:func:`cloudmax_provider.windows.report_window`): a non-empty
+data interval; else ``window`` (one day) ending at the logical date; else ending at the run's
+``run_after`` (runs triggered without a logical date, asset-triggered runs). The log says which.
+``{window_start:%Y-%m-%d}`` / ``{window_end:...}`` in ``destination`` are filled with the window
+requested (in the account's timezone) after Jinja, so an object's name always matches its rows.
+This module imports no HTTP, SMB or cloud library: DAG files parse fast.
 """
 
 from __future__ import annotations
@@ -28,12 +31,12 @@ from cloudmax_provider.errors import CloudmaxConfigError, CloudmaxLinkError, Clo
 from cloudmax_provider.reports import get_report_part
 from cloudmax_provider.request import (
     ResponseMode,
-    default_window_end,
     parse_columns,
     parse_language,
     parse_launch_ids,
 )
 from cloudmax_provider.response import to_jsonable
+from cloudmax_provider.windows import fill_window_placeholders, has_window_placeholders, report_window_of
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -62,10 +65,10 @@ class CloudmaxReportOperator(BaseOperator):
 
     :param report_part_id: a ReportPartID (``31033``) or its catalog slug (``"removals"``).
     :param launch_ids: LaunchIDs: an int, a list, a CSV string ``"1225,1116"`` or an XComArg.
-    :param start_time: window start (datetime or string); default: the run's data interval start.
-    :param end_time: window end; default: the data interval end.
-    :param window: the window's length when the data interval is empty (``"@daily"``, manual runs)
-        or when only one of start_time/end_time is given. Default one day.
+    :param start_time: window start (datetime or string); default: see :func:`~cloudmax_provider.windows.report_window`.
+    :param end_time: window end; default: see ``report_window``.
+    :param window: the window's length when the data interval is empty (``"@daily"``, manual and
+        asset-triggered runs) or when only one of start_time/end_time is given. Default one day.
     :param columns: CustomColName: column names, ``(name, new_name)`` pairs or a dict (at most 99).
     :param language: ``"zh-TW"`` or ``"en"`` (ReportCharacterSetID; report 31033 only).
     :param response_mode: 0 (UNC link), 1 (HTTP link), 2 (CSV body), 3 (attachment). Default 2
@@ -73,7 +76,9 @@ class CloudmaxReportOperator(BaseOperator):
     :param destination: ``None``: typed rows into XCom (at most ``max_xcom_rows``). Otherwise an
         ``ObjectStoragePath`` URI (``s3://``, ``gs://``, ``file://`` ...) the report is streamed to,
         atomically; the operator returns the URI and pushes ``rows`` and ``bytes`` XComs.
-        With ``one_object_per_link=True`` it is a prefix ending in ``/``.
+        With ``one_object_per_link=True`` it is a prefix ending in ``/``. ``{window_start:<strftime>}``
+        and ``{window_end:<strftime>}`` are filled with the requested window in the account's timezone
+        (after Jinja), e.g. ``"s3://lake/opens/{window_start:%Y-%m-%d}.csv"``.
     :param destination_conn_id: the connection for the destination's store (e.g. ``aws_default``).
     :param output_encoding: the written file's encoding (BOM removed); ``None`` keeps the bytes as served.
     :param one_object_per_link: with several DOWNLOADLINKs, write one object per link instead of one
@@ -98,6 +103,9 @@ class CloudmaxReportOperator(BaseOperator):
         "response_mode",
         "destination",
         "extra_fields",
+        "destination_conn_id",
+        "cloudmax_conn_id",
+        "smb_conn_id",
     )
     ui_color = "#e8f4fd"
 
@@ -126,7 +134,13 @@ class CloudmaxReportOperator(BaseOperator):
         extra_fields: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        if emit_asset and _is_literal(destination) and "://" in str(destination) and not one_object_per_link:
+        if (
+            emit_asset
+            and _is_literal(destination)
+            and "://" in str(destination)
+            and not one_object_per_link
+            and not has_window_placeholders(destination)
+        ):
             from airflow.sdk import Asset
 
             kwargs["outlets"] = [*(kwargs.get("outlets") or []), Asset(uri=str(destination))]
@@ -247,7 +261,8 @@ class CloudmaxReportOperator(BaseOperator):
     # ---- the request ---------------------------------------------------------------------------
 
     def resolve_window(self, context: Context, timezone: str) -> tuple[Any, Any, str]:
-        """The (start, end) to send, and why: explicit arguments, the data interval, or ``window``."""
+        """The (start, end) to send, and why: explicit arguments, else the run's window
+        (:func:`cloudmax_provider.windows.report_window`)."""
         from cloudmax_provider.request import get_timezone, to_account_time
 
         start, end = self.start_time, self.end_time
@@ -259,17 +274,7 @@ class CloudmaxReportOperator(BaseOperator):
         if end not in (None, ""):
             stop = to_account_time(end, get_timezone(timezone), "end_time")
             return stop - self.window, stop, f"window={self.window} ending at end_time"
-        dis, die = context.get("data_interval_start"), context.get("data_interval_end")
-        if dis is not None and die is not None and die > dis:
-            return dis, die, "the run's data interval"
-        anchor = die or context.get("logical_date") or context["dag_run"].run_after
-        begin, stop = default_window_end(anchor, self.window)
-        why = (
-            "the data interval is empty (a CronTriggerTimetable such as '@daily', or a manual run)"
-            if dis is not None
-            else "the run has no data interval"
-        )
-        return begin, stop, f"{why}: using window={self.window} ending at {anchor}"
+        return report_window_of(context, self.window)
 
     def build_request(self, hook: CloudmaxHook, context: Context) -> ReportRequest:
         for name in ("start_time", "end_time"):
@@ -305,6 +310,9 @@ class CloudmaxReportOperator(BaseOperator):
                 ) from None
             raise
         self.log.info("Window: %s .. %s (%s); from %s", request.start, request.end, request.start.tzinfo, why)
+        if has_window_placeholders(self.destination):
+            self.destination = fill_window_placeholders(str(self.destination), request.start, request.end)
+            self.log.info("Destination named by the window: %s", self.destination)
         return request
 
     def _hook(self) -> CloudmaxHook:
@@ -385,7 +393,7 @@ class CloudmaxReportOperator(BaseOperator):
             hook,
             hook.sources(request, links),
             self.destination,
-            self.destination_conn_id,
+            self.destination_conn_id or None,  # a template may render to ''
             self.output_encoding,
             self.log,
             links=links,
