@@ -93,7 +93,7 @@ def _extras(conn: Any, conn_id: str) -> Mapping[str, Any]:
     if isinstance(text, str) and text.strip():
         try:
             value = json.loads(text)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             raise CloudmaxConfigError(
                 f"connection {conn_id!r}: its extra is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
                 'write it as a JSON object, e.g. {"timezone": "Asia/Taipei", "timeout": 60}'

@@ -33,7 +33,7 @@ import enum
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -154,17 +154,17 @@ def parse_launch_ids(value: Any) -> tuple[int, ...]:
         raise CloudmaxConfigError(f"launch_ids={value!r} is a {type(value).__name__}; {_LAUNCH_FIX}")
     ids: list[int] = []
     for position, item in enumerate(items, start=1):
-        text = str(item).strip() if isinstance(item, int | str) and not isinstance(item, bool) else None
-        if text == "":
+        cell = str(item).strip() if isinstance(item, int | str) and not isinstance(item, bool) else None
+        if cell == "":
             raise CloudmaxConfigError(
                 f"launch_ids={value!r} has an empty item (item {position}), as a template that rendered "
                 f"nothing leaves; {_LAUNCH_FIX}"
             )
-        if text is None or not re.fullmatch(r"[0-9]{1,10}", text) or int(text) <= 0:
+        if cell is None or not re.fullmatch(r"[0-9]{1,10}", cell) or int(cell) <= 0:
             raise CloudmaxConfigError(f"launch_ids holds {item!r}, which is not a positive LaunchID; {_LAUNCH_FIX}")
-        if int(text) in ids:
-            raise CloudmaxConfigError(f"launch_ids lists {int(text)} twice; list each LaunchID once")
-        ids.append(int(text))
+        if int(cell) in ids:
+            raise CloudmaxConfigError(f"launch_ids lists {int(cell)} twice; list each LaunchID once")
+        ids.append(int(cell))
     if not ids:
         raise CloudmaxConfigError(f"launch_ids={value!r} is empty; pass at least one LaunchID, e.g. launch_ids=[1225]")
     return tuple(ids)
@@ -187,7 +187,9 @@ def literal_from_template(value: Any, argument: str) -> Any:
             "render it as one (e.g. {{ my_list | tojson }}) or set render_template_as_native_obj=True on the DAG"
         ) from None
     if not isinstance(parsed, list | tuple | dict):
-        raise CloudmaxConfigError(f"{argument}={value[:200]!r} rendered to a {type(parsed).__name__}, not a list or dict")
+        raise CloudmaxConfigError(
+            f"{argument}={value[:200]!r} rendered to a {type(parsed).__name__}, not a list or dict"
+        )
     return parsed
 
 
@@ -313,37 +315,13 @@ class ReportRequest:
         )
 
 
-def build_report_request(
-    report_part_id: int | str | ReportPart,
-    launch_ids: Any,
-    start_time: Any,
-    end_time: Any,
-    *,
-    timezone: str = "Asia/Taipei",
-    columns: ColumnsArg = None,
-    language: str | int | None = None,
-    response_mode: int | str | ResponseMode = ResponseMode.CSV_BODY,
-    extra_fields: Mapping[str, Any] | None = None,
-) -> ReportRequest:
-    """Validate every argument and return the request; raises :class:`CloudmaxConfigError` naming the field."""
-    try:
-        part = get_report_part(report_part_id)
-    except ValueError as exc:
-        raise CloudmaxConfigError(str(exc)) from None
-    tz = get_timezone(timezone)
-    start = to_account_time(start_time, tz, "start_time")
-    end = to_account_time(end_time, tz, "end_time")
-    if end <= start:
-        raise CloudmaxWindowError(
-            f"the window is empty or reversed: start_time {format_spec_time(start)} .. end_time "
-            f"{format_spec_time(end)} ({timezone}); pass an end_time after start_time"
-        )
-    if end - start > MAX_WINDOW:
-        raise CloudmaxWindowError(
-            f"the window start_time {format_spec_time(start)} .. end_time {format_spec_time(end)} is "
-            f"{(end - start).days} days long, more than {MAX_WINDOW.days}: usually a template that rendered a "
-            "wrong date; check start_time/end_time, and backfill long periods in runs of at most a year"
-        )
+def parse_extra_fields(extra_fields: Any) -> tuple[tuple[str, str], ...]:
+    """Other Report.aspx fields, as ``(name, text)``; fields with a dedicated argument, credentials,
+    non-field names and values that are not text or numbers are refused.
+
+    >>> parse_extra_fields({"FailedUrl": "https://example.com/failed"})
+    (('FailedUrl', 'https://example.com/failed'),)
+    """
     extras: list[tuple[str, str]] = []
     reserved = {"reportpartid", "launchid", "starttime", "endtime", "responsemode", "reportcharactersetid"}
     extra_fields = literal_from_template(extra_fields, "extra_fields")
@@ -368,6 +346,59 @@ def build_report_request(
                 f"extra_fields[{key!r}]={val!r} is a {type(val).__name__}; Report.aspx fields are text or numbers"
             )
         extras.append((key, str(val)))
+    return tuple(extras)
+
+
+def check_window(start: datetime, end: datetime, timezone: str) -> None:
+    """Refuse an empty, reversed or absurdly long (> :data:`MAX_WINDOW`) window."""
+    if end <= start:
+        raise CloudmaxWindowError(
+            f"the window is empty or reversed: start_time {format_spec_time(start)} .. end_time "
+            f"{format_spec_time(end)} ({timezone}); pass an end_time after start_time"
+        )
+    if end - start > MAX_WINDOW:
+        raise CloudmaxWindowError(
+            f"the window start_time {format_spec_time(start)} .. end_time {format_spec_time(end)} is "
+            f"{(end - start).days} days long, more than {MAX_WINDOW.days}: usually a template that rendered a "
+            "wrong date; check start_time/end_time, and backfill long periods in runs of at most a year"
+        )
+
+
+def check_literal_window(start_time: Any, end_time: Any) -> None:
+    """Parse-time :func:`check_window` of literal times, before the account's timezone is known: refused
+    only if the window is wrong whatever the timezone (naive times read at UTC+14 and at UTC-12)."""
+    errors = []
+    for zone in ("Etc/GMT-14", "Etc/GMT+12"):
+        tz = ZoneInfo(zone)
+        try:
+            check_window(to_account_time(start_time, tz, "start_time"), to_account_time(end_time, tz, "end_time"), zone)
+        except CloudmaxWindowError as exc:
+            errors.append(exc)
+    if len(errors) == 2:
+        raise errors[0]
+
+
+def build_report_request(
+    report_part_id: int | str | ReportPart,
+    launch_ids: Any,
+    start_time: Any,
+    end_time: Any,
+    *,
+    timezone: str = "Asia/Taipei",
+    columns: ColumnsArg = None,
+    language: str | int | None = None,
+    response_mode: int | str | ResponseMode = ResponseMode.CSV_BODY,
+    extra_fields: Mapping[str, Any] | None = None,
+) -> ReportRequest:
+    """Validate every argument and return the request; raises :class:`CloudmaxConfigError` naming the field."""
+    try:
+        part = get_report_part(report_part_id)
+    except ValueError as exc:
+        raise CloudmaxConfigError(str(exc)) from None
+    tz = get_timezone(timezone)
+    start = to_account_time(start_time, tz, "start_time")
+    end = to_account_time(end_time, tz, "end_time")
+    check_window(start, end, timezone)
     return ReportRequest(
         report_part=part,
         launch_ids=parse_launch_ids(launch_ids),
@@ -376,7 +407,7 @@ def build_report_request(
         columns=parse_columns(columns, part),
         language=parse_language(language, part),
         response_mode=ResponseMode.coerce(response_mode),
-        extra_fields=tuple(extras),
+        extra_fields=parse_extra_fields(extra_fields),
     )
 
 

@@ -127,7 +127,8 @@ def _transport_error(exc: BaseException, what: str, timeout: float | None = None
     import requests
 
     detail = f"{type(exc).__name__} while {what}: {redact_text(str(exc))[:300]}"
-    if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema | requests.exceptions.InvalidSchema):
+    bad_url = requests.exceptions.InvalidURL | requests.exceptions.MissingSchema | requests.exceptions.InvalidSchema
+    if isinstance(exc, bad_url):
         return CloudmaxConfigError(f"{detail}; fix the connection's host (Base URL), e.g. 'https://api.itpison.com'")
     timed_out = isinstance(exc, requests.Timeout | TimeoutError) or type(exc).__name__ in (
         "ReadTimeoutError",

@@ -47,16 +47,18 @@ if TYPE_CHECKING:
 
 def _is_literal(value: Any) -> bool:
     """True for a value known when the DAG is parsed (not a template, not an XComArg)."""
-    if value is None:
-        return False
+    return value is not None and _known(value)
+
+
+def _known(value: Any) -> bool:
     if isinstance(value, str):
         return "{{" not in value and "{%" not in value
     if hasattr(value, "operator") or type(value).__name__.endswith("XComArg"):
         return False
     if isinstance(value, list | tuple):
-        return all(_is_literal(v) for v in value)
+        return all(_known(v) for v in value)
     if isinstance(value, dict):
-        return all(_is_literal(k) and _is_literal(v) for k, v in value.items())
+        return all(_known(k) and _known(v) for k, v in value.items())
     return True
 
 
@@ -178,13 +180,15 @@ class CloudmaxReportOperator(BaseOperator):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
                 raise CloudmaxConfigError(f"{name}={value!r} must be a number of seconds > 0")
+        from cloudmax_provider.request import check_literal_window, to_account_time
+
         for name in ("start_time", "end_time"):
             if _is_literal(getattr(self, name)):
                 from zoneinfo import ZoneInfo
 
-                from cloudmax_provider.request import to_account_time
-
                 to_account_time(getattr(self, name), ZoneInfo("UTC"), name)  # readable at all
+        if _is_literal(self.start_time) and _is_literal(self.end_time):
+            check_literal_window(self.start_time, self.end_time)
         part = None
         if _is_literal(self.report_part_id):
             try:
@@ -203,13 +207,9 @@ class CloudmaxReportOperator(BaseOperator):
         elif self.response_mode is None and self.destination is not None:
             mode = ResponseMode.ATTACHMENT
         if _is_literal(self.extra_fields):
-            from cloudmax_provider.request import literal_from_template
+            from cloudmax_provider.request import parse_extra_fields
 
-            if not isinstance(literal_from_template(self.extra_fields, "extra_fields"), dict):
-                raise CloudmaxConfigError(
-                    f"extra_fields={self.extra_fields!r} is a {type(self.extra_fields).__name__}; pass a dict of "
-                    "Report.aspx fields, e.g. extra_fields={'FailedUrl': 'https://example.com/failed'}"
-                )
+            parse_extra_fields(self.extra_fields)
         self._check_mode(mode)
         from cloudmax_provider.transfer import check_landing_args
 
