@@ -70,7 +70,7 @@ CONN_FIELDS: dict[str, Any] = {
     },
     "retries": {
         "label": "Attempts",
-        "description": "Attempts for transient failures (5xx, 429, timeouts, ErrorCode 100 Exception).",
+        "description": "Attempts for transient failures (5xx, 429, timeouts, connection resets).",
         "schema": {"type": ["integer", "null"], "default": 4},
     },
     "allowed_link_hosts": {

@@ -68,7 +68,7 @@ class CloudmaxDownloadLinksOperator(BaseOperator):
             raise CloudmaxConfigError(f"window={window!r} must be a positive timedelta, e.g. timedelta(days=1)")
         from cloudmax_provider.transfer import check_landing_args
 
-        check_landing_args(destination, output_encoding)
+        check_landing_args(destination, output_encoding, one_object_per_link=one_object_per_link)
         self.links = links
         self.destination = destination
         self.destination_conn_id = destination_conn_id

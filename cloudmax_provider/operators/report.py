@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, conf
 
-from cloudmax_provider.errors import CloudmaxConfigError, CloudmaxLinkError
+from cloudmax_provider.errors import CloudmaxConfigError, CloudmaxLinkError, CloudmaxWindowError
 from cloudmax_provider.reports import get_report_part
 from cloudmax_provider.request import (
     ResponseMode,
@@ -47,16 +47,18 @@ if TYPE_CHECKING:
 
 def _is_literal(value: Any) -> bool:
     """True for a value known when the DAG is parsed (not a template, not an XComArg)."""
-    if value is None:
-        return False
+    return value is not None and _known(value)
+
+
+def _known(value: Any) -> bool:
     if isinstance(value, str):
         return "{{" not in value and "{%" not in value
     if hasattr(value, "operator") or type(value).__name__.endswith("XComArg"):
         return False
     if isinstance(value, list | tuple):
-        return all(_is_literal(v) for v in value)
+        return all(_known(v) for v in value)
     if isinstance(value, dict):
-        return all(_is_literal(k) and _is_literal(v) for k, v in value.items())
+        return all(_known(k) and _known(v) for k, v in value.items())
     return True
 
 
@@ -172,8 +174,21 @@ class CloudmaxReportOperator(BaseOperator):
         """Check what is known at parse time, so a typo never reaches the scheduler."""
         if not isinstance(self.window, timedelta) or self.window <= timedelta(0):
             raise CloudmaxConfigError(f"window={self.window!r} must be a positive timedelta, e.g. timedelta(days=1)")
-        if self.max_xcom_rows < 0:
-            raise CloudmaxConfigError("max_xcom_rows must be >= 0")
+        if isinstance(self.max_xcom_rows, bool) or not isinstance(self.max_xcom_rows, int) or self.max_xcom_rows < 0:
+            raise CloudmaxConfigError(f"max_xcom_rows={self.max_xcom_rows!r} must be an int >= 0, e.g. 5000")
+        for name in ("poll_interval", "link_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise CloudmaxConfigError(f"{name}={value!r} must be a number of seconds > 0")
+        from cloudmax_provider.request import check_literal_window, to_account_time
+
+        for name in ("start_time", "end_time"):
+            if _is_literal(getattr(self, name)):
+                from zoneinfo import ZoneInfo
+
+                to_account_time(getattr(self, name), ZoneInfo("UTC"), name)  # readable at all
+        if _is_literal(self.start_time) and _is_literal(self.end_time):
+            check_literal_window(self.start_time, self.end_time)
         part = None
         if _is_literal(self.report_part_id):
             try:
@@ -186,11 +201,62 @@ class CloudmaxReportOperator(BaseOperator):
             parse_columns(self.columns, part)
         if _is_literal(self.language) and part is not None:
             parse_language(self.language, part)
+        mode = None
         if _is_literal(self.response_mode):
-            ResponseMode.coerce(self.response_mode)  # type: ignore[arg-type]
+            mode = ResponseMode.coerce(self.response_mode)  # type: ignore[arg-type]
+        elif self.response_mode is None and self.destination is not None:
+            mode = ResponseMode.ATTACHMENT
+        if _is_literal(self.extra_fields):
+            from cloudmax_provider.request import parse_extra_fields
+
+            parse_extra_fields(self.extra_fields)
+        self._check_mode(mode)
         from cloudmax_provider.transfer import check_landing_args
 
-        check_landing_args(self.destination, self.output_encoding)
+        check_landing_args(self.destination, self.output_encoding, one_object_per_link=self.one_object_per_link)
+
+    def _check_mode(self, mode: ResponseMode | None) -> None:
+        """ResponseMode against the arguments it needs (parse time when literal, else at execute)."""
+        if mode is ResponseMode.UNC_LINK and not self.smb_conn_id:
+            raise CloudmaxConfigError(
+                "response_mode=0 answers UNC links (\\\\server\\share\\file), read over SMB: set smb_conn_id to "
+                "an Airflow 'samba' connection (its host/port say where the share is reached), or use "
+                "response_mode=1 (HTTP links) or 3 (attachment)"
+            )
+        if self.one_object_per_link:
+            if self.destination is None:
+                raise CloudmaxConfigError("one_object_per_link=True needs a destination prefix ending in '/'")
+            if mode is not None and not mode.returns_links:
+                raise CloudmaxConfigError(
+                    f"one_object_per_link=True needs response_mode 0 or 1 (DOWNLOADLINKs), not {int(mode)}; "
+                    "ResponseMode 2 and 3 answer one report"
+                )
+
+    def _check_rendered(self, request: ReportRequest) -> None:
+        """Checks of rendered arguments and of the connections they name, before anything is sent."""
+        self._check_mode(request.response_mode)
+        if request.response_mode is ResponseMode.UNC_LINK:
+            from airflow.sdk import BaseHook
+
+            try:
+                conn = BaseHook.get_connection(str(self.smb_conn_id))
+            except Exception as exc:
+                if "NotFound" not in type(exc).__name__:
+                    raise
+                raise CloudmaxConfigError(
+                    f"smb_conn_id={self.smb_conn_id!r} is not a connection; create a 'samba' connection whose "
+                    "host/port say where the UNC share is reached, or fix the name"
+                ) from None
+            if (conn.conn_type or "").lower() != "samba":
+                raise CloudmaxConfigError(
+                    f"smb_conn_id={self.smb_conn_id!r} is a {conn.conn_type!r} connection; it must be a 'samba' "
+                    "connection (host/port of the share's server, login and password)"
+                )
+        if self.destination is not None:
+            from cloudmax_provider.transfer import check_destination, preflight_destination
+
+            check_destination(self.destination, one_object_per_link=self.one_object_per_link)
+            preflight_destination(self.destination, self.destination_conn_id)
 
     # ---- the request ---------------------------------------------------------------------------
 
@@ -211,20 +277,38 @@ class CloudmaxReportOperator(BaseOperator):
         return report_window_of(context, self.window)
 
     def build_request(self, hook: CloudmaxHook, context: Context) -> ReportRequest:
+        for name in ("start_time", "end_time"):
+            value = getattr(self, name)
+            if isinstance(value, str) and value and not value.strip():
+                raise CloudmaxConfigError(
+                    f"{name}={value!r} rendered to blank text (a template that rendered nothing?); pass a time "
+                    f"or leave {name} unset to use the data interval"
+                )
         start, end, why = self.resolve_window(context, hook.settings.timezone)
         mode = self.response_mode
         if mode in (None, ""):
             mode = ResponseMode.CSV_BODY if self.destination is None else ResponseMode.ATTACHMENT
-        request = hook.build_request(
-            self.report_part_id,
-            self.launch_ids,
-            start,
-            end,
-            columns=self.columns,
-            language=self.language,
-            response_mode=mode,
-            extra_fields=self.extra_fields,
-        )
+        try:
+            request = hook.build_request(
+                self.report_part_id,
+                self.launch_ids,
+                start,
+                end,
+                columns=self.columns,
+                language=self.language,
+                response_mode=mode,
+                extra_fields=self.extra_fields,
+            )
+        except CloudmaxWindowError as exc:
+            dis, die = context.get("data_interval_start"), context.get("data_interval_end")
+            if dis is not None and dis == die and self.start_time not in (None, ""):
+                raise CloudmaxWindowError(
+                    f"{exc}. The run's data interval is empty ({dis} .. {die}): in Airflow 3 a schedule like "
+                    "'@daily' is a CronTriggerTimetable, so data_interval_start == data_interval_end. Leave "
+                    "start_time/end_time unset (the operator then asks for window= ending at the run's time), or "
+                    "schedule with CronDataIntervalTimetable('0 0 * * *', timezone='UTC') for real intervals"
+                ) from None
+            raise
         self.log.info("Window: %s .. %s (%s); from %s", request.start, request.end, request.start.tzinfo, why)
         if has_window_placeholders(self.destination):
             self.destination = fill_window_placeholders(str(self.destination), request.start, request.end)
@@ -241,6 +325,7 @@ class CloudmaxReportOperator(BaseOperator):
     def execute(self, context: Context) -> Any:
         hook = self._hook()
         request = self.build_request(hook, context)
+        self._check_rendered(request)
         self.log.info("Requesting %s", request.describe())
         if not request.response_mode.returns_links:
             return self._land(context, hook, request, None)
