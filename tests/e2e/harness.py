@@ -147,6 +147,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
+        return True
+    return False
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
     """Poll ``predicate`` until it returns something truthy; TimeoutError naming ``what`` otherwise."""
     deadline = time.monotonic() + timeout
@@ -169,6 +175,7 @@ class Component:
     name: str
     popen: subprocess.Popen[bytes]
     log: Path
+    stop_signal: int = signal.SIGTERM  # PostgreSQL: SIGINT (fast shutdown)
 
     @property
     def pid(self) -> int:
@@ -180,10 +187,11 @@ class Component:
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
+    def stop(self, sig: int | None = None, timeout: float = 20.0) -> None:
         """Signal the process group, wait, then SIGKILL it and every descendant still running."""
         import psutil
 
+        sig = self.stop_signal if sig is None else sig
         try:
             family = [psutil.Process(self.pid), *psutil.Process(self.pid).children(recursive=True)]
         except psutil.Error:
@@ -220,6 +228,13 @@ if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
     signal.signal(signal.SIGTERM, _on_sigterm)
 
 
+def as_user(user: str) -> list[str]:
+    """The prefix that runs a command as ``user`` when we are root (PostgreSQL refuses to run as root)."""
+    if os.geteuid() != 0:
+        return []
+    return ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--"]
+
+
 def conn_json(base_url: str, login: str = EMULATOR_LOGIN, password: str = EMULATOR_PASSWORD, **extra: Any) -> str:
     """An ``AIRFLOW_CONN_*`` value (JSON) for a Cloudmax connection, with fast retries."""
     extras = {"retries": 3, "retry_min_wait": 0.2, "retry_max_wait": 1, "timeout": 30, **extra}
@@ -239,6 +254,7 @@ class Deployment:
     components: dict[str, Component] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     api_port: int = 0
+    service_dirs: list[Path] = field(default_factory=list)
     _api: AirflowAPI | None = None
 
     def __post_init__(self) -> None:
@@ -269,7 +285,12 @@ class Deployment:
     # --- starting and stopping
 
     def start(
-        self, name: str, argv: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        stop_signal: int = signal.SIGTERM,
     ) -> Component:
         """Start ``argv`` in a new process group, output appended to ``<artifacts>/components/<name>.log``."""
         log = self.artifacts / "components" / f"{name}.log"
@@ -285,16 +306,18 @@ class Deployment:
                 cwd=cwd,
                 start_new_session=True,
             )
-        self.components[name] = Component(name, popen, log)
+        self.components[name] = Component(name, popen, log, stop_signal)
         return self.components[name]
 
-    def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
+    def stop(self, name: str, sig: int | None = None) -> None:
         self.components.pop(name).stop(sig)
 
     def stop_all(self, keep_artifacts: bool = True) -> None:
         """Stop every component (last started first); copy Airflow's logs into the artefacts."""
         for name in reversed(list(self.components)):
             self.stop(name)
+        for service_dir in self.service_dirs:
+            shutil.rmtree(service_dir, ignore_errors=True)
         if self in _LIVE:
             _LIVE.remove(self)
             if keep_artifacts:
@@ -412,6 +435,75 @@ class Deployment:
         if name == "api-server":
             argv += ["--host", "127.0.0.1", "--port", str(self.api_port), "--workers", "1"]
         return self.start(name, argv, env=env)
+
+    # --- PostgreSQL, Redis and Celery workers (CeleryExecutor)
+
+    def _service_dir(self, name: str, user: str) -> Path:
+        """A private temp dir for a service, owned by ``user`` when we are root."""
+        path = Path(tempfile.mkdtemp(prefix=f"cloudmax-e2e-{name}-"))
+        self.service_dirs.append(path)
+        if os.geteuid() == 0:
+            import pwd
+
+            entry = pwd.getpwnam(user)
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+        return path
+
+    def start_postgres(self) -> str:
+        """Debian's PostgreSQL in a temp dir on a loopback port, as an unprivileged user; returns the DB URL."""
+        bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: int(p.parent.parent.name))
+        if not bins:
+            raise RuntimeError("PostgreSQL is not installed: apt-get install postgresql (or `make services`)")
+        pg_bin = bins[-1].parent
+        data = self._service_dir("pg", "postgres")
+        as_pg = as_user("postgres")
+        initdb = [*as_pg, str(pg_bin / "initdb"), "-D", str(data / "data"), "-U", "airflow", "--auth=trust"]
+        subprocess.run([*initdb, "-E", "UTF8", "--no-sync"], check=True, capture_output=True, cwd=data)
+        port = free_port()
+        settings = ["listen_addresses=127.0.0.1", "fsync=off", "synchronous_commit=off", "max_connections=300"]
+        argv = [*as_pg, str(pg_bin / "postgres"), "-D", str(data / "data"), "-p", str(port), "-k", str(data)]
+        self.start(
+            "postgres", [*argv, *(a for kv in settings for a in ("-c", kv))], cwd=data, stop_signal=signal.SIGINT
+        )
+        ready = [str(pg_bin / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)]
+        wait_until(lambda: subprocess.run(ready, check=False).returncode == 0, 60, "PostgreSQL")
+        create = [str(pg_bin / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "airflow", "airflow"]
+        subprocess.run(create, check=True, capture_output=True)
+        return f"postgresql+psycopg://airflow@127.0.0.1:{port}/airflow"
+
+    def start_redis(self) -> str:
+        """Debian's redis-server in a temp dir on a loopback port, as an unprivileged user; returns its URL."""
+        server = shutil.which("redis-server")
+        if server is None:
+            raise RuntimeError("redis-server is not installed: apt-get install redis-server (or `make services`)")
+        work = self._service_dir("redis", "redis")
+        port = free_port()
+        argv = [*as_user("redis"), server, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(work)]
+        self.start("redis", [*argv, "--save", "", "--appendonly", "no"], cwd=work)
+        wait_until(lambda: port_open(port), 60, "Redis")
+        return f"redis://127.0.0.1:{port}/0"
+
+    def start_celery_worker(self, name: str, concurrency: int = 2) -> Component:
+        """``airflow celery worker`` named ``name`` (Celery ``-H`` and the hostname its task instances record),
+        with its own working directory and TMPDIR: nothing on one worker's disk is seen by another."""
+        home = self.workdir / name
+        (home / "tmp").mkdir(parents=True, exist_ok=True)
+        shim = self.workdir / "hostname-shim"
+        shim.mkdir(exist_ok=True)
+        (shim / "cloudmax_e2e_hostname.py").write_text(
+            '"""The hostname a test worker reports (several workers share one machine here)."""\n'
+            "import os\n\n\ndef hostname() -> str:\n    return os.environ['CLOUDMAX_E2E_HOSTNAME']\n"
+        )
+        env = {
+            "TMPDIR": str(home / "tmp"),
+            "PYTHONPATH": str(shim),
+            "CLOUDMAX_E2E_HOSTNAME": name,
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "cloudmax_e2e_hostname.hostname",
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+        }
+        argv = [str(self.bin / "airflow"), "celery", "worker", "--celery-hostname", f"{name}@%h"]
+        argv += ["--concurrency", str(concurrency), "--pid", str(home / "worker.pid"), "--without-mingle"]
+        return self.start(name, argv, env=env, cwd=home)
 
     def restart(self, name: str, sig: int = signal.SIGTERM) -> Component:
         """Stop a component (SIGTERM: a deploy's restart; SIGKILL: a crash) and start it again."""
@@ -588,9 +680,10 @@ def csv_rows(path: Path) -> int:
 
 
 def uris_in(value: Any) -> list[str]:
-    """The object URIs in a task's return value (a URI, a list of them, or nested lists)."""
+    """The object URIs (``file://``: the e2e storage root is local) in a task's return value (a URI, a list of
+    them, or nested lists); DOWNLOADLINKs and other strings are not objects."""
     if isinstance(value, str):
-        return [value] if "://" in value else []
+        return [value] if value.startswith("file://") else []
     if isinstance(value, list):
         return [u for item in value for u in uris_in(item)]
     return []

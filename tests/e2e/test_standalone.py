@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -32,10 +33,26 @@ def test_provider_installed_from_the_wheel(deployment: Deployment) -> None:
         check=True,
         cwd=deployment.workdir,
     ).stdout.strip()
-    assert "site-packages" in location and not location.startswith(str(ROOT))
+    assert location.startswith(str(deployment.venv)), location  # the wheel's copy, not the checkout's
+    assert not location.startswith(str(ROOT / "cloudmax_provider"))
 
 
 def test_every_example_dag_runs(deployment: Deployment) -> None:
     """Every example DAG succeeds (without and with a logical date), objects, XComs, Asset run, deferral."""
     with kept_on_failure(deployment):
         run_every_example_dag(deployment)
+
+
+def test_demo_runs_from_the_wheel(e2e_venv: Path, tmp_path: Path) -> None:
+    """`python -m cloudmax_provider.testing.demo` in an empty directory: the wheel has all the demo needs."""
+    done = subprocess.run(
+        [str(e2e_venv / "bin" / "python"), "-m", "cloudmax_provider.testing.demo"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "Report written: " in done.stdout
+    assert not (tmp_path / "example_dags").exists()  # so the DAG came from the installed package
