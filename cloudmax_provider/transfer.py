@@ -186,11 +186,23 @@ class TransferStats:
 
 
 class Progress:
-    """Counts bytes and CSV rows of a stream and logs them every ``every`` seconds."""
+    """Counts bytes and CSV rows of a stream and logs them every ``every`` seconds.
 
-    def __init__(self, label: str, every: float = 5.0, logger: logging.Logger | Any = log) -> None:
+    Rows are counted in a thread of their own (``background=True``, the default), off the path that
+    reads and writes: :meth:`track` hands each chunk to it through a bounded queue and passes the chunk on
+    at once; the count is complete when :meth:`track`'s iterator is exhausted. numpy's searches release the
+    GIL, so with numpy the count costs the transfer almost nothing.
+    """
+
+    #: Chunks waiting for the counting thread at most (memory: this many chunks, ~1 MiB each).
+    queue_chunks = 8
+
+    def __init__(
+        self, label: str, every: float = 5.0, logger: logging.Logger | Any = log, *, background: bool = True
+    ) -> None:
         self.label, self.every, self.log = label, every, logger
         self.counter = CsvRowCounter()
+        self.background = background
         self.bytes = 0
         self.started = self._last = time.monotonic()
 
@@ -200,20 +212,32 @@ class Progress:
 
         codec = codecs.lookup(encoding).name
         decoder = None if codec in ("utf-8", "ascii") else codecs.getincrementaldecoder(codec)(errors="replace")
-        for chunk in chunks:
-            self.bytes += len(chunk)
-            self.counter.feed(chunk if decoder is None else decoder.decode(chunk))
-            now = time.monotonic()
-            if now - self._last >= self.every:
-                self._last = now
-                self.log.info(
-                    "%s: %.1f MB, %d rows, %.1f MB/s",
-                    self.label,
-                    self.bytes / 1e6,
-                    self.rows,
-                    self.bytes / 1e6 / max(now - self.started, 1e-9),
-                )
-            yield chunk
+        feed = self.counter.feed if decoder is None else (lambda chunk: self.counter.feed(decoder.decode(chunk)))
+        worker = _Worker(feed, self.queue_chunks, "cloudmax-row-counter") if self.background else None
+        try:
+            for chunk in chunks:
+                self.bytes += len(chunk)
+                if worker is None:
+                    feed(chunk)
+                else:
+                    worker.put(chunk)
+                now = time.monotonic()
+                if now - self._last >= self.every:
+                    self._last = now
+                    self.log.info(
+                        "%s: %.1f MB, %d rows, %.1f MB/s",
+                        self.label,
+                        self.bytes / 1e6,
+                        self.rows,
+                        self.bytes / 1e6 / max(now - self.started, 1e-9),
+                    )
+                yield chunk
+        except BaseException:
+            if worker is not None:
+                worker.close(raise_error=False)
+            raise
+        if worker is not None:
+            worker.close()  # every chunk counted
 
     @property
     def rows(self) -> int:
@@ -221,6 +245,74 @@ class Progress:
 
     def stats(self) -> TransferStats:
         return TransferStats(self.rows, self.bytes, time.monotonic() - self.started)
+
+
+class _Worker:
+    """A thread applying ``fn`` to items in order, fed through a bounded queue (so memory stays bounded).
+
+    ``put`` raises the worker's error, if it had one, at the next call; ``close`` waits for the queue to
+    drain and raises it too. After an error the worker keeps taking items (dropping them), so ``put`` never
+    blocks forever.
+    """
+
+    def __init__(self, fn: Any, max_items: int, name: str) -> None:
+        import queue
+        import threading
+
+        self._fn = fn
+        self._queue: queue.Queue[Any] = queue.Queue(max_items)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not _STOP:
+            if self._error is None:
+                try:
+                    self._fn(item)
+                except BaseException as exc:
+                    self._error = exc
+
+    def put(self, item: Any) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(item)
+
+    def close(self, raise_error: bool = True) -> None:
+        """Wait until every item is done (and the thread ended)."""
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join()
+        if raise_error and self._error is not None:
+            raise self._error
+
+
+_STOP = object()
+
+
+def _write_all(out: Any, chunks: Iterable[bytes], threaded: bool = True) -> int:
+    """``out.write`` every chunk, in a writer thread when ``threaded``: the next chunk is read (and
+    counted) while this one is written. Returns the bytes written."""
+    written = 0
+    if not threaded:
+        for chunk in chunks:
+            out.write(chunk)
+            written += len(chunk)
+        return written
+    writer = _Worker(out.write, WRITE_QUEUE_CHUNKS, "cloudmax-writer")
+    try:
+        for chunk in chunks:
+            writer.put(chunk)
+            written += len(chunk)
+    except BaseException:
+        writer.close(raise_error=False)  # the original error matters more than a failed write
+        raise
+    writer.close()
+    return written
+
+
+#: Chunks waiting for the writer thread at most.
+WRITE_QUEUE_CHUNKS = 8
 
 
 def csv_body(first: bool, chunks: Iterable[bytes], source: Encoding, target: str | None) -> Iterator[bytes]:
@@ -245,20 +337,31 @@ def csv_body(first: bool, chunks: Iterable[bytes], source: Encoding, target: str
 
 #: Stores whose uploads appear only when complete, and can be aborted (fsspec ``discard()``).
 COMMIT_ON_CLOSE = frozenset({"s3", "s3a", "gs", "gcs"})
+#: Stores written with concurrent multipart uploads (s3fs's async client).
+S3_PROTOCOLS = frozenset({"s3", "s3a"})
+#: S3 parts in flight at once (boto3's transfer manager uses 10); memory ~ (this + 1) x the part size.
+S3_MAX_CONCURRENCY = 8
 
 
-def write_atomically(dest: Any, chunks: Iterable[bytes], block_size: int = 8 << 20) -> int:
-    """Write ``chunks`` to ``dest`` (an ``ObjectStoragePath``) all or nothing; returns bytes written."""
-    if (getattr(dest, "protocol", "") or "file") in COMMIT_ON_CLOSE:
+def write_atomically(
+    dest: Any, chunks: Iterable[bytes], block_size: int = 8 << 20, *, max_concurrency: int = S3_MAX_CONCURRENCY
+) -> int:
+    """Write ``chunks`` to ``dest`` (an ``ObjectStoragePath``) all or nothing; returns bytes written.
+
+    ``block_size`` is the part size of multipart/resumable uploads; on S3 up to ``max_concurrency`` parts
+    upload at once while the next chunks arrive. Writes go through a writer thread, so reading the
+    next chunk overlaps writing this one, whatever the store.
+    """
+    protocol = getattr(dest, "protocol", "") or "file"
+    if protocol in S3_PROTOCOLS and hasattr(dest.fs, "_call_s3"):
+        return _write_s3_multipart(dest, chunks, block_size, max(1, max_concurrency))
+    if protocol in COMMIT_ON_CLOSE:
         return _write_direct(dest, chunks, block_size)
     tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex[:12]}.partial"
-    written = 0
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         with tmp.open("wb", block_size=block_size) if _is_remote(dest) else tmp.open("wb") as out:
-            for chunk in chunks:
-                out.write(chunk)
-                written += len(chunk)
+            written = _write_all(out, chunks)
         _move(tmp, dest)
     except BaseException:
         try:
@@ -271,12 +374,10 @@ def write_atomically(dest: Any, chunks: Iterable[bytes], block_size: int = 8 << 
 
 
 def _write_direct(dest: Any, chunks: Iterable[bytes], block_size: int) -> int:
+    """GCS (and S3 without s3fs's client): the filesystem's own upload, committed at ``close()``."""
     out = dest.fs.open(dest.path, "wb", block_size=block_size)
-    written = 0
     try:
-        for chunk in chunks:
-            out.write(chunk)
-            written += len(chunk)
+        written = _write_all(out, chunks)
     except BaseException:
         try:
             out.discard()  # abort the multipart/resumable upload: nothing becomes visible
@@ -284,6 +385,85 @@ def _write_direct(dest: Any, chunks: Iterable[bytes], block_size: int) -> int:
             out.closed = True  # never let close() (or garbage collection) commit a partial object
         raise
     out.close()  # completes the upload: the object appears whole
+    return written
+
+
+def _write_s3_multipart(dest: Any, chunks: Iterable[bytes], part_size: int, max_concurrency: int) -> int:
+    """Stream to S3 with up to ``max_concurrency`` parts uploading at once, on s3fs's own event loop and
+    client (so the connection's credentials, endpoint and ``s3_additional_kwargs`` apply).
+
+    The object appears only at ``complete_multipart_upload``; on any failure the in-flight parts are
+    cancelled and waited for, then the upload is aborted (no orphan multipart upload). A body smaller
+    than one part is a single ``put_object``. Parts grow with the part number (8 MiB for the first 1,000,
+    then 16 MiB, ...), so the 10,000-part limit is reached only past ~400 GiB.
+    """
+    import asyncio
+    import concurrent.futures
+    from collections import deque
+
+    from fsspec.asyn import sync
+
+    fs = dest.fs
+    bucket, key, _ = fs.split_path(dest.path)
+    upload_id: str | None = None
+    in_flight: deque[tuple[int, concurrent.futures.Future[Any]]] = deque()
+    done: list[dict[str, Any]] = []
+    buffer: list[bytes] = []
+    buffered = written = 0
+
+    def wait_oldest() -> None:
+        number, future = in_flight.popleft()
+        done.append({"PartNumber": number, "ETag": future.result()["ETag"]})
+
+    def upload(body: bytes) -> None:
+        nonlocal upload_id
+        if upload_id is None:
+            upload_id = sync(fs.loop, fs._call_s3, "create_multipart_upload", Bucket=bucket, Key=key)["UploadId"]
+        number = len(done) + len(in_flight) + 1
+        coro = fs._call_s3("upload_part", Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body)
+        in_flight.append((number, asyncio.run_coroutine_threadsafe(coro, fs.loop)))
+        while len(in_flight) >= max_concurrency:
+            wait_oldest()
+
+    try:
+        for chunk in chunks:
+            buffer.append(chunk)
+            buffered += len(chunk)
+            written += len(chunk)
+            if buffered >= part_size * (1 + (len(done) + len(in_flight)) // 1000):
+                body, buffer, buffered = b"".join(buffer), [], 0
+                upload(body)
+                del body
+        if upload_id is None:  # smaller than one part: one PUT, visible only when whole
+            sync(fs.loop, fs._call_s3, "put_object", Bucket=bucket, Key=key, Body=b"".join(buffer))
+        else:
+            if buffer:
+                upload(b"".join(buffer))
+            buffer = []
+            while in_flight:
+                wait_oldest()
+            parts = sorted(done, key=lambda p: p["PartNumber"])
+            sync(
+                fs.loop,
+                fs._call_s3,
+                "complete_multipart_upload",
+                Bucket=bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+    except BaseException:
+        for _, future in in_flight:
+            future.cancel()
+        concurrent.futures.wait([f for _, f in in_flight])
+        if upload_id is not None:
+            try:
+                sync(fs.loop, fs._call_s3, "abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id)
+            except Exception:  # the original error matters more; S3 lifecycle rules clean up what is left
+                log.warning("Could not abort the multipart upload %s of s3://%s/%s", upload_id, bucket, key)
+        raise
+    finally:
+        fs.invalidate_cache(dest.path)
     return written
 
 
