@@ -443,7 +443,7 @@ def test_bad_connection_extras_are_named(cloudmax_emulator, cloudmax_conn, extra
 
 def test_ui_field_behaviour_relabels():
     ui = CloudmaxHook.get_ui_field_behaviour()
-    assert ui["relabeling"] == {"host": "Base URL", "login": "API account", "password": "API password"}
+    assert ui["relabeling"] == {"host": "Base URL", "port": "Port", "login": "API account", "password": "API password"}
     assert ui["placeholders"]["host"].startswith("https://")
 
 
