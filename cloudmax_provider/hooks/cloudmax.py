@@ -446,7 +446,7 @@ class CloudmaxHook(BaseHook):
                                 raise TooManyRowsError(
                                     f"the report has more than max_xcom_rows={max_rows} rows, too many for XCom; "
                                     "set destination= to stream it to object storage, e.g. "
-                                    "'s3://bucket/cloudmax/{{ ds }}/report.csv' (or raise max_xcom_rows)"
+                                    "'s3://bucket/cloudmax/{window_start:%Y-%m-%d}/report.csv' (or raise max_xcom_rows)"
                                 )
                             rows.append(typer.type_row(cells))
         return rows
