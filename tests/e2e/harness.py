@@ -696,6 +696,7 @@ class RunWatcher:
         self.dep = dep
         self.runs: dict[tuple[str, str], dict[str, Any]] = {}
         self.seen: dict[tuple[str, str, str, int], set[str]] = {}
+        self.triggerer_ids: dict[tuple[str, str, str, int], set[int]] = {}  # the triggerer jobs seen holding it
 
     def watch(self, dag_id: str, run_id: str) -> None:
         self.runs[(dag_id, run_id)] = {"state": "queued"}
@@ -709,6 +710,8 @@ class RunWatcher:
             for ti in self.dep.api.task_instances(dag_id, run_id):
                 key = (dag_id, run_id, ti["task_id"], ti["map_index"])
                 self.seen.setdefault(key, set()).add(str(ti["state"]))
+                if (ti.get("trigger") or {}).get("triggerer_id") is not None:
+                    self.triggerer_ids.setdefault(key, set()).add(int(ti["trigger"]["triggerer_id"]))
             self.runs[(dag_id, run_id)] = self.dep.api.run(dag_id, run_id)
         return all(r["state"] in ("success", "failed") for r in self.runs.values())
 
@@ -811,26 +814,28 @@ def run_every_example_dag(deployment: Deployment) -> RunWatcher:
         api.xcom(dated_dag, dated_run, ti["task_id"], map_index=ti["map_index"]))]  # fmt: skip
     assert dated and all(("2026-11-19" in u or "2026-11-20" in u) for u in dated), dated
 
-    # Deferral across processes: a sensor was seen `deferred`, its trigger ran in the triggerer's job and
-    # fired there (the trigger's log, written by the triggerer beside the task's), and the task resumed in
-    # the same try (not retried) and succeeded.
-    deferred = [
-        (dag_id, run_id, ti["task_id"], ti["map_index"])
-        for dag_id, run_id in watcher.runs
-        for ti in api.task_instances(dag_id, run_id)
-        if "deferred" in watcher.seen.get((dag_id, run_id, ti["task_id"], ti["map_index"]), set())
-        or any(
-            k.startswith("trigger.") for k in deployment.task_log_files(dag_id, run_id, ti["task_id"], ti["map_index"])
-        )
-    ]
+    # Deferral across processes: a sensor paused as DEFERRED, its trigger was held by the triggerer's job (seen
+    # through the API while deferred) and fired there (the trigger's log the triggerer writes beside the task's),
+    # and the task resumed in the same try (not retried) and succeeded.
+    triggerers = {j["id"] for j in api.paged("jobs", "jobs", job_type="TriggererJob")}
+    deferred = []
+    fired = 0
+    for dag_id, run_id in watcher.runs:
+        for ti in api.task_instances(dag_id, run_id):
+            key = (dag_id, run_id, ti["task_id"], ti["map_index"])
+            logs = deployment.task_log_files(*key)
+            if "deferred" not in watcher.seen.get(key, set()) and "Pausing task as DEFERRED" not in logs.get(
+                "task", ""
+            ):
+                continue
+            deferred.append(key)
+            assert "Pausing task as DEFERRED" in logs.get("task", ""), logs.get("task", "")[-2000:]
+            assert watcher.triggerer_ids.get(key, set()) <= triggerers, (key, watcher.triggerer_ids, triggerers)
+            assert [t["state"] for t in api.tries(*key)] == ["success"], api.tries(*key)
+            fired += any("Trigger fired event" in text for k, text in logs.items() if k.startswith("trigger."))
     assert deferred, f"no task was deferred: {watcher.seen}"
-    for dag_id, run_id, task_id, map_index in deferred:
-        tries = api.tries(dag_id, run_id, task_id, map_index)
-        assert [t["state"] for t in tries] == ["success"], tries
-        logs = deployment.task_log_files(dag_id, run_id, task_id, map_index)
-        fired = [k for k, text in logs.items() if k.startswith("trigger.") and "Trigger fired event" in text]
-        assert fired, (task_id, map_index, sorted(logs))
-        assert "Pausing task as DEFERRED" in logs.get("task", ""), logs.get("task", "")[-2000:]
+    assert any(watcher.triggerer_ids.values()), "no deferred task was seen held by a triggerer"
+    assert fired, "no trigger log says the trigger fired in the triggerer"
 
     # No password in any component log or task log.
     deployment.save_logs()
