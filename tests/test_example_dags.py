@@ -50,3 +50,33 @@ def test_mapped_links_example(cloudmax_emulator, cloudmax_conn, monkeypatch, tmp
     bodies = sorted(f.read_bytes().decode() for f in files)
     window = ("2026-10-31 08:00:00", "2026-11-01 08:00:00")
     assert bodies == sorted(cloudmax_emulator.expected_csv(21002, [i], *window) for i in (1225, 1116))
+
+
+def test_backfill_parquet_example(cloudmax_emulator, cloudmax_conn, monkeypatch, tmp_path):
+    """A month of click details as daily Parquet objects; the lake root comes from a Variable."""
+    import pendulum
+    import pyarrow.dataset as ds
+
+    monkeypatch.setenv("AIRFLOW_VAR_CLOUDMAX_LAKE", tmp_path.as_uri() + "/")
+    name = "cloudmax_backfill_parquet"
+    shutil.copy(EXAMPLES / f"{name}.py", dags_folder() / f"{name}.py")
+    dag = load_dag((EXAMPLES / f"{name}.py").read_text(), name)
+    dag.get_task("click_details").retries = 0  # a failure fails the test now, not after a 5-minute retry delay
+    dr = dag.test(logical_date=pendulum.datetime(2026, 11, 1, tz="UTC"))
+    assert task_states(dr) == {"click_details": "success"}
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    taipei = ZoneInfo("Asia/Taipei")
+    start, end = dr.data_interval_start.astimezone(taipei), dr.data_interval_end.astimezone(taipei)
+    assert (start.day, start.hour, end.day, end.hour) == (1, 0, 1, 0)  # a calendar month in account time
+    prefix = tmp_path / "cloudmax" / "click_details"
+    names = sorted(p.name for p in prefix.glob("*.parquet"))
+    days = (end - start).days
+    assert (
+        len(names) == days
+        and names[0] == f"{start:%Y-%m-%d}T00-00-00_{start + timedelta(days=1):%Y-%m-%d}T00-00-00.parquet"
+    )
+    table = ds.dataset(prefix, format="parquet").to_table()
+    assert table.num_rows == xcom(dr, "click_details", "rows") == days * 10  # 2 LaunchIDs x 5 rows a day
+    assert str(table.schema.field("SubmitTime").type) == "timestamp[us, tz=Asia/Taipei]"
