@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast lint bench clean env lock
+.PHONY: demo test test-fast lint bench bench-quick clean env lock browser
 
 env: $(STAMP)
 
@@ -31,12 +31,27 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
+# The connection form in headless Chromium against a real api-server (needs: apt-get install chromium chromium-driver);
+# screenshots in .ci-artifacts/browser/
+browser: $(STAMP)
+	$(PY) -m pytest -m browser -p no:cacheprovider tests/test_browser.py $(PYTEST_ARGS)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check cloudmax_provider tests example_dags bench
 	$(VENV)/bin/mypy
 
-bench: $(STAMP)
+# Benchmarks (bench/README.md): the `bench` extra adds matplotlib (the RSS plot) and py-spy (flame graphs).
+BENCH_STAMP := $(VENV)/.bench-stamp
+$(BENCH_STAMP): $(STAMP)
+	$(VENV)/bin/uv pip install --python $(PY) -q -e '.[test,bench]' -c constraints.txt
+	@touch $@
+
+bench: $(BENCH_STAMP)
 	$(PY) bench/run.py
+	@if [ -f bench/bench_parquet.py ]; then $(PY) bench/bench_parquet.py; fi
+
+bench-quick: $(BENCH_STAMP)
+	$(PY) bench/run.py --quick
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache

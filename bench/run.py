@@ -85,6 +85,31 @@ def _stop(out: dict[str, Any], t0: float, c0: float) -> None:
     out["cpu_seconds"] = _cpu() - c0
 
 
+class _Profile:
+    """Sample this process with py-spy while the transfer runs (``spec["profile_svg"]``: a flame graph SVG).
+
+    py-spy attaches to this process after the set-up, so the graph shows the transfer, not the imports.
+    """
+
+    def __init__(self, svg: str | None) -> None:
+        self.svg, self.proc = svg, None
+
+    def __enter__(self) -> _Profile:
+        if self.svg:
+            pyspy = shutil.which("py-spy", path=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+            if pyspy is None:
+                raise SystemExit("--profile needs py-spy (pip install py-spy; the bench extra has it)")
+            cmd = [pyspy, "record", "--pid", str(os.getpid()), "-o", self.svg, "-r", "200", "--threads"]
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1.0)  # let it attach
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGINT)  # py-spy writes the graph on SIGINT
+            self.proc.wait(timeout=60)
+
+
 def _hook_and_request(spec: dict[str, Any]) -> tuple[Any, Any]:
     from cloudmax_provider.hooks.cloudmax import CloudmaxHook
 
@@ -138,9 +163,10 @@ def child_main(case: str, spec: dict[str, Any]) -> None:
 
         transfer._move = timed_move
         sink = XcomSink()
-        t0, c0 = _start(out)
-        transfer.land_report({"ti": sink}, hook, hook.sources(request), uri, conn_id, "utf-8")
-        _stop(out, t0, c0)
+        with _Profile(spec.get("profile_svg")):
+            t0, c0 = _start(out)
+            transfer.land_report({"ti": sink}, hook, hook.sources(request), uri, conn_id, "utf-8")
+            _stop(out, t0, c0)
         out["move_seconds"] = sum(moves)
         out["bytes_in"] = spec["source_bytes"]
         out["bytes_out"] = sink.pushed.get("bytes")
@@ -157,6 +183,19 @@ def child_main(case: str, spec: dict[str, Any]) -> None:
         out["bytes_in"] = out["bytes_out"] = spec["source_bytes"]
     elif case == "stages":
         out["stages"] = _stages(spec)
+    elif case == "peer_land":  # what a DAG author writes without the provider: the whole body in memory
+        import requests
+
+        dest = Path(spec["path"])
+        t0, c0 = _start(out)
+        body = requests.post(spec["url"], data=spec["fields"], timeout=600).content
+        dest.write_bytes(body)
+        _stop(out, t0, c0)
+        out["bytes_in"] = out["bytes_out"] = len(body)
+    elif case in ("fixed_bare", "fixed_provider", "fixed_provider_warm_fs"):
+        out.update(_fixed_cost(case, spec))
+    elif case == "triggers":
+        out.update(_triggers(spec))
     elif case == "moto":
         from moto.server import ThreadedMotoServer
 
@@ -173,6 +212,104 @@ def child_main(case: str, spec: dict[str, Any]) -> None:
         raise SystemExit(f"unknown child case {case!r}")
     out["vmhwm_kib"] = _proc_status_kib("VmHWM")
     Path(spec["result"]).write_text(json.dumps(out))
+
+
+def _fixed_cost(case: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """One small report landed to a file: a bare task's POST + write, or the operator's whole ``execute``.
+
+    The clock starts after ``import airflow.sdk`` (a worker's task process has it already).
+    ``fixed_provider_warm_fs`` first touches ``ObjectStoragePath`` (provider discovery, lineage plugins)
+    outside the clock, to show what that first use costs.
+    """
+    import airflow.sdk  # noqa: F401
+
+    out: dict[str, Any] = {}
+    dest = Path(spec["path"])
+    if case == "fixed_provider_warm_fs":
+        from airflow.sdk import ObjectStoragePath
+
+        warm = ObjectStoragePath((dest.parent / "warm").as_uri())
+        with warm.open("wb") as fh:
+            fh.write(b"x")
+        warm.unlink()
+    t0 = time.perf_counter()
+    if case == "fixed_bare":
+        import requests
+
+        body = requests.post(spec["url"], data=spec["fields"], timeout=60).content
+        dest.write_bytes(body)
+        out["bytes_out"] = len(body)
+    else:
+        from cloudmax_provider.operators.report import CloudmaxReportOperator
+
+        out["import_seconds"] = time.perf_counter() - t0
+        op = CloudmaxReportOperator(
+            task_id="report",
+            cloudmax_conn_id=CLOUDMAX_CONN_ID,
+            report_part_id=REPORT_PART_ID,
+            launch_ids=LAUNCH_IDS,
+            start_time=START,
+            end_time=END,
+            response_mode=3,
+            destination=dest.as_uri(),
+        )
+        sink = XcomSink()
+        op.execute({"ti": sink})  # type: ignore[arg-type]
+        out["bytes_out"] = sink.pushed["bytes"]
+        out["rows"] = sink.pushed["rows"]
+    out["seconds"] = time.perf_counter() - t0
+    assert dest.stat().st_size == out["bytes_out"] > 0
+    return out
+
+
+def _triggers(spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec["links"]`` DOWNLOADLINKs, one CloudmaxDownloadLinkTrigger each, all on this process's one event loop.
+
+    Links are asked for in batches of 1,000 (``spec["gap"]`` seconds apart, so files become ready at different
+    moments); each trigger starts at a random moment within one poll interval (deferred sensors arrive over
+    time, not all in the same millisecond). Records, per link, the delay from its file being ready (request
+    start + ``ready_after``) to its trigger's event.
+    """
+    import asyncio
+    import random
+
+    from cloudmax_provider.hooks.cloudmax import CloudmaxHook
+    from cloudmax_provider.triggers.download_link import CloudmaxDownloadLinkTrigger
+
+    n, poll, ready_after, gap = spec["links"], spec["poll_interval"], spec["ready_after"], spec["gap"]
+    hook = CloudmaxHook(CLOUDMAX_CONN_ID)
+    _ = hook.settings
+    rng = random.Random(1)
+    lags: list[float] = []
+    statuses: dict[str, int] = {}
+    out: dict[str, Any] = {}
+
+    async def one(link: str, ready_at: float, delay: float) -> None:
+        await asyncio.sleep(delay)
+        trigger = CloudmaxDownloadLinkTrigger.for_connection(
+            [link], hook.settings, smb_conn_id=None, poll_interval=poll, deadline=time.time() + 600
+        )
+        async for event in trigger.run():
+            statuses[event.payload["status"]] = statuses.get(event.payload["status"], 0) + 1
+            lags.append(time.time() - ready_at)
+
+    async def main() -> None:
+        tasks = []
+        for first in range(1, n + 1, 1000):
+            ids = list(range(first, min(first + 1000, n + 1)))
+            request = hook.build_request(REPORT_PART_ID, ids, START, END, response_mode=1)
+            asked = time.time()
+            links = await asyncio.to_thread(hook.request_links, request)
+            assert len(links) == len(ids), (len(links), len(ids))
+            tasks += [asyncio.create_task(one(link, asked + ready_after, rng.uniform(0, poll))) for link in links]
+            await asyncio.sleep(gap)
+        await asyncio.gather(*tasks)
+
+    t0, c0 = _start(out)
+    asyncio.run(main())
+    _stop(out, t0, c0)
+    out.update(lags=sorted(lags), statuses=statuses, bytes_in=0, bytes_out=0)
+    return out
 
 
 def _stages(spec: dict[str, Any]) -> dict[str, Any]:
@@ -206,6 +343,7 @@ def _stages(spec: dict[str, Any]) -> dict[str, Any]:
 
     utf8, utf16 = load(spec["path_utf8"]), load(spec["path_utf16"])
     enc8, enc16 = detect_encoding(utf8[0]), detect_encoding(utf16[0])
+    CsvRowCounter().feed(utf8[0])  # imports numpy (once per task process): set-up, not counting
     steps: list[tuple[str, list[bytes], Any]] = [
         ("transcode utf-8 -> utf-8", utf8, lambda c: drain(transcode(c, enc8, "utf-8"))),
         ("transcode utf-16 -> utf-8", utf16, lambda c: drain(transcode(c, enc16, "utf-8"))),
@@ -301,6 +439,11 @@ class Bench:
         self.work = work
         self.rows: list[dict[str, Any]] = []
         self.info: dict[str, Any] = {}
+
+    def profile_path(self, case: str) -> str:
+        folder = ROOT / "bench" / "profiles"
+        folder.mkdir(parents=True, exist_ok=True)
+        return str(folder / f"{self.args.profile}-{case}-{self.args.size_mb}MiB.svg")
 
     # ---- running children ----------------------------------------------------------------------------
 
@@ -435,6 +578,13 @@ class Bench:
                 assert [p.name for p in out_dir.iterdir()] == [dest.name]  # no .partial left behind
                 samples.setdefault(f"land file {enc}", []).append(s)
                 shutil.rmtree(out_dir, ignore_errors=True)
+                if self.args.profile and run == 0:
+                    out_dir.mkdir()
+                    svg = self.profile_path(f"land-file-{enc}")
+                    spec = {"uri": dest.as_uri(), "conn_id": None, "source_bytes": nbytes, "profile_svg": svg}
+                    self.run_python("provider_land", spec)
+                    print(f"  profile written to {svg}", flush=True)
+                    shutil.rmtree(out_dir, ignore_errors=True)
         emu.settings.csv_encoding = "utf-8"
 
         group = f"download {size // MiB} MiB from the emulator (ResponseMode 3)"
@@ -535,8 +685,16 @@ class Bench:
                 assert client.head_object(Bucket=BUCKET, Key=key)["ContentLength"] == nbytes
                 left = [o["Key"] for o in client.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
                 assert left == [key], left  # no .partial object left behind
+                orphans = client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])
+                assert orphans == [], orphans  # every multipart upload completed, none left open
                 client.delete_object(Bucket=BUCKET, Key=key)
                 prov.append(s)
+            if self.args.profile:
+                svg = self.profile_path("land-s3")
+                spec = {"uri": f"s3://{BUCKET}/profiled.csv", "conn_id": AWS_CONN_ID, "source_bytes": nbytes}
+                self.run_python("provider_land", {**spec, "profile_svg": svg})
+                client.delete_object(Bucket=BUCKET, Key="profiled.csv")
+                print(f"  profile written to {svg}", flush=True)
             moto_hwm = _status_kib(moto.pid, "VmHWM")
         finally:
             moto.send_signal(signal.SIGTERM)
@@ -559,24 +717,252 @@ class Bench:
             "the same CSV file from disk (TransferConfig defaults)",
             is_baseline=True,
         )
-        move = statistics.median(s["move_seconds"] for s in prov)
         self.record(
             group,
             "land s3 utf-8",
             prov,
             "boto3 upload_fileobj",
-            f"emulator -> land_report -> s3:// (s3fs); {move:.1f}s of it the final .partial -> key move",
-        )
-        no_move = [{**s, "seconds": s["seconds"] - s["move_seconds"]} for s in prov]
-        self.record(
-            group,
-            "land s3 minus the move",
-            no_move,
-            "boto3 upload_fileobj",
-            "the same run, its final move's seconds taken off",
+            "emulator -> land_report -> s3:// (s3fs client, parts uploaded concurrently)",
         )
         if moto_hwm:
             print(f"  (moto's own peak RSS: {moto_hwm / 1024:.0f} MiB; a server figure, not a client one)", flush=True)
+
+    def rss_curve(self, emu: Any, sizes: list[int], fields: dict[str, str]) -> None:
+        """Peak RSS against report size: the provider (land_report -> file://) and the peer pattern."""
+        emu.settings.csv_encoding = "utf-8"
+        points: list[dict[str, Any]] = []
+        print(f"\n## peak RSS against report size ({', '.join(str(m // MiB) for m in sizes)} MiB)", flush=True)
+        print(f"  {'size MiB':>8} {'provider peak':>14} {'growth':>7} {'peer peak':>10} {'growth':>7}", flush=True)
+        out_dir = self.work / "rss"
+        for size in sizes:
+            emu.settings.big_report_bytes = size
+            _, nbytes, rows = emu.big_report_info(REPORT_PART_ID)
+            out_dir.mkdir(exist_ok=True)
+            dest = out_dir / "report.csv"
+            prov = self.run_python("provider_land", {"uri": dest.as_uri(), "conn_id": None, "source_bytes": nbytes})
+            assert prov["rows"] == rows and dest.stat().st_size == nbytes, (prov, rows, nbytes)
+            peer = self.run_python("peer_land", {"url": emu.endpoint_url, "fields": fields, "path": str(dest)})
+            assert peer["bytes_out"] == nbytes == dest.stat().st_size, (peer, nbytes)
+            shutil.rmtree(out_dir, ignore_errors=True)
+            point = {
+                "size_mib": nbytes / MiB,
+                "provider_peak_mib": prov["vmhwm_kib"] / 1024,
+                "provider_before_mib": prov["rss_before_kib"] / 1024,
+                "peer_peak_mib": peer["vmhwm_kib"] / 1024,
+                "peer_before_mib": peer["rss_before_kib"] / 1024,
+            }
+            points.append(point)
+            print(
+                f"  {point['size_mib']:8.0f} {point['provider_peak_mib']:14.0f} "
+                f"{point['provider_peak_mib'] - point['provider_before_mib']:+7.0f} {point['peer_peak_mib']:10.0f} "
+                f"{point['peer_peak_mib'] - point['peer_before_mib']:+7.0f}",
+                flush=True,
+            )
+        self.info["rss_curve"] = points
+        self.plot_rss(points)
+
+    def plot_rss(self, points: list[dict[str, Any]]) -> None:
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            print("  matplotlib not installed (the bench extra has it): no plot", flush=True)
+            return
+        sizes = [p["size_mib"] for p in points]
+        fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+        ax.plot(sizes, [p["provider_peak_mib"] for p in points], "o-", label="provider: land_report -> file://")
+        ax.plot(sizes, [p["peer_peak_mib"] for p in points], "s--", label="peer: requests.post().content, then write")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log", base=2)
+        ax.set_xlabel("report size (MiB)")
+        ax.set_ylabel("peak RSS of the task process (MiB)")
+        ax.set_title("Peak memory against report size (one process per point)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        self.args.plot.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(self.args.plot)
+        plt.close(fig)
+        self.info["plot"] = str(self.args.plot)
+        print(f"  plot written to {self.args.plot}", flush=True)
+
+    def triggers(self, emu: Any) -> None:
+        """10,000 links, one trigger each, on one event loop in a fresh process."""
+        n, poll = self.args.links, self.args.poll_interval
+        emu.settings.big_report_bytes = 0
+        emu.settings.split_links = True
+        emu.settings.rows_per_launch = 1
+        gap = 0.5
+        emu.settings.link_ready_after = poll * 1.5
+        emu.clear_log()
+        spec = {"links": n, "poll_interval": poll, "ready_after": emu.settings.link_ready_after, "gap": gap}
+        s = self.run_python("triggers", spec)
+        probes = len(emu.link_requests)
+        emu.clear_log()
+        emu.settings.link_ready_after = 0.0
+        assert s["statuses"] == {"success": n}, s["statuses"]
+        lags = s["lags"]
+        rounds = probes / n
+        fig = {
+            "links": n,
+            "poll_interval": poll,
+            "probes": probes,
+            "rounds_per_trigger": rounds,
+            "cpu_seconds": s["cpu_seconds"],
+            "seconds": s["seconds"],
+            "cpu_seconds_per_round": s["cpu_seconds"] / rounds,
+            "peak_rss_mib": s["vmhwm_kib"] / 1024,
+            "rss_before_mib": s["rss_before_kib"] / 1024,
+            "lag_max": max(lags),
+            "lag_p50": statistics.median(lags),
+            "lag_p99": lags[int(len(lags) * 0.99) - 1],
+        }
+        self.info["triggers"] = fig
+        print(
+            f"\n## {n:,} links, one CloudmaxDownloadLinkTrigger each, one event loop (poll_interval={poll:g}s)\n"
+            f"  all fired 'success' in {fig['seconds']:.1f}s; {probes:,} probes ({rounds:.1f} per trigger); "
+            f"CPU {fig['cpu_seconds']:.1f}s = {fig['cpu_seconds_per_round']:.2f}s per round of {n:,} probes\n"
+            f"  delay from file ready to event: median {fig['lag_p50']:.2f}s, p99 {fig['lag_p99']:.2f}s, "
+            f"max {fig['lag_max']:.2f}s\n"
+            f"  peak RSS {fig['peak_rss_mib']:.0f} MiB (before the triggers: {fig['rss_before_mib']:.0f} MiB)",
+            flush=True,
+        )
+
+    def fixed_cost(self, emu: Any, fields: dict[str, str]) -> None:
+        """Seconds of one small report task: the operator's execute vs a bare POST + write (fresh processes)."""
+        emu.settings.big_report_bytes = 0
+        emu.settings.csv_encoding = "utf-8"
+        out_dir = self.work / "fixed"
+        runs: dict[str, list[dict[str, Any]]] = {}
+        for _ in range(self.args.fixed_repeat):
+            for case in ("fixed_bare", "fixed_provider", "fixed_provider_warm_fs"):
+                out_dir.mkdir(exist_ok=True)
+                spec = {"url": emu.endpoint_url, "fields": fields, "path": str(out_dir / "report.csv")}
+                runs.setdefault(case, []).append(self.run_python(case, spec))
+                shutil.rmtree(out_dir, ignore_errors=True)
+        med = {case: statistics.median(r["seconds"] for r in rs) for case, rs in runs.items()}
+        imp = statistics.median(r["import_seconds"] for r in runs["fixed_provider"])
+        fig = {
+            "bare_seconds": med["fixed_bare"],
+            "provider_seconds": med["fixed_provider"],
+            "provider_warm_fs_seconds": med["fixed_provider_warm_fs"],
+            "operator_import_seconds": imp,
+            "fixed_cost_seconds": med["fixed_provider"] - med["fixed_bare"],
+            "object_storage_first_use_seconds": med["fixed_provider"] - med["fixed_provider_warm_fs"],
+            "bytes": runs["fixed_bare"][0]["bytes_out"],
+        }
+        self.info["fixed_cost"] = fig
+        print(
+            f"\n## fixed cost of one small report task ({fig['bytes']:,} bytes; median of {self.args.fixed_repeat}, "
+            "fresh processes, clock started after `import airflow.sdk`)\n"
+            f"  bare POST + write {fig['bare_seconds']:.3f}s; CloudmaxReportOperator.execute -> file:// "
+            f"{fig['provider_seconds']:.3f}s (operator import {imp:.3f}s); "
+            f"fixed cost {fig['fixed_cost_seconds']:.3f}s\n"
+            f"  with ObjectStoragePath already used once in the process: {fig['provider_warm_fs_seconds']:.3f}s "
+            f"(its first use costs {fig['object_storage_first_use_seconds']:.3f}s)",
+            flush=True,
+        )
+
+    def import_cost(self) -> None:
+        """Milliseconds to import the operator and sensor modules over airflow.sdk (best of 3 fresh processes)."""
+        probe = (
+            "import time, airflow.sdk\n"
+            "from airflow.sdk import BaseOperator, BaseSensorOperator, Asset, conf\n"
+            "t = time.perf_counter()\nimport {module}\nprint((time.perf_counter() - t) * 1000)"
+        )
+        fig = {}
+        for module in ("cloudmax_provider.operators.report", "cloudmax_provider.sensors.download_link"):
+            runs = [
+                float(
+                    subprocess.run(
+                        [sys.executable, "-c", probe.format(module=module)], capture_output=True, text=True, check=True
+                    ).stdout.split()[-1]
+                )
+                for _ in range(3)
+            ]
+            fig[module] = min(runs)
+        self.info["import_ms"] = fig
+        print("\n## import over airflow.sdk: " + ", ".join(f"{m} {v:.0f} ms" for m, v in fig.items()), flush=True)
+
+    # ---- goals ---------------------------------------------------------------------------------------------
+
+    def goals(self) -> list[dict[str, Any]]:
+        """Every goal of issue 10 with the measured figure and PASS/MISS (MISS also when the figure is missing)."""
+        by_name = {r["name"]: r for r in self.rows}
+        size = self.args.size_mb
+        out: list[dict[str, Any]] = []
+
+        def goal(name: str, value: float | None, target: float, unit: str, higher_better: bool, note: str = "") -> None:
+            if value is None:
+                status = "n/a"
+            else:
+                status = "PASS" if (value >= target if higher_better else value <= target) else "MISS"
+            out.append(
+                {
+                    "goal": name,
+                    "value": value,
+                    "target": target,
+                    "unit": unit,
+                    "higher_is_better": higher_better,
+                    "status": status,
+                    "note": note,
+                }
+            )
+
+        def ratio(name: str) -> float | None:
+            row = by_name.get(name)
+            return row.get("ratio") if row else None
+
+        at = f"at {size} MiB" + ("" if size >= 1024 else " (the goal is at 1 GiB)")
+        goal("land file utf-8 vs curl", ratio("land file utf-8"), 0.8, "x", True, at)
+        goal("land file utf-16 -> utf-8 vs curl utf-16", ratio("land file utf-16"), 0.6, "x", True, at)
+        s3 = by_name.get("land s3 utf-8")
+        s3_note = f"at {self.info.get('s3', {}).get('bytes', 0) / MiB:.0f} MiB (the goal is at >= 256 MiB)"
+        goal("land s3 vs boto3 upload_fileobj", ratio("land s3 utf-8"), 0.9, "x", True, s3_note)
+        goal("land s3 RSS growth", s3.get("rss_growth_mib") if s3 else None, 150, "MiB", False, s3_note)
+        curve = self.info.get("rss_curve")
+        if curve:
+            first, last = curve[0], curve[-1]
+            grow = last["provider_peak_mib"] - first["provider_peak_mib"]
+            note = f"peak RSS at {last['size_mib']:.0f} MiB minus at {first['size_mib']:.0f} MiB"
+            goal("provider peak RSS, small -> big report", grow, 32, "MiB", False, note)
+        else:
+            goal("provider peak RSS, small -> big report", None, 32, "MiB", False)
+        trig = self.info.get("triggers")
+        if trig:
+            note = f"{trig['links']:,} triggers; CPU {trig['cpu_seconds_per_round']:.2f}s per round"
+            goal("waiting links: peak RSS", trig["peak_rss_mib"] * MiB / 1e6, 200, "MB", False, note)
+            lag_target = trig["poll_interval"] + 1
+            goal("waiting links: max delay ready -> event", trig["lag_max"], lag_target, "s", False, "poll + 1 s")
+        else:
+            goal("waiting links: peak RSS", None, 200, "MB", False)
+            goal("waiting links: max delay ready -> event", None, self.args.poll_interval + 1, "s", False)
+        fixed = self.info.get("fixed_cost")
+        goal(
+            "fixed cost of one report task",
+            fixed["fixed_cost_seconds"] if fixed else None,
+            0.3,
+            "s",
+            False,
+            f"of which ObjectStoragePath's first use {fixed['object_storage_first_use_seconds']:.2f}s" if fixed else "",
+        )
+        for module, ms in self.info.get("import_ms", {}).items():
+            goal(f"import {module.rsplit('.', 2)[-2]}.{module.rsplit('.', 1)[-1]}", ms, 100, "ms", False)
+        return out
+
+
+def _goal_table(goals: list[dict[str, Any]]) -> str:
+    lines = [f"  {'goal':<44} {'measured':>10} {'goal':>10}  result  note"]
+    for g in goals:
+        value = "-" if g["value"] is None else f"{g['value']:.2f}{g['unit']}"
+        op = ">=" if g["higher_is_better"] else "<="
+        lines.append(
+            f"  {g['goal']:<44} {value:>10} {op + ' ' + format(g['target'], 'g') + g['unit']:>10}  "
+            f"{g['status']:<6}  {g['note']}"
+        )
+    return "\n".join(lines)
 
 
 def _fmt(row: dict[str, Any], key: str, spec: str, width: int) -> str:
@@ -621,6 +1007,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--s3-repeat", type=int, default=1, help="runs of each S3 case (1)")
     ap.add_argument("--no-s3", action="store_true", help="skip the S3 part")
     ap.add_argument("--no-download", action="store_true", help="skip the download part")
+    ap.add_argument("--no-rss", action="store_true", help="skip peak RSS against report size (and the plot)")
+    ap.add_argument("--no-triggers", action="store_true", help="skip the waiting-links part")
+    ap.add_argument("--no-fixed", action="store_true", help="skip the fixed cost and import time")
+    ap.add_argument("--links", type=int, default=10_000, help="links for the trigger part (10,000)")
+    ap.add_argument("--poll-interval", type=float, default=10.0, help="the triggers' poll_interval (10 s)")
+    ap.add_argument("--fixed-repeat", type=int, default=3, help="runs of each fixed-cost case (3)")
+    ap.add_argument("--plot", type=Path, default=ROOT / ".bench" / "rss_vs_size.png", help="the RSS plot (PNG)")
+    ap.add_argument(
+        "--profile",
+        metavar="LABEL",
+        help="also run each landing case once under py-spy: bench/profiles/LABEL-CASE-SIZE.svg flame graphs",
+    )
     ap.add_argument("--output", type=Path, default=RESULTS, help="JSON results (default .bench/results.json)")
     ap.add_argument("--child", nargs=2, metavar=("CASE", "SPEC"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -629,6 +1027,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.quick:
         args.size_mb = 64
+        args.poll_interval = min(args.poll_interval, 5.0)
+        args.fixed_repeat = min(args.fixed_repeat, 2)
     size = args.size_mb * MiB
     started = time.perf_counter()
     load_before = os.getloadavg()
@@ -693,12 +1093,23 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_s3:
             print("\n# S3 upload: moto's S3 server in its own process on loopback", flush=True)
             bench.s3(emu, size)
+        if not args.no_rss:
+            sizes = sorted({10 * MiB, *([64 * MiB, 256 * MiB] if size > 256 * MiB else []), size})
+            bench.rss_curve(emu, [m for m in sizes if m <= size], fields)
+        if not args.no_triggers:
+            print(f"\n# waiting links: {args.links:,} triggers on one event loop, against the emulator", flush=True)
+            bench.triggers(emu)
+        if not args.no_fixed:
+            bench.fixed_cost(emu, fields)
+            bench.import_cost()
     finally:
         emu.stop()
         shutil.rmtree(work, ignore_errors=True)
 
     total = time.perf_counter() - started
+    goals = bench.goals()
     print("\n# results" + _table(bench.rows))
+    print(f"\n# goals (issue 10), {args.size_mb} MiB run\n" + _goal_table(goals))
     print(
         f"\nTotal run time {total:.0f}s (load average {load_before[0]:.2f} at the start, {os.getloadavg()[0]:.2f} at "
         "the end). MiB/s = source bytes / seconds of the transfer itself (set-up excluded); ratio = case / baseline, "
@@ -721,6 +1132,7 @@ def main(argv: list[str] | None = None) -> int:
                     "platform": platform.platform(),
                 },
                 "info": bench.info,
+                "goals": goals,
                 "results": bench.rows,
             },
             indent=2,

@@ -1,8 +1,10 @@
 """The ``cloudmax`` connection, read into plain settings (pure; shared by hook, operator and trigger).
 
-Connection fields: host = base URL (``https://api.itpison.com`` by default; ``http://127.0.0.1:8080``
-works, as does a bare host with port and ``scheme`` extra), login = ManagerLoginName,
-password = ManagerPassword. Extras:
+Connection fields: host = base URL (required: ``https://api.itpison.com`` is Cloudmax's production
+API; ``http://127.0.0.1:8080`` works, as does a bare host with port and ``scheme`` extra),
+port = the base URL's port (optional; when both give one they must agree; the UI's Test button needs it
+stored), login = ManagerLoginName, password = ManagerPassword. Extras (a JSON object; an unknown key is
+refused, so a misspelled ``"timout"`` is never silently ignored):
 
 ==================  ==========================  ===============================================
 extra               default                     meaning
@@ -28,6 +30,9 @@ Example (environment)::
 
 from __future__ import annotations
 
+import difflib
+import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,7 +42,24 @@ from cloudmax_provider.errors import CloudmaxConfigError
 from cloudmax_provider.request import Credentials, get_timezone
 from cloudmax_provider.retry import RetrySettings
 
-DEFAULT_HOST = "https://api.itpison.com"
+DEFAULT_HOST = "https://api.itpison.com"  # only a hint in messages: a connection must name its host
+#: The extras a ``cloudmax`` connection understands; anything else is refused, naming the nearest one.
+EXTRAS = frozenset(
+    {
+        "endpoint",
+        "method",
+        "request_format",
+        "timezone",
+        "timeout",
+        "verify",
+        "retries",
+        "retry_min_wait",
+        "retry_max_wait",
+        "allowed_link_hosts",
+        "scheme",
+    }
+)
+_HOSTNAME = re.compile(r"^(?:[a-z0-9_][a-z0-9_-]{0,62}\.)*[a-z0-9_][a-z0-9_-]{0,62}\.?$|^[0-9a-f:.]+$")
 DEFAULT_ENDPOINT = "/WebAPI/Report.aspx"
 DEFAULT_TIMEZONE = "Asia/Taipei"
 
@@ -63,6 +85,95 @@ def _number(name: str, value: Any, default: float, *, minimum: float = 0) -> flo
     if not number >= minimum:
         raise CloudmaxConfigError(f"connection extra {name}={value!r} must be a number >= {minimum:g}")
     return number
+
+
+def _with_port(host: str, parts: Any, port: Any, conn_id: str) -> str:
+    """The base URL with the connection's Port field in it.
+
+    The Port field and a port in the Base URL may both be given (the UI's Test button only works for a
+    connection with a stored port, so the form shows Port): equal is fine, different is refused.
+    Port 0 or empty is unset.
+    """
+    if port in (None, "", 0, "0"):
+        return host
+    try:
+        number = int(port)
+    except (TypeError, ValueError):
+        number = -1
+    if not 0 < number < 65536:
+        raise CloudmaxConfigError(f"connection {conn_id!r} port={port!r} is not a TCP port; use e.g. 443")
+    if parts.port is not None and parts.port != number:
+        raise CloudmaxConfigError(
+            f"connection {conn_id!r}: the Base URL {host!r} says port {parts.port} but the Port field says {number}; "
+            "make them equal or clear one"
+        )
+    if parts.port is None:
+        netloc = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        host = parts._replace(netloc=f"{netloc}:{number}").geturl()
+    return host
+
+
+def _extras(conn: Any, conn_id: str) -> Mapping[str, Any]:
+    """The connection's extras as a dict; extras that are not a JSON object are refused (Airflow's
+    ``extra_dejson`` would log and return ``{}``, silently dropping every setting)."""
+    text = getattr(conn, "extra", None)
+    if isinstance(text, str) and text.strip():
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise CloudmaxConfigError(
+                f"connection {conn_id!r}: its extra is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
+                'write it as a JSON object, e.g. {"timezone": "Asia/Taipei", "timeout": 60}'
+            ) from None
+        if not isinstance(value, dict):
+            raise CloudmaxConfigError(
+                f"connection {conn_id!r}: its extra is JSON {type(value).__name__}, not an object; "
+                'write it as a JSON object, e.g. {"timezone": "Asia/Taipei"}'
+            )
+        return value
+    return getattr(conn, "extra_dejson", None) or {}
+
+
+def _check_extra_names(extra: Mapping[str, Any], conn_id: str) -> None:
+    for name in extra:
+        if name not in EXTRAS:
+            near = difflib.get_close_matches(name.lower(), sorted(EXTRAS), n=1)
+            fix = f"did you mean {near[0]!r}?" if near else f"the extras are: {', '.join(sorted(EXTRAS))}"
+            raise CloudmaxConfigError(f"connection {conn_id!r} has an unknown extra {name!r}; {fix}")
+
+
+def _base_url(conn: Any, conn_id: str, extra: Mapping[str, Any]) -> str:
+    """The connection's host as a base URL. A missing host is an error, never a silent default:
+    a misconfigured connection must not reach the production API by accident."""
+    raw = (conn.host or "").strip()
+    if not raw:
+        raise CloudmaxConfigError(
+            f"connection {conn_id!r} has no host (Base URL); set it to the API's base URL, e.g. "
+            f"{DEFAULT_HOST!r} (Cloudmax's production API) or your test server's 'http://host:port'"
+        )
+    if "@" in raw:  # never echo it: it may hold a password
+        raise CloudmaxConfigError(
+            f"connection {conn_id!r}: its host holds user info ('user:password@'); give only scheme://host[:port] "
+            "and put the API account and password in login and password"
+        )
+    host = raw
+    if "://" not in host:
+        scheme = str(extra.get("scheme") or (conn.schema if conn.schema in ("http", "https") else "https"))
+        host = f"{scheme}://{host}"
+    parts = urlsplit(host)
+    bad = f"connection {conn_id!r} host={raw!r} is not a base URL"
+    fix = f"use e.g. {DEFAULT_HOST!r} or 'http://127.0.0.1:8080'"
+    if parts.scheme not in ("http", "https") or not parts.hostname or not _HOSTNAME.match(parts.hostname):
+        raise CloudmaxConfigError(f"{bad}; {fix}")
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number in range
+    except ValueError:
+        raise CloudmaxConfigError(f"{bad}: its port is not a number from 1 to 65535; {fix}") from None
+    if parts.query or parts.fragment or parts.path.lower().endswith(".aspx"):
+        raise CloudmaxConfigError(
+            f"{bad}: give only scheme://host[:port] (Report.aspx's path goes in the 'endpoint' extra); {fix}"
+        )
+    return host
 
 
 @dataclass(frozen=True)
@@ -91,29 +202,21 @@ class CloudmaxSettings:
     @classmethod
     def from_connection(cls, conn: Any) -> CloudmaxSettings:
         """Read an Airflow ``Connection`` (or any object with host/port/login/password/extra_dejson)."""
-        raw: Mapping[str, Any] = getattr(conn, "extra_dejson", None) or {}
+        conn_id = getattr(conn, "conn_id", "cloudmax_default")
+        raw = _extras(conn, conn_id)
         # form fields may be stored prefixed (extra__cloudmax__timezone); plain keys win
         given = {k: v for k, v in raw.items() if v is not None and v != ""}  # an empty form field is unset
         extra = {k.removeprefix("extra__cloudmax__"): v for k, v in given.items() if k.startswith("extra__")}
         extra.update({k: v for k, v in given.items() if not k.startswith("extra__")})
+        _check_extra_names(extra, conn_id)
         login, password = (conn.login or "").strip(), conn.password or ""
-        conn_id = getattr(conn, "conn_id", "cloudmax_default")
         if not login or not password:
             raise CloudmaxConfigError(
                 f"connection {conn_id!r} needs login (API account, ManagerLoginName) and password "
                 "(API password, ManagerPassword)"
             )
-        host = (conn.host or DEFAULT_HOST).strip()
-        if "://" not in host:
-            scheme = str(extra.get("scheme") or (conn.schema if conn.schema in ("http", "https") else "https"))
-            host = f"{scheme}://{host}"
-        parts = urlsplit(host)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise CloudmaxConfigError(
-                f"connection {conn_id!r} host={conn.host!r} is not a base URL; use e.g. 'https://api.itpison.com'"
-            )
-        if conn.port and not parts.port:
-            host = f"{parts.scheme}://{parts.hostname}:{conn.port}{parts.path}"
+        host = _base_url(conn, conn_id, extra)
+        host = _with_port(host, urlsplit(host), conn.port, conn_id)
         method = str(extra.get("method", "POST")).upper()
         if method not in ("GET", "POST"):
             raise CloudmaxConfigError(f"connection extra method={method!r}; use 'POST' (default) or 'GET'")

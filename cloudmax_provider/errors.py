@@ -2,8 +2,9 @@
 
 Permanent errors also derive from :class:`AirflowFailException`, so a task that hits one fails
 at once instead of burning its retries (retrying a wrong password can lock the account).
-Transient ones (:class:`CloudmaxTransientError`, and an ErrorCode 100 "Exception" that is not
-about credentials) are retried inside the hook by :mod:`cloudmax_provider.retry`.
+Transient ones (:class:`CloudmaxTransientError`) are retried inside the hook by
+:mod:`cloudmax_provider.retry`; an ErrorCode 100 "Exception" only under the narrow rule of
+:class:`cloudmax_provider.retry.ErrorCode100Policy` (a 100 may be a refused login).
 
 No message built here ever holds a password: the API echoes none, and URLs are redacted
 before they get here (:func:`cloudmax_provider.request.redact_url`).
@@ -33,6 +34,10 @@ class CloudmaxConfigError(CloudmaxError, AirflowFailException, ValueError):
     """A bad argument or connection setting, found before anything was sent. Names the field and the fix."""
 
     permanent = True
+
+
+class CloudmaxWindowError(CloudmaxConfigError):
+    """start_time/end_time give an empty or reversed window."""
 
 
 class CloudmaxTransientError(CloudmaxError):
@@ -83,9 +88,26 @@ class CloudmaxAPIError(CloudmaxError):
 
 
 class CloudmaxServerException(CloudmaxAPIError):
-    """ErrorCode 100 "Exception": a server-side failure; transient, retried."""
+    """ErrorCode 100 "Exception": a server-side failure, or a login the server refused in other words.
+
+    Retried at most once, and only after the credentials were proven by an earlier answer in the
+    same task try (:class:`cloudmax_provider.retry.ErrorCode100Policy`).
+    """
 
     default_msg = "Exception"
+
+
+class CloudmaxServerExceptionNotRetried(CloudmaxServerException, AirflowFailException):
+    """An ErrorCode 100 the provider will not retry (and Airflow will not retry the task for):
+    the spec documents 100 only as "Exception", so it may be a refused login, and retrying a
+    refused login can lock the account."""
+
+    permanent = True
+    hint = (
+        "Not retried: the spec gives ErrorCode 100 for any server exception, a refused login included, and "
+        "retrying a refused login can lock the account. Check the connection's login and password; if they "
+        "are right, clear the task to run it again."
+    )
 
 
 class CloudmaxAuthError(CloudmaxAPIError, AirflowFailException):

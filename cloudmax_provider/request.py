@@ -7,8 +7,16 @@ Readings taken where the spec is open:
 * Times are sent as ``yyyy-MM-dd HH:mm:ss`` in 24-hour form (the spec writes ``hh`` once and
   ``HH`` once; a 12-hour field without AM/PM would be ambiguous), in the account's timezone.
   Naive inputs and strings without an offset are read in the account's timezone.
-* LaunchIDs are sent as ``1225,1116`` (no spaces), duplicates dropped, order kept.
-* CustomColName is always sent numbered (CustomColName1..N) so the order is explicit.
+* LaunchIDs are sent as ``1225,1116`` (no spaces), order kept. Strict with what a template renders:
+  an empty item (``"1225,,1116"``, a trailing comma), a duplicate, a non-ASCII digit or a bool is
+  refused rather than silently dropped or "fixed" into a different request.
+* CustomColName is always sent numbered (CustomColName1..N) so the order is explicit. Two entries
+  that would give the same output column (``{"A": "x", "B": "x"}``) are refused.
+* A templated ``columns`` or ``extra_fields`` renders to text (``"['Foo']"``) unless the DAG sets
+  ``render_template_as_native_obj=True``: such text is read as a Python/JSON literal with
+  :func:`ast.literal_eval` (never evaluated as code), the way ``launch_ids`` reads ``"[1225, 1116]"``.
+* A window longer than :data:`MAX_WINDOW` (366 days) is refused: it is almost always a template
+  that rendered a wrong date (an epoch, a year typo); backfill in yearly runs.
 * ``ReportCharacterSetID`` is refused for every report but 31033 (the spec: 目前僅支援移除下載報表).
 
 Example::
@@ -20,6 +28,7 @@ Example::
 
 from __future__ import annotations
 
+import ast
 import enum
 import re
 from collections.abc import Iterable, Mapping
@@ -29,11 +38,12 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cloudmax_provider.errors import CloudmaxConfigError
+from cloudmax_provider.errors import CloudmaxConfigError, CloudmaxWindowError
 from cloudmax_provider.reports import ReportPart, get_report_part
 
 SPEC_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 MAX_CUSTOM_COLUMNS = 99
+MAX_WINDOW = timedelta(days=366)
 CREDENTIAL_FIELDS = ("ManagerLoginName", "ManagerPassword", "XmlRequest")
 LANGUAGES = {"zh-tw": 17, "zh": 17, "17": 17, "en": 117, "en-us": 117, "117": 117}
 
@@ -55,7 +65,12 @@ class ResponseMode(enum.IntEnum):
     @classmethod
     def coerce(cls, value: int | str | ResponseMode) -> ResponseMode:
         try:
-            return cls(int(value)) if not isinstance(value, str) or value.strip().isdigit() else cls[value.upper()]
+            if isinstance(value, bool) or not isinstance(value, int | str):
+                raise ValueError(value)  # True is not 1, 2.7 is not 2: nothing is rounded into a mode
+            if isinstance(value, int):
+                return cls(value)
+            text = value.strip()
+            return cls(int(text)) if re.fullmatch(r"[0-9]+", text) else cls[text.upper()]
         except (KeyError, ValueError):
             raise CloudmaxConfigError(
                 f"response_mode={value!r} is not valid; use 0 (UNC link), 1 (HTTP link), 2 (CSV body) or 3 (attachment)"
@@ -108,31 +123,74 @@ def format_spec_time(dt: datetime) -> str:
     return dt.strftime(SPEC_TIME_FORMAT)
 
 
+_LAUNCH_FIX = "pass an int, a list of ints or a CSV string such as '1225,1116' (in a template: {{ ids | join(',') }})"
+
+
 def parse_launch_ids(value: Any) -> tuple[int, ...]:
-    """LaunchIDs from an int, a CSV string (``"1225,1116"``) or an iterable of ints/strings."""
-    items: Iterable[Any]
+    """LaunchIDs from an int, a CSV string (``"1225,1116"``), a rendered list (``"[1225, '1116']"``)
+    or an iterable of ints/strings. Empty items, duplicates, zero and non-digits are refused.
+
+    >>> parse_launch_ids(" [1225, '1116'] ")
+    (1225, 1116)
+    """
+    items: list[Any]
     if isinstance(value, bool | int):
         items = [value]
     elif isinstance(value, str):
-        # "1225,1116", "1225 1116" and a rendered list "[1225, 1116]" (templates render to text)
-        items = [p.strip("'\"") for p in re.split(r"[,\s;\[\]()]+", value.strip()) if p.strip("'\"")]
-    elif isinstance(value, Iterable):
+        text = value.strip()
+        if text[:1] in "[(" and text[-1:] in "])":  # a rendered list or tuple: "[1225, 1116]"
+            text = text[1:-1].strip()
+        if not text:
+            items = []
+        else:
+            # "1225,1116" or "1225 1116"; an item may be quoted ('1225') as a rendered list of strings is
+            parts = re.split(r"\s*[,;]\s*", text)
+            items = [p.strip("'\"").strip() for p in (parts if len(parts) > 1 else text.split())]
+            if len(items) > 1 and items[-1] == "":
+                raise CloudmaxConfigError(f"launch_ids={value!r} ends with a separator (an empty item); {_LAUNCH_FIX}")
+    elif isinstance(value, Iterable) and not isinstance(value, bytes | bytearray | Mapping):
         items = list(value)
     else:
-        items = [value]
+        raise CloudmaxConfigError(f"launch_ids={value!r} is a {type(value).__name__}; {_LAUNCH_FIX}")
     ids: list[int] = []
-    for item in items:
-        text = str(item).strip()
-        if isinstance(item, bool) or not text.isdigit() or int(text) <= 0:
+    for position, item in enumerate(items, start=1):
+        cell = str(item).strip() if isinstance(item, int | str) and not isinstance(item, bool) else None
+        if cell == "":
             raise CloudmaxConfigError(
-                f"launch_ids holds {item!r}, which is not a positive LaunchID; pass an int, a list of ints "
-                "or a CSV string such as '1225,1116'"
+                f"launch_ids={value!r} has an empty item (item {position}), as a template that rendered "
+                f"nothing leaves; {_LAUNCH_FIX}"
             )
-        if int(text) not in ids:
-            ids.append(int(text))
+        if cell is None or not re.fullmatch(r"[0-9]{1,10}", cell) or int(cell) <= 0:
+            raise CloudmaxConfigError(f"launch_ids holds {item!r}, which is not a positive LaunchID; {_LAUNCH_FIX}")
+        if int(cell) in ids:
+            raise CloudmaxConfigError(f"launch_ids lists {int(cell)} twice; list each LaunchID once")
+        ids.append(int(cell))
     if not ids:
-        raise CloudmaxConfigError("launch_ids is empty; pass at least one LaunchID, e.g. launch_ids=[1225]")
+        raise CloudmaxConfigError(f"launch_ids={value!r} is empty; pass at least one LaunchID, e.g. launch_ids=[1225]")
     return tuple(ids)
+
+
+def literal_from_template(value: Any, argument: str) -> Any:
+    """A list/dict a template rendered to text (``"['Foo']"``), read back with :func:`ast.literal_eval`;
+    other values are returned as they are. Text that looks like a list or dict but is not a literal is refused.
+
+    >>> literal_from_template("['Foo', 'Bar']", "columns")
+    ['Foo', 'Bar']
+    """
+    if not isinstance(value, str) or value.strip()[:1] not in ("[", "{", "("):
+        return value
+    try:
+        parsed = ast.literal_eval(value.strip())
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        raise CloudmaxConfigError(
+            f"{argument}={value[:200]!r} looks like a rendered list or dict but is not a Python/JSON literal; "
+            "render it as one (e.g. {{ my_list | tojson }}) or set render_template_as_native_obj=True on the DAG"
+        ) from None
+    if not isinstance(parsed, list | tuple | dict):
+        raise CloudmaxConfigError(
+            f"{argument}={value[:200]!r} rendered to a {type(parsed).__name__}, not a list or dict"
+        )
+    return parsed
 
 
 def parse_columns(value: ColumnsArg, part: ReportPart | None = None) -> tuple[tuple[str, str | None], ...]:
@@ -140,18 +198,31 @@ def parse_columns(value: ColumnsArg, part: ReportPart | None = None) -> tuple[tu
 
     Names are checked case-sensitively against the catalog where it documents the report's columns.
     """
+    value = literal_from_template(value, "columns")
     if value is None:
         return ()
     pairs: list[tuple[str, str | None]] = []
     if isinstance(value, Mapping):
-        pairs = [(str(k), None if v is None else str(v)) for k, v in value.items()]
+        for k, v in value.items():
+            if not isinstance(k, str) or not (v is None or isinstance(v, str)):
+                raise CloudmaxConfigError(
+                    f"columns holds {k!r}: {v!r}; a dict maps column names to new names (strings, or None to keep)"
+                )
+        pairs = [(k, v) for k, v in value.items()]
+    elif not isinstance(value, str | Iterable) or isinstance(value, bytes | bytearray):
+        raise CloudmaxConfigError(f"columns={value!r}; give column names, (name, new_name) pairs or a dict")
     else:
         for item in [value] if isinstance(value, str) else value:
             if isinstance(item, str):
                 col, _, rename = item.partition(",")
                 pairs.append((col, rename or None))
-            elif isinstance(item, tuple | list) and len(item) in (1, 2):
-                pairs.append((str(item[0]), None if len(item) == 1 or item[1] is None else str(item[1])))
+            elif (
+                isinstance(item, tuple | list)
+                and len(item) in (1, 2)
+                and all(x is None or isinstance(x, str) for x in item)
+                and isinstance(item[0], str)
+            ):
+                pairs.append((item[0], None if len(item) == 1 else item[1]))
             else:
                 raise CloudmaxConfigError(
                     f"columns holds {item!r}; give column names, (name, new_name) pairs or a dict"
@@ -168,6 +239,11 @@ def parse_columns(value: ColumnsArg, part: ReportPart | None = None) -> tuple[tu
         if name in seen:
             raise CloudmaxConfigError(f"columns names {name!r} twice; list each column once")
         seen.add(name)
+        if part is not None and new is not None and new != name and part.column(new) is not None:
+            raise CloudmaxConfigError(
+                f"columns renames {name!r} to {new!r}, which is another column of report {part.id}; if you meant "
+                f"two columns, pass a list ({name!r}, {new!r}) rather than the string '{name},{new}' or a pair"
+            )
         if part is not None and part.columns is not None and part.column(name) is None:
             near = [c for c in part.column_names if c.lower() == name.lower()]
             fix = (
@@ -176,6 +252,15 @@ def parse_columns(value: ColumnsArg, part: ReportPart | None = None) -> tuple[tu
                 else (f"report {part.id} has: {', '.join(part.column_names)}")
             )
             raise CloudmaxConfigError(f"columns names {name!r}, which report {part.id} does not have; {fix}")
+    output: dict[str, str] = {}
+    for name, new in pairs:
+        shown = new or name
+        if shown in output:
+            raise CloudmaxConfigError(
+                f"columns gives {output[shown]!r} and {name!r} the same output name {shown!r}, so one would "
+                "silently replace the other; give each column its own name"
+            )
+        output[shown] = name
     return tuple(pairs)
 
 
@@ -230,6 +315,69 @@ class ReportRequest:
         )
 
 
+def parse_extra_fields(extra_fields: Any) -> tuple[tuple[str, str], ...]:
+    """Other Report.aspx fields, as ``(name, text)``; fields with a dedicated argument, credentials,
+    non-field names and values that are not text or numbers are refused.
+
+    >>> parse_extra_fields({"FailedUrl": "https://example.com/failed"})
+    (('FailedUrl', 'https://example.com/failed'),)
+    """
+    extras: list[tuple[str, str]] = []
+    reserved = {"reportpartid", "launchid", "starttime", "endtime", "responsemode", "reportcharactersetid"}
+    extra_fields = literal_from_template(extra_fields, "extra_fields")
+    if extra_fields is not None and not isinstance(extra_fields, Mapping):
+        raise CloudmaxConfigError(
+            f"extra_fields={extra_fields!r} is a {type(extra_fields).__name__}; pass a dict of Report.aspx "
+            "fields, e.g. extra_fields={'FailedUrl': 'https://example.com/failed'}"
+        )
+    for key, val in (extra_fields or {}).items():
+        low = str(key).lower()
+        if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", key):
+            raise CloudmaxConfigError(f"extra_fields key {key!r} is not a Report.aspx field name (letters and digits)")
+        if low in reserved or low.startswith("customcolname") or low in {f.lower() for f in CREDENTIAL_FIELDS}:
+            raise CloudmaxConfigError(f"extra_fields may not set {key!r}; use the dedicated argument or connection")
+        if low in ("xmlrequrl", "xmlreqfilepath"):
+            raise CloudmaxConfigError(
+                f"extra_fields may not set {key!r}: the XML request is built from the connection "
+                "(extra request_format 'xml' or 'xml_file')"
+            )
+        if isinstance(val, bool) or not isinstance(val, str | int | float):
+            raise CloudmaxConfigError(
+                f"extra_fields[{key!r}]={val!r} is a {type(val).__name__}; Report.aspx fields are text or numbers"
+            )
+        extras.append((key, str(val)))
+    return tuple(extras)
+
+
+def check_window(start: datetime, end: datetime, timezone: str) -> None:
+    """Refuse an empty, reversed or absurdly long (> :data:`MAX_WINDOW`) window."""
+    if end <= start:
+        raise CloudmaxWindowError(
+            f"the window is empty or reversed: start_time {format_spec_time(start)} .. end_time "
+            f"{format_spec_time(end)} ({timezone}); pass an end_time after start_time"
+        )
+    if end - start > MAX_WINDOW:
+        raise CloudmaxWindowError(
+            f"the window start_time {format_spec_time(start)} .. end_time {format_spec_time(end)} is "
+            f"{(end - start).days} days long, more than {MAX_WINDOW.days}: usually a template that rendered a "
+            "wrong date; check start_time/end_time, and backfill long periods in runs of at most a year"
+        )
+
+
+def check_literal_window(start_time: Any, end_time: Any) -> None:
+    """Parse-time :func:`check_window` of literal times, before the account's timezone is known: refused
+    only if the window is wrong whatever the timezone (naive times read at UTC+14 and at UTC-12)."""
+    errors = []
+    for zone in ("Etc/GMT-14", "Etc/GMT+12"):
+        tz = ZoneInfo(zone)
+        try:
+            check_window(to_account_time(start_time, tz, "start_time"), to_account_time(end_time, tz, "end_time"), zone)
+        except CloudmaxWindowError as exc:
+            errors.append(exc)
+    if len(errors) == 2:
+        raise errors[0]
+
+
 def build_report_request(
     report_part_id: int | str | ReportPart,
     launch_ids: Any,
@@ -250,18 +398,7 @@ def build_report_request(
     tz = get_timezone(timezone)
     start = to_account_time(start_time, tz, "start_time")
     end = to_account_time(end_time, tz, "end_time")
-    if end <= start:
-        raise CloudmaxConfigError(
-            f"the window is empty or reversed: start_time {format_spec_time(start)} .. end_time "
-            f"{format_spec_time(end)} ({timezone}); pass an end_time after start_time"
-        )
-    extras: list[tuple[str, str]] = []
-    reserved = {"reportpartid", "launchid", "starttime", "endtime", "responsemode", "reportcharactersetid"}
-    for key, val in (extra_fields or {}).items():
-        low = key.lower()
-        if low in reserved or low.startswith("customcolname") or low in {f.lower() for f in CREDENTIAL_FIELDS}:
-            raise CloudmaxConfigError(f"extra_fields may not set {key!r}; use the dedicated argument or connection")
-        extras.append((key, str(val)))
+    check_window(start, end, timezone)
     return ReportRequest(
         report_part=part,
         launch_ids=parse_launch_ids(launch_ids),
@@ -270,13 +407,8 @@ def build_report_request(
         columns=parse_columns(columns, part),
         language=parse_language(language, part),
         response_mode=ResponseMode.coerce(response_mode),
-        extra_fields=tuple(extras),
+        extra_fields=parse_extra_fields(extra_fields),
     )
-
-
-def default_window_end(value: datetime, window: timedelta) -> tuple[datetime, datetime]:
-    """A ``window`` long interval ending at ``value`` (used when the data interval is empty)."""
-    return value - window, value
 
 
 # ---- the wire --------------------------------------------------------------------------------

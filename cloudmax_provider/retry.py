@@ -19,7 +19,12 @@ from typing import Any
 
 from tenacity import RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential
 
-from cloudmax_provider.errors import CloudmaxAPIError, CloudmaxTransientError
+from cloudmax_provider.errors import (
+    CloudmaxAPIError,
+    CloudmaxServerException,
+    CloudmaxServerExceptionNotRetried,
+    CloudmaxTransientError,
+)
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,52 @@ def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, CloudmaxTransientError):
         return True
     return isinstance(exc, CloudmaxAPIError) and not exc.permanent
+
+
+class ErrorCode100Policy:
+    """When an ErrorCode 100 "Exception" is retried (one instance per hook, i.e. per task try).
+
+    The spec documents 100 only as "Exception", and a server may word a refused login any way it
+    likes, so a 100 is never simply "transient": retrying a refused login ``retries`` times, times
+    Airflow's task retries, can lock the account. From what a client can know:
+
+    * a 100 whose message speaks of the login or password is :class:`CloudmaxAuthError`: never retried;
+    * a 100 before this connection's credentials were proven in this task try is not retried. They
+      are proven by any answer other than 100 (a report, or ErrorCode 0, 102, 103, 110, 1000: a server
+      checks the login before the fields);
+    * after that, a 100 is retried once; a second 100 in a row is not retried;
+    * a 100 not retried is :class:`CloudmaxServerExceptionNotRetried`, an ``AirflowFailException``:
+      Airflow's task retries do not ask again for the same answer.
+
+    So a task try sends at most one request answered 100 with unproven credentials, two otherwise.
+
+    Example::
+
+        >>> policy = ErrorCode100Policy()
+        >>> type(policy.judge(CloudmaxServerException(100))).__name__
+        'CloudmaxServerExceptionNotRetried'
+        >>> policy.record_answer(0)
+        >>> type(policy.judge(CloudmaxServerException(100))).__name__
+        'CloudmaxServerException'
+    """
+
+    def __init__(self) -> None:
+        self.credentials_proven = False
+        self.consecutive = 0
+
+    def record_answer(self, error_code: int) -> None:
+        """Note an answer of Report.aspx (0 for a report body)."""
+        if error_code != 100:
+            self.credentials_proven, self.consecutive = True, 0
+
+    def judge(self, exc: CloudmaxAPIError) -> CloudmaxAPIError:
+        """``exc`` itself when it may be retried, else its not-retried form."""
+        if not isinstance(exc, CloudmaxServerException) or exc.permanent:
+            return exc
+        self.consecutive += 1
+        if self.credentials_proven and self.consecutive <= 1:
+            return exc
+        return CloudmaxServerExceptionNotRetried(exc.error_code, exc.error_msg, report_part_id=exc.report_part_id)
 
 
 class _WaitRetryAfterOrExponential:

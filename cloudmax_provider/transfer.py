@@ -20,11 +20,13 @@ Example::
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from cloudmax_provider.errors import CloudmaxConfigError
 from cloudmax_provider.response import CsvRowCounter, Encoding, transcode
@@ -35,16 +37,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def check_landing_args(destination: Any, output_encoding: str | None) -> None:
-    """Refuse, before anything runs, a literal destination that is not a URI or an unknown encoding.
-
-    Templated values (``{{ ... }}``) and XComArgs are checked when they are used.
-    """
-    if isinstance(destination, str) and "{{" not in destination and "://" not in destination:
-        raise CloudmaxConfigError(
-            f"destination={destination!r} is not a URI; use e.g. 's3://bucket/key.csv' or "
-            "'file:///data/report.csv' (or None for XCom, where the operator allows it)"
-        )
+def check_landing_args(destination: Any, output_encoding: str | None, *, one_object_per_link: bool = False) -> None:
+    """Refuse, when the DAG is parsed, a literal destination :func:`check_destination` refuses, or an
+    unknown encoding. Templated values (``{{ ... }}``) and XComArgs are checked when rendered, before
+    anything is sent (the operators call :func:`check_destination` and :func:`preflight_destination`)."""
+    if isinstance(destination, str) and "{{" not in destination and "{%" not in destination:
+        check_destination(destination, one_object_per_link=one_object_per_link)
     if output_encoding is not None:
         import codecs
 
@@ -54,6 +52,127 @@ def check_landing_args(destination: Any, output_encoding: str | None) -> None:
             raise CloudmaxConfigError(
                 f"output_encoding={output_encoding!r} is not a known encoding; use e.g. 'utf-8' or None"
             ) from None
+
+
+_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*$")
+
+
+def check_destination(uri: Any, *, one_object_per_link: bool = False) -> None:
+    """Refuse a destination that would land somewhere else than it says (pure; no I/O).
+
+    An absolute URI with a scheme (a rendered ``"{{ ds }}/x.csv"`` would land in the worker's working
+    directory); ``file://`` with an absolute path (``file://data/x.csv`` names a host ``data``); no ``.``
+    or ``..`` segment (a traversal out of the folder it names); with ``one_object_per_link`` a prefix
+    ending in ``/``, else an object name (not a bare bucket or a folder).
+
+    >>> check_destination("s3://lake/cloudmax/2026-11-01/opens.csv")
+    """
+    fix = "use e.g. 's3://bucket/cloudmax/{{ ds }}/report.csv' or 'file:///data/cloudmax/report.csv'"
+    if not isinstance(uri, str):
+        raise CloudmaxConfigError(f"destination={uri!r} is a {type(uri).__name__}, not a URI string; {fix}")
+    parts = urlsplit(uri)
+    if "://" not in uri or not _SCHEME.match(parts.scheme):
+        raise CloudmaxConfigError(
+            f"destination={uri!r} is not a URI (a relative path would land in the worker's working directory); {fix}"
+        )
+    if parts.scheme == "file" and parts.netloc not in ("", "localhost"):
+        raise CloudmaxConfigError(
+            f"destination={uri!r} names a host {parts.netloc!r}: a file URI needs an absolute path, "
+            f"'file:///{parts.netloc}{parts.path}' (three slashes)"
+        )
+    segments = re.split(r"[/\\]", parts.path)
+    if any(seg in (".", "..") for seg in segments):
+        raise CloudmaxConfigError(
+            f"destination={uri!r} has a '.' or '..' segment, which would land outside the folder it names; "
+            "write the normalised path"
+        )
+    if parts.query or parts.fragment:
+        raise CloudmaxConfigError(f"destination={uri!r} has a query or fragment ('?', '#'); {fix}")
+    if one_object_per_link:
+        if not uri.endswith("/"):
+            raise CloudmaxConfigError(
+                f"destination={uri!r} must be a prefix ending in '/' with one_object_per_link=True (each "
+                f"DOWNLOADLINK lands as <prefix>/<file name>); write {uri + '/'!r}"
+            )
+    elif uri.endswith("/") or not parts.path.strip("/"):
+        raise CloudmaxConfigError(
+            f"destination={uri!r} names a folder or bucket, not an object; add the object's name, e.g. "
+            f"{uri.rstrip('/') + '/report.csv'!r} (or set one_object_per_link=True for a prefix)"
+        )
+
+
+def preflight_destination(uri: str, conn_id: str | None) -> None:
+    """Cheap checks of the destination's store, at the start of execute, before Report.aspx is called,
+    so a report is never requested only to fail at the write:
+
+    1. ``destination_conn_id``, when given, names an existing connection (the stores' hooks would
+       otherwise fall back to default credentials silently);
+    2. Airflow has a filesystem for the scheme (a provider registers it: ``s3://`` needs the Amazon one);
+    3. the store would not be used anonymously (Airflow's S3 filesystem falls back to anonymous access
+       when it finds no credentials; anonymous access cannot write);
+    4. one metadata call: the bucket exists and these credentials can see it (s3, gs), or the nearest
+       existing local folder is a writable directory.
+
+    It writes nothing, so it cannot prove permission to write that key: that shows at the write, which
+    is atomic (nothing half-written is left).
+    """
+    from airflow.sdk import ObjectStoragePath
+
+    if conn_id:
+        from airflow.sdk import BaseHook
+
+        try:
+            BaseHook.get_connection(conn_id)
+        except Exception as exc:
+            if "NotFound" not in type(exc).__name__:
+                raise
+            raise CloudmaxConfigError(
+                f"destination_conn_id={conn_id!r} is not a connection; create it (Admin > Connections or "
+                f"AIRFLOW_CONN_{conn_id.upper()}) or fix the name"
+            ) from None
+    scheme = urlsplit(uri).scheme
+    try:
+        fs = ObjectStoragePath(uri, conn_id=conn_id).fs
+    except ValueError as exc:
+        raise CloudmaxConfigError(
+            f"destination={uri!r}: Airflow has no filesystem for {scheme}:// ({exc}); install the provider "
+            "that registers it (e.g. apache-airflow-providers-amazon[s3fs] for s3://) or use file:// or s3://"
+        ) from None
+    if getattr(fs, "anon", False):
+        raise CloudmaxConfigError(
+            f"destination={uri!r}: no credentials found for {scheme}:// (Airflow would write anonymously, which "
+            "fails); set destination_conn_id to a connection with credentials, e.g. 'aws_default'"
+        )
+    try:
+        if scheme in COMMIT_ON_CLOSE:
+            bucket = urlsplit(uri).netloc
+            if not fs.exists(bucket):
+                raise CloudmaxConfigError(
+                    f"destination={uri!r}: bucket {bucket!r} does not exist or destination_conn_id={conn_id!r} "
+                    "cannot see it; create it or fix the destination/connection"
+                )
+        elif scheme in ("file", "local"):
+            _check_local_folder(uri)
+    except CloudmaxConfigError:
+        raise
+    except Exception as exc:
+        raise CloudmaxConfigError(
+            f"destination={uri!r} cannot be reached with destination_conn_id={conn_id!r}: "
+            f"{type(exc).__name__}: {str(exc)[:300]}; check the connection's credentials and endpoint"
+        ) from None
+
+
+def _check_local_folder(uri: str) -> None:
+    import os
+    from urllib.parse import unquote
+
+    folder = os.path.dirname(unquote(urlsplit(uri).path)) or "/"
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
+        raise CloudmaxConfigError(
+            f"destination={uri!r}: {folder!r} is not a writable folder on this worker; fix the path or permissions"
+        )
 
 
 @dataclass
@@ -70,11 +189,23 @@ class TransferStats:
 
 
 class Progress:
-    """Counts bytes and CSV rows of a stream and logs them every ``every`` seconds."""
+    """Counts bytes and CSV rows of a stream and logs them every ``every`` seconds.
 
-    def __init__(self, label: str, every: float = 5.0, logger: logging.Logger | Any = log) -> None:
+    Rows are counted in a thread of their own (``background=True``, the default), off the path that
+    reads and writes: :meth:`track` hands each chunk to it through a bounded queue and passes the chunk on
+    at once; the count is complete when :meth:`track`'s iterator is exhausted. numpy's searches release the
+    GIL, so with numpy the count costs the transfer almost nothing.
+    """
+
+    #: Chunks waiting for the counting thread at most (memory: this many chunks, ~1 MiB each).
+    queue_chunks = 8
+
+    def __init__(
+        self, label: str, every: float = 5.0, logger: logging.Logger | Any = log, *, background: bool = True
+    ) -> None:
         self.label, self.every, self.log = label, every, logger
         self.counter = CsvRowCounter()
+        self.background = background
         self.bytes = 0
         self.started = self._last = time.monotonic()
 
@@ -84,20 +215,32 @@ class Progress:
 
         codec = codecs.lookup(encoding).name
         decoder = None if codec in ("utf-8", "ascii") else codecs.getincrementaldecoder(codec)(errors="replace")
-        for chunk in chunks:
-            self.bytes += len(chunk)
-            self.counter.feed(chunk if decoder is None else decoder.decode(chunk))
-            now = time.monotonic()
-            if now - self._last >= self.every:
-                self._last = now
-                self.log.info(
-                    "%s: %.1f MB, %d rows, %.1f MB/s",
-                    self.label,
-                    self.bytes / 1e6,
-                    self.rows,
-                    self.bytes / 1e6 / max(now - self.started, 1e-9),
-                )
-            yield chunk
+        feed = self.counter.feed if decoder is None else (lambda chunk: self.counter.feed(decoder.decode(chunk)))
+        worker = _Worker(feed, self.queue_chunks, "cloudmax-row-counter") if self.background else None
+        try:
+            for chunk in chunks:
+                self.bytes += len(chunk)
+                if worker is None:
+                    feed(chunk)
+                else:
+                    worker.put(chunk)
+                now = time.monotonic()
+                if now - self._last >= self.every:
+                    self._last = now
+                    self.log.info(
+                        "%s: %.1f MB, %d rows, %.1f MB/s",
+                        self.label,
+                        self.bytes / 1e6,
+                        self.rows,
+                        self.bytes / 1e6 / max(now - self.started, 1e-9),
+                    )
+                yield chunk
+        except BaseException:
+            if worker is not None:
+                worker.close(raise_error=False)
+            raise
+        if worker is not None:
+            worker.close()  # every chunk counted
 
     @property
     def rows(self) -> int:
@@ -105,6 +248,74 @@ class Progress:
 
     def stats(self) -> TransferStats:
         return TransferStats(self.rows, self.bytes, time.monotonic() - self.started)
+
+
+class _Worker:
+    """A thread applying ``fn`` to items in order, fed through a bounded queue (so memory stays bounded).
+
+    ``put`` raises the worker's error, if it had one, at the next call; ``close`` waits for the queue to
+    drain and raises it too. After an error the worker keeps taking items (dropping them), so ``put`` never
+    blocks forever.
+    """
+
+    def __init__(self, fn: Any, max_items: int, name: str) -> None:
+        import queue
+        import threading
+
+        self._fn = fn
+        self._queue: queue.Queue[Any] = queue.Queue(max_items)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not _STOP:
+            if self._error is None:
+                try:
+                    self._fn(item)
+                except BaseException as exc:
+                    self._error = exc
+
+    def put(self, item: Any) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(item)
+
+    def close(self, raise_error: bool = True) -> None:
+        """Wait until every item is done (and the thread ended)."""
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join()
+        if raise_error and self._error is not None:
+            raise self._error
+
+
+_STOP = object()
+
+
+def _write_all(out: Any, chunks: Iterable[bytes], threaded: bool = True) -> int:
+    """``out.write`` every chunk, in a writer thread when ``threaded``: the next chunk is read (and
+    counted) while this one is written. Returns the bytes written."""
+    written = 0
+    if not threaded:
+        for chunk in chunks:
+            out.write(chunk)
+            written += len(chunk)
+        return written
+    writer = _Worker(out.write, WRITE_QUEUE_CHUNKS, "cloudmax-writer")
+    try:
+        for chunk in chunks:
+            writer.put(chunk)
+            written += len(chunk)
+    except BaseException:
+        writer.close(raise_error=False)  # the original error matters more than a failed write
+        raise
+    writer.close()
+    return written
+
+
+#: Chunks waiting for the writer thread at most.
+WRITE_QUEUE_CHUNKS = 8
 
 
 def csv_body(first: bool, chunks: Iterable[bytes], source: Encoding, target: str | None) -> Iterator[bytes]:
@@ -129,20 +340,31 @@ def csv_body(first: bool, chunks: Iterable[bytes], source: Encoding, target: str
 
 #: Stores whose uploads appear only when complete, and can be aborted (fsspec ``discard()``).
 COMMIT_ON_CLOSE = frozenset({"s3", "s3a", "gs", "gcs"})
+#: Stores written with concurrent multipart uploads (s3fs's async client).
+S3_PROTOCOLS = frozenset({"s3", "s3a"})
+#: S3 parts in flight at once (boto3's transfer manager uses 10); memory ~ (this + 1) x the part size.
+S3_MAX_CONCURRENCY = 8
 
 
-def write_atomically(dest: Any, chunks: Iterable[bytes], block_size: int = 8 << 20) -> int:
-    """Write ``chunks`` to ``dest`` (an ``ObjectStoragePath``) all or nothing; returns bytes written."""
-    if (getattr(dest, "protocol", "") or "file") in COMMIT_ON_CLOSE:
+def write_atomically(
+    dest: Any, chunks: Iterable[bytes], block_size: int = 8 << 20, *, max_concurrency: int = S3_MAX_CONCURRENCY
+) -> int:
+    """Write ``chunks`` to ``dest`` (an ``ObjectStoragePath``) all or nothing; returns bytes written.
+
+    ``block_size`` is the part size of multipart/resumable uploads; on S3 up to ``max_concurrency`` parts
+    upload at once while the next chunks arrive. Writes go through a writer thread, so reading the
+    next chunk overlaps writing this one, whatever the store.
+    """
+    protocol = getattr(dest, "protocol", "") or "file"
+    if protocol in S3_PROTOCOLS and hasattr(dest.fs, "_call_s3"):
+        return _write_s3_multipart(dest, chunks, block_size, max(1, max_concurrency))
+    if protocol in COMMIT_ON_CLOSE:
         return _write_direct(dest, chunks, block_size)
     tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex[:12]}.partial"
-    written = 0
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         with tmp.open("wb", block_size=block_size) if _is_remote(dest) else tmp.open("wb") as out:
-            for chunk in chunks:
-                out.write(chunk)
-                written += len(chunk)
+            written = _write_all(out, chunks)
         _move(tmp, dest)
     except BaseException:
         try:
@@ -155,12 +377,10 @@ def write_atomically(dest: Any, chunks: Iterable[bytes], block_size: int = 8 << 
 
 
 def _write_direct(dest: Any, chunks: Iterable[bytes], block_size: int) -> int:
+    """GCS (and S3 without s3fs's client): the filesystem's own upload, committed at ``close()``."""
     out = dest.fs.open(dest.path, "wb", block_size=block_size)
-    written = 0
     try:
-        for chunk in chunks:
-            out.write(chunk)
-            written += len(chunk)
+        written = _write_all(out, chunks)
     except BaseException:
         try:
             out.discard()  # abort the multipart/resumable upload: nothing becomes visible
@@ -168,6 +388,85 @@ def _write_direct(dest: Any, chunks: Iterable[bytes], block_size: int) -> int:
             out.closed = True  # never let close() (or garbage collection) commit a partial object
         raise
     out.close()  # completes the upload: the object appears whole
+    return written
+
+
+def _write_s3_multipart(dest: Any, chunks: Iterable[bytes], part_size: int, max_concurrency: int) -> int:
+    """Stream to S3 with up to ``max_concurrency`` parts uploading at once, on s3fs's own event loop and
+    client (so the connection's credentials, endpoint and ``s3_additional_kwargs`` apply).
+
+    The object appears only at ``complete_multipart_upload``; on any failure the in-flight parts are
+    cancelled and waited for, then the upload is aborted (no orphan multipart upload). A body smaller
+    than one part is a single ``put_object``. Parts grow with the part number (8 MiB for the first 1,000,
+    then 16 MiB, ...), so the 10,000-part limit is reached only past ~400 GiB.
+    """
+    import asyncio
+    import concurrent.futures
+    from collections import deque
+
+    from fsspec.asyn import sync
+
+    fs = dest.fs
+    bucket, key, _ = fs.split_path(dest.path)
+    upload_id: str | None = None
+    in_flight: deque[tuple[int, concurrent.futures.Future[Any]]] = deque()
+    done: list[dict[str, Any]] = []
+    buffer: list[bytes] = []
+    buffered = written = 0
+
+    def wait_oldest() -> None:
+        number, future = in_flight.popleft()
+        done.append({"PartNumber": number, "ETag": future.result()["ETag"]})
+
+    def upload(body: bytes) -> None:
+        nonlocal upload_id
+        if upload_id is None:
+            upload_id = sync(fs.loop, fs._call_s3, "create_multipart_upload", Bucket=bucket, Key=key)["UploadId"]
+        number = len(done) + len(in_flight) + 1
+        coro = fs._call_s3("upload_part", Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body)
+        in_flight.append((number, asyncio.run_coroutine_threadsafe(coro, fs.loop)))
+        while len(in_flight) >= max_concurrency:
+            wait_oldest()
+
+    try:
+        for chunk in chunks:
+            buffer.append(chunk)
+            buffered += len(chunk)
+            written += len(chunk)
+            if buffered >= part_size * (1 + (len(done) + len(in_flight)) // 1000):
+                body, buffer, buffered = b"".join(buffer), [], 0
+                upload(body)
+                del body
+        if upload_id is None:  # smaller than one part: one PUT, visible only when whole
+            sync(fs.loop, fs._call_s3, "put_object", Bucket=bucket, Key=key, Body=b"".join(buffer))
+        else:
+            if buffer:
+                upload(b"".join(buffer))
+            buffer = []
+            while in_flight:
+                wait_oldest()
+            parts = sorted(done, key=lambda p: p["PartNumber"])
+            sync(
+                fs.loop,
+                fs._call_s3,
+                "complete_multipart_upload",
+                Bucket=bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+    except BaseException:
+        for _, future in in_flight:
+            future.cancel()
+        concurrent.futures.wait([f for _, f in in_flight])
+        if upload_id is not None:
+            try:
+                sync(fs.loop, fs._call_s3, "abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id)
+            except Exception:  # the original error matters more; S3 lifecycle rules clean up what is left
+                log.warning("Could not abort the multipart upload %s of s3://%s/%s", upload_id, bucket, key)
+        raise
+    finally:
+        fs.invalidate_cache(dest.path)
     return written
 
 

@@ -1,13 +1,22 @@
 """Request -> wait -> download, mapped over LaunchIDs, without holding a worker while files are made.
 
 Report.aspx's ResponseMode 1 answers at once with DOWNLOADLINKs whose files appear later. One mapped
-task per LaunchID asks for its links, a deferrable sensor waits for the files in the triggerer, and a
-mapped download streams each into the lake.
+task per LaunchID asks for the click details of the run's window (:func:`report_window_of`: the day
+before an ``"@daily"`` run, or before the trigger when there is no logical date), a deferrable sensor
+waits for the files in the triggerer, and a mapped download streams each into
+``<lake>/clicks/<window start day>/`` - named by the same window, so names and rows agree.
+
+Settings (Airflow Variables, read when tasks run; defaults work on a laptop):
+
+* ``cloudmax_lake``         - storage root, default ``file:///tmp/cloudmax-lake``. That path is local to
+  each worker: on several hosts (Celery, Kubernetes) set it to a shared store, e.g. ``s3://bucket/cloudmax``;
+* ``cloudmax_lake_conn_id`` - the store's connection (``aws_default`` ...), default none;
+* ``cloudmax_conn_id``      - the ``cloudmax`` connection, default ``cloudmax_default``;
+* ``cloudmax_launch_ids``   - the LaunchIDs, default ``1225,1116``.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pendulum
@@ -16,8 +25,9 @@ from airflow.sdk import DAG, task
 from cloudmax_provider.operators.download_links import CloudmaxDownloadLinksOperator
 from cloudmax_provider.sensors.download_link import CloudmaxDownloadLinkSensor
 
-LAKE = os.environ.get("CLOUDMAX_LAKE", "file:///tmp/cloudmax-lake").rstrip("/")
-LAUNCH_IDS = [int(i) for i in os.environ.get("CLOUDMAX_LAUNCH_IDS", "1225,1116").split(",")]
+LAKE = "{{ var.value.get('cloudmax_lake', 'file:///tmp/cloudmax-lake').rstrip('/') }}"
+LAKE_CONN_ID = "{{ var.value.get('cloudmax_lake_conn_id', '') }}"
+CONN_ID = "{{ var.value.get('cloudmax_conn_id', 'cloudmax_default') }}"
 
 with DAG(
     "cloudmax_links_mapped",
@@ -25,29 +35,41 @@ with DAG(
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     tags=["cloudmax", "example"],
+    doc_md=__doc__,
 ) as dag:
 
     @task
-    def request_links(launch_id: int, data_interval_end: Any = None) -> list[str]:
-        """Ask for click details of one LaunchID for the day before the run; return its links."""
-        from cloudmax_provider.hooks.cloudmax import CloudmaxHook
+    def launch_ids() -> list[int]:
+        """The LaunchIDs to map over, from the ``cloudmax_launch_ids`` Variable."""
+        from airflow.sdk import Variable
 
-        hook = CloudmaxHook()
-        end = data_interval_end
-        request = hook.build_request(
-            "click_details",
-            launch_id,
-            end.subtract(days=1),
-            end,
-            response_mode=1,  # 1: HTTP links
-        )
+        from cloudmax_provider.request import parse_launch_ids
+
+        return list(parse_launch_ids(Variable.get("cloudmax_launch_ids", default="1225,1116")))
+
+    @task
+    def request_links(launch_id: int, **context: Any) -> list[str]:
+        """Ask for one LaunchID's click details over the run's window; return its DOWNLOADLINKs."""
+        from airflow.sdk import Variable
+
+        from cloudmax_provider.hooks.cloudmax import CloudmaxHook
+        from cloudmax_provider.windows import report_window_of
+
+        start, end, why = report_window_of(context)  # the same rule as CloudmaxReportOperator
+        print(f"Window {start} .. {end}: {why}")
+        hook = CloudmaxHook(Variable.get("cloudmax_conn_id", default="cloudmax_default"))
+        request = hook.build_request("click_details", launch_id, start, end, response_mode=1)  # 1: HTTP links
         return hook.request_links(request)
 
-    links = request_links.expand(launch_id=LAUNCH_IDS)
+    links = request_links.expand(launch_id=launch_ids())
     ready = CloudmaxDownloadLinkSensor.partial(
-        task_id="wait_for_files", poke_interval=5, timeout=3600, deferrable=True
+        task_id="wait_for_files", poke_interval=5, timeout=3600, deferrable=True, cloudmax_conn_id=CONN_ID
     ).expand(links=links)
-    # one object per file, named as Cloudmax names it, under the day's prefix
+    # one object per file, named as Cloudmax names it, under the window's day
     CloudmaxDownloadLinksOperator.partial(
-        task_id="download", destination=f"{LAKE}/clicks/{{{{ ds }}}}/", one_object_per_link=True
+        task_id="download",
+        destination=LAKE + "/clicks/{window_start:%Y-%m-%d}/",
+        destination_conn_id=LAKE_CONN_ID,
+        one_object_per_link=True,
+        cloudmax_conn_id=CONN_ID,
     ).expand(links=ready.output)

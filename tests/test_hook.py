@@ -19,6 +19,7 @@ from cloudmax_provider.errors import (
     CloudmaxNoLicenceError,
     CloudmaxResponseError,
     CloudmaxServerException,
+    CloudmaxServerExceptionNotRetried,
     CloudmaxTimeFormatError,
     CloudmaxTransientError,
 )
@@ -173,11 +174,24 @@ def test_wrong_password_fails_at_once_without_retry(cloudmax_emulator, cloudmax_
     assert len(cloudmax_emulator.api_requests) == 1
 
 
-def test_error_100_exception_is_retried_then_succeeds(cloudmax_emulator, cloudmax_conn):
+def test_error_100_on_a_first_call_is_not_retried(cloudmax_emulator, cloudmax_conn):
     cloudmax_emulator.settings.fail_first, cloudmax_emulator.settings.fail_with = 2, "exception"
     hook = CloudmaxHook()
+    with pytest.raises(CloudmaxServerExceptionNotRetried, match="Not retried"):
+        hook.get_rows(req(hook))
+    assert len(cloudmax_emulator.api_requests) == 1
+
+
+def test_error_100_after_proven_credentials_is_retried_once(cloudmax_emulator, cloudmax_conn):
+    hook = CloudmaxHook()
+    assert hook.get_rows(req(hook))  # proves the credentials
+    cloudmax_emulator.settings.fail_first, cloudmax_emulator.settings.fail_with = 1, "exception"
     assert hook.get_rows(req(hook))
     assert len(cloudmax_emulator.api_requests) == 3
+    cloudmax_emulator.settings.fail_first = 2
+    with pytest.raises(CloudmaxServerExceptionNotRetried):
+        hook.get_rows(req(hook))
+    assert len(cloudmax_emulator.api_requests) == 5
 
 
 @pytest.mark.parametrize("fail_with", [503, 500, "reset"])
@@ -427,7 +441,7 @@ def test_bad_connection_extras_are_named(cloudmax_emulator, cloudmax_conn, extra
 
 def test_ui_field_behaviour_relabels():
     ui = CloudmaxHook.get_ui_field_behaviour()
-    assert ui["relabeling"] == {"host": "Base URL", "login": "API account", "password": "API password"}
+    assert ui["relabeling"] == {"host": "Base URL", "port": "Port", "login": "API account", "password": "API password"}
     assert ui["placeholders"]["host"].startswith("https://")
 
 

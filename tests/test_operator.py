@@ -408,7 +408,7 @@ def test_window_for_a_run_without_data_interval():
         "dag_run": SimpleNamespace(run_after=run_after),
     }
     start, end, why = task.resolve_window(context, "Asia/Taipei")
-    assert (start, end) == (run_after.subtract(days=1), run_after) and "no data interval" in why
+    assert (start, end) == (run_after.subtract(days=1), run_after) and "no logical date" in why
     only_end = CloudmaxReportOperator(task_id="e", report_part_id=20001, launch_ids=1, end_time="2026-11-02 00:00:00")
     start, end, _ = only_end.resolve_window(context, "Asia/Taipei")
     assert end.isoformat() == "2026-11-02T00:00:00+08:00" and (end - start).days == 1

@@ -59,6 +59,7 @@ from cloudmax_provider.request import (
 )
 from cloudmax_provider.response import (
     SNIFF_BYTES,
+    ApiAnswer,
     Encoding,
     detect_encoding,
     parse_api_xml,
@@ -67,7 +68,7 @@ from cloudmax_provider.response import (
     safe_filename,
     sniff_kind,
 )
-from cloudmax_provider.retry import retry_args
+from cloudmax_provider.retry import ErrorCode100Policy, retry_args
 
 if TYPE_CHECKING:
     import requests
@@ -119,8 +120,25 @@ def _guard_library_logs() -> None:
             logger.addFilter(_URLLIB3_FILTER)
 
 
-def _transport_error(exc: BaseException, what: str) -> CloudmaxTransientError:
-    return CloudmaxTransientError(f"{type(exc).__name__} while {what}: {redact_text(str(exc))[:300]}")
+def _transport_error(exc: BaseException, what: str, timeout: float | None = None) -> CloudmaxError:
+    """The provider's error for a transport library's exception: a URL requests cannot use is the
+    connection's fault (not retried); a timeout names the ``timeout`` extra; the rest is transient."""
+    import requests
+
+    detail = f"{type(exc).__name__} while {what}: {redact_text(str(exc))[:300]}"
+    bad_url = requests.exceptions.InvalidURL | requests.exceptions.MissingSchema | requests.exceptions.InvalidSchema
+    if isinstance(exc, bad_url):
+        return CloudmaxConfigError(f"{detail}; fix the connection's host (Base URL), e.g. 'https://api.itpison.com'")
+    timed_out = isinstance(exc, requests.Timeout | TimeoutError) or type(exc).__name__ in (
+        "ReadTimeoutError",
+        "ConnectTimeoutError",
+    )
+    if timed_out and timeout is not None:
+        return CloudmaxTransientError(
+            f"{detail}; the server took longer than the connection extra timeout={timeout:g} seconds "
+            "(per request); raise it if the server is slow"
+        )
+    return CloudmaxTransientError(detail)
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -146,6 +164,7 @@ class CloudmaxHook(BaseHook):
         self.cloudmax_conn_id = cloudmax_conn_id
         self.smb_conn_id = smb_conn_id
         self._retry_active = False
+        self.error_100 = ErrorCode100Policy()  # this task try's rule for ErrorCode 100 (see retry.py)
         self.unc_stable_seconds = 1.0  # a UNC file is ready when its size holds this long
 
     @classmethod
@@ -253,7 +272,7 @@ class CloudmaxHook(BaseHook):
                 allow_redirects=False,
             )
         except requests.RequestException as exc:
-            raise _transport_error(exc, f"calling {wire.safe_url}") from None
+            raise _transport_error(exc, f"calling {wire.safe_url}", s.timeout) from None
         try:
             return resp, self._check_response(resp, wire, report_part_id)
         except BaseException:
@@ -271,7 +290,7 @@ class CloudmaxHook(BaseHook):
                     "SuccessfulUrl/FailedUrl from extra_fields",
                     status=status,
                 )
-            answer.raise_for_error(report_part_id)
+            self._raise_for_error(answer, report_part_id)
             raise _RedirectAnswer(answer.links)
         if status == 429 or status >= 500:
             raise CloudmaxTransientError(
@@ -287,13 +306,12 @@ class CloudmaxHook(BaseHook):
             raise CloudmaxResponseError(f"Report.aspx answered HTTP {status} at {wire.safe_url}: {hint}", status=status)
         return self._read(resp, SNIFF_BYTES, wire.safe_url)
 
-    @staticmethod
-    def _read(resp: requests.Response, size: int, source: str) -> bytes:
+    def _read(self, resp: requests.Response, size: int, source: str) -> bytes:
         """Read up to ``size`` bytes of the body; a connection lost meanwhile is transient."""
         try:
             return bytes(resp.raw.read(size, decode_content=True) or b"")
         except Exception as exc:
-            raise _transport_error(exc, f"reading the answer of {source}") from None
+            raise _transport_error(exc, f"reading the answer of {source}", self.settings.timeout) from None
 
     def _answer(self, request: ReportRequest) -> tuple[requests.Response | None, bytes, list[str]]:
         """One attempt: send, raise API errors; return (open response or None, first bytes, links)."""
@@ -311,9 +329,18 @@ class CloudmaxHook(BaseHook):
             with resp:
                 body = head + self._read(resp, 1 << 20, redact_url(resp.url))  # XML answers are small
             answer = parse_api_xml(body)
-            answer.raise_for_error(request.report_part.id)
+            self._raise_for_error(answer, request.report_part.id)
             return None, b"", list(answer.links)
+        self.error_100.record_answer(0)
         return resp, head, []
+
+    def _raise_for_error(self, answer: ApiAnswer, report_part_id: int | None) -> None:
+        """Raise the answer's error, judged by the ErrorCode 100 policy; note a proving answer."""
+        self.error_100.record_answer(answer.error_code)
+        try:
+            answer.raise_for_error(report_part_id)
+        except CloudmaxAPIError as exc:
+            raise self.error_100.judge(exc) from None
 
     def request_links(self, request: ReportRequest) -> list[str]:
         """Ask for a report in ResponseMode 0 or 1 and return its DOWNLOADLINKs, downloading nothing."""
@@ -359,8 +386,7 @@ class CloudmaxHook(BaseHook):
             size=size,
         )
 
-    @staticmethod
-    def _iter_body(resp: requests.Response, head: bytes, size: int | None, source: str) -> Iterator[bytes]:
+    def _iter_body(self, resp: requests.Response, head: bytes, size: int | None, source: str) -> Iterator[bytes]:
         received = len(head)
         if head:
             yield head
@@ -372,7 +398,7 @@ class CloudmaxHook(BaseHook):
                 received += len(chunk)
                 yield chunk
         except Exception as exc:
-            raise _transport_error(exc, f"downloading {source} after {received} bytes") from None
+            raise _transport_error(exc, f"downloading {source} after {received} bytes", self.settings.timeout) from None
         if size is not None and received < size:
             raise CloudmaxTransientError(f"the body of {source} ended after {received} of {size} bytes")
 
@@ -510,7 +536,7 @@ class CloudmaxHook(BaseHook):
                 try:
                     resp = self._get_link(parsed.url)
                 except requests.RequestException as exc:
-                    raise _transport_error(exc, f"fetching {parsed.url}") from None
+                    raise _transport_error(exc, f"fetching {parsed.url}", self.settings.timeout) from None
                 if resp.status_code != 200:
                     resp.close()
                     probe = judge_http_probe(parsed.url, resp.status_code, resp.headers, b"")
@@ -547,7 +573,7 @@ class CloudmaxHook(BaseHook):
             answer = parse_api_xml(body)
             if answer.error_code in (0, 102, 103, 110):
                 return True, f"Connected to {settings.url} as {settings.credentials.login!r}"
-            answer.raise_for_error()
+            self._raise_for_error(answer, None)
             return True, f"Connected to {settings.url}"
         except CloudmaxAuthError as exc:
             return False, f"Wrong API account or password: {exc.error_msg}. Fix the connection's login and password."
@@ -578,14 +604,27 @@ class _RedirectAnswer(Exception):
         self.links = links
 
 
+def password_forms(password: str) -> set[str]:
+    """Every form the password may take on the wire or in a message: raw, XML-escaped (as in
+    XmlRequest / XmlReqFilePath, quotes escaped or not), and each URL-encoded (``quote``, ``quote_plus``).
+
+    >>> sorted(password_forms("a&b"))
+    ['a%26amp%3Bb', 'a%26b', 'a&amp;b', 'a&b']
+    """
+    from xml.sax.saxutils import escape
+
+    texts = {password, escape(password), escape(password, {'"': "&quot;", "'": "&apos;"})}
+    return {form for text in texts for form in (text, quote(text, safe=""), quote_plus(text))}
+
+
 def _mask(password: str) -> None:
-    """Register the password (and its URL-encoded forms) with Airflow's secrets masker."""
+    """Register every form of the password (:func:`password_forms`) with Airflow's secrets masker."""
     try:
         from airflow.sdk.log import mask_secret
     except ImportError:  # pragma: no cover - older task SDKs
         return
-    for form in {password, quote(password, safe=""), quote_plus(password)}:
+    for form in password_forms(password):
         mask_secret(form)
 
 
-__all__ = ["CloudmaxHook", "ReportStream", "ResponseMode", "TooManyRowsError"]
+__all__ = ["CloudmaxHook", "ReportStream", "ResponseMode", "TooManyRowsError", "password_forms"]

@@ -4,9 +4,13 @@ The last step of a request -> wait -> download DAG::
 
     links = request_links.expand(launch_id=[1225, 1116])          # hook.request_links in a @task
     ready = CloudmaxDownloadLinkSensor.partial(task_id="wait", deferrable=True).expand(links=links)
-    CloudmaxDownloadLinksOperator.partial(task_id="download").expand(
-        links=ready.output, destination=[...]
-    )
+    CloudmaxDownloadLinksOperator.partial(
+        task_id="download", destination="s3://lake/clicks/{window_start:%Y-%m-%d}/", one_object_per_link=True
+    ).expand(links=ready.output)
+
+``{window_start:<strftime>}`` / ``{window_end:<strftime>}`` in ``destination`` are filled, after Jinja,
+with the run's report window (:func:`cloudmax_provider.windows.report_window`, ``window`` long, in the
+account's timezone): the same window a ``request_links`` task computes with ``report_window_of(context)``.
 
 The links are fetched without any API credential; hosts other than the connection's must be in
 its ``allowed_link_hosts`` extra. Like every operator here, it imports no HTTP/SMB library at parse time.
@@ -15,9 +19,12 @@ its ``allowed_link_hosts`` extra. Like every operator here, it imports no HTTP/S
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
+
+from cloudmax_provider.windows import fill_window_placeholders, has_window_placeholders, report_window_of
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -40,9 +47,11 @@ class CloudmaxDownloadLinksOperator(BaseOperator):
     :param cloudmax_conn_id: the ``cloudmax`` connection (for allowed link hosts and timeouts; no
         credential is sent to a link).
     :param smb_conn_id: a ``samba`` connection for UNC links.
+    :param window: the report window's length for ``{window_start}``/``{window_end}`` placeholders
+        when the run's data interval is empty (default one day, as in ``CloudmaxReportOperator``).
     """
 
-    template_fields: Sequence[str] = ("links", "destination")
+    template_fields: Sequence[str] = ("links", "destination", "destination_conn_id", "cloudmax_conn_id", "smb_conn_id")
 
     def __init__(
         self,
@@ -58,15 +67,19 @@ class CloudmaxDownloadLinksOperator(BaseOperator):
         compression: str | None = "snappy",
         cloudmax_conn_id: str = "cloudmax_default",
         smb_conn_id: str | None = None,
+        window: timedelta = timedelta(days=1),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         from cloudmax_provider.errors import CloudmaxConfigError
         from cloudmax_provider.formats import check_output_args
         from cloudmax_provider.reports import get_report_part
+
+        if not isinstance(window, timedelta) or window <= timedelta(0):
+            raise CloudmaxConfigError(f"window={window!r} must be a positive timedelta, e.g. timedelta(days=1)")
         from cloudmax_provider.transfer import check_landing_args
 
-        check_landing_args(destination, output_encoding)
+        check_landing_args(destination, output_encoding, one_object_per_link=one_object_per_link)
         check_output_args(output_format, batch_size, compression)
         if output_format != "csv" and report_part_id is None:
             raise CloudmaxConfigError(
@@ -88,6 +101,7 @@ class CloudmaxDownloadLinksOperator(BaseOperator):
         self.one_object_per_link = one_object_per_link
         self.cloudmax_conn_id = cloudmax_conn_id
         self.smb_conn_id = smb_conn_id
+        self.window = window
 
     def execute(self, context: Context) -> str | list[str]:
         from cloudmax_provider.formats import OutputFormat, RowTyping
@@ -104,12 +118,21 @@ class CloudmaxDownloadLinksOperator(BaseOperator):
             part = get_report_part(self.report_part_id)
             typing = RowTyping(part, get_timezone(hook.settings.timezone), header=part.column_names)
         output = OutputFormat(self.output_format, self.batch_size, self.compression, typing)
+        destination = self.destination
+        if has_window_placeholders(destination):
+            from cloudmax_provider.request import to_account_time
+
+            start, end, why = report_window_of(context, self.window)
+            tz = get_timezone(hook.settings.timezone)
+            start, end = to_account_time(start, tz, "window_start"), to_account_time(end, tz, "window_end")
+            destination = fill_window_placeholders(destination, start, end)
+            self.log.info("Destination named by the window %s .. %s (%s): %s", start, end, why, destination)
         return land(
             context,
             hook,
             hook.sources(None, links),
-            self.destination,
-            self.destination_conn_id,
+            destination,
+            self.destination_conn_id or None,  # a template may render to ''
             self.output_encoding,
             self.log,
             links=links,

@@ -6,13 +6,16 @@ Example::
         task_id="removals",
         report_part_id="removals",            # or 31033
         launch_ids=[1225, 1116],
-        destination="s3://lake/cloudmax/{{ ds }}/removals.csv",
+        destination="s3://lake/cloudmax/removals/{window_start:%Y-%m-%d}.csv",
         destination_conn_id="aws_default",
     )
 
-The window defaults to the run's data interval. Airflow 3's ``"@daily"`` (a CronTriggerTimetable)
-and manual runs have an empty one: then it is ``window`` (one day) ending at the interval's end,
-and the log says so. This module imports no HTTP, SMB or cloud library: DAG files parse fast.
+The window is one function of the run (:func:`cloudmax_provider.windows.report_window`): a non-empty
+data interval; else ``window`` (one day) ending at the logical date; else ending at the run's
+``run_after`` (runs triggered without a logical date, asset-triggered runs). The log says which.
+``{window_start:%Y-%m-%d}`` / ``{window_end:...}`` in ``destination`` are filled with the window
+requested (in the account's timezone) after Jinja, so an object's name always matches its rows.
+This module imports no HTTP, SMB or cloud library: DAG files parse fast.
 """
 
 from __future__ import annotations
@@ -25,17 +28,17 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, conf
 
-from cloudmax_provider.errors import CloudmaxConfigError, CloudmaxLinkError
+from cloudmax_provider.errors import CloudmaxConfigError, CloudmaxLinkError, CloudmaxWindowError
 from cloudmax_provider.formats import DEFAULT_BATCH_SIZE
 from cloudmax_provider.reports import get_report_part
 from cloudmax_provider.request import (
     ResponseMode,
-    default_window_end,
     parse_columns,
     parse_language,
     parse_launch_ids,
 )
 from cloudmax_provider.response import to_jsonable
+from cloudmax_provider.windows import fill_window_placeholders, has_window_placeholders, report_window_of
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -47,16 +50,18 @@ if TYPE_CHECKING:
 
 def _is_literal(value: Any) -> bool:
     """True for a value known when the DAG is parsed (not a template, not an XComArg)."""
-    if value is None:
-        return False
+    return value is not None and _known(value)
+
+
+def _known(value: Any) -> bool:
     if isinstance(value, str):
         return "{{" not in value and "{%" not in value
     if hasattr(value, "operator") or type(value).__name__.endswith("XComArg"):
         return False
     if isinstance(value, list | tuple):
-        return all(_is_literal(v) for v in value)
+        return all(_known(v) for v in value)
     if isinstance(value, dict):
-        return all(_is_literal(k) and _is_literal(v) for k, v in value.items())
+        return all(_known(k) and _known(v) for k, v in value.items())
     return True
 
 
@@ -65,10 +70,10 @@ class CloudmaxReportOperator(BaseOperator):
 
     :param report_part_id: a ReportPartID (``31033``) or its catalog slug (``"removals"``).
     :param launch_ids: LaunchIDs: an int, a list, a CSV string ``"1225,1116"`` or an XComArg.
-    :param start_time: window start (datetime or string); default: the run's data interval start.
-    :param end_time: window end; default: the data interval end.
-    :param window: the window's length when the data interval is empty (``"@daily"``, manual runs)
-        or when only one of start_time/end_time is given. Default one day.
+    :param start_time: window start (datetime or string); default: see :func:`~cloudmax_provider.windows.report_window`.
+    :param end_time: window end; default: see ``report_window``.
+    :param window: the window's length when the data interval is empty (``"@daily"``, manual and
+        asset-triggered runs) or when only one of start_time/end_time is given. Default one day.
     :param columns: CustomColName: column names, ``(name, new_name)`` pairs or a dict (at most 99).
     :param language: ``"zh-TW"`` or ``"en"`` (ReportCharacterSetID; report 31033 only).
     :param response_mode: 0 (UNC link), 1 (HTTP link), 2 (CSV body), 3 (attachment). Default 2
@@ -76,7 +81,9 @@ class CloudmaxReportOperator(BaseOperator):
     :param destination: ``None``: typed rows into XCom (at most ``max_xcom_rows``). Otherwise an
         ``ObjectStoragePath`` URI (``s3://``, ``gs://``, ``file://`` ...) the report is streamed to,
         atomically; the operator returns the URI and pushes ``rows`` and ``bytes`` XComs.
-        With ``one_object_per_link=True`` it is a prefix ending in ``/``.
+        With ``one_object_per_link=True`` it is a prefix ending in ``/``. ``{window_start:<strftime>}``
+        and ``{window_end:<strftime>}`` are filled with the requested window in the account's timezone
+        (after Jinja), e.g. ``"s3://lake/opens/{window_start:%Y-%m-%d}.csv"``.
     :param destination_conn_id: the connection for the destination's store (e.g. ``aws_default``).
     :param output_encoding: the written file's encoding (BOM removed); ``None`` keeps the bytes as served.
     :param one_object_per_link: with several DOWNLOADLINKs, write one object per link instead of one
@@ -109,8 +116,10 @@ class CloudmaxReportOperator(BaseOperator):
         "language",
         "response_mode",
         "destination",
-        "destination_conn_id",
         "extra_fields",
+        "destination_conn_id",
+        "cloudmax_conn_id",
+        "smb_conn_id",
     )
     ui_color = "#e8f4fd"
 
@@ -144,8 +153,14 @@ class CloudmaxReportOperator(BaseOperator):
         extra_fields: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        prefix = one_object_per_link or chunk is not None  # a prefix, not one object
-        if emit_asset and _is_literal(destination) and "://" in str(destination) and not prefix:
+        if (
+            emit_asset
+            and _is_literal(destination)
+            and "://" in str(destination)
+            and not one_object_per_link
+            and chunk is None  # a prefix of chunks, not one object
+            and not has_window_placeholders(destination)
+        ):
             from airflow.sdk import Asset
 
             kwargs["outlets"] = [*(kwargs.get("outlets") or []), Asset(uri=str(destination))]
@@ -184,8 +199,21 @@ class CloudmaxReportOperator(BaseOperator):
         """Check what is known at parse time, so a typo never reaches the scheduler."""
         if not isinstance(self.window, timedelta) or self.window <= timedelta(0):
             raise CloudmaxConfigError(f"window={self.window!r} must be a positive timedelta, e.g. timedelta(days=1)")
-        if self.max_xcom_rows < 0:
-            raise CloudmaxConfigError("max_xcom_rows must be >= 0")
+        if isinstance(self.max_xcom_rows, bool) or not isinstance(self.max_xcom_rows, int) or self.max_xcom_rows < 0:
+            raise CloudmaxConfigError(f"max_xcom_rows={self.max_xcom_rows!r} must be an int >= 0, e.g. 5000")
+        for name in ("poll_interval", "link_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise CloudmaxConfigError(f"{name}={value!r} must be a number of seconds > 0")
+        from cloudmax_provider.request import check_literal_window, to_account_time
+
+        for name in ("start_time", "end_time"):
+            if _is_literal(getattr(self, name)):
+                from zoneinfo import ZoneInfo
+
+                to_account_time(getattr(self, name), ZoneInfo("UTC"), name)  # readable at all
+        if _is_literal(self.start_time) and _is_literal(self.end_time):
+            check_literal_window(self.start_time, self.end_time)
         part = None
         if _is_literal(self.report_part_id):
             try:
@@ -198,12 +226,64 @@ class CloudmaxReportOperator(BaseOperator):
             parse_columns(self.columns, part)
         if _is_literal(self.language) and part is not None:
             parse_language(self.language, part)
+        mode = None
         if _is_literal(self.response_mode):
-            ResponseMode.coerce(self.response_mode)  # type: ignore[arg-type]
+            mode = ResponseMode.coerce(self.response_mode)  # type: ignore[arg-type]
+        elif self.response_mode is None and self.destination is not None:
+            mode = ResponseMode.ATTACHMENT
+        if _is_literal(self.extra_fields):
+            from cloudmax_provider.request import parse_extra_fields
+
+            parse_extra_fields(self.extra_fields)
+        self._check_mode(mode)
         from cloudmax_provider.transfer import check_landing_args
 
-        check_landing_args(self.destination, self.output_encoding)
         self._validate_output()
+        check_landing_args(self.destination, self.output_encoding, one_object_per_link=self._lands_in_prefix)
+
+    def _check_mode(self, mode: ResponseMode | None) -> None:
+        """ResponseMode against the arguments it needs (parse time when literal, else at execute)."""
+        if mode is ResponseMode.UNC_LINK and not self.smb_conn_id:
+            raise CloudmaxConfigError(
+                "response_mode=0 answers UNC links (\\\\server\\share\\file), read over SMB: set smb_conn_id to "
+                "an Airflow 'samba' connection (its host/port say where the share is reached), or use "
+                "response_mode=1 (HTTP links) or 3 (attachment)"
+            )
+        if self.one_object_per_link:
+            if self.destination is None:
+                raise CloudmaxConfigError("one_object_per_link=True needs a destination prefix ending in '/'")
+            if mode is not None and not mode.returns_links:
+                raise CloudmaxConfigError(
+                    f"one_object_per_link=True needs response_mode 0 or 1 (DOWNLOADLINKs), not {int(mode)}; "
+                    "ResponseMode 2 and 3 answer one report"
+                )
+
+    def _check_rendered(self, request: ReportRequest) -> None:
+        """Checks of rendered arguments and of the connections they name, before anything is sent."""
+        self._check_mode(request.response_mode)
+        if request.response_mode is ResponseMode.UNC_LINK:
+            from airflow.sdk import BaseHook
+
+            try:
+                conn = BaseHook.get_connection(str(self.smb_conn_id))
+            except Exception as exc:
+                if "NotFound" not in type(exc).__name__:
+                    raise
+                raise CloudmaxConfigError(
+                    f"smb_conn_id={self.smb_conn_id!r} is not a connection; create a 'samba' connection whose "
+                    "host/port say where the UNC share is reached, or fix the name"
+                ) from None
+            if (conn.conn_type or "").lower() != "samba":
+                raise CloudmaxConfigError(
+                    f"smb_conn_id={self.smb_conn_id!r} is a {conn.conn_type!r} connection; it must be a 'samba' "
+                    "connection (host/port of the share's server, login and password)"
+                )
+        if self.destination is not None:
+            from cloudmax_provider.transfer import check_destination, preflight_destination
+
+            self._check_chunk_destination(self.destination)
+            check_destination(self.destination, one_object_per_link=self._lands_in_prefix)
+            preflight_destination(self.destination, self.destination_conn_id)
 
     def _validate_output(self) -> None:
         """output_format, batch_size, compression and chunk: each alone, then how they combine."""
@@ -222,16 +302,26 @@ class CloudmaxReportOperator(BaseOperator):
             raise CloudmaxConfigError("chunk= and one_object_per_link=True do not combine; use one of them")
         if _is_literal(self.response_mode) and ResponseMode.coerce(self.response_mode).returns_links:  # type: ignore[arg-type]
             raise CloudmaxConfigError("chunk= needs response_mode 2 or 3 (the report as the answer), not a link mode")
-        if _is_literal(self.destination) and not str(self.destination).endswith("/"):
+        if _is_literal(self.destination):
+            self._check_chunk_destination(self.destination)
+
+    @property
+    def _lands_in_prefix(self) -> bool:
+        """The destination is a prefix ending in '/' (one object per link, or per chunk)."""
+        return self.one_object_per_link or self.chunk is not None
+
+    def _check_chunk_destination(self, destination: Any) -> None:
+        if self.chunk is not None and destination is not None and not str(destination).endswith("/"):
             raise CloudmaxConfigError(
-                f"destination={self.destination!r}: with chunk= it is a prefix ending in '/', "
+                f"destination={destination!r}: with chunk= it is a prefix ending in '/', "
                 "under which each chunk is named by its window"
             )
 
     # ---- the request ---------------------------------------------------------------------------
 
     def resolve_window(self, context: Context, timezone: str) -> tuple[Any, Any, str]:
-        """The (start, end) to send, and why: explicit arguments, the data interval, or ``window``."""
+        """The (start, end) to send, and why: explicit arguments, else the run's window
+        (:func:`cloudmax_provider.windows.report_window`)."""
         from cloudmax_provider.request import get_timezone, to_account_time
 
         start, end = self.start_time, self.end_time
@@ -243,34 +333,45 @@ class CloudmaxReportOperator(BaseOperator):
         if end not in (None, ""):
             stop = to_account_time(end, get_timezone(timezone), "end_time")
             return stop - self.window, stop, f"window={self.window} ending at end_time"
-        dis, die = context.get("data_interval_start"), context.get("data_interval_end")
-        if dis is not None and die is not None and die > dis:
-            return dis, die, "the run's data interval"
-        anchor = die or context.get("logical_date") or context["dag_run"].run_after
-        begin, stop = default_window_end(anchor, self.window)
-        why = (
-            "the data interval is empty (a CronTriggerTimetable such as '@daily', or a manual run)"
-            if dis is not None
-            else "the run has no data interval"
-        )
-        return begin, stop, f"{why}: using window={self.window} ending at {anchor}"
+        return report_window_of(context, self.window)
 
     def build_request(self, hook: CloudmaxHook, context: Context) -> ReportRequest:
+        for name in ("start_time", "end_time"):
+            value = getattr(self, name)
+            if isinstance(value, str) and value and not value.strip():
+                raise CloudmaxConfigError(
+                    f"{name}={value!r} rendered to blank text (a template that rendered nothing?); pass a time "
+                    f"or leave {name} unset to use the data interval"
+                )
         start, end, why = self.resolve_window(context, hook.settings.timezone)
         mode = self.response_mode
         if mode in (None, ""):
             mode = ResponseMode.CSV_BODY if self.destination is None else ResponseMode.ATTACHMENT
-        request = hook.build_request(
-            self.report_part_id,
-            self.launch_ids,
-            start,
-            end,
-            columns=self.columns,
-            language=self.language,
-            response_mode=mode,
-            extra_fields=self.extra_fields,
-        )
+        try:
+            request = hook.build_request(
+                self.report_part_id,
+                self.launch_ids,
+                start,
+                end,
+                columns=self.columns,
+                language=self.language,
+                response_mode=mode,
+                extra_fields=self.extra_fields,
+            )
+        except CloudmaxWindowError as exc:
+            dis, die = context.get("data_interval_start"), context.get("data_interval_end")
+            if dis is not None and dis == die and self.start_time not in (None, ""):
+                raise CloudmaxWindowError(
+                    f"{exc}. The run's data interval is empty ({dis} .. {die}): in Airflow 3 a schedule like "
+                    "'@daily' is a CronTriggerTimetable, so data_interval_start == data_interval_end. Leave "
+                    "start_time/end_time unset (the operator then asks for window= ending at the run's time), or "
+                    "schedule with CronDataIntervalTimetable('0 0 * * *', timezone='UTC') for real intervals"
+                ) from None
+            raise
         self.log.info("Window: %s .. %s (%s); from %s", request.start, request.end, request.start.tzinfo, why)
+        if has_window_placeholders(self.destination):
+            self.destination = fill_window_placeholders(str(self.destination), request.start, request.end)
+            self.log.info("Destination named by the window: %s", self.destination)
         return request
 
     def _hook(self) -> CloudmaxHook:
@@ -281,9 +382,9 @@ class CloudmaxReportOperator(BaseOperator):
     # ---- execution ---------------------------------------------------------------------------
 
     def execute(self, context: Context) -> Any:
-        self.destination_conn_id = self.destination_conn_id or None  # a template may render ""
         hook = self._hook()
         request = self.build_request(hook, context)
+        self._check_rendered(request)
         self.log.info("Requesting %s", request.describe())
         if self.chunk is not None:
             return self._land_chunks(context, hook, request)
@@ -334,7 +435,6 @@ class CloudmaxReportOperator(BaseOperator):
         status = event.get("status")
         if status != "success":
             raise CloudmaxLinkError(f"Waiting for DOWNLOADLINK files ended with {status}: {event.get('message')}")
-        self.destination_conn_id = self.destination_conn_id or None
         hook = self._hook()
         request = self.build_request(hook, context)
         found = links or [str(p["link"]) for p in event.get("links", [])]
@@ -366,16 +466,15 @@ class CloudmaxReportOperator(BaseOperator):
                 hook,
                 sources,
                 self.destination,
-                self.destination_conn_id,
+                self.destination_conn_id or None,  # a template may render to ''
                 self.output_encoding,
                 self.log,
                 links=links,
                 one_object_per_link=True,
                 output=output,
             )
-        stats = write_report(
-            hook, sources, self.destination, self.destination_conn_id, self.output_encoding, self.log, output=output
-        )
+        conn_id = self.destination_conn_id or None  # a template may render to ''
+        stats = write_report(hook, sources, self.destination, conn_id, self.output_encoding, self.log, output=output)
         window = {"start": request.start.isoformat(), "end": request.end.isoformat()}
         self._push_landed(context, [{**window, "uri": self.destination, "rows": stats.rows, "bytes": stats.bytes}])
         return self.destination
@@ -407,7 +506,7 @@ class CloudmaxReportOperator(BaseOperator):
             request,
             self.chunk,  # type: ignore[arg-type]
             self.destination,
-            self.destination_conn_id,
+            self.destination_conn_id or None,  # a template may render to ''
             self.output_encoding,
             self._output(hook, request),
             self.log,

@@ -47,7 +47,7 @@ class CloudmaxDownloadLinkSensor(BaseSensorOperator):
     :param deferrable: wait in the triggerer instead of a worker slot.
     """
 
-    template_fields: Sequence[str] = ("links",)
+    template_fields: Sequence[str] = ("links", "cloudmax_conn_id", "smb_conn_id")
     ui_color = "#e8f4fd"
 
     def __init__(

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{work / 'airflow' / 'airflow.db'}",
             "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "CLOUDMAX_LAKE": lake.as_uri(),
+            "AIRFLOW_VAR_CLOUDMAX_LAKE": lake.as_uri(),  # the example DAGs' storage root (an Airflow Variable)
         }
     )
     (work / "airflow").mkdir(parents=True, exist_ok=True)

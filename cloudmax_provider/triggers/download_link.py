@@ -27,8 +27,11 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
+import weakref
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -170,18 +173,10 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
                 probes[link] = LinkProbe(link, LinkState.FAILED, message=str(exc))
                 return self._payload("failed", probes, f"DOWNLOADLINK {link}: {exc}")
 
-        import aiohttp  # here, not at module level: the trigger module must import fast
-
         loop = asyncio.get_running_loop()
         loop_deadline = None if self.deadline is None else loop.time() + (self.deadline - time.time())
         semaphore = asyncio.Semaphore(self.max_concurrency)
-        session = aiohttp.ClientSession(
-            cookie_jar=aiohttp.DummyCookieJar(),  # no cookie ever kept or sent
-            timeout=aiohttp.ClientTimeout(total=self.request_timeout),
-            connector=aiohttp.TCPConnector(limit=self.max_concurrency, ssl=_ssl_arg(self.verify)),
-            headers={"User-Agent": f"airflow-provider-cloudmax-trigger aiohttp/{aiohttp.__version__}"},
-            trust_env=False,
-        )
+        session = await acquire_session()
         scope = asyncio.timeout_at(loop_deadline)
         try:
             async with scope:
@@ -198,7 +193,7 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
                 f"{len(pending)} of {len(self.links)} DOWNLOADLINK(s) not ready at the deadline: {waited}{more}",
             )
         finally:
-            await session.close()
+            await asyncio.shield(release_session(session))
             await asyncio.shield(self._close_readers())
 
     async def _poll(
@@ -275,10 +270,18 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
 
     async def _get_head(self, session: aiohttp.ClientSession, url: Any, link: str) -> LinkProbe:
         """The ranged GET, following at most MAX_REDIRECTS redirects to allowed hosts (the sync hook's rule)."""
+        import aiohttp
         from yarl import URL
 
         for _ in range(MAX_REDIRECTS + 1):
-            async with session.get(url, headers={"Range": PROBE_RANGE}, allow_redirects=False, auth=None) as resp:
+            async with session.get(
+                url,
+                headers={"Range": PROBE_RANGE},
+                allow_redirects=False,
+                auth=None,
+                ssl=_ssl_arg(self.verify),
+                timeout=aiohttp.ClientTimeout(total=self.request_timeout),
+            ) as resp:
                 try:
                     target = redirect_target(
                         str(url), resp.status, resp.headers, self.api_host, self.allowed_link_hosts
@@ -342,8 +345,9 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
                 await asyncio.to_thread(reader.close)
 
 
+@functools.lru_cache(maxsize=32)
 def _ssl_arg(verify: bool | str) -> Any:
-    """aiohttp's ``ssl=``: True (verify), False (don't), or a context trusting a CA bundle path."""
+    """aiohttp's ``ssl=``: True (verify), False (don't), or a context trusting a CA bundle path (one per path)."""
     if isinstance(verify, str):
         import ssl
 
@@ -351,4 +355,57 @@ def _ssl_arg(verify: bool | str) -> Any:
     return bool(verify)
 
 
-__all__ = ["MIN_POLL_INTERVAL", "PROBE_BYTES", "CloudmaxDownloadLinkTrigger"]
+# ---- one HTTP session per event loop, shared by every trigger on it ----------------------------------------
+
+#: Connections the shared session keeps open at most (over all triggers of one event loop).
+SESSION_CONNECTIONS = 100
+
+
+@dataclass
+class _SharedSession:
+    session: aiohttp.ClientSession
+    users: int = 0
+
+
+_SESSIONS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _SharedSession] = weakref.WeakKeyDictionary()
+
+
+async def acquire_session() -> aiohttp.ClientSession:
+    """The running event loop's shared aiohttp session (created on first use), counted as used once more.
+
+    A triggerer runs thousands of triggers on one loop: one connection pool for all of them (keep-alive
+    connections reused across triggers and rounds) instead of a session, a connector and new TCP/TLS
+    connections per trigger. Per-trigger settings (TLS verification, timeout) go with each request. The
+    session never keeps or sends cookies, ignores proxy environment variables and sends no auth.
+    Pair every call with :func:`release_session`; the last user closes the session.
+    """
+    import aiohttp  # here, not at module level: the trigger module must import fast
+
+    loop = asyncio.get_running_loop()
+    shared = _SESSIONS.get(loop)
+    if shared is None or shared.session.closed:
+        session = aiohttp.ClientSession(
+            cookie_jar=aiohttp.DummyCookieJar(),  # no cookie ever kept or sent
+            connector=aiohttp.TCPConnector(limit=SESSION_CONNECTIONS),
+            headers={"User-Agent": f"airflow-provider-cloudmax-trigger aiohttp/{aiohttp.__version__}"},
+            trust_env=False,
+        )
+        shared = _SESSIONS[loop] = _SharedSession(session)
+    shared.users += 1
+    return shared.session
+
+
+async def release_session(session: aiohttp.ClientSession) -> None:
+    """One user fewer of the loop's shared session; closes it when it was the last."""
+    shared = _SESSIONS.get(asyncio.get_running_loop())
+    if shared is None or shared.session is not session:  # already replaced (it had been closed)
+        if not session.closed:
+            await session.close()
+        return
+    shared.users -= 1
+    if shared.users <= 0:
+        del _SESSIONS[asyncio.get_running_loop()]
+        await session.close()
+
+
+__all__ = ["MIN_POLL_INTERVAL", "PROBE_BYTES", "CloudmaxDownloadLinkTrigger", "acquire_session", "release_session"]

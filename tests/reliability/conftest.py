@@ -1,0 +1,65 @@
+"""The reliability suite (issue 13): shared helpers and the per-group counts printed after the run.
+
+Each group adds to :data:`FIGURES` (e.g. ``FIGURES["bad inputs refused"] += 1``); the terminal summary
+prints them, so a CI log shows what was promised and checked ("52 bad inputs refused, 0 requests sent").
+"""
+
+from __future__ import annotations
+
+import collections
+from types import SimpleNamespace
+from typing import Any
+
+import pendulum
+import pytest
+
+FIGURES: collections.Counter[str] = collections.Counter()
+
+#: The 2026-11-01T00:00Z run of an "@daily" DAG (CronTriggerTimetable: an empty data interval).
+RUN_DATE = pendulum.datetime(2026, 11, 1, tz="UTC")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if FIGURES:
+        terminalreporter.section("reliability figures (issue 13)")
+        for name, count in sorted(FIGURES.items()):
+            terminalreporter.write_line(f"{name}: {count}")
+
+
+class FakeTI:
+    """Collects what a task pushes to XCom (for tasks run outside a DAG run)."""
+
+    def __init__(self) -> None:
+        self.xcoms: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcoms[key] = value
+
+
+def task_context(params: dict[str, Any] | None = None, **overrides: Any) -> dict[str, Any]:
+    """A task's Airflow context for the daily run of 2026-11-01 (an empty data interval, as "@daily" gives)."""
+    context: dict[str, Any] = {
+        "ds": RUN_DATE.to_date_string(),
+        "ds_nodash": RUN_DATE.format("YYYYMMDD"),
+        "logical_date": RUN_DATE,
+        "data_interval_start": RUN_DATE,
+        "data_interval_end": RUN_DATE,
+        "dag_run": SimpleNamespace(run_after=RUN_DATE, run_id="manual__test"),
+        "params": params or {},
+        "ti": FakeTI(),
+    }
+    context.update(overrides)
+    return context
+
+
+def render_and_execute(task: Any, context: dict[str, Any]) -> Any:
+    """What a worker does with a task: render its templated fields with Airflow's Jinja, then execute."""
+    task.render_template_fields(context)
+    return task.execute(context)
+
+
+@pytest.fixture
+def no_requests(cloudmax_emulator: Any) -> Any:
+    """The emulator, checked after the test to have received no request at all."""
+    yield cloudmax_emulator
+    assert cloudmax_emulator.requests == [], [r.path for r in cloudmax_emulator.requests]

@@ -1,0 +1,158 @@
+"""CloudmaxDownloadLinkTrigger shares one aiohttp session (one connection pool) per event loop.
+
+A triggerer runs every deferred sensor's trigger on one event loop: they must share connections,
+the last one out closes the session, and a trigger never reads a report body (its memory does not
+grow with the report, even when a server ignores the Range header).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from cloudmax_provider.hooks.cloudmax import CloudmaxHook
+from cloudmax_provider.testing.emulator import CloudmaxEmulator
+from cloudmax_provider.triggers import download_link
+from cloudmax_provider.triggers.download_link import CloudmaxDownloadLinkTrigger, acquire_session, release_session
+
+
+@pytest.fixture
+def emu(cloudmax_emulator: CloudmaxEmulator, monkeypatch: pytest.MonkeyPatch) -> CloudmaxEmulator:
+    conn = {"conn_type": "cloudmax", "host": cloudmax_emulator.base_url, "login": "demo", "password": "demo-password"}
+    monkeypatch.setenv("AIRFLOW_CONN_CLOUDMAX_DEFAULT", json.dumps(conn))
+    return cloudmax_emulator
+
+
+def trigger(links: list[str], **kwargs: Any) -> CloudmaxDownloadLinkTrigger:
+    args: dict[str, Any] = {
+        "api_host": "127.0.0.1",
+        "poll_interval": 0.2,
+        "deadline": time.time() + 20,
+        "request_timeout": 5.0,
+        **kwargs,
+    }
+    return CloudmaxDownloadLinkTrigger(links=links, **args)
+
+
+async def payload(t: CloudmaxDownloadLinkTrigger) -> dict[str, Any]:
+    events = [event async for event in t.run()]
+    assert len(events) == 1
+    result: dict[str, Any] = events[0].payload
+    return result
+
+
+def test_triggers_on_one_loop_share_one_session_and_the_last_one_closes_it(emu, monkeypatch):
+    import aiohttp
+
+    emu.settings.split_links = True
+    emu.settings.rows_per_launch = 1
+    emu.settings.link_ready_after = 0.8  # a few rounds of probes before the files are ready
+    hook = CloudmaxHook("cloudmax_default")
+    links = hook.request_links(
+        hook.build_request(2100199, list(range(1, 31)), "2026-11-01 00:00:00", "2026-11-02 00:00:00", response_mode=1)
+    )
+    assert len(links) == 30
+    emu.clear_log()
+    sessions: list[aiohttp.ClientSession] = []
+    connections = {"new": 0}
+    real_acquire = download_link.acquire_session
+    real_create = aiohttp.TCPConnector._create_connection
+
+    async def recording_acquire() -> aiohttp.ClientSession:
+        session = await real_acquire()
+        sessions.append(session)
+        return session
+
+    async def counting_create(self, *args, **kwargs):
+        connections["new"] += 1
+        return await real_create(self, *args, **kwargs)
+
+    monkeypatch.setattr(download_link, "acquire_session", recording_acquire)
+    monkeypatch.setattr(aiohttp.TCPConnector, "_create_connection", counting_create)
+
+    async def main() -> list[dict[str, Any]]:
+        results = await asyncio.gather(*(payload(trigger([link])) for link in links))
+        assert download_link._SESSIONS.get(asyncio.get_running_loop()) is None  # released by the last trigger
+        return results
+
+    results = asyncio.run(main())
+    assert [r["status"] for r in results] == ["success"] * 30
+    assert len(sessions) == 30 and len({id(s) for s in sessions}) == 1  # one session for all
+    assert sessions[0].closed
+    probes = len(emu.link_requests)
+    assert probes >= 60  # at least two rounds each
+    assert connections["new"] <= 30 < probes  # keep-alive connections reused across triggers and rounds
+
+
+def test_sessions_are_per_event_loop_and_reopen_after_close():
+    async def two() -> tuple[Any, Any]:
+        a, b = await acquire_session(), await acquire_session()
+        assert a is b
+        await release_session(a)
+        assert not a.closed  # still one user
+        await release_session(b)
+        assert a.closed
+        c = await acquire_session()  # a new one after the last user left
+        assert c is not a and not c.closed
+        await release_session(c)
+        return a, c
+
+    first = asyncio.run(two())
+    second = asyncio.run(two())
+    assert first[0] is not second[0]  # another loop, another session
+    assert not download_link._SESSIONS
+
+
+class RangeIgnoringServer:
+    """Answers every GET with 200 and a 64 MiB CSV body, ignoring Range; counts the bytes it got out."""
+
+    SIZE = 64 << 20
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.port = self.sock.getsockname()[1]
+        self.sent = 0
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.sock.accept()
+        with conn:
+            conn.recv(65536)
+            head = f"HTTP/1.1 200 OK\r\nContent-Type: text/csv\r\nContent-Length: {self.SIZE}\r\n\r\n"
+            conn.sendall(head.encode())
+            block = b"LaunchID,Email\r\n" + b"1,a@example.com\r\n" * 4000
+            try:
+                while self.sent < self.SIZE:
+                    self.sent += conn.send(block[: self.SIZE - self.sent])
+            except OSError:  # the client closed the connection
+                pass
+
+    def close(self) -> None:
+        self.sock.close()
+        self.thread.join(5)
+
+
+def test_a_server_ignoring_range_is_not_drained():
+    """The probe reads 4 KiB and drops the connection: neither the body nor the trigger's memory grows."""
+    import tracemalloc
+
+    server = RangeIgnoringServer()
+    try:
+        tracemalloc.start()
+        result = asyncio.run(payload(trigger([f"http://127.0.0.1:{server.port}/WebAPI/ReportFiles/x/r.csv"])))
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    finally:
+        server.close()
+    assert result["status"] == "success", result
+    assert server.sent < 16 << 20  # socket buffers at most, never the 64 MiB body
+    assert peak < 8 << 20, peak

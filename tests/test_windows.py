@@ -1,0 +1,172 @@
+"""The report window of each run type, and destinations named by it.
+
+The unit tests take their inputs from Airflow's own timetables, computed the way Airflow 3.3 computes
+them (``airflow/api/common/trigger_dag.py`` for the CLI, ``TriggerDAGRunPostBody`` for the REST API,
+the scheduler for scheduled, backfilled and asset-triggered runs); the dag.test() tests run the operators.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pendulum
+import pytest
+
+from cloudmax_provider.windows import fill_window_placeholders, report_window, report_window_of
+
+UTC = pendulum.UTC
+DAY = timedelta(days=1)
+NOW = pendulum.datetime(2026, 11, 25, 3, 17, tz="UTC")  # when the user presses Trigger
+NOV20 = pendulum.datetime(2026, 11, 20, tz="UTC")
+
+
+def daily_trigger():  # schedule="@daily" in Airflow 3
+    from airflow.timetables.trigger import CronTriggerTimetable
+
+    return CronTriggerTimetable("0 0 * * *", timezone="UTC")
+
+
+def daily_interval():  # schedule=CronDataIntervalTimetable("0 0 * * *", "UTC")
+    from airflow.timetables.interval import CronDataIntervalTimetable
+
+    return CronDataIntervalTimetable("0 0 * * *", timezone="UTC")
+
+
+def scheduled_info(timetable, after: datetime):
+    from airflow.timetables.base import DataInterval, TimeRestriction
+
+    last = DataInterval(after, after)
+    return timetable.next_dagrun_info(
+        last_automated_data_interval=last, restriction=TimeRestriction(earliest=None, latest=None, catchup=True)
+    )
+
+
+def test_scheduled_daily_trigger_reports_the_day_before_the_tick():
+    info = scheduled_info(daily_trigger(), pendulum.datetime(2026, 10, 31, tz="UTC"))
+    assert info.data_interval.start == info.data_interval.end == info.logical_date  # empty interval
+    start, end, why = report_window(info.data_interval.start, info.data_interval.end, info.logical_date, info.run_after)
+    assert (start, end) == (pendulum.datetime(2026, 10, 31, tz="UTC"), pendulum.datetime(2026, 11, 1, tz="UTC"))
+    assert "logical date" in why
+
+
+def test_scheduled_and_backfilled_data_interval_timetable_use_the_interval():
+    info = scheduled_info(daily_interval(), pendulum.datetime(2026, 10, 30, tz="UTC"))
+    start, end, why = report_window(info.data_interval.start, info.data_interval.end, info.logical_date, info.run_after)
+    assert (start, end) == (info.data_interval.start, info.data_interval.end)
+    assert end - start == DAY and why == "the run's data interval"
+
+
+def test_manual_cli_trigger_with_logical_date_reports_that_date():
+    """`airflow dags trigger -l 2026-11-20`: Airflow infers the interval from the trigger time (empty for @daily)."""
+    interval = daily_trigger().infer_manual_data_interval(run_after=NOW)
+    assert interval.start == interval.end == NOW
+    start, end, _ = report_window(interval.start, interval.end, NOV20, NOW)
+    assert (start, end) == (NOV20 - DAY, NOV20)  # not the day ending at trigger time
+
+
+def test_manual_rest_trigger_with_logical_date_reports_that_date():
+    interval = daily_trigger().infer_manual_data_interval(run_after=NOV20)  # TriggerDAGRunPostBody
+    start, end, _ = report_window(interval.start, interval.end, NOV20, NOW)
+    assert (start, end) == (NOV20 - DAY, NOV20)
+
+
+def test_manual_trigger_without_logical_date_ends_at_run_after():
+    start, end, why = report_window(None, None, None, NOW, timedelta(hours=6))
+    assert (start, end) == (NOW - timedelta(hours=6), NOW) and "run_after" in why
+
+
+def test_asset_triggered_run_ends_at_run_after():
+    """The scheduler creates asset-triggered runs with logical_date=None and data_interval=None."""
+    start, end, _ = report_window(None, None, None, NOW)
+    assert (start, end) == (NOW - DAY, NOW)
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="positive"):
+        report_window(None, None, None, NOW, timedelta(0))
+    with pytest.raises(ValueError, match="run_after"):
+        report_window(None, None, None, None)
+
+
+def test_window_of_a_task_context_without_logical_date_keys():
+    from types import SimpleNamespace
+
+    assert report_window_of({"dag_run": SimpleNamespace(run_after=NOW)})[:2] == (NOW - DAY, NOW)
+
+
+def test_placeholders():
+    start, end = datetime(2026, 10, 31, 8), datetime(2026, 11, 1, 8)
+    assert fill_window_placeholders("s3://b/{window_start:%Y-%m-%d}/{window_end:%H%M}.csv", start, end) == (
+        "s3://b/2026-10-31/0800.csv"
+    )
+    assert fill_window_placeholders("file:///x/{window_start}.csv", start, end) == "file:///x/2026-10-31T08:00:00.csv"
+    assert fill_window_placeholders("file:///x/{other}/{{ ds }}", start, end) == "file:///x/{other}/{{ ds }}"
+
+
+# ---- inside Airflow ------------------------------------------------------------------------------
+
+SOURCE = """
+import pendulum
+from airflow.sdk import DAG
+from cloudmax_provider.operators.report import CloudmaxReportOperator
+
+with DAG({dag_id!r}, schedule="@daily", start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False) as dag:
+    CloudmaxReportOperator(task_id="opens", report_part_id=2100199, launch_ids=[1225],
+                           destination={dest!r})
+"""
+
+
+@pytest.mark.usefixtures("airflow_db")
+@pytest.mark.parametrize(
+    ("logical_date", "run_after", "window", "name"),
+    [
+        # a REST/UI trigger with a logical date, = the scheduled run of that date: the day before it
+        (NOV20, None, ("2026-11-19 08:00:00", "2026-11-20 08:00:00"), "2026-11-19"),
+        # a trigger without a logical date: the day ending at run_after
+        (None, NOW, ("2026-11-24 11:17:00", "2026-11-25 11:17:00"), "2026-11-24"),
+    ],
+    ids=["with-logical-date", "without-logical-date"],
+)
+def test_report_operator_names_the_object_by_its_window(
+    cloudmax_emulator, cloudmax_conn, tmp_path: Path, logical_date, run_after, window, name
+):
+    from tests.airflow_runner import load_dag, task_states
+
+    dest = f"{tmp_path.as_uri()}/opens/{{window_start:%Y-%m-%d}}.csv"
+    dag_id = f"cmx_window_{name.replace('-', '')}"
+    dag = load_dag(SOURCE.format(dag_id=dag_id, dest=dest), dag_id)
+    dr = dag.test(logical_date=logical_date, run_after=run_after)
+    assert task_states(dr) == {"opens": "success"}
+    (api,) = cloudmax_emulator.api_requests
+    assert (api.field("StartTime"), api.field("EndTime")) == window
+    written = tmp_path / "opens" / f"{name}.csv"
+    assert [p.name for p in (tmp_path / "opens").iterdir()] == [written.name]
+    assert written.read_bytes().decode() == cloudmax_emulator.expected_csv(2100199, [1225], *window)
+
+
+LINKS_SOURCE = """
+import pendulum
+from airflow.sdk import DAG
+from cloudmax_provider.operators.download_links import CloudmaxDownloadLinksOperator
+
+with DAG("cmx_links_window", schedule="@daily", start_date=pendulum.datetime(2026, 1, 1, tz="UTC")) as dag:
+    CloudmaxDownloadLinksOperator(task_id="download", links={links!r}, destination={dest!r})
+"""
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_download_links_operator_names_the_object_by_the_run_window(cloudmax_emulator, cloudmax_conn, tmp_path):
+    from cloudmax_provider.hooks.cloudmax import CloudmaxHook
+    from tests.airflow_runner import load_dag, task_states
+
+    hook = CloudmaxHook()
+    links = hook.request_links(
+        hook.build_request(21002, 1225, "2026-11-19 08:00:00", "2026-11-20 08:00:00", response_mode=1)
+    )
+    dest = f"{tmp_path.as_uri()}/clicks/{{window_start:%Y%m%d}}-{{window_end:%Y%m%d}}.csv"
+    dag = load_dag(LINKS_SOURCE.format(links=links, dest=dest), "cmx_links_window")
+    dr = dag.test(logical_date=NOV20)
+    assert task_states(dr) == {"download": "success"}
+    body = (tmp_path / "clicks" / "20261119-20261120.csv").read_bytes().decode()
+    assert body == cloudmax_emulator.expected_csv(21002, [1225], "2026-11-19 08:00:00", "2026-11-20 08:00:00")
