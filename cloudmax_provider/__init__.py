@@ -9,7 +9,7 @@ summaries) in XCom or any object store::
         task_id="opens",
         report_part_id="open_details_quick",
         launch_ids=[1225, 1116],
-        destination="s3://lake/cloudmax/{{ ds }}/opens.csv",
+        destination="s3://lake/cloudmax/opens/{window_start:%Y-%m-%d}.csv",
     )
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 # The connection form, declared as data (Airflow >= 3.2 reads it without importing the hook; the hook's
