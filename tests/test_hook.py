@@ -159,7 +159,9 @@ def test_xml_with_entities_is_not_expanded():
         b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
         b"<r><ERRORCODE>100</ERRORCODE><ERRORMSG>&x;</ERRORMSG></r>"
     )
-    assert "root:" not in parse_api_xml(body).error_msg
+    with pytest.raises(CloudmaxResponseError, match="document type declaration") as info:
+        parse_api_xml(body)
+    assert "root:" not in str(info.value)
 
 
 # ---- errors and retries -------------------------------------------------------------------------
