@@ -440,8 +440,8 @@ class CloudmaxHook(BaseHook):
                             continue
                         typer = RowTyper(request.report_part, header, tz, renamed)
                         for cells in records:
-                            if cells in ([], [""]):
-                                continue
+                            if cells == [] or (cells == [""] and len(header) > 1):
+                                continue  # a blank line; in a one-column report '""' is a row with an empty cell
                             if max_rows is not None and len(rows) >= max_rows:
                                 raise TooManyRowsError(
                                     f"the report has more than max_xcom_rows={max_rows} rows, too many for XCom; "
