@@ -227,6 +227,12 @@ def test_connection_form_save_and_test(api_server, emulator, browser):
     assert description == f"Connected to {emulator.endpoint_url} as 'demo'"
     assert any(r.field("ManagerPassword") == PASSWORD for r in emulator.api_requests)  # it really called it
 
+    # the Base URL without a port, the port only in Port
+    no_port = {**fields, "host": f"http://{emulator.host}"}
+    add_cloudmax_connection(browser, api_server, "cloudmax_port_field", no_port, "1-port-field-only")
+    kind, title, description = press_test(browser, api_server, "cloudmax_port_field", "2-test-port-field-only")
+    assert (kind, description) == ("success", f"Connected to {emulator.endpoint_url} as 'demo'")
+
     add_cloudmax_connection(
         browser, api_server, "cloudmax_wrong", {**fields, "password": "not-the-password"}, "3-wrong-password-form"
     )
