@@ -305,9 +305,10 @@ def _triggers(spec: dict[str, Any]) -> dict[str, Any]:
             await asyncio.sleep(gap)
         await asyncio.gather(*tasks)
 
-    t0, c0 = _start(out)
-    asyncio.run(main())
-    _stop(out, t0, c0)
+    with _Profile(spec.get("profile_svg")):
+        t0, c0 = _start(out)
+        asyncio.run(main())
+        _stop(out, t0, c0)
     out.update(lags=sorted(lags), statuses=statuses, bytes_in=0, bytes_out=0)
     return out
 
@@ -798,6 +799,8 @@ class Bench:
         emu.settings.link_ready_after = poll * 1.5
         emu.clear_log()
         spec = {"links": n, "poll_interval": poll, "ready_after": emu.settings.link_ready_after, "gap": gap}
+        if self.args.profile:
+            spec["profile_svg"] = self.profile_path("triggers")
         s = self.run_python("triggers", spec)
         probes = len(emu.link_requests)
         emu.clear_log()
@@ -1003,7 +1006,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size-mb", type=int, default=1024, help="report size in MiB (default 1024)")
     ap.add_argument("--quick", action="store_true", help="a 64 MiB report (about a minute and a half)")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each download case; the median is shown (3)")
-    ap.add_argument("--s3-cap-mb", type=int, default=1024, help="largest S3 upload in MiB (default 1024)")
+    ap.add_argument("--s3-cap-mb", type=int, default=256, help="largest S3 upload in MiB (default 256)")
     ap.add_argument("--s3-repeat", type=int, default=1, help="runs of each S3 case (1)")
     ap.add_argument("--no-s3", action="store_true", help="skip the S3 part")
     ap.add_argument("--no-download", action="store_true", help="skip the download part")
@@ -1011,7 +1014,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-triggers", action="store_true", help="skip the waiting-links part")
     ap.add_argument("--no-fixed", action="store_true", help="skip the fixed cost and import time")
     ap.add_argument("--links", type=int, default=10_000, help="links for the trigger part (10,000)")
-    ap.add_argument("--poll-interval", type=float, default=10.0, help="the triggers' poll_interval (10 s)")
+    ap.add_argument(
+        "--poll-interval", type=float, default=30.0, help="the triggers' poll_interval (30 s, the operator's default)"
+    )
     ap.add_argument("--fixed-repeat", type=int, default=3, help="runs of each fixed-cost case (3)")
     ap.add_argument("--plot", type=Path, default=ROOT / ".bench" / "rss_vs_size.png", help="the RSS plot (PNG)")
     ap.add_argument(
@@ -1027,7 +1032,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.quick:
         args.size_mb = 64
-        args.poll_interval = min(args.poll_interval, 5.0)
+        args.poll_interval = min(args.poll_interval, 10.0)
         args.fixed_repeat = min(args.fixed_repeat, 2)
     size = args.size_mb * MiB
     started = time.perf_counter()

@@ -207,7 +207,10 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
         while True:
             rounds += 1
             pending = [link for link, p in probes.items() if p.state is LinkState.PENDING]
-            results = await asyncio.gather(*(self._probe(shared, semaphore, parsed[link]) for link in pending))
+            if len(pending) == 1:  # the common case (one sensor, one link): no task, no gather per round
+                results = [await self._probe(shared, semaphore, parsed[pending[0]])]
+            else:
+                results = await asyncio.gather(*(self._probe(shared, semaphore, parsed[link]) for link in pending))
             for probe in results:
                 if probes[probe.link].state != probe.state:
                     self.log.debug("%s: %s (%s)", probe.link, probe.state.value, probe.message)
