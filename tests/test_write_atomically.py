@@ -177,3 +177,4 @@ def test_writes_happen_in_the_writer_thread_in_order():
     assert [c for _, c in written] == chunks
     # the first 4 MiB inline (a small report starts no thread), the rest in the writer thread
     assert [name for name, _ in written] == ["MainThread"] * 4 + ["cloudmax-writer"] * 8
+
