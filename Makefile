@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast lint bench bench-quick clean env lock
+.PHONY: demo test test-fast lint bench bench-quick clean env lock browser
 
 env: $(STAMP)
 
@@ -30,6 +30,11 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# The connection form in headless Chromium against a real api-server (needs: apt-get install chromium chromium-driver);
+# screenshots in .ci-artifacts/browser/
+browser: $(STAMP)
+	$(PY) -m pytest -m browser -p no:cacheprovider tests/test_browser.py $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check cloudmax_provider tests example_dags bench

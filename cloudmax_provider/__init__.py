@@ -9,7 +9,7 @@ summaries) in XCom or any object store::
         task_id="opens",
         report_part_id="open_details_quick",
         launch_ids=[1225, 1116],
-        destination="s3://lake/cloudmax/{{ ds }}/opens.csv",
+        destination="s3://lake/cloudmax/opens/{window_start:%Y-%m-%d}.csv",
     )
 """
 
@@ -17,20 +17,28 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 # The connection form, declared as data (Airflow >= 3.2 reads it without importing the hook; the hook's
 # get_ui_field_behaviour() serves older versions from the same dicts).
+# Port stays a real field: the UI's Test button (Airflow 3.3) sends the stored port (0 when there is
+# none) and the api-server refuses a port that differs from the stored one. The Base URL may carry the
+# same port; connection.py refuses two different ones.
 UI_FIELD_BEHAVIOUR: dict[str, Any] = {
-    "hidden-fields": ["schema", "port"],
-    "relabeling": {"host": "Base URL", "login": "API account", "password": "API password"},
+    "hidden-fields": ["schema"],
+    "relabeling": {"host": "Base URL", "port": "Port", "login": "API account", "password": "API password"},
     "placeholders": {
         "host": "https://api.itpison.com",
+        "port": "443",
         "login": "ManagerLoginName",
         "password": "ManagerPassword",
     },
 }
+
+# No string default shorter than 5 characters below: the form stores defaults in the extra, and
+# Airflow hands every extra value to its secrets masker, which warns "Skipping masking for a secret as
+# it's too short" for e.g. "POST" at the start of every task log. An empty field means the default.
 
 CONN_FIELDS: dict[str, Any] = {
     "timezone": {
@@ -40,14 +48,15 @@ CONN_FIELDS: dict[str, Any] = {
     },
     "method": {
         "label": "HTTP method",
-        "description": "POST keeps the password out of URLs; GET only if the server's Web.config demands it.",
-        "schema": {"type": ["string", "null"], "enum": ["POST", "GET", None], "default": "POST"},
+        "description": "Empty = POST, which keeps the password out of URLs; GET only if the server's "
+        "Web.config demands it.",
+        "schema": {"type": ["string", "null"], "enum": ["POST", "GET"]},
     },
     "request_format": {
         "label": "Request format",
-        "description": "fields: ManagerLoginName/ManagerPassword as fields; xml: XmlRequest; "
+        "description": "Empty = fields: ManagerLoginName/ManagerPassword as fields; xml: XmlRequest; "
         "xml_file: an uploaded XmlReqFilePath.",
-        "schema": {"type": ["string", "null"], "enum": ["fields", "xml", "xml_file", None], "default": "fields"},
+        "schema": {"type": ["string", "null"], "enum": ["fields", "xml", "xml_file"]},
     },
     "endpoint": {
         "label": "Endpoint",

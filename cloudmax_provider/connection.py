@@ -2,8 +2,9 @@
 
 Connection fields: host = base URL (required: ``https://api.itpison.com`` is Cloudmax's production
 API; ``http://127.0.0.1:8080`` works, as does a bare host with port and ``scheme`` extra),
-login = ManagerLoginName, password = ManagerPassword. Extras (a JSON object; an unknown key is refused,
-so a misspelled ``"timout"`` is never silently ignored):
+port = the base URL's port (optional; when both give one they must agree; the UI's Test button needs it
+stored), login = ManagerLoginName, password = ManagerPassword. Extras (a JSON object; an unknown key is
+refused, so a misspelled ``"timout"`` is never silently ignored):
 
 ==================  ==========================  ===============================================
 extra               default                     meaning
@@ -84,6 +85,32 @@ def _number(name: str, value: Any, default: float, *, minimum: float = 0) -> flo
     if not number >= minimum:
         raise CloudmaxConfigError(f"connection extra {name}={value!r} must be a number >= {minimum:g}")
     return number
+
+
+def _with_port(host: str, parts: Any, port: Any, conn_id: str) -> str:
+    """The base URL with the connection's Port field in it.
+
+    The Port field and a port in the Base URL may both be given (the UI's Test button only works for a
+    connection with a stored port, so the form shows Port): equal is fine, different is refused.
+    Port 0 or empty is unset.
+    """
+    if port in (None, "", 0, "0"):
+        return host
+    try:
+        number = int(port)
+    except (TypeError, ValueError):
+        number = -1
+    if not 0 < number < 65536:
+        raise CloudmaxConfigError(f"connection {conn_id!r} port={port!r} is not a TCP port; use e.g. 443")
+    if parts.port is not None and parts.port != number:
+        raise CloudmaxConfigError(
+            f"connection {conn_id!r}: the Base URL {host!r} says port {parts.port} but the Port field says {number}; "
+            "make them equal or clear one"
+        )
+    if parts.port is None:
+        netloc = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        host = parts._replace(netloc=f"{netloc}:{number}").geturl()
+    return host
 
 
 def _extras(conn: Any, conn_id: str) -> Mapping[str, Any]:
@@ -189,9 +216,7 @@ class CloudmaxSettings:
                 "(API password, ManagerPassword)"
             )
         host = _base_url(conn, conn_id, extra)
-        parts = urlsplit(host)
-        if conn.port and not parts.port:
-            host = f"{parts.scheme}://{parts.hostname}:{conn.port}{parts.path}"
+        host = _with_port(host, urlsplit(host), conn.port, conn_id)
         method = str(extra.get("method", "POST")).upper()
         if method not in ("GET", "POST"):
             raise CloudmaxConfigError(f"connection extra method={method!r}; use 'POST' (default) or 'GET'")

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 from cloudmax_provider.errors import CloudmaxLinkError
-from cloudmax_provider.response import parse_api_xml, sniff_kind
+from cloudmax_provider.response import parse_api_xml, safe_name, sniff_kind
 
 PROBE_RANGE = "bytes=0-4095"
 MAX_REDIRECTS = 5
@@ -63,8 +63,9 @@ class DownloadLink:
 
     @property
     def filename(self) -> str:
+        """The file's base name, safe to write under a prefix (see :func:`~cloudmax_provider.response.safe_name`)."""
         path = urlsplit(self.url).path if self.kind == "http" else self.url
-        return re.split(r"[\\/]", path.rstrip("/\\"))[-1] or "report.csv"
+        return safe_name(re.split(r"[\\/]", path.rstrip("/\\"))[-1])
 
     def __str__(self) -> str:
         return self.url

@@ -35,6 +35,7 @@ __all__ = [
     "Column",
     "ColumnType",
     "ReportPart",
+    "catalog_markdown",
     "column_type",
     "get_report_part",
 ]
@@ -392,3 +393,25 @@ def get_report_part(value: int | str | ReportPart) -> ReportPart:
     if part is None:
         raise ValueError(f"report_part_id={value!r} is not a Cloudmax ReportPartID; use one of: {_choices()}")
     return part
+
+
+def catalog_markdown() -> str:
+    """The catalog as the README's Markdown table (``python -m cloudmax_provider.reports``; a test keeps
+    the README equal to it): id, slug, names, kind, and every column with its type when not text."""
+    lines = [
+        "| ReportPartID | slug | report | kind | columns (type when not text) |",
+        "|---|---|---|---|---|",
+    ]
+    for part in REPORT_PARTS.values():
+        if part.columns is None:
+            columns = "not documented by the spec: passed through as text, header as sent"
+        else:
+            columns = ", ".join(
+                f"`{c.name}`" if c.type is ColumnType.TEXT else f"`{c.name}` {c.type.value}" for c in part.columns
+            )
+        lines.append(f"| {part.id} | `{part.slug}` | {part.name_zh} ({part.name_en}) | {part.kind} | {columns} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(catalog_markdown(), end="")

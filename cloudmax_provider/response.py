@@ -41,6 +41,8 @@ from cloudmax_provider.reports import ColumnType, ReportPart
 log = logging.getLogger(__name__)
 
 SNIFF_BYTES = 4096
+#: The largest XML answer read: Report.aspx's are a few hundred bytes (one per DOWNLOADLINK); more is refused.
+MAX_XML_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -79,11 +81,29 @@ def parse_api_xml(body: bytes) -> ApiAnswer:
     """Read an XML answer; raises :class:`CloudmaxResponseError` if it is not one."""
     from lxml import etree
 
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False)
+    if len(body) > MAX_XML_BYTES:
+        raise CloudmaxResponseError(
+            f"Report.aspx answered an XML document of more than {MAX_XML_BYTES} bytes; its answers are a few hundred "
+            "bytes, so this is not the API (check the connection's host and 'endpoint' extra)"
+        )
+    # Hostile input: no entity is ever resolved, no DTD or network fetched, libxml2's amplification and
+    # depth limits stay on (huge_tree=False); a document with a DTD is refused (Report.aspx sends none).
+    parser = etree.XMLParser(
+        resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False, huge_tree=False
+    )
     try:
         root = etree.fromstring(_xml_bytes(body.strip()), parser)
-    except etree.XMLSyntaxError as exc:
-        raise CloudmaxResponseError(f"Report.aspx answered unreadable XML ({exc}); body starts {body[:80]!r}") from None
+    except (etree.XMLSyntaxError, ValueError) as exc:
+        raise CloudmaxResponseError(
+            f"Report.aspx answered unreadable XML ({str(exc)[:200]}); body starts {body[:80]!r}"
+        ) from None
+    if root is None:
+        raise CloudmaxResponseError(f"Report.aspx answered XML without a root element; body starts {body[:80]!r}")
+    if getattr(root.getroottree().docinfo, "doctype", ""):  # lxml-stubs lack DocInfo.doctype
+        raise CloudmaxResponseError(
+            "Report.aspx answered XML with a document type declaration (<!DOCTYPE>), which the API never sends; "
+            "refused unread (its entities are never resolved)"
+        )
     values: dict[str, list[str]] = {}
     for el in root.iter():
         if not isinstance(el.tag, str):
@@ -189,8 +209,21 @@ def safe_filename(content_disposition: str | None, default: str = "report.csv") 
         return default
     msg = Message()
     msg["content-disposition"] = content_disposition
-    name = msg.get_filename() or ""
-    name = re.split(r"[\\/]", name)[-1]
+    return safe_name(msg.get_filename() or "", default)
+
+
+def safe_name(name: str, default: str = "report.csv") -> str:
+    """A server-given file name as a base name that stays inside the folder it is written to: the last
+    path segment (``/``, ``\\`` and their %-encodings), no drive (``C:``), no control or reserved
+    characters, no leading or trailing dots or spaces (so never ``.`` or ``..``).
+
+    >>> safe_name("..%2F..%2Fetc%2Fpasswd"), safe_name("C:report.csv"), safe_name("..")
+    ('passwd', 'report.csv', 'report.csv')
+    """
+    from urllib.parse import unquote
+
+    name = re.split(r"[\\/]", unquote(name))[-1]
+    name = re.sub(r"^[A-Za-z]:", "", name)
     name = re.sub(r'[\x00-\x1f\x7f<>:"|?*]', "_", name).strip(" .")
     return name[:200] or default
 

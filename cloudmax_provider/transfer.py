@@ -509,17 +509,18 @@ def land(
         from cloudmax_provider.links import DownloadLink
 
         prefix = destination.rstrip("/")
-        return [
-            land_report(
-                context,
-                hook,
-                [source],
-                f"{prefix}/{DownloadLink.parse(link).filename}",
-                conn_id,
-                output_encoding,
-                logger,
+        names = [DownloadLink.parse(link).filename for link in links]  # safe base names: they stay under prefix
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            from cloudmax_provider.errors import CloudmaxLinkError
+
+            raise CloudmaxLinkError(
+                f"several DOWNLOADLINKs have the file name {twice[0]!r}: one object per link would overwrite "
+                "another; set one_object_per_link=False to merge them into one report"
             )
-            for source, link in zip(sources, links, strict=True)
+        return [
+            land_report(context, hook, [source], f"{prefix}/{name}", conn_id, output_encoding, logger)
+            for source, name in zip(sources, names, strict=True)
         ]
     return land_report(context, hook, sources, destination, conn_id, output_encoding, logger)
 

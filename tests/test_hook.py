@@ -159,7 +159,9 @@ def test_xml_with_entities_is_not_expanded():
         b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
         b"<r><ERRORCODE>100</ERRORCODE><ERRORMSG>&x;</ERRORMSG></r>"
     )
-    assert "root:" not in parse_api_xml(body).error_msg
+    with pytest.raises(CloudmaxResponseError, match="document type declaration") as info:
+        parse_api_xml(body)
+    assert "root:" not in str(info.value)
 
 
 # ---- errors and retries -------------------------------------------------------------------------
@@ -441,7 +443,7 @@ def test_bad_connection_extras_are_named(cloudmax_emulator, cloudmax_conn, extra
 
 def test_ui_field_behaviour_relabels():
     ui = CloudmaxHook.get_ui_field_behaviour()
-    assert ui["relabeling"] == {"host": "Base URL", "login": "API account", "password": "API password"}
+    assert ui["relabeling"] == {"host": "Base URL", "port": "Port", "login": "API account", "password": "API password"}
     assert ui["placeholders"]["host"].startswith("https://")
 
 

@@ -125,8 +125,15 @@ with DAG({dag_id!r}, schedule="@daily", start_date=pendulum.datetime(2026, 1, 1,
         (NOV20, None, ("2026-11-19 08:00:00", "2026-11-20 08:00:00"), "2026-11-19"),
         # a trigger without a logical date: the day ending at run_after
         (None, NOW, ("2026-11-24 11:17:00", "2026-11-25 11:17:00"), "2026-11-24"),
+        # named in the account's timezone: Taipei's 10-31 is 10-30T16:00Z .. 10-31T16:00Z
+        (
+            pendulum.datetime(2026, 10, 31, 16, tz="UTC"),
+            None,
+            ("2026-10-31 00:00:00", "2026-11-01 00:00:00"),
+            "2026-10-31",
+        ),
     ],
-    ids=["with-logical-date", "without-logical-date"],
+    ids=["with-logical-date", "without-logical-date", "taipei-midnight"],
 )
 def test_report_operator_names_the_object_by_its_window(
     cloudmax_emulator, cloudmax_conn, tmp_path: Path, logical_date, run_after, window, name
@@ -134,7 +141,7 @@ def test_report_operator_names_the_object_by_its_window(
     from tests.airflow_runner import load_dag, task_states
 
     dest = f"{tmp_path.as_uri()}/opens/{{window_start:%Y-%m-%d}}.csv"
-    dag_id = f"cmx_window_{name.replace('-', '')}"
+    dag_id = f"cmx_window_{name.replace('-', '')}_{window[0][11:13]}"
     dag = load_dag(SOURCE.format(dag_id=dag_id, dest=dest), dag_id)
     dr = dag.test(logical_date=logical_date, run_after=run_after)
     assert task_states(dr) == {"opens": "success"}

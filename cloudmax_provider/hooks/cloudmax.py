@@ -58,6 +58,7 @@ from cloudmax_provider.request import (
     redact_url,
 )
 from cloudmax_provider.response import (
+    MAX_XML_BYTES,
     SNIFF_BYTES,
     ApiAnswer,
     Encoding,
@@ -320,6 +321,12 @@ class CloudmaxHook(BaseHook):
             resp, head = self._send(self._wire(request.fields()), request.report_part.id)
         except _RedirectAnswer as redirect:
             return None, b"", list(redirect.links)
+        if not head.strip(b"\x00\r\n\t \xef\xbb\xbf\xff\xfe"):
+            resp.close()  # a report has at least its header line, an API answer its ERRORCODE
+            raise CloudmaxResponseError(
+                f"Report.aspx answered HTTP {resp.status_code} with an empty body (not a report, not an API answer); "
+                "check the connection's host and 'endpoint' extra, or ask Cloudmax why the server answers nothing"
+            )
         kind = sniff_kind(head, resp.headers.get("Content-Type"))
         if kind == "html":
             resp.close()
@@ -327,8 +334,8 @@ class CloudmaxHook(BaseHook):
                 "Report.aspx answered an HTML page, not the API; check the connection's host and 'endpoint' extra"
             )
         if kind == "xml" or request.response_mode.returns_links:
-            with resp:
-                body = head + self._read(resp, 1 << 20, redact_url(resp.url))  # XML answers are small
+            with resp:  # XML answers are small: read at most one byte more than parse_api_xml accepts
+                body = head + self._read(resp, MAX_XML_BYTES + 1 - len(head), redact_url(resp.url))
             answer = parse_api_xml(body)
             self._raise_for_error(answer, request.report_part.id)
             return None, b"", list(answer.links)
@@ -439,7 +446,7 @@ class CloudmaxHook(BaseHook):
                                 raise TooManyRowsError(
                                     f"the report has more than max_xcom_rows={max_rows} rows, too many for XCom; "
                                     "set destination= to stream it to object storage, e.g. "
-                                    "'s3://bucket/cloudmax/{{ ds }}/report.csv' (or raise max_xcom_rows)"
+                                    "'s3://bucket/cloudmax/{window_start:%Y-%m-%d}/report.csv' (or raise max_xcom_rows)"
                                 )
                             rows.append(typer.type_row(cells))
         return rows

@@ -70,6 +70,13 @@ Choices made where the spec is open (all of them are covered by ``tests/test_emu
   LaunchID, window or CustomColName; see :meth:`CloudmaxEmulator.big_report_info`.
 * **Link redirects.** With ``link_redirect_to`` set (a base URL), a link file first answers 302 to the
   same path under that base (with ``?hop=1``), as a file server handing off to a CDN would.
+* **Hostile answers.** ``answer_with`` replaces every Report.aspx answer (after recording the request):
+  ``"empty"`` (200, no body), ``"html"`` (200, an HTML error page), ``"foreign_xml"`` (200, XML that is
+  not the spec's: no ERRORCODE), ``"xxe"`` (an external entity naming ``/etc/passwd``),
+  ``"entity_expansion"`` (a "billion laughs" DTD), ``"oversized_xml"`` (a spec answer padded past
+  2 MiB with DOWNLOADLINK elements). ``attachment_filename`` replaces mode 3's file name in
+  Content-Disposition and ``link_filename`` the file name of mode 1 links (``"../../x.csv"`` is sent
+  %-encoded as one path segment).
 * **Extras.** :meth:`CloudmaxEmulator.serve_file` serves bytes under ``/static/<name>`` (e.g. an
   ``.xml`` for XmlReqUrl); ``link_requests``, ``unc_root_path`` and ``unc_to_local()`` help tests.
 * **reset()** restores the settings the emulator was constructed with (library defaults when none
@@ -203,6 +210,9 @@ class EmulatorSettings:
     truncate_body: bool = False
     drop_mid_body: bool = False
     fault_paths: str = "all"  # "all" | "api" | "links"
+    answer_with: str | None = None  # "empty" | "html" | "foreign_xml" | "xxe" | "entity_expansion" | "oversized_xml"
+    attachment_filename: str | None = None  # mode 3's Content-Disposition file name, as given
+    link_filename: str | None = None  # the file name in mode 0/1 links, as given
 
 
 class _ApiError(Exception):
@@ -761,10 +771,40 @@ class CloudmaxEmulator:
         lines.append(f"</{s.xml_root}>")
         return _Reply(200, {"Content-Type": "text/xml; charset=utf-8"}, ("\r\n".join(lines) + "\r\n").encode())
 
+    def _hostile_reply(self, kind: str) -> _Reply:
+        xml = {"Content-Type": "text/xml; charset=utf-8"}
+        if kind == "empty":
+            return _Reply(200, {"Content-Type": "text/csv; charset=utf-8"}, b"")
+        if kind == "html":
+            page = b"<!DOCTYPE html><html><head><title>Runtime Error</title></head><body><h1>Error</h1></body></html>"
+            return _Reply(200, {"Content-Type": "text/html; charset=utf-8"}, page)
+        if kind == "foreign_xml":
+            envelope = b'<?xml version="1.0"?><soap:Envelope xmlns:soap="urn:x"><Fault>x</Fault></soap:Envelope>'
+            return _Reply(200, xml, envelope)
+        if kind == "xxe":
+            return _Reply(
+                200,
+                xml,
+                b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+                b"<ROOT><ERRORCODE>0</ERRORCODE><ERRORMSG>&x;</ERRORMSG><DOWNLOADLINK>&x;</DOWNLOADLINK></ROOT>",
+            )
+        if kind == "entity_expansion":
+            dtd = '<!ENTITY a0 "' + "x" * 64 + '">' + "".join(
+                f'<!ENTITY a{i} "{("&a" + str(i - 1) + ";") * 16}">' for i in range(1, 10)
+            )
+            body = f'<?xml version="1.0"?><!DOCTYPE r [{dtd}]><ROOT><ERRORCODE>0</ERRORCODE><ERRORMSG>&a9;</ERRORMSG>'
+            return _Reply(200, xml, (body + "</ROOT>").encode())
+        if kind == "oversized_xml":
+            pad = b"<DOWNLOADLINK>http://127.0.0.1/WebAPI/ReportFiles/x/y.csv</DOWNLOADLINK>" * 40_000
+            return _Reply(200, xml, b"<ROOT><ERRORCODE>0</ERRORCODE><ERRORMSG></ERRORMSG>" + pad + b"</ROOT>")
+        raise ValueError(f"answer_with={kind!r}")
+
     async def _api(
         self, request: web.Request, fields: dict[str, str], files: dict[str, bytes], filenames: dict[str, str]
     ) -> _Reply:
         s = self.settings
+        if s.answer_with:
+            return self._hostile_reply(s.answer_with)
         method = "GET" if request.method == "HEAD" else request.method
         allowed = {"both": ["GET", "HEAD", "POST"], "get": ["GET", "HEAD"], "post": ["POST"]}[s.methods.lower()]
         if method not in allowed:
@@ -798,6 +838,8 @@ class CloudmaxEmulator:
             if q.mode == 3:
                 zh = f"{part.name_zh.replace(' ', '')}_{'-'.join(str(i) for i in q.launch_ids[:4])}.csv"
                 headers["Content-Disposition"] = f"attachment; filename=\"{name}.csv\"; filename*=UTF-8''{quote(zh)}"
+                if s.attachment_filename is not None:
+                    headers["Content-Disposition"] = f'attachment; filename="{s.attachment_filename}"'
             if big is not None:
                 return _Reply(200, headers, path=big[0])
             return _Reply(200, headers, self._csv_bytes(q, q.launch_ids))
@@ -806,6 +848,8 @@ class CloudmaxEmulator:
         for ids in groups:
             fname = f"{_report_name(q.part_id, ids, q.start, q.end)}.csv"
             token = uuid.uuid4().hex
+            if q.mode == 1 and s.link_filename:
+                fname = s.link_filename
             if q.mode == 1:
                 links.append(await self._prepare_http_link(q, ids, token, fname, big, ctype))
             else:
@@ -835,12 +879,12 @@ class CloudmaxEmulator:
         else:
             folder = self._work("links") / token
             folder.mkdir(parents=True, exist_ok=True)
-            path = folder / fname
+            path = folder / ("link_filename.csv" if s.link_filename else fname)  # a hostile name stays off disk
             path.write_bytes(self._csv_bytes(q, ids))
         with self._lock:
             self._links[token] = _LinkFile(fname, path, time.monotonic() + max(0.0, s.link_ready_after), ctype)
         base = (s.link_base_url or self.base_url).rstrip("/")
-        return f"{base}{LINK_PREFIX}{token}/{quote(fname)}"
+        return f"{base}{LINK_PREFIX}{token}/{quote(fname, safe='')}"
 
     async def _prepare_unc_file(
         self, q: _Query, ids: Sequence[int], token: str, fname: str, big: tuple[Path, int, int] | None

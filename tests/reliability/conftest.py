@@ -63,3 +63,40 @@ def no_requests(cloudmax_emulator: Any) -> Any:
     """The emulator, checked after the test to have received no request at all."""
     yield cloudmax_emulator
     assert cloudmax_emulator.requests == [], [r.path for r in cloudmax_emulator.requests]
+
+
+#: An explicit window (Asia/Taipei), so tasks run outside a DAG run ask for a known report.
+WINDOW = ("2026-10-31 08:00:00", "2026-11-01 08:00:00")
+
+
+def run_report(**kwargs: Any) -> tuple[Any, dict[str, Any]]:
+    """Run a CloudmaxReportOperator's execute path (rendered, as a worker does); returns (result, XComs)."""
+    from cloudmax_provider.operators.report import CloudmaxReportOperator
+
+    args = {"task_id": "report", "report_part_id": 21002, "launch_ids": [1225, 1116]}
+    args.update(start_time=WINDOW[0], end_time=WINDOW[1], poll_interval=0.2, link_timeout=30)
+    args.update(kwargs)
+    context = task_context()
+    result = render_and_execute(CloudmaxReportOperator(**args), context)
+    return result, context["ti"].xcoms
+
+
+def files_under(folder: Any) -> list[str]:
+    """Every file below ``folder`` (relative names), temporary ones included."""
+    from pathlib import Path
+
+    root = Path(folder)
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+@pytest.fixture(autouse=True)
+def _restore_secrets_masker() -> Any:
+    """Leave Airflow's process-wide secrets masker as it was: the suite registers many passwords, and the
+    masker joins its patterns in set order, so a registered prefix of a later test's password (say
+    "demo-password" before "demo-password-1") would mask only part of it."""
+    from airflow.sdk._shared.secrets_masker.secrets_masker import _secrets_masker
+
+    masker = _secrets_masker()
+    patterns, replacer = set(masker.patterns), masker.replacer
+    yield
+    masker.patterns, masker.replacer = patterns, replacer
