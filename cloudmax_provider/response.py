@@ -454,24 +454,45 @@ class RowTyper:
             return value
         return text
 
+    def type_cell(self, index: int, text: str) -> Any:
+        """Cell ``text`` of column ``index`` typed (None if empty; kept as text if it does not fit)."""
+        kind = self.types[index]
+        if kind is ColumnType.TEXT:
+            return None if text == "" else text
+        stripped = text.strip()
+        if not stripped:
+            return None
+        try:
+            return self._convert(kind, stripped)
+        except ValueError:
+            name = self.header[index]
+            if name not in self._warned:
+                self._warned.add(name)
+                log.warning("Column %s: %r is not a %s; kept as text (logged once per column)", name, text, kind.value)
+            return text
+
     def type_row(self, cells: list[str]) -> dict[str, Any]:
-        row: dict[str, Any] = {}
-        for i, name in enumerate(self.header):
-            text = cells[i] if i < len(cells) else ""
-            kind = self.types[i]
-            if text == "" or (kind is not ColumnType.TEXT and not text.strip()):
-                row[name] = None
-                continue
-            try:
-                row[name] = self._convert(kind, text.strip()) if kind is not ColumnType.TEXT else text
-            except ValueError:
-                if name not in self._warned:
-                    self._warned.add(name)
-                    log.warning(
-                        "Column %s: %r is not a %s; kept as text (logged once per column)", name, text, kind.value
-                    )
-                row[name] = text
-        return row
+        n = len(cells)
+        return {name: self.type_cell(i, cells[i] if i < n else "") for i, name in enumerate(self.header)}
+
+
+def read_typed(
+    chunks: Iterable[bytes], encoding: Encoding, part: ReportPart, tz: ZoneInfo, renamed: dict[str, str] | None = None
+) -> tuple[RowTyper, Iterator[list[str]]]:
+    """A report body's typer (from its header; no columns for an empty body) and its data records (blank lines
+    skipped).
+
+    Type a record with ``typer.type_row(cells)`` (a dict, as XCom gets it) or cell by cell with
+    ``typer.type_cell(i, text)`` (the Parquet writer does, column by column)::
+
+        typer, records = read_typed(stream.chunks, stream.encoding, part, tz)
+        rows = [typer.type_row(cells) for cells in records]
+    """
+    records = iter_csv_records(chunks, encoding)
+    header = next(records, None)
+    if header is None:
+        return RowTyper(part, [], tz), iter(())
+    return RowTyper(part, header, tz, renamed), (cells for cells in records if cells not in ([], [""]))
 
 
 def to_jsonable(row: dict[str, Any]) -> dict[str, Any]:

@@ -25,11 +25,14 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from cloudmax_provider.errors import CloudmaxConfigError
 from cloudmax_provider.response import CsvRowCounter, Encoding, transcode
+
+if TYPE_CHECKING:
+    from cloudmax_provider.formats import OutputFormat
 
 log = logging.getLogger(__name__)
 
@@ -502,14 +505,16 @@ def land(
     *,
     links: list[str] | None = None,
     one_object_per_link: bool = False,
+    output: OutputFormat | None = None,
 ) -> str | list[str]:
     """Land a report's bodies at ``destination``: one merged object, or with ``one_object_per_link``
-    one object per DOWNLOADLINK under the prefix ``destination`` (named by the link's file name)."""
+    one object per DOWNLOADLINK under the prefix ``destination`` (named by the link's file name, its
+    extension replaced by the output format's)."""
     if one_object_per_link and links:
         from cloudmax_provider.links import DownloadLink
 
         prefix = destination.rstrip("/")
-        names = [DownloadLink.parse(link).filename for link in links]  # safe base names: they stay under prefix
+        names = [_with_extension(DownloadLink.parse(link).filename, output) for link in links]  # safe base names
         twice = sorted({name for name in names if names.count(name) > 1})
         if twice:
             from cloudmax_provider.errors import CloudmaxLinkError
@@ -519,10 +524,17 @@ def land(
                 "another; set one_object_per_link=False to merge them into one report"
             )
         return [
-            land_report(context, hook, [source], f"{prefix}/{name}", conn_id, output_encoding, logger)
+            land_report(context, hook, [source], f"{prefix}/{name}", conn_id, output_encoding, logger, output=output)
             for source, name in zip(sources, names, strict=True)
         ]
-    return land_report(context, hook, sources, destination, conn_id, output_encoding, logger)
+    return land_report(context, hook, sources, destination, conn_id, output_encoding, logger, output=output)
+
+
+def _with_extension(filename: str, output: OutputFormat | None) -> str:
+    if output is None or output.name == "csv":
+        return filename
+    stem = filename.rsplit(".", 1)[0] if "." in filename else filename
+    return f"{stem}.{output.extension}"
 
 
 def land_report(
@@ -533,30 +545,50 @@ def land_report(
     conn_id: str | None,
     output_encoding: str | None,
     logger: Any = log,
+    *,
+    output: OutputFormat | None = None,
 ) -> str:
     """Stream ``sources`` (openers of :class:`~cloudmax_provider.hooks.cloudmax.ReportStream`) into the
-    object ``uri`` as one CSV (header once), atomically, retrying the whole write on transient failures.
+    object ``uri`` as one object (CSV with the header once, or ``output``'s format), atomically,
+    retrying the whole write on transient failures.
 
     Pushes ``rows`` and ``bytes`` XComs and returns ``uri``. Several sources are merged in one encoding:
     ``output_encoding``, or UTF-8 when bytes are otherwise kept as served.
     """
+    stats = write_report(hook, sources, uri, conn_id, output_encoding, logger, output=output)
+    ti = context["ti"]
+    ti.xcom_push(key="rows", value=stats.rows)
+    ti.xcom_push(key="bytes", value=stats.bytes)
+    return uri
+
+
+def write_report(
+    hook: Any,
+    sources: list[Any],
+    uri: str,
+    conn_id: str | None,
+    output_encoding: str | None,
+    logger: Any = log,
+    *,
+    output: OutputFormat | None = None,
+) -> TransferStats:
+    """:func:`land_report` without the XComs: write the object and return what was written."""
     from airflow.sdk import ObjectStoragePath
 
+    from cloudmax_provider.formats import OutputFormat, open_each
+
+    output = output or OutputFormat()
     dest = ObjectStoragePath(uri, conn_id=conn_id)
     target = output_encoding or ("utf-8" if len(sources) > 1 else None)
-    progress = Progress(f"Writing {uri}", logger=logger)
+    started = time.monotonic()
+    rows = written = 0
     for attempt in hook.retrying():
         with attempt:
             progress = Progress(f"Writing {uri}", logger=logger)
-
-            def body(progress: Progress = progress) -> Iterator[bytes]:
-                for i, open_source in enumerate(sources):
-                    with open_source() as stream:
-                        chunks = csv_body(i == 0, stream.chunks, stream.encoding, target)
-                        yield from progress.track(chunks, target or stream.encoding.name)
-
-            write_atomically(dest, body())
-    stats = progress.stats()
+            encoder = output.encoder(target, progress, logger)
+            written = write_atomically(dest, encoder.encode(open_each(sources)))
+            rows = encoder.rows
+    stats = TransferStats(rows, written, time.monotonic() - started)
     logger.info(
         "Wrote %s: %d rows, %d bytes in %.1fs (%.1f MB/s)",
         uri,
@@ -565,7 +597,4 @@ def land_report(
         stats.seconds,
         stats.rate_mb_s,
     )
-    ti = context["ti"]
-    ti.xcom_push(key="rows", value=stats.rows)
-    ti.xcom_push(key="bytes", value=stats.bytes)
-    return uri
+    return stats

@@ -126,3 +126,35 @@ def test_mapped_links_example(cloudmax_emulator, cloudmax_conn, monkeypatch, tmp
     assert len(files) == 2
     bodies = sorted(f.read_bytes().decode() for f in files)
     assert bodies == sorted(cloudmax_emulator.expected_csv(21002, [i], *window) for i in (1225, 1116))
+
+
+@pytest.mark.usefixtures("airflow_db")
+@pytest.mark.slow
+@pytest.mark.parametrize("logical_date", [NOV1, None], ids=["scheduled", "no-logical-date"])
+def test_backfill_parquet_example(cloudmax_emulator, cloudmax_conn, monkeypatch, tmp_path, logical_date):
+    """A month of click details as daily Parquet objects that read back as one typed dataset."""
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    import pyarrow.dataset as ds
+
+    module = load_example("cloudmax_backfill_parquet", monkeypatch, tmp_path)
+    module.dag.get_task("click_details").retries = 0  # fail now, not after a 5-minute retry delay
+    dr = module.dag.test(logical_date=logical_date, run_after=RUN_AFTER)
+    assert task_states(dr) == {"month": "success", "click_details": "success"}
+    taipei = ZoneInfo("Asia/Taipei")
+    month = xcom(dr, "month")
+    start, end = (datetime.fromisoformat(month[k]).astimezone(taipei) for k in ("start_time", "end_time"))
+    assert (start.day, start.hour, end.day, end.hour) == (1, 0, 1, 0)  # a calendar month in account time
+    if logical_date is None:  # triggered without a logical date: the last complete month before the trigger
+        assert (start.month, end.month) == (10, 11)
+    else:
+        assert (start, end) == (dr.data_interval_start, dr.data_interval_end)
+    prefix = tmp_path / "cloudmax" / "click_details"
+    names = sorted(p.name for p in prefix.glob("*.parquet"))
+    days = (end - start).days
+    first = f"{start:%Y-%m-%d}T00-00-00_{start + timedelta(days=1):%Y-%m-%d}T00-00-00.parquet"
+    assert len(names) == days and names[0] == first
+    table = ds.dataset(prefix, format="parquet").to_table()
+    assert table.num_rows == xcom(dr, "click_details", "rows") == days * 10  # 2 LaunchIDs x 5 rows a day
+    assert str(table.schema.field("SubmitTime").type) == "timestamp[us, tz=Asia/Taipei]"

@@ -62,11 +62,10 @@ from cloudmax_provider.response import (
     SNIFF_BYTES,
     ApiAnswer,
     Encoding,
-    RowTyper,
     detect_encoding,
-    iter_csv_records,
     parse_api_xml,
     parse_redirect,
+    read_typed,
     safe_filename,
     sniff_kind,
 )
@@ -434,14 +433,8 @@ class CloudmaxHook(BaseHook):
                 rows = []
                 for open_source in self.sources(request, links):
                     with open_source() as stream:
-                        records = iter_csv_records(stream.chunks, stream.encoding)
-                        header = next(records, None)
-                        if header is None:
-                            continue
-                        typer = RowTyper(request.report_part, header, tz, renamed)
+                        typer, records = read_typed(stream.chunks, stream.encoding, request.report_part, tz, renamed)
                         for cells in records:
-                            if cells in ([], [""]):
-                                continue
                             if max_rows is not None and len(rows) >= max_rows:
                                 raise TooManyRowsError(
                                     f"the report has more than max_xcom_rows={max_rows} rows, too many for XCom; "

@@ -38,7 +38,12 @@ class CloudmaxDownloadLinksOperator(BaseOperator):
         ``one_object_per_link=True``.
     :param destination_conn_id: the connection of the destination's store.
     :param output_encoding: the written encoding (BOM removed); ``None`` keeps a single file's bytes.
-    :param one_object_per_link: write each link to ``destination/<file name>``.
+    :param one_object_per_link: write each link to ``destination/<file name>`` (its extension the format's).
+    :param output_format: ``"csv"`` (default), ``"parquet"`` or ``"jsonl"``, as for ``CloudmaxReportOperator``;
+        the typed formats need ``report_part_id`` (the catalog types the columns, in the connection's timezone).
+    :param report_part_id: the report the links hold (ReportPartID or slug), for typed formats.
+    :param batch_size: rows per Parquet row group.
+    :param compression: the Parquet codec (default ``"snappy"``).
     :param cloudmax_conn_id: the ``cloudmax`` connection (for allowed link hosts and timeouts; no
         credential is sent to a link).
     :param smb_conn_id: a ``samba`` connection for UNC links.
@@ -56,19 +61,39 @@ class CloudmaxDownloadLinksOperator(BaseOperator):
         destination_conn_id: str | None = None,
         output_encoding: str | None = "utf-8",
         one_object_per_link: bool = False,
+        output_format: str = "csv",
+        report_part_id: int | str | None = None,
+        batch_size: int = 64 * 1024,
+        compression: str | None = "snappy",
         cloudmax_conn_id: str = "cloudmax_default",
         smb_conn_id: str | None = None,
         window: timedelta = timedelta(days=1),
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if not isinstance(window, timedelta) or window <= timedelta(0):
-            from cloudmax_provider.errors import CloudmaxConfigError
+        from cloudmax_provider.errors import CloudmaxConfigError
+        from cloudmax_provider.formats import check_output_args
+        from cloudmax_provider.reports import get_report_part
 
+        if not isinstance(window, timedelta) or window <= timedelta(0):
             raise CloudmaxConfigError(f"window={window!r} must be a positive timedelta, e.g. timedelta(days=1)")
         from cloudmax_provider.transfer import check_landing_args
 
         check_landing_args(destination, output_encoding, one_object_per_link=one_object_per_link)
+        check_output_args(output_format, batch_size, compression)
+        if output_format != "csv" and report_part_id is None:
+            raise CloudmaxConfigError(
+                f"output_format={output_format!r} needs report_part_id= (the catalog types the columns)"
+            )
+        if report_part_id is not None:
+            try:
+                get_report_part(report_part_id)
+            except ValueError as exc:
+                raise CloudmaxConfigError(str(exc)) from None
+        self.output_format = output_format
+        self.report_part_id = report_part_id
+        self.batch_size = batch_size
+        self.compression = compression
         self.links = links
         self.destination = destination
         self.destination_conn_id = destination_conn_id
@@ -79,15 +104,23 @@ class CloudmaxDownloadLinksOperator(BaseOperator):
         self.window = window
 
     def execute(self, context: Context) -> str | list[str]:
+        from cloudmax_provider.formats import OutputFormat, RowTyping
         from cloudmax_provider.hooks.cloudmax import CloudmaxHook
         from cloudmax_provider.links import parse_links
+        from cloudmax_provider.reports import get_report_part
+        from cloudmax_provider.request import get_timezone
         from cloudmax_provider.transfer import land
 
         hook = CloudmaxHook(self.cloudmax_conn_id, smb_conn_id=self.smb_conn_id)
         links = [link.url for link in parse_links(self.links)]
+        typing = None
+        if self.output_format != "csv" and self.report_part_id is not None:
+            part = get_report_part(self.report_part_id)
+            typing = RowTyping(part, get_timezone(hook.settings.timezone), header=part.column_names)
+        output = OutputFormat(self.output_format, self.batch_size, self.compression, typing)
         destination = self.destination
         if has_window_placeholders(destination):
-            from cloudmax_provider.request import get_timezone, to_account_time
+            from cloudmax_provider.request import to_account_time
 
             start, end, why = report_window_of(context, self.window)
             tz = get_timezone(hook.settings.timezone)
@@ -104,4 +137,5 @@ class CloudmaxDownloadLinksOperator(BaseOperator):
             self.log,
             links=links,
             one_object_per_link=self.one_object_per_link,
+            output=output,
         )

@@ -20,6 +20,7 @@ This module imports no HTTP, SMB or cloud library: DAG files parse fast.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from datetime import timedelta
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator, conf
 
 from cloudmax_provider.errors import CloudmaxConfigError, CloudmaxLinkError, CloudmaxWindowError
+from cloudmax_provider.formats import DEFAULT_BATCH_SIZE
 from cloudmax_provider.reports import get_report_part
 from cloudmax_provider.request import (
     ResponseMode,
@@ -41,6 +43,7 @@ from cloudmax_provider.windows import fill_window_placeholders, has_window_place
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+    from cloudmax_provider.formats import OutputFormat
     from cloudmax_provider.hooks.cloudmax import CloudmaxHook
     from cloudmax_provider.request import ReportRequest
 
@@ -85,6 +88,15 @@ class CloudmaxReportOperator(BaseOperator):
     :param output_encoding: the written file's encoding (BOM removed); ``None`` keeps the bytes as served.
     :param one_object_per_link: with several DOWNLOADLINKs, write one object per link instead of one
         merged report with the header once.
+    :param output_format: ``"csv"`` (the report as served), ``"parquet"`` (typed columns from the catalog,
+        written in row groups; needs the ``[parquet]`` extra) or ``"jsonl"`` (one JSON object per row, typed as
+        XCom rows are). Only with a destination.
+    :param batch_size: rows per Parquet row group (and the most rows held in memory while writing).
+    :param compression: the Parquet codec: ``"snappy"`` (default), ``"zstd"``, ``"gzip"``, ``"none"`` ...
+    :param chunk: a ``timedelta``: a longer window is requested chunk by chunk, one request and one object
+        each, named by its window under ``destination`` (a prefix ending in ``/``); a retry skips the chunks
+        an earlier try of the run landed. See :mod:`cloudmax_provider.chunks`.
+    :param resume: with ``chunk``, keep a manifest beside the chunks so retries resume (default True).
     :param max_xcom_rows: the most rows pushed to XCom; past it the task fails and says to set destination.
     :param cloudmax_conn_id: the ``cloudmax`` connection.
     :param smb_conn_id: a ``samba`` connection for UNC DOWNLOADLINKs (ResponseMode 0).
@@ -126,6 +138,11 @@ class CloudmaxReportOperator(BaseOperator):
         destination_conn_id: str | None = None,
         output_encoding: str | None = "utf-8",
         one_object_per_link: bool = False,
+        output_format: str = "csv",
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        compression: str | None = "snappy",
+        chunk: timedelta | None = None,
+        resume: bool = True,
         max_xcom_rows: int = 5000,
         cloudmax_conn_id: str = "cloudmax_default",
         smb_conn_id: str | None = None,
@@ -141,6 +158,7 @@ class CloudmaxReportOperator(BaseOperator):
             and _is_literal(destination)
             and "://" in str(destination)
             and not one_object_per_link
+            and chunk is None  # a prefix of chunks, not one object
             and not has_window_placeholders(destination)
         ):
             from airflow.sdk import Asset
@@ -159,7 +177,14 @@ class CloudmaxReportOperator(BaseOperator):
         self.destination_conn_id = destination_conn_id
         self.output_encoding = output_encoding
         self.one_object_per_link = one_object_per_link
+        self.output_format = output_format
+        self.batch_size = batch_size
+        self.compression = compression
+        self.chunk = chunk
+        self.resume = resume
         self.max_xcom_rows = max_xcom_rows
+        self._landed: dict[str, Any] = {}  # rows and bytes written, for OpenLineage
+        self.chunk_uris: list[str] = []
         self.cloudmax_conn_id = cloudmax_conn_id
         self.smb_conn_id = smb_conn_id
         self.deferrable = deferrable
@@ -213,7 +238,8 @@ class CloudmaxReportOperator(BaseOperator):
         self._check_mode(mode)
         from cloudmax_provider.transfer import check_landing_args
 
-        check_landing_args(self.destination, self.output_encoding, one_object_per_link=self.one_object_per_link)
+        self._validate_output()
+        check_landing_args(self.destination, self.output_encoding, one_object_per_link=self._lands_in_prefix)
 
     def _check_mode(self, mode: ResponseMode | None) -> None:
         """ResponseMode against the arguments it needs (parse time when literal, else at execute)."""
@@ -255,8 +281,41 @@ class CloudmaxReportOperator(BaseOperator):
         if self.destination is not None:
             from cloudmax_provider.transfer import check_destination, preflight_destination
 
-            check_destination(self.destination, one_object_per_link=self.one_object_per_link)
+            self._check_chunk_destination(self.destination)
+            check_destination(self.destination, one_object_per_link=self._lands_in_prefix)
             preflight_destination(self.destination, self.destination_conn_id)
+
+    def _validate_output(self) -> None:
+        """output_format, batch_size, compression and chunk: each alone, then how they combine."""
+        from cloudmax_provider.formats import check_output_args
+
+        check_output_args(self.output_format, self.batch_size, self.compression)
+        if self.output_format != "csv" and self.destination is None:
+            raise CloudmaxConfigError(
+                f"output_format={self.output_format!r} needs a destination; XCom rows are typed already"
+            )
+        if self.chunk is None:
+            return
+        if not isinstance(self.chunk, timedelta) or self.chunk <= timedelta(0):
+            raise CloudmaxConfigError(f"chunk={self.chunk!r} must be a positive timedelta, e.g. timedelta(days=1)")
+        if self.one_object_per_link:
+            raise CloudmaxConfigError("chunk= and one_object_per_link=True do not combine; use one of them")
+        if _is_literal(self.response_mode) and ResponseMode.coerce(self.response_mode).returns_links:  # type: ignore[arg-type]
+            raise CloudmaxConfigError("chunk= needs response_mode 2 or 3 (the report as the answer), not a link mode")
+        if _is_literal(self.destination):
+            self._check_chunk_destination(self.destination)
+
+    @property
+    def _lands_in_prefix(self) -> bool:
+        """The destination is a prefix ending in '/' (one object per link, or per chunk)."""
+        return self.one_object_per_link or self.chunk is not None
+
+    def _check_chunk_destination(self, destination: Any) -> None:
+        if self.chunk is not None and destination is not None and not str(destination).endswith("/"):
+            raise CloudmaxConfigError(
+                f"destination={destination!r}: with chunk= it is a prefix ending in '/', "
+                "under which each chunk is named by its window"
+            )
 
     # ---- the request ---------------------------------------------------------------------------
 
@@ -327,6 +386,8 @@ class CloudmaxReportOperator(BaseOperator):
         request = self.build_request(hook, context)
         self._check_rendered(request)
         self.log.info("Requesting %s", request.describe())
+        if self.chunk is not None:
+            return self._land_chunks(context, hook, request)
         if not request.response_mode.returns_links:
             return self._land(context, hook, request, None)
         links = hook.request_links(request)
@@ -381,29 +442,90 @@ class CloudmaxReportOperator(BaseOperator):
 
     # ---- landing -----------------------------------------------------------------------------
 
+    def _output(self, hook: CloudmaxHook, request: ReportRequest) -> OutputFormat:
+        from cloudmax_provider.formats import OutputFormat, RowTyping
+        from cloudmax_provider.request import get_timezone
+
+        typing = None
+        if self.output_format != "csv":
+            typing = RowTyping.for_request(request, get_timezone(hook.settings.timezone))
+        return OutputFormat(self.output_format, self.batch_size, self.compression, typing)
+
     def _land(self, context: Context, hook: CloudmaxHook, request: ReportRequest, links: list[str] | None) -> Any:
         if self.destination is None:
             rows = hook.get_rows(request, max_rows=self.max_xcom_rows, links=links)
             self.log.info("Pushing %d typed rows to XCom", len(rows))
             return [to_jsonable(row) for row in rows]
-        from cloudmax_provider.transfer import land
+        from cloudmax_provider.transfer import land, write_report
 
-        return land(
+        output = self._output(hook, request)
+        sources = hook.sources(request, links)
+        if self.one_object_per_link and links:
+            return land(
+                context,
+                hook,
+                sources,
+                self.destination,
+                self.destination_conn_id or None,  # a template may render to ''
+                self.output_encoding,
+                self.log,
+                links=links,
+                one_object_per_link=True,
+                output=output,
+            )
+        conn_id = self.destination_conn_id or None  # a template may render to ''
+        stats = write_report(hook, sources, self.destination, conn_id, self.output_encoding, self.log, output=output)
+        window = {"start": request.start.isoformat(), "end": request.end.isoformat()}
+        self._push_landed(context, [{**window, "uri": self.destination, "rows": stats.rows, "bytes": stats.bytes}])
+        return self.destination
+
+    def _push_landed(self, context: Context, landed: list[dict[str, Any]]) -> None:
+        """XComs ``rows`` and ``bytes`` (totals) and ``chunks`` ([{start, end, uri, rows, bytes}])."""
+        self._landed = {"rows": sum(c["rows"] for c in landed), "bytes": sum(c["bytes"] for c in landed)}
+        ti = context["ti"]
+        ti.xcom_push(key="rows", value=self._landed["rows"])
+        ti.xcom_push(key="bytes", value=self._landed["bytes"])
+        ti.xcom_push(key="chunks", value=landed)
+
+    def _land_chunks(self, context: Context, hook: CloudmaxHook, request: ReportRequest) -> Any:
+        """One request per chunk: typed rows into XCom, or one object per chunk under the prefix."""
+        from cloudmax_provider.chunks import chunk_windows, land_chunks
+
+        if request.response_mode.returns_links:
+            raise CloudmaxConfigError("chunk= needs response_mode 2 or 3 (the report as the answer), not a link mode")
+        if self.destination is None:
+            rows: list[dict[str, Any]] = []
+            for start, end in chunk_windows(request.start, request.end, self.chunk):  # type: ignore[arg-type]
+                sub = dataclasses.replace(request, start=start, end=end)
+                rows += hook.get_rows(sub, max_rows=self.max_xcom_rows - len(rows))
+            self.log.info("Pushing %d typed rows to XCom", len(rows))
+            return [to_jsonable(row) for row in rows]
+        landed = land_chunks(
             context,
             hook,
-            hook.sources(request, links),
+            request,
+            self.chunk,  # type: ignore[arg-type]
             self.destination,
             self.destination_conn_id or None,  # a template may render to ''
             self.output_encoding,
+            self._output(hook, request),
             self.log,
-            links=links,
-            one_object_per_link=self.one_object_per_link,
+            resume=self.resume,
         )
+        self._push_landed(context, landed)
+        self.chunk_uris = [c["uri"] for c in landed]
+        return self.chunk_uris
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        """Input: the Cloudmax report; output: the object written (when the OpenLineage provider is installed)."""
+        """Input: the Cloudmax report; output: the object (or chunk prefix) written, with a schema facet from
+        the catalog (the requested columns, renamed ones under their new name) and an output-statistics facet
+        (rows, bytes) once it is written. None when the OpenLineage provider is not installed."""
         try:
-            from airflow.providers.common.compat.openlineage.facet import Dataset
+            from airflow.providers.common.compat.openlineage.facet import (
+                Dataset,
+                OutputDataset,
+                OutputStatisticsOutputDatasetFacet,
+            )
             from airflow.providers.openlineage.extractors import OperatorLineage
         except ImportError:
             return None
@@ -415,8 +537,48 @@ class CloudmaxReportOperator(BaseOperator):
             from urllib.parse import urlsplit
 
             parts = urlsplit(str(self.destination))
-            outputs.append(Dataset(namespace=f"{parts.scheme}://{parts.netloc}", name=parts.path.lstrip("/")))
+            facets: dict[str, Any] = {}
+            schema = self._schema_facet(part, hook.settings.timezone)
+            if schema is not None:
+                facets["schema"] = schema
+            stats: dict[str, Any] = {}
+            if self._landed:
+                count = len(self.chunk_uris) if self.chunk is not None else None
+                stats["outputStatistics"] = OutputStatisticsOutputDatasetFacet(
+                    rowCount=self._landed["rows"], size=self._landed["bytes"], fileCount=count
+                )
+            outputs.append(
+                OutputDataset(
+                    namespace=f"{parts.scheme}://{parts.netloc}",
+                    name=parts.path.lstrip("/"),
+                    facets=facets,
+                    outputFacets=stats,
+                )
+            )
         return OperatorLineage(inputs=inputs, outputs=outputs)
+
+    def _schema_facet(self, part: Any, timezone: str) -> Any:
+        """The catalog's columns (or the requested ones) with the types the output holds."""
+        from airflow.providers.common.compat.openlineage.facet import SchemaDatasetFacet, SchemaDatasetFacetFields
+
+        from cloudmax_provider.request import parse_columns
+
+        if part.columns is None:
+            return None
+        requested = parse_columns(self.columns, part) if _is_literal(self.columns) else ()
+        names = [(new or name, name) for name, new in requested] or [(c.name, c.name) for c in part.columns]
+        types = {"int": "int64", "float": "double", "datetime": f"timestamp[us, tz={timezone}]", "text": "string"}
+        fields = []
+        for out, name in names:
+            documented = part.column(name)
+            fields.append(
+                SchemaDatasetFacetFields(
+                    name=out,
+                    type=types[part.type_of(name).value],
+                    description=documented.description if documented else None,
+                )
+            )
+        return SchemaDatasetFacet(fields=fields)
 
 
 __all__ = ["CloudmaxReportOperator"]

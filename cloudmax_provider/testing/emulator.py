@@ -65,6 +65,10 @@ Choices made where the spec is open (all of them are covered by ``tests/test_emu
   ``fail_first = 0`` every matching request is. A faulted request waits ``delay`` and then gets
   ``truncate_body`` / ``drop_mid_body`` applied to its normal answer, or, when neither is set and
   ``fail_first > 0``, the ``fail_with`` answer instead of the normal one.
+* **Faults by window.** ``fail_start_windows`` (pairs of times, ``yyyy-MM-dd HH:mm:ss``): a valid
+  Report.aspx request whose StartTime falls in one of these ``[from, to)`` windows gets HTTP ``fail_with``
+  (503 unless that is an int status) — only the first ``fail_start_first`` such requests when it is > 0
+  (counted since ``reset()``), every one when it is 0. Independent of ``fail_first`` and ``fault_paths``.
 * **Big reports.** ``big_report_bytes > 0`` replaces the report body of modes 1-3 and the files of
   mode 0 by a cached CSV of at least that many bytes (whole rows) for the ReportPartID, regardless of
   LaunchID, window or CustomColName; see :meth:`CloudmaxEmulator.big_report_info`.
@@ -213,6 +217,8 @@ class EmulatorSettings:
     answer_with: str | None = None  # "empty" | "html" | "foreign_xml" | "xxe" | "entity_expansion" | "oversized_xml"
     attachment_filename: str | None = None  # mode 3's Content-Disposition file name, as given
     link_filename: str | None = None  # the file name in mode 0/1 links, as given
+    fail_start_windows: list[tuple[str, str]] = field(default_factory=list)  # StartTime in [from, to) -> fail_with
+    fail_start_first: int = 0  # only the first N requests in fail_start_windows fail (0: all)
 
 
 class _ApiError(Exception):
@@ -356,6 +362,7 @@ class CloudmaxEmulator:
         self._pending: list[asyncio.TimerHandle] = []
         self._faults_served = 0
         self._fail_first_seen = self.settings.fail_first
+        self._window_faults_served = 0
         self._big_lock = threading.Lock()
         self._big: dict[tuple[int, str, int, str], tuple[Path, int, int]] = {}
         self._workdir: Path | None = None
@@ -484,6 +491,7 @@ class CloudmaxEmulator:
             self._log.clear()
             self._faults_served = 0
             self._fail_first_seen = self.settings.fail_first
+            self._window_faults_served = 0
             self._links.clear()
             self._static.clear()
             pending, self._pending = self._pending, []
@@ -654,6 +662,17 @@ class CloudmaxEmulator:
         fail_with = s.fail_with if (s.fail_first > 0 and not body_fault) else None
         return _Fault(s.delay, fail_with, s.truncate_body, s.drop_mid_body and not s.truncate_body)
 
+    def _window_fault(self, start: datetime) -> bool:
+        """True when StartTime falls in ``fail_start_windows`` and the ``fail_start_first`` budget allows."""
+        s = self.settings
+        if not any(parse_time(a) <= start < parse_time(b) for a, b in s.fail_start_windows):
+            return False
+        with self._lock:
+            if s.fail_start_first > 0 and self._window_faults_served >= s.fail_start_first:
+                return False
+            self._window_faults_served += 1
+        return True
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         pairs = parse_qsl(request.rel_url.raw_query_string, keep_blank_values=True)
@@ -823,6 +842,9 @@ class CloudmaxEmulator:
             q = self._validate(params)
         except _ApiError as err:
             return self._redirect_or_xml(low, err.code, err.message, [], launch_text)
+        if self._window_fault(q.start):
+            status = s.fail_with if isinstance(s.fail_with, int) else 503
+            return _Reply(status, {"Content-Type": "text/html; charset=utf-8"}, f"<html>HTTP {status}</html>".encode())
         launch_text = ",".join(str(i) for i in q.launch_ids)
         loop = asyncio.get_running_loop()
         big: tuple[Path, int, int] | None = None

@@ -1,0 +1,250 @@
+"""Long windows in chunks: one request and one object per chunk, and retries that resume.
+
+A window longer than ``chunk`` is requested as ``[start, start+chunk)``, ``[start+chunk, start+2*chunk)``,
+..., the last one cut at ``end`` (:func:`chunk_windows`; wall-clock steps in the account's timezone).
+Each chunk's object is named by its window in account time (:func:`chunk_object_name`)::
+
+    <prefix>2026-10-01T00-00-00_2026-10-02T00-00-00.parquet
+
+so the names sort by time and a prefix reads as one dataset.
+
+**Resume.** After each chunk lands, a small JSON manifest beside the chunks is rewritten (atomically,
+through the same :func:`~cloudmax_provider.transfer.write_atomically` as the data, so it works on any
+object store and keeps no state on the worker)::
+
+    <prefix>_cloudmax_manifests/<dag_id>.<task_id>.<map_index>.<run_id>-<hash>.json
+
+It lists the chunks landed by this run's tries and a fingerprint of the request (report, LaunchIDs,
+columns, language, window, chunk, format, encoding). A retry of the same task instance skips the chunks
+listed there whose object still exists. A different run (another run_id) has its own manifest and lands
+everything; so does a request whose fingerprint changed. When every chunk has landed the manifest is
+deleted: clearing a *successful* task fetches everything again, clearing a *failed* one resumes. To
+refetch a failed run from scratch, delete its manifest (the task log names it) before clearing, or set
+``resume=False``. Engines skip the ``_``-prefixed folder (pyarrow.dataset, Spark, Hive do by default;
+DuckDB reads ``<prefix>*.parquet``).
+
+For very long backfills, Airflow's own alternative is one task instance per chunk with dynamic task
+mapping: :func:`expand_windows` turns a window into the keyword arguments of each mapped instance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import re
+from datetime import datetime, timedelta
+from typing import Any
+
+from cloudmax_provider.errors import CloudmaxConfigError
+
+__all__ = ["ChunkManifest", "chunk_object_name", "chunk_windows", "expand_windows", "land_chunks"]
+
+log = logging.getLogger(__name__)
+
+MANIFEST_FOLDER = "_cloudmax_manifests"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def chunk_windows(start: datetime, end: datetime, chunk: timedelta) -> list[tuple[datetime, datetime]]:
+    """Consecutive ``[start, start+chunk)`` windows covering ``[start, end)``, the last one cut at ``end``.
+
+    >>> from datetime import datetime, timedelta
+    >>> [(s.day, e.day) for s, e in chunk_windows(datetime(2026, 10, 1), datetime(2026, 10, 3, 12), timedelta(days=1))]
+    [(1, 2), (2, 3), (3, 3)]
+    """
+    if not isinstance(chunk, timedelta) or chunk <= timedelta(0):
+        raise CloudmaxConfigError(f"chunk={chunk!r} must be a positive timedelta, e.g. timedelta(days=1)")
+    if end <= start:
+        raise CloudmaxConfigError(f"the window {start} .. {end} is empty or reversed")
+    windows = []
+    begin, end = _plain(start), _plain(end)
+    while begin < end:
+        stop = min(begin + chunk, end)
+        windows.append((begin, stop))
+        begin = stop
+    return windows
+
+
+def _plain(value: datetime) -> datetime:
+    """A plain ``datetime`` (pendulum's arithmetic drops a zoneinfo tzinfo): wall-clock steps in its zone."""
+    return datetime(
+        value.year,
+        value.month,
+        value.day,
+        value.hour,
+        value.minute,
+        value.second,
+        value.microsecond,
+        tzinfo=value.tzinfo,
+        fold=getattr(value, "fold", 0),
+    )
+
+
+def chunk_object_name(start: datetime, end: datetime, extension: str) -> str:
+    """The object name of a chunk: its window in the times given (account time), ``:`` replaced by ``-``.
+
+    >>> chunk_object_name(datetime(2026, 10, 1), datetime(2026, 10, 2), "parquet")
+    '2026-10-01T00-00-00_2026-10-02T00-00-00.parquet'
+    """
+    return f"{start:%Y-%m-%dT%H-%M-%S}_{end:%Y-%m-%dT%H-%M-%S}.{extension}"
+
+
+def expand_windows(
+    start: Any,
+    end: Any,
+    chunk: timedelta,
+    *,
+    timezone: str = "Asia/Taipei",
+    destination: str | None = None,
+    output_format: str = "csv",
+) -> list[dict[str, str]]:
+    """A window as chunk windows for dynamic task mapping: one dict of operator arguments per chunk.
+
+    ``start``/``end`` are anything the operator accepts (datetime, ISO-8601, ``yyyy-MM-dd HH:mm:ss``;
+    naive = account time). With ``destination`` (a prefix ending in ``/``) each dict also names the
+    chunk's object by the same rule as ``chunk=`` does::
+
+        @task
+        def windows(data_interval_start=None, data_interval_end=None):
+            return expand_windows(data_interval_start, data_interval_end, timedelta(days=1),
+                                  destination="s3://lake/clicks/", output_format="parquet")
+
+        CloudmaxReportOperator.partial(task_id="clicks", report_part_id=21002, launch_ids=[1225],
+                                       output_format="parquet").expand_kwargs(windows())
+
+    >>> expand_windows("2026-10-01", "2026-10-02 12:00:00", timedelta(days=1))[1]
+    {'start_time': '2026-10-02T00:00:00+08:00', 'end_time': '2026-10-02T12:00:00+08:00'}
+    """
+    from cloudmax_provider.request import get_timezone, to_account_time
+
+    tz = get_timezone(timezone)
+    begin, stop = to_account_time(start, tz, "start"), to_account_time(end, tz, "end")
+    if destination is not None and not destination.endswith("/"):
+        raise CloudmaxConfigError(f"destination={destination!r} must be a prefix ending in '/'")
+    out = []
+    for s, e in chunk_windows(begin, stop, chunk):
+        kwargs = {"start_time": s.isoformat(), "end_time": e.isoformat()}
+        if destination is not None:
+            kwargs["destination"] = destination + chunk_object_name(s, e, output_format)
+        out.append(kwargs)
+    return out
+
+
+@dataclasses.dataclass
+class ChunkManifest:
+    """The chunks one run of one task instance has landed under a prefix (see the module docstring)."""
+
+    uri: str
+    fingerprint: str
+    chunks: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+    @staticmethod
+    def location(prefix: str, context: Any) -> str:
+        ti = context["ti"]
+        map_index = getattr(ti, "map_index", -1)
+        key = f"{ti.dag_id}.{ti.task_id}.{map_index}.{context['run_id']}"
+        digest = hashlib.sha256(key.encode()).hexdigest()[:10]
+        return f"{prefix}{MANIFEST_FOLDER}/{_UNSAFE.sub('_', key)[:180]}-{digest}.json"
+
+    @classmethod
+    def load(cls, uri: str, conn_id: str | None, fingerprint: str, logger: Any = log) -> ChunkManifest:
+        """The manifest at ``uri``; an empty one if there is none or it is for another request."""
+        from airflow.sdk import ObjectStoragePath
+
+        path = ObjectStoragePath(uri, conn_id=conn_id)
+        if not path.exists():
+            return cls(uri, fingerprint)
+        try:
+            data = json.loads(path.read_text())
+        except (ValueError, OSError) as exc:
+            logger.warning("Ignoring the unreadable manifest %s (%s): every chunk is fetched", uri, exc)
+            return cls(uri, fingerprint)
+        if data.get("fingerprint") != fingerprint:
+            logger.info("The manifest %s is for other arguments: every chunk is fetched afresh", uri)
+            return cls(uri, fingerprint)
+        return cls(uri, fingerprint, {c["uri"]: c for c in data.get("chunks", [])})
+
+    def save(self, conn_id: str | None) -> None:
+        from airflow.sdk import ObjectStoragePath
+
+        from cloudmax_provider.transfer import write_atomically
+
+        body = json.dumps({"version": 1, "fingerprint": self.fingerprint, "chunks": list(self.chunks.values())})
+        write_atomically(ObjectStoragePath(self.uri, conn_id=conn_id), [body.encode()])
+
+    def delete(self, conn_id: str | None) -> None:
+        from airflow.sdk import ObjectStoragePath
+
+        path = ObjectStoragePath(self.uri, conn_id=conn_id)
+        if path.exists():
+            path.unlink()
+
+
+def _fingerprint(request: Any, chunk: timedelta, output: Any, output_encoding: str | None) -> str:
+    fields = {k: v for k, v in request.fields().items() if k not in ("ResponseMode",)}
+    key = {
+        "fields": fields,
+        "chunk": chunk.total_seconds(),
+        "format": output.name,
+        "compression": output.compression if output.name == "parquet" else None,
+        "encoding": output_encoding if output.name == "csv" else None,
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def land_chunks(
+    context: Any,
+    hook: Any,
+    request: Any,
+    chunk: timedelta,
+    prefix: str,
+    conn_id: str | None,
+    output_encoding: str | None,
+    output: Any,
+    logger: Any = log,
+    *,
+    resume: bool = True,
+) -> list[dict[str, Any]]:
+    """Land ``request``'s window chunk by chunk under ``prefix``; return ``[{start, end, uri, rows, bytes}]``
+    for every chunk (those an earlier try landed included). See the module docstring for resuming."""
+    from airflow.sdk import ObjectStoragePath
+
+    from cloudmax_provider.transfer import write_report
+
+    if not prefix.endswith("/"):
+        raise CloudmaxConfigError(f"destination={prefix!r}: with chunk=, the destination is a prefix ending in '/'")
+    windows = chunk_windows(request.start, request.end, chunk)
+    fingerprint = _fingerprint(request, chunk, output, output_encoding)
+    manifest = ChunkManifest(ChunkManifest.location(prefix, context), fingerprint)
+    if resume:
+        manifest = ChunkManifest.load(manifest.uri, conn_id, manifest.fingerprint, logger)
+    logger.info(
+        "%d chunk(s) of %s under %s; resume manifest %s (%d chunk(s) landed by earlier tries)",
+        len(windows),
+        chunk,
+        prefix,
+        manifest.uri,
+        len(manifest.chunks),
+    )
+    landed: list[dict[str, Any]] = []
+    for start, end in windows:
+        uri = prefix + chunk_object_name(start, end, output.extension)
+        done = manifest.chunks.get(uri)
+        if done is not None and ObjectStoragePath(uri, conn_id=conn_id).exists():
+            logger.info("Chunk %s .. %s: landed by an earlier try, not requested again: %s", start, end, uri)
+            landed.append(done)
+            continue
+        sub = dataclasses.replace(request, start=start, end=end)
+        logger.info("Chunk %s .. %s: requesting %s", start, end, sub.describe())
+        stats = write_report(hook, hook.sources(sub), uri, conn_id, output_encoding, logger, output=output)
+        entry: dict[str, Any] = {"start": start.isoformat(), "end": end.isoformat(), "uri": uri}
+        entry |= {"rows": stats.rows, "bytes": stats.bytes}
+        landed.append(entry)
+        if resume:
+            manifest.chunks[uri] = entry
+            manifest.save(conn_id)
+    if resume:
+        manifest.delete(conn_id)  # complete: a later clear of this (successful) task fetches everything again
+    return landed

@@ -1,0 +1,335 @@
+"""Output formats: what a report body becomes at its destination — CSV as served, Parquet or JSON Lines.
+
+One interface for every format (:class:`Encoder`): the report's bodies go in (one
+:class:`~cloudmax_provider.hooks.cloudmax.ReportStream` per source, opened in turn), the bytes of one
+object come out, and the encoder counts the data rows it wrote. ``land_report`` writes those bytes with
+``write_atomically``, whatever the format, so Parquet and JSON Lines are as atomic as CSV.
+
+* ``csv``: the bytes as served, transcoded to ``output_encoding`` (several sources: header once).
+* ``jsonl``: one UTF-8 JSON object per row, typed exactly as XCom rows are (``RowTyper`` then
+  ``to_jsonable``: int, float, ISO-8601 time with offset, str, None for an empty cell).
+* ``parquet``: a schema from the catalog (:func:`arrow_type`), columns in the report's order, written in
+  row groups of ``batch_size`` rows while the body streams: memory holds one batch, whatever the report's
+  size. Times are ``timestamp[us, tz=<account timezone>]`` holding the instant the server meant (the
+  zh-TW ``yyyy/M/d 下午 hh:mm:ss`` form included). A cell that does not fit its column's type (XCom
+  keeps it as text) is written as null, logged once per column: a column keeps one type in every file.
+  Needs pyarrow: ``pip install 'airflow-provider-cloudmax[parquet]'``, imported only here, only then.
+
+Example::
+
+    output = OutputFormat("parquet", typing=RowTyping(get_report_part(21002), ZoneInfo("Asia/Taipei")))
+    encoder = output.encoder(target_encoding=None, progress=Progress("Writing x"))
+    write_atomically(dest, encoder.encode(open_each(hook.sources(request))))
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+from zoneinfo import ZoneInfo
+
+from cloudmax_provider.errors import CloudmaxConfigError, CloudmaxResponseError
+from cloudmax_provider.reports import ColumnType, ReportPart
+from cloudmax_provider.response import RowTyper, read_typed, to_jsonable
+
+if TYPE_CHECKING:
+    from cloudmax_provider.hooks.cloudmax import ReportStream
+    from cloudmax_provider.transfer import Progress
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "OUTPUT_FORMATS",
+    "Encoder",
+    "OutputFormat",
+    "RowTyping",
+    "arrow_schema",
+    "arrow_type",
+    "check_output_args",
+    "open_each",
+    "require_pyarrow",
+]
+
+log = logging.getLogger(__name__)
+
+OUTPUT_FORMATS = ("csv", "parquet", "jsonl")
+DEFAULT_BATCH_SIZE = 64 * 1024
+PARQUET_COMPRESSIONS = ("snappy", "zstd", "gzip", "brotli", "lz4", "none")
+PARQUET_EXTRA_HINT = "pip install 'airflow-provider-cloudmax[parquet]'"
+_JSONL_BUFFER = 1 << 20
+
+
+def check_output_args(output_format: Any, batch_size: Any = DEFAULT_BATCH_SIZE, compression: Any = "snappy") -> None:
+    """Refuse an unknown ``output_format``, a ``batch_size`` < 1 or an unknown Parquet ``compression``."""
+    if output_format not in OUTPUT_FORMATS:
+        choices = ", ".join(map(repr, OUTPUT_FORMATS))
+        raise CloudmaxConfigError(f"output_format={output_format!r} is not one of {choices}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise CloudmaxConfigError(f"batch_size={batch_size!r} must be a positive int (rows per Parquet row group)")
+    if compression is not None and str(compression).lower() not in PARQUET_COMPRESSIONS:
+        raise CloudmaxConfigError(
+            f"compression={compression!r} is not a Parquet codec; use one of {', '.join(PARQUET_COMPRESSIONS)}"
+        )
+
+
+def require_pyarrow() -> tuple[Any, Any]:
+    """``(pyarrow, pyarrow.parquet)``, or a :class:`CloudmaxConfigError` naming the extra to install."""
+    try:
+        import pyarrow
+        import pyarrow.parquet
+    except ImportError as exc:
+        raise CloudmaxConfigError(
+            f"output_format='parquet' needs pyarrow, which is not installed ({exc}); {PARQUET_EXTRA_HINT}"
+        ) from None
+    return pyarrow, pyarrow.parquet
+
+
+def open_each(sources: Iterable[Callable[[], Any]]) -> Iterator[ReportStream]:
+    """Open the sources (context managers yielding a ReportStream) one after the other; each is closed
+    when the consumer asks for the next, or stops."""
+    for open_source in sources:
+        with open_source() as stream:
+            yield stream
+
+
+@dataclass(frozen=True)
+class RowTyping:
+    """What typed formats need to type cells: the report, the account's timezone and the renamed columns
+    (``{new_name: catalog_name}``, so a renamed column keeps its catalog type)."""
+
+    part: ReportPart
+    tz: ZoneInfo
+    renamed: dict[str, str] = field(default_factory=dict)
+    header: tuple[str, ...] = ()  # the columns expected (requested or catalog), for an empty body's schema
+
+    @classmethod
+    def for_request(cls, request: Any, tz: ZoneInfo) -> RowTyping:
+        """From a :class:`~cloudmax_provider.request.ReportRequest` (its report and CustomColName columns)."""
+        part = request.report_part
+        header = tuple(new or name for name, new in request.columns) or part.column_names
+        return cls(part, tz, {new: name for name, new in request.columns if new}, header)
+
+    def empty_typer(self) -> RowTyper:
+        return RowTyper(self.part, list(self.header), self.tz, self.renamed)
+
+
+class Encoder(Protocol):
+    """Bodies in, the bytes of one object out; ``rows`` counts the data rows written so far."""
+
+    @property
+    def rows(self) -> int: ...
+
+    def encode(self, streams: Iterable[ReportStream]) -> Iterator[bytes]: ...
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    """An output format and its options; :meth:`encoder` makes a fresh encoder for each write attempt."""
+
+    name: str = "csv"
+    batch_size: int = DEFAULT_BATCH_SIZE
+    compression: str | None = "snappy"
+    typing: RowTyping | None = None
+
+    def __post_init__(self) -> None:
+        check_output_args(self.name, self.batch_size, self.compression)
+        if self.name != "csv" and self.typing is None:
+            raise CloudmaxConfigError(f"output_format={self.name!r} needs the report's catalog entry to type columns")
+
+    @property
+    def extension(self) -> str:
+        return self.name
+
+    def encoder(self, target_encoding: str | None, progress: Progress, logger: Any = log) -> Encoder:
+        if self.name == "csv":
+            return CsvEncoder(target_encoding, progress)
+        assert self.typing is not None
+        if self.name == "jsonl":
+            return JsonLinesEncoder(self.typing, progress.label, logger)
+        return ParquetEncoder(self.typing, progress.label, logger, self.batch_size, self.compression)
+
+
+class CsvEncoder:
+    """The bytes as served, transcoded to ``target_encoding`` (None: untouched); header once over several
+    sources. Rows are counted (and progress logged) by :class:`~cloudmax_provider.transfer.Progress`."""
+
+    def __init__(self, target_encoding: str | None, progress: Progress) -> None:
+        self.target, self.progress = target_encoding, progress
+
+    @property
+    def rows(self) -> int:
+        return self.progress.rows
+
+    def encode(self, streams: Iterable[ReportStream]) -> Iterator[bytes]:
+        from cloudmax_provider.transfer import csv_body
+
+        for i, stream in enumerate(streams):
+            chunks = csv_body(i == 0, stream.chunks, stream.encoding, self.target)
+            yield from self.progress.track(chunks, self.target or stream.encoding.name)
+
+
+class _TypedEncoder:
+    """Shared by the typed formats: one header over every source, row counting, progress in the log."""
+
+    def __init__(self, typing: RowTyping, label: str, logger: Any, every: float = 5.0) -> None:
+        self.typing, self.label, self.log, self.every = typing, label, logger, every
+        self.rows = 0
+        self._started = self._last = time.monotonic()
+
+    def bodies(self, streams: Iterable[ReportStream]) -> Iterator[tuple[RowTyper, Iterator[list[str]]]]:
+        """Each source's typer and records; every source must have the first one's header."""
+        header: list[str] | None = None
+        t = self.typing
+        for stream in streams:
+            typer, records = read_typed(stream.chunks, stream.encoding, t.part, t.tz, t.renamed)
+            if not typer.header:
+                continue  # an empty file
+            if header is None:
+                header = typer.header
+            elif typer.header != header:
+                raise CloudmaxResponseError(
+                    f"{stream.source} has the columns {typer.header[:5]}..., not those of the first file "
+                    f"({header[:5]}...): they cannot be one typed object; use one_object_per_link=True"
+                )
+            yield typer, records
+
+    def tick(self, added: int) -> None:
+        self.rows += added
+        now = time.monotonic()
+        if now - self._last >= self.every:
+            self._last = now
+            self.log.info("%s: %d rows, %.0f rows/s", self.label, self.rows, self.rows / max(now - self._started, 1e-9))
+
+
+class JsonLinesEncoder(_TypedEncoder):
+    """One JSON object per line (UTF-8), each typed as XCom rows are."""
+
+    def encode(self, streams: Iterable[ReportStream]) -> Iterator[bytes]:
+        buffer: list[str] = []
+        size = 0
+        dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+        for typer, records in self.bodies(streams):
+            for cells in records:
+                line = dumps(to_jsonable(typer.type_row(cells)))
+                buffer.append(line)
+                size += len(line) + 1
+                if size >= _JSONL_BUFFER:
+                    self.tick(len(buffer))
+                    yield ("\n".join(buffer) + "\n").encode("utf-8")
+                    buffer, size = [], 0
+        if buffer:
+            self.tick(len(buffer))
+            yield ("\n".join(buffer) + "\n").encode("utf-8")
+
+
+def arrow_type(kind: ColumnType, tz: ZoneInfo) -> Any:
+    """The Arrow type of a catalog column type: int64, float64, ``timestamp[us, tz]``, string."""
+    import pyarrow as pa
+
+    if kind is ColumnType.INT:
+        return pa.int64()
+    if kind is ColumnType.FLOAT:
+        return pa.float64()
+    if kind is ColumnType.DATETIME:
+        return pa.timestamp("us", tz=tz.key)
+    return pa.string()
+
+
+def arrow_schema(typer: RowTyper) -> Any:
+    """The Arrow schema of a report body: its header's columns, in order, typed by the catalog."""
+    import pyarrow as pa
+
+    fields = zip(typer.header, typer.types, strict=True)
+    return pa.schema([pa.field(name, arrow_type(kind, typer.tz)) for name, kind in fields])
+
+
+class _Sink(io.RawIOBase):
+    """The file ParquetWriter writes to: it keeps the bytes until :meth:`drain` hands them on."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self._position = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        chunk = bytes(data)
+        self._parts.append(chunk)
+        self._position += len(chunk)
+        return len(chunk)
+
+    def tell(self) -> int:
+        return self._position
+
+    def drain(self) -> bytes:
+        out = b"".join(self._parts)
+        self._parts.clear()
+        return out
+
+
+class ParquetEncoder(_TypedEncoder):
+    """Row groups of ``batch_size`` rows, written as the body streams (see the module docstring)."""
+
+    def __init__(
+        self, typing: RowTyping, label: str, logger: Any, batch_size: int, compression: str | None = "snappy"
+    ) -> None:
+        super().__init__(typing, label, logger)
+        self.batch_size = batch_size
+        self.compression = "none" if compression is None else compression.lower()
+        self._nulled: set[str] = set()
+
+    def encode(self, streams: Iterable[ReportStream]) -> Iterator[bytes]:
+        pa, pq = require_pyarrow()
+        sink = _Sink()
+        writer = None
+        schema = None
+        for typer, records in self.bodies(streams):
+            if writer is None:
+                schema = arrow_schema(typer)
+                writer = pq.ParquetWriter(sink, schema, compression=self.compression)
+            width = len(typer.header)
+            columns: list[list[str]] = [[] for _ in range(width)]
+            count = 0
+            for cells in records:
+                if len(cells) < width:
+                    cells = cells + [""] * (width - len(cells))
+                for column, cell in zip(columns, cells, strict=False):  # extra cells are dropped
+                    column.append(cell)
+                count += 1
+                if count == self.batch_size:
+                    writer.write_table(self._table(pa, schema, typer, columns), row_group_size=count)
+                    self.tick(count)
+                    columns, count = [[] for _ in range(width)], 0
+                    yield sink.drain()
+            if count:
+                writer.write_table(self._table(pa, schema, typer, columns), row_group_size=count)
+                self.tick(count)
+                yield sink.drain()
+        if writer is None:  # no body had a header: an empty file with the expected columns
+            writer = pq.ParquetWriter(sink, arrow_schema(self.typing.empty_typer()), compression=self.compression)
+        writer.close()
+        yield sink.drain()
+
+    def _table(self, pa: Any, schema: Any, typer: RowTyper, columns: list[list[str]]) -> Any:
+        arrays = []
+        for i, (texts, kind) in enumerate(zip(columns, typer.types, strict=True)):
+            values = [typer.type_cell(i, text) for text in texts]
+            if kind is not ColumnType.TEXT:
+                values = self._null_misfits(typer.header[i], values)
+            arrays.append(pa.array(values, type=schema.field(i).type))
+            texts.clear()  # free the text as soon as the column is built
+        return pa.Table.from_arrays(arrays, schema=schema)
+
+    def _null_misfits(self, name: str, values: list[Any]) -> list[Any]:
+        """Cells RowTyper kept as text in a typed column become null (a column has one type in every file)."""
+        if not any(isinstance(v, str) for v in values):
+            return values
+        if name not in self._nulled:
+            self._nulled.add(name)
+            self.log.warning("Column %s: cells that are not of its type are written to Parquet as null", name)
+        return [None if isinstance(v, str) else v for v in values]
