@@ -1036,7 +1036,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--repeat", type=int, default=3, help="runs of each download case; the median is shown (3)")
     ap.add_argument("--s3-cap-mb", type=int, default=256, help="largest S3 upload in MiB (default 256)")
-    ap.add_argument("--s3-repeat", type=int, default=1, help="runs of each S3 case (1)")
+    ap.add_argument("--s3-repeat", type=int, default=3, help="runs of each S3 case (3; 1 with --quick)")
     ap.add_argument("--no-s3", action="store_true", help="skip the S3 part")
     ap.add_argument("--no-download", action="store_true", help="skip the download part")
     ap.add_argument("--no-rss", action="store_true", help="skip peak RSS against report size (and the plot)")
@@ -1064,6 +1064,7 @@ def main(argv: list[str] | None = None) -> int:
         args.poll_interval = min(args.poll_interval, 5.0)
         args.fixed_repeat = 1
         args.repeat = min(args.repeat, 2)
+        args.s3_repeat = 1
     size = args.size_mb * MiB
     started = time.perf_counter()
     load_before = os.getloadavg()
