@@ -813,8 +813,11 @@ class CloudmaxEmulator:
                 b"<ROOT><ERRORCODE>0</ERRORCODE><ERRORMSG>&x;</ERRORMSG><DOWNLOADLINK>&x;</DOWNLOADLINK></ROOT>",
             )
         if kind == "entity_expansion":
-            dtd = '<!ENTITY a0 "' + "x" * 64 + '">' + "".join(
-                f'<!ENTITY a{i} "{("&a" + str(i - 1) + ";") * 16}">' for i in range(1, 10)
+            dtd = (
+                '<!ENTITY a0 "'
+                + "x" * 64
+                + '">'
+                + "".join(f'<!ENTITY a{i} "{("&a" + str(i - 1) + ";") * 16}">' for i in range(1, 10))
             )
             body = f'<?xml version="1.0"?><!DOCTYPE r [{dtd}]><ROOT><ERRORCODE>0</ERRORCODE><ERRORMSG>&a9;</ERRORMSG>'
             return _Reply(200, xml, (body + "</ROOT>").encode())
