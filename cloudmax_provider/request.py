@@ -428,8 +428,14 @@ def build_xml_request(credentials: Credentials) -> bytes:
     from lxml import etree
 
     root = etree.Element("REQUEST")
-    etree.SubElement(root, "ManagerLoginName").text = credentials.login
-    etree.SubElement(root, "ManagerPassword").text = credentials.password
+    try:
+        etree.SubElement(root, "ManagerLoginName").text = credentials.login
+        etree.SubElement(root, "ManagerPassword").text = credentials.password
+    except ValueError:  # lxml's message is generic; ours never shows the value
+        raise CloudmaxConfigError(
+            "the connection's login or password holds a control character XML cannot carry; use the connection "
+            "extra request_format 'fields' (the default), which sends them as form fields"
+        ) from None
     return bytes(etree.tostring(root, xml_declaration=True, encoding="utf-8"))
 
 

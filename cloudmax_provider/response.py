@@ -492,7 +492,9 @@ def read_typed(
     header = next(records, None)
     if header is None:
         return RowTyper(part, [], tz), iter(())
-    return RowTyper(part, header, tz, renamed), (cells for cells in records if cells not in ([], [""]))
+    # a blank line is skipped; in a one-column report '""' is a row whose cell is empty, not a blank line
+    wanted = (cells for cells in records if cells != [] and (cells != [""] or len(header) == 1))
+    return RowTyper(part, header, tz, renamed), wanted
 
 
 def to_jsonable(row: dict[str, Any]) -> dict[str, Any]:

@@ -141,6 +141,59 @@ def test_cells_that_do_not_fit_are_null_in_parquet(tmp_path, caplog):
     assert "AcceptCount" in caplog.text
 
 
+def _encode_body(body: bytes, report_part_id: int, **options) -> bytes:
+    from cloudmax_provider.formats import OutputFormat, RowTyping, open_each
+    from cloudmax_provider.hooks.cloudmax import ReportStream
+    from cloudmax_provider.reports import get_report_part
+    from cloudmax_provider.response import Encoding
+    from cloudmax_provider.transfer import Progress
+
+    class Source:
+        def __enter__(self):
+            return ReportStream(iter([body[:7], body[7:]]), Encoding("utf_8"), "test")
+
+        def __exit__(self, *exc):
+            return False
+
+    output = OutputFormat("parquet", typing=RowTyping(get_report_part(report_part_id), TZ), **options)
+    return b"".join(output.encoder(None, Progress("x")).encode(open_each([Source])))
+
+
+def test_arrow_fast_path_and_cell_by_cell_typing_agree(monkeypatch):
+    """Columns Arrow can read are typed vectorised, the others cell by cell: both give the XCom values."""
+    import io
+
+    import cloudmax_provider.formats as formats
+    from cloudmax_provider.reports import get_report_part
+    from cloudmax_provider.response import Encoding, RowTyper, iter_csv_records
+
+    monkeypatch.setattr(formats, "_TYPE_EVERY", 3)  # several typed slices per row group
+    body = (
+        "SubmitTime,LaunchID,JobID,JobName,EmailCount,AcceptCount,ReturnEmailCount,SendSuccessEmailCount,"
+        "ReturnEmailRate,SendSuccessRate,OpenEmailCount,OpenEmailRate,ClickCount,ClickEmailCount,"
+        "SendSuccessClickRate,OpenEmailClickRate\r\n"
+    )
+    rows = [
+        # iso / zh-TW midnight and noon / en-US / T and fractions (cell by cell) / blanks
+        ["2026-10-01 00:00:00", "1", "2", "a", "1,234", "5", "", "7", "0.5", "12.5%", "3", "0.25", "0", "1", "", "1"],
+        ["2026-10-02 23:59:59", "3", "4", "", " 9 ", "6", "1", "8", "1e-3", "50%", "4", "2", "1", "2", "0.1", "0"],
+        ["2026-10-03T01:02:03.5", "5", "6", "c", "10", "7", "2", "9", "", "1", "5", "1", "2", "3", "0.2", "0.5"],
+        ["", "7", "8", "d", "11", "8", "3", "10", "0.25", "0.75", "6", "0.5", "3", "4", "0.3", "0.6"],
+    ]
+    zh = [["2026/10/4 上午 12:00:00", *rows[0][1:]], ["2026/10/4 下午 12:30:00", *rows[1][1:]]]
+    en = [["10/5/2026 12:00:00 AM", *rows[0][1:]], ["10/5/2026 1:05:09 PM", *rows[1][1:]]]
+    for group in (rows, zh, en):
+        text = body + "".join(",".join(f'"{c}"' for c in r) + "\r\n" for r in group)
+        data = _encode_body(text.encode(), 30023, batch_size=7)
+        table = pq.read_table(io.BytesIO(data))
+        records = iter_csv_records([text.encode()], Encoding("utf_8"))
+        typer = RowTyper(get_report_part(30023), next(records), TZ)
+        assert table.to_pylist() == [typer.type_row(cells) for cells in records]
+    assert pq.read_table(io.BytesIO(data)).column("SubmitTime").to_pylist()[1] == datetime(
+        2026, 10, 5, 13, 5, 9, tzinfo=TZ
+    )
+
+
 def test_missing_pyarrow_names_the_extra(monkeypatch):
     from cloudmax_provider.formats import require_pyarrow
 

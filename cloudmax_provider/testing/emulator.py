@@ -64,7 +64,9 @@ Choices made where the spec is open (all of them are covered by ``tests/test_emu
   matching requests (counted since ``reset()`` or since ``fail_first`` last changed) are faulted; with
   ``fail_first = 0`` every matching request is. A faulted request waits ``delay`` and then gets
   ``truncate_body`` / ``drop_mid_body`` applied to its normal answer, or, when neither is set and
-  ``fail_first > 0``, the ``fail_with`` answer instead of the normal one.
+  ``fail_first > 0``, the ``fail_with`` answer instead of the normal one: an HTTP status, ``"reset"``
+  (the connection aborted), ``"exception"`` (ErrorCode 100 "Exception") or ``"error:<code>"`` (that
+  ErrorCode with the spec's message, e.g. ``"error:110"``).
 * **Faults by window.** ``fail_start_windows`` (pairs of times, ``yyyy-MM-dd HH:mm:ss``): a valid
   Report.aspx request whose StartTime falls in one of these ``[from, to)`` windows gets HTTP ``fail_with``
   (503 unless that is an int status) — only the first ``fail_start_first`` such requests when it is > 0
@@ -208,7 +210,7 @@ class EmulatorSettings:
     unc_share: str = "reports"
     big_report_bytes: int = 0
     fail_first: int = 0
-    fail_with: int | str = 503  # HTTP status | "exception" | "reset"
+    fail_with: int | str = 503  # HTTP status | "exception" (ErrorCode 100) | "error:<ErrorCode>" | "reset"
     retry_after: int | None = None
     delay: float = 0.0
     truncate_body: bool = False
@@ -715,6 +717,9 @@ class CloudmaxEmulator:
                 return web.Response(status=500)
             if fault.fail_with == "exception":
                 reply = self._xml_reply(100, "Exception", [])
+            elif isinstance(fault.fail_with, str) and fault.fail_with.startswith("error:"):
+                code = int(fault.fail_with.removeprefix("error:"))
+                reply = self._xml_reply(code, _ERROR_MESSAGES.get(code, f"Error {code}"), [])
             else:
                 status = int(fault.fail_with)
                 headers = {"Content-Type": "text/html; charset=utf-8"}
@@ -820,8 +825,11 @@ class CloudmaxEmulator:
                 b"<ROOT><ERRORCODE>0</ERRORCODE><ERRORMSG>&x;</ERRORMSG><DOWNLOADLINK>&x;</DOWNLOADLINK></ROOT>",
             )
         if kind == "entity_expansion":
-            dtd = '<!ENTITY a0 "' + "x" * 64 + '">' + "".join(
-                f'<!ENTITY a{i} "{("&a" + str(i - 1) + ";") * 16}">' for i in range(1, 10)
+            dtd = (
+                '<!ENTITY a0 "'
+                + "x" * 64
+                + '">'
+                + "".join(f'<!ENTITY a{i} "{("&a" + str(i - 1) + ";") * 16}">' for i in range(1, 10))
             )
             body = f'<?xml version="1.0"?><!DOCTYPE r [{dtd}]><ROOT><ERRORCODE>0</ERRORCODE><ERRORMSG>&a9;</ERRORMSG>'
             return _Reply(200, xml, (body + "</ROOT>").encode())

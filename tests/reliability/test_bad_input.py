@@ -398,3 +398,44 @@ def test_templated_mistakes_fail_their_tasks_in_a_real_run(no_requests, cloudmax
     dr = run_dag(src, "rel_bad_templates")
     assert task_states(dr) == dict.fromkeys(tasks, "failed")
     FIGURES["bad inputs refused in a real DAG run (0 requests sent)"] += len(tasks)
+
+
+@pytest.mark.parametrize(
+    ("case", "conn_extra", "destination", "message"),
+    [
+        (
+            "s3-no-credentials",
+            {},
+            "s3://{bucket}/r.csv",
+            r"no credentials found for s3:// \(Airflow would write anonymously",
+        ),
+        (
+            "s3-no-bucket",
+            {"login": "testing", "password": "testing"},
+            "s3://no-such-bucket-x/r.csv",
+            r"bucket 'no-such-bucket-x' does not exist",
+        ),
+    ],
+    ids=["s3-no-credentials", "s3-no-bucket"],
+)
+def test_an_unusable_s3_destination_is_refused_before_the_report_is_requested(
+    no_requests, cloudmax_conn, moto_s3_endpoint, monkeypatch, tmp_path, case, conn_extra, destination, message
+):
+    import boto3
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance-metadata probe: fast, and no cloud here
+    bucket = f"rel-{case}"
+    boto3.client(
+        "s3", endpoint_url=moto_s3_endpoint, region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t"
+    ).create_bucket(Bucket=bucket)
+    conn_id = f"aws_{case.replace('-', '_')}"
+    conn = {"conn_type": "aws", **conn_extra, "extra": {"endpoint_url": moto_s3_endpoint, "region_name": "us-east-1"}}
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+    task = _operator(case.replace("-", "_"), destination=destination.format(bucket=bucket), destination_conn_id=conn_id)
+    with pytest.raises(CloudmaxConfigError, match=message):
+        render_and_execute(task, task_context())
+    FIGURES["bad inputs refused at execute, templated (0 requests sent)"] += 1
