@@ -251,22 +251,22 @@ class Progress:
 
 
 class _Worker:
-    """A thread applying ``fn`` to items in order, fed through a bounded queue (so memory stays bounded).
+    """Applies ``fn`` to items in order: inline for the first ``inline_bytes``, then in a thread of its own fed
+    through a bounded queue (so memory stays bounded). A small report never starts a thread.
 
     ``put`` raises the worker's error, if it had one, at the next call; ``close`` waits for the queue to
-    drain and raises it too. After an error the worker keeps taking items (dropping them), so ``put`` never
+    drain and raises it too. After an error the thread keeps taking items (dropping them), so ``put`` never
     blocks forever.
     """
 
-    def __init__(self, fn: Any, max_items: int, name: str) -> None:
+    def __init__(self, fn: Any, max_items: int, name: str, inline_bytes: int = 4 << 20) -> None:
         import queue
-        import threading
 
-        self._fn = fn
+        self._fn, self._name = fn, name
         self._queue: queue.Queue[Any] = queue.Queue(max_items)
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
+        self._thread: Any = None
+        self._inline_left = inline_bytes
 
     def _run(self) -> None:
         while (item := self._queue.get()) is not _STOP:
@@ -277,13 +277,22 @@ class _Worker:
                     self._error = exc
 
     def put(self, item: Any) -> None:
+        if self._thread is None:
+            if self._inline_left > 0:
+                self._inline_left -= len(item)
+                self._fn(item)
+                return
+            import threading
+
+            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+            self._thread.start()
         if self._error is not None:
             raise self._error
         self._queue.put(item)
 
     def close(self, raise_error: bool = True) -> None:
         """Wait until every item is done (and the thread ended)."""
-        if self._thread.is_alive():
+        if self._thread is not None and self._thread.is_alive():
             self._queue.put(_STOP)
             self._thread.join()
         if raise_error and self._error is not None:
@@ -342,8 +351,8 @@ def csv_body(first: bool, chunks: Iterable[bytes], source: Encoding, target: str
 COMMIT_ON_CLOSE = frozenset({"s3", "s3a", "gs", "gcs"})
 #: Stores written with concurrent multipart uploads (s3fs's async client).
 S3_PROTOCOLS = frozenset({"s3", "s3a"})
-#: S3 parts in flight at once (boto3's transfer manager uses 10); memory ~ (this + 1) x the part size.
-S3_MAX_CONCURRENCY = 8
+#: S3 parts in flight at once (boto3's transfer manager uses 10); memory ~ (this + 2) x the part size.
+S3_MAX_CONCURRENCY = 6
 
 
 def write_atomically(

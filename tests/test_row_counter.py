@@ -112,14 +112,28 @@ def test_the_fallback_is_used_without_numpy(monkeypatch):
         CsvRowCounter(vectorised=True)
 
 
-def test_land_report_counts_rows_without_numpy(monkeypatch, tmp_path):
-    """The whole Progress path (counting thread) without numpy gives the same rows."""
+@pytest.mark.parametrize("with_numpy", [True, False], ids=["numpy", "pure"])
+def test_progress_counts_in_its_thread_like_csv(monkeypatch, with_numpy):
+    """Progress.track over > 4 MiB (so the counting thread runs), with numpy and without (forced)."""
+    import threading
+
     from cloudmax_provider.transfer import Progress
 
-    monkeypatch.setattr(response, "_NUMPY", None)
-    text = random_csv(7, rows=3000)
+    if not with_numpy:
+        monkeypatch.setattr(response, "_NUMPY", None)
+    threads: set[str] = set()
+    real_feed = CsvRowCounter.feed
+
+    def feed(self, chunk):
+        threads.add(threading.current_thread().name)
+        real_feed(self, chunk)
+
+    monkeypatch.setattr(CsvRowCounter, "feed", feed)
+    text = random_csv(7, rows=3000) * 30
     data = text.encode()
+    assert len(data) > 4 << 20
     progress = Progress("x")
-    out = b"".join(progress.track(data[i : i + 1000] for i in range(0, len(data), 1000)))
+    out = b"".join(progress.track(data[i : i + 300_000] for i in range(0, len(data), 300_000)))
     assert out == data
     assert progress.rows == csv_records(text) - 1
+    assert threads == {"MainThread", "cloudmax-row-counter"}

@@ -59,12 +59,12 @@ def test_triggers_on_one_loop_share_one_session_and_the_last_one_closes_it(emu, 
     )
     assert len(links) == 30
     emu.clear_log()
-    sessions: list[aiohttp.ClientSession] = []
+    sessions: list[download_link.SharedSession] = []
     connections = {"new": 0}
     real_acquire = download_link.acquire_session
     real_create = aiohttp.TCPConnector._create_connection
 
-    async def recording_acquire() -> aiohttp.ClientSession:
+    async def recording_acquire() -> download_link.SharedSession:
         session = await real_acquire()
         sessions.append(session)
         return session
@@ -83,8 +83,8 @@ def test_triggers_on_one_loop_share_one_session_and_the_last_one_closes_it(emu, 
 
     results = asyncio.run(main())
     assert [r["status"] for r in results] == ["success"] * 30
-    assert len(sessions) == 30 and len({id(s) for s in sessions}) == 1  # one session for all
-    assert sessions[0].closed
+    assert len(sessions) == 30 and len({id(s.session) for s in sessions}) == 1  # one session for all
+    assert sessions[0].closed and sessions[0].slots._value == download_link.SESSION_CONNECTIONS
     probes = len(emu.link_requests)
     assert probes >= 60  # at least two rounds each
     assert connections["new"] <= 30 < probes  # keep-alive connections reused across triggers and rounds
@@ -156,3 +156,32 @@ def test_a_server_ignoring_range_is_not_drained():
     assert result["status"] == "success", result
     assert server.sent < 16 << 20  # socket buffers at most, never the 64 MiB body
     assert peak < 8 << 20, peak
+
+
+def test_probes_in_flight_are_capped_per_event_loop(emu, monkeypatch):
+    """Hundreds of triggers: never more than SESSION_CONNECTIONS probes at once over all of them."""
+    emu.settings.split_links = True
+    emu.settings.rows_per_launch = 1
+    hook = CloudmaxHook("cloudmax_default")
+    links = hook.request_links(
+        hook.build_request(2100199, list(range(1, 201)), "2026-11-01 00:00:00", "2026-11-02 00:00:00", response_mode=1)
+    )
+    monkeypatch.setattr(download_link, "SESSION_CONNECTIONS", 7)
+    in_flight = {"now": 0, "max": 0}
+    real_get_head = CloudmaxDownloadLinkTrigger._get_head
+
+    async def counting_get_head(self, *args, **kwargs):
+        in_flight["now"] += 1
+        in_flight["max"] = max(in_flight["max"], in_flight["now"])
+        try:
+            return await real_get_head(self, *args, **kwargs)
+        finally:
+            in_flight["now"] -= 1
+
+    monkeypatch.setattr(CloudmaxDownloadLinkTrigger, "_get_head", counting_get_head)
+
+    async def main() -> list[dict[str, Any]]:
+        return await asyncio.gather(*(payload(trigger([link])) for link in links))
+
+    assert [r["status"] for r in asyncio.run(main())] == ["success"] * 200
+    assert in_flight["max"] == 7

@@ -149,7 +149,7 @@ def test_a_failing_write_stops_the_stream_with_the_writer_error():
 
         def write(self, chunk):
             self.n += 1
-            if self.n == 3:
+            if self.n == 7:  # in the writer thread (the first 4 MiB are written inline)
                 raise OSError("disk full")
 
     pulled = []
@@ -157,7 +157,7 @@ def test_a_failing_write_stops_the_stream_with_the_writer_error():
     def stream():
         for i in range(1000):
             pulled.append(i)
-            yield b"x" * 1024
+            yield b"x" * MiB
 
     with pytest.raises(OSError, match="disk full"):
         transfer._write_all(Sink(), stream())
@@ -172,7 +172,9 @@ def test_writes_happen_in_the_writer_thread_in_order():
         def write(self, chunk):
             written.append((threading.current_thread().name, chunk))
 
-    chunks = [str(i).encode() for i in range(50)]
-    assert transfer._write_all(Sink(), iter(chunks)) == sum(map(len, chunks))
+    chunks = [bytes([i]) * MiB for i in range(12)]
+    assert transfer._write_all(Sink(), iter(chunks)) == 12 * MiB
     assert [c for _, c in written] == chunks
-    assert {name for name, _ in written} == {"cloudmax-writer"}
+    # the first 4 MiB inline (a small report starts no thread), the rest in the writer thread
+    assert [name for name, _ in written] == ["MainThread"] * 4 + ["cloudmax-writer"] * 8
+

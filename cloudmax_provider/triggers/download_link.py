@@ -176,11 +176,11 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
         loop = asyncio.get_running_loop()
         loop_deadline = None if self.deadline is None else loop.time() + (self.deadline - time.time())
         semaphore = asyncio.Semaphore(self.max_concurrency)
-        session = await acquire_session()
+        shared = await acquire_session()
         scope = asyncio.timeout_at(loop_deadline)
         try:
             async with scope:
-                return await self._poll(session, semaphore, parsed, probes)
+                return await self._poll(shared, semaphore, parsed, probes)
         except TimeoutError:
             if not scope.expired():
                 raise
@@ -193,12 +193,12 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
                 f"{len(pending)} of {len(self.links)} DOWNLOADLINK(s) not ready at the deadline: {waited}{more}",
             )
         finally:
-            await asyncio.shield(release_session(session))
+            await asyncio.shield(release_session(shared))
             await asyncio.shield(self._close_readers())
 
     async def _poll(
         self,
-        session: aiohttp.ClientSession,
+        shared: SharedSession,
         semaphore: asyncio.Semaphore,
         parsed: dict[str, DownloadLink],
         probes: dict[str, LinkProbe],
@@ -207,7 +207,10 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
         while True:
             rounds += 1
             pending = [link for link, p in probes.items() if p.state is LinkState.PENDING]
-            results = await asyncio.gather(*(self._probe(session, semaphore, parsed[link]) for link in pending))
+            if len(pending) == 1:  # the common case (one sensor, one link): no task, no gather per round
+                results = [await self._probe(shared, semaphore, parsed[pending[0]])]
+            else:
+                results = await asyncio.gather(*(self._probe(shared, semaphore, parsed[link]) for link in pending))
             for probe in results:
                 if probes[probe.link].state != probe.state:
                     self.log.debug("%s: %s (%s)", probe.link, probe.state.value, probe.message)
@@ -231,13 +234,13 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
 
     # ---- probes ------------------------------------------------------------------------------
 
-    async def _probe(
-        self, session: aiohttp.ClientSession, semaphore: asyncio.Semaphore, link: DownloadLink
-    ) -> LinkProbe:
-        async with semaphore:
+    async def _probe(self, shared: SharedSession, semaphore: asyncio.Semaphore, link: DownloadLink) -> LinkProbe:
+        # This trigger's own limit, then the event loop's: at most SESSION_CONNECTIONS probes of all the
+        # triggers exist at once, so thousands of waiting triggers hold no request state, only a place in line.
+        async with semaphore, shared.slots:
             if link.kind == "unc":
                 return await self._probe_unc(link)
-            return await self._probe_http(session, link)
+            return await self._probe_http(shared.session, link)
 
     async def _probe_http(self, session: aiohttp.ClientSession, link: DownloadLink) -> LinkProbe:
         """One ranged GET (at most :data:`PROBE_BYTES` read), judged like the sync hook does.
@@ -362,50 +365,63 @@ SESSION_CONNECTIONS = 100
 
 
 @dataclass
-class _SharedSession:
+class SharedSession:
+    """The event loop's one aiohttp session and the probe slots all its triggers share."""
+
     session: aiohttp.ClientSession
+    slots: asyncio.Semaphore
     users: int = 0
 
+    @property
+    def closed(self) -> bool:
+        return bool(self.session.closed)
 
-_SESSIONS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _SharedSession] = weakref.WeakKeyDictionary()
+
+_SESSIONS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SharedSession] = weakref.WeakKeyDictionary()
 
 
-async def acquire_session() -> aiohttp.ClientSession:
+async def acquire_session() -> SharedSession:
     """The running event loop's shared aiohttp session (created on first use), counted as used once more.
 
     A triggerer runs thousands of triggers on one loop: one connection pool for all of them (keep-alive
     connections reused across triggers and rounds) instead of a session, a connector and new TCP/TLS
-    connections per trigger. Per-trigger settings (TLS verification, timeout) go with each request. The
-    session never keeps or sends cookies, ignores proxy environment variables and sends no auth.
+    connections per trigger, and at most :data:`SESSION_CONNECTIONS` probes in flight over all triggers.
+    Per-trigger settings (TLS verification, timeout) go with each request. The session never keeps or
+    sends cookies, ignores proxy environment variables and sends no auth.
     Pair every call with :func:`release_session`; the last user closes the session.
     """
     import aiohttp  # here, not at module level: the trigger module must import fast
 
     loop = asyncio.get_running_loop()
     shared = _SESSIONS.get(loop)
-    if shared is None or shared.session.closed:
+    if shared is None or shared.closed:
         session = aiohttp.ClientSession(
             cookie_jar=aiohttp.DummyCookieJar(),  # no cookie ever kept or sent
             connector=aiohttp.TCPConnector(limit=SESSION_CONNECTIONS),
             headers={"User-Agent": f"airflow-provider-cloudmax-trigger aiohttp/{aiohttp.__version__}"},
             trust_env=False,
         )
-        shared = _SESSIONS[loop] = _SharedSession(session)
+        shared = _SESSIONS[loop] = SharedSession(session, asyncio.Semaphore(SESSION_CONNECTIONS))
     shared.users += 1
-    return shared.session
+    return shared
 
 
-async def release_session(session: aiohttp.ClientSession) -> None:
-    """One user fewer of the loop's shared session; closes it when it was the last."""
-    shared = _SESSIONS.get(asyncio.get_running_loop())
-    if shared is None or shared.session is not session:  # already replaced (it had been closed)
-        if not session.closed:
-            await session.close()
-        return
+async def release_session(shared: SharedSession) -> None:
+    """One user fewer of the loop's shared session; the last one closes it."""
     shared.users -= 1
+    loop = asyncio.get_running_loop()
     if shared.users <= 0:
-        del _SESSIONS[asyncio.get_running_loop()]
-        await session.close()
+        if _SESSIONS.get(loop) is shared:
+            del _SESSIONS[loop]
+        if not shared.closed:
+            await shared.session.close()
 
 
-__all__ = ["MIN_POLL_INTERVAL", "PROBE_BYTES", "CloudmaxDownloadLinkTrigger", "acquire_session", "release_session"]
+__all__ = [
+    "MIN_POLL_INTERVAL",
+    "PROBE_BYTES",
+    "CloudmaxDownloadLinkTrigger",
+    "SharedSession",
+    "acquire_session",
+    "release_session",
+]
