@@ -262,7 +262,7 @@ class UncReader:
             raise self._translate(exc, link) from exc
         buf = bytearray(chunk_size)
         view = memoryview(buf)
-        with fh:
+        try:
             while True:
                 try:
                     n = fh.readinto(view)
@@ -271,6 +271,11 @@ class UncReader:
                 if not n:
                     break
                 yield bytes(view[:n])
+        finally:
+            try:
+                fh.close()
+            except Exception:  # a connection that died mid-read cannot close the file: the read's error matters
+                self.close()
 
     def read_bytes(self, link: str | UncPath) -> bytes:
         """The whole file (small files only; use :meth:`iter_bytes` otherwise)."""

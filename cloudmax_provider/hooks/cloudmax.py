@@ -525,12 +525,18 @@ class CloudmaxHook(BaseHook):
         if parsed.kind == "unc":
             with self._unc_reader(parsed) as reader:
                 chunks = reader.iter_bytes(parsed.url, CHUNK_SIZE)
-                head = next(chunks, b"")
+                try:
+                    head = next(chunks, b"")
+                except (ConnectionError, TimeoutError) as exc:
+                    raise CloudmaxTransientError(f"opening {parsed.url}: {exc}"[:500]) from None
 
                 def all_chunks() -> Iterator[bytes]:
                     if head:
                         yield head
-                    yield from chunks
+                    try:
+                        yield from chunks
+                    except (ConnectionError, TimeoutError) as exc:  # the share went away: retried whole
+                        raise CloudmaxTransientError(f"the SMB read of {parsed.url} was cut: {exc}"[:500]) from None
 
                 yield ReportStream(
                     all_chunks(), detect_encoding(head), parsed.url, parsed.filename, size=reader.size(parsed.url)
