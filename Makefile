@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast lint bench bench-quick clean env lock browser
+.PHONY: demo test test-fast lint bench bench-quick clean env lock browser dist e2e e2e-killed e2e-celery services
 
 env: $(STAMP)
 
@@ -53,5 +53,32 @@ bench: $(BENCH_STAMP)
 bench-quick: $(BENCH_STAMP)
 	$(PY) bench/run.py --quick
 
+# The wheel and sdist users install (dist/), checked by twine.
+dist: $(STAMP)
+	rm -rf dist build
+	$(PY) -m build --installer uv --outdir dist .
+	$(VENV)/bin/twine check --strict dist/*
+
+# Deployment tests (tests/e2e/, deselected by `make test`): the built wheel in a separate venv (.e2e/venv),
+# a real Airflow as separate processes on loopback ports. Logs of every component and task: .ci-artifacts/e2e/
+E2E_PYTEST = $(PY) -m pytest -p no:cacheprovider -ra tests/e2e $(PYTEST_ARGS)
+
+e2e: $(STAMP)
+	$(E2E_PYTEST) -m e2e
+
+e2e-killed: $(STAMP)
+	$(E2E_PYTEST) -m e2e_killed
+
+# CeleryExecutor: PostgreSQL and Redis from Debian's packages (installed here when missing and we are root).
+e2e-celery: $(STAMP) services
+	$(E2E_PYTEST) -m e2e_celery
+
+services:
+	@if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || ! command -v redis-server >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server >/dev/null); \
+	  else echo "PostgreSQL and redis-server are needed: apt-get install postgresql redis-server"; exit 1; fi; \
+	fi
+
 clean:
-	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache .e2e .ci-artifacts dist build

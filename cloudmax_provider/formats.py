@@ -24,6 +24,8 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import io
 import json
 import logging
@@ -206,10 +208,27 @@ class _TypedEncoder:
             self.log.info("%s: %d rows, %.0f rows/s", self.label, self.rows, self.rows / max(now - self._started, 1e-9))
 
 
+@contextlib.contextmanager
+def _fewer_gc_passes(young: int = 100_000) -> Iterator[None]:
+    """Collect the youngest generation every ``young`` allocations instead of 700 while rows stream: each
+    CSV record is a new list (a GC-tracked object), and in a task process full of Airflow's objects the
+    collector would otherwise take a third of the time. The records are freed by reference counting."""
+    before = gc.get_threshold()
+    gc.set_threshold(max(young, before[0]), *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
 class JsonLinesEncoder(_TypedEncoder):
     """One JSON object per line (UTF-8), each typed as XCom rows are."""
 
     def encode(self, streams: Iterable[ReportStream]) -> Iterator[bytes]:
+        with _fewer_gc_passes():
+            yield from self._encode(streams)
+
+    def _encode(self, streams: Iterable[ReportStream]) -> Iterator[bytes]:
         buffer: list[str] = []
         size = 0
         dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -286,6 +305,10 @@ class ParquetEncoder(_TypedEncoder):
 
     def encode(self, streams: Iterable[ReportStream]) -> Iterator[bytes]:
         _, pq = require_pyarrow()
+        with _fewer_gc_passes():
+            yield from self._encode(pq, streams)
+
+    def _encode(self, pq: Any, streams: Iterable[ReportStream]) -> Iterator[bytes]:
         sink = _Sink()
         writer = None
         for typer, records in self.bodies(streams):

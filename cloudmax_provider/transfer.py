@@ -7,7 +7,9 @@
   (``discard()``), so nothing appears and an older object stays as it was. No second copy.
 * Everything else (local files, stores without atomic uploads): a temporary object beside the
   destination (``.<name>.<uuid>.partial``), moved onto it when complete (``os.replace`` locally),
-  removed on failure.
+  removed on failure. A process killed mid-write (SIGKILL, OOM, a lost host) cannot remove its
+  temporary object: the next successful write of the same destination does
+  (:func:`remove_stale_partials`).
 
 A re-run for the same window overwrites the same object.
 
@@ -19,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
@@ -372,9 +375,10 @@ def write_atomically(
     tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex[:12]}.partial"
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        with tmp.open("wb", block_size=block_size) if _is_remote(dest) else tmp.open("wb") as out:
-            written = _write_all(out, chunks)
-        _move(tmp, dest)
+        with _held_while_writing(tmp):
+            with tmp.open("wb", block_size=block_size) if _is_remote(dest) else tmp.open("wb") as out:
+                written = _write_all(out, chunks)
+            _move(tmp, dest)
     except BaseException:
         try:
             if tmp.exists():
@@ -382,7 +386,85 @@ def write_atomically(
         except Exception:  # the original error matters more than a failed clean-up
             log.warning("Could not remove the partial object %s", tmp)
         raise
+    remove_stale_partials(dest)
     return written
+
+
+def remove_stale_partials(dest: Any) -> list[str]:
+    """Remove the ``.<name>.<uuid>.partial`` files beside a local ``dest`` that killed writers left behind.
+
+    Called once ``dest`` has been written whole. A writer holds an exclusive ``flock`` on its temporary
+    file until it is moved into place, and the kernel drops the lock when the process dies however it
+    dies; so a temporary file of the same destination that can be locked belongs to a dead writer, while
+    one another run is still writing (two runs landing the same window) is left alone. Remote stores
+    without atomic uploads are not swept (no such lock there): use a lifecycle rule on the prefix.
+    Best effort: failures are logged. Returns the removed paths.
+    Example: ``remove_stale_partials(ObjectStoragePath("file:///lake/opens/2026-11-01.csv"))``.
+    """
+    if _is_remote(dest):
+        return []
+    pattern = re.compile(rf"\.{re.escape(dest.name)}\.[0-9a-f]{{12}}\.partial")
+    removed: list[str] = []
+    try:
+        leftovers = [p for p in dest.parent.iterdir() if pattern.fullmatch(p.name)]
+    except Exception as exc:
+        log.warning("Could not list %s for leftover temporary objects: %s", dest.parent, exc)
+        return removed
+    for leftover in leftovers:
+        try:
+            if _writer_alive(leftover.path):
+                continue
+            leftover.unlink()
+            removed.append(str(leftover))
+        except Exception as exc:
+            log.warning("Could not remove the leftover temporary object %s: %s", leftover, exc)
+    if removed:
+        log.info("Removed %d temporary object(s) left by an earlier, killed attempt: %s", len(removed), removed)
+    return removed
+
+
+@contextlib.contextmanager
+def _held_while_writing(tmp: Any) -> Iterator[None]:
+    """Create a local temporary file and hold an exclusive ``flock`` on it until the block ends."""
+    if _is_remote(tmp):
+        yield
+        return
+    import os
+
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): leftovers are then never swept
+        yield
+        return
+    fd = os.open(tmp.path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _writer_alive(path: str) -> bool:
+    """Whether a live process still holds the writer's lock on a local temporary file (or it is brand new)."""
+    import os
+
+    try:
+        import fcntl
+    except ImportError:
+        return True
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return True  # moved into place by its writer meanwhile
+    try:
+        if time.time() - os.fstat(fd).st_mtime < 1.0:
+            return True  # just created: its writer may not hold the lock yet
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def _write_direct(dest: Any, chunks: Iterable[bytes], block_size: int) -> int:

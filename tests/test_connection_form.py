@@ -63,7 +63,7 @@ with DAG({dag_id!r}, schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz=
         SecretsMasker._has_warned_short_secret = False  # the warning is once per process
         hook = CloudmaxHook()
         hook.settings
-        return [SecretsMasker._has_warned_short_secret, redact("pw demo-password-1 end")]
+        return [SecretsMasker._has_warned_short_secret, redact("pw Form-Secret-4242 end")]
 
     probe()
 """
@@ -85,10 +85,10 @@ def test_no_too_short_masking_warning_for_a_form_connection(cloudmax_emulator, m
         "host": cloudmax_emulator.base_url,
         "port": cloudmax_emulator.port,
         "login": "demo",
-        "password": "demo-password-1",
+        "password": "Form-Secret-4242",
         "extra": extra,
     }
-    cloudmax_emulator.settings.accounts = {"demo": "demo-password-1"}
+    cloudmax_emulator.settings.accounts = {"demo": "Form-Secret-4242"}
     monkeypatch.setenv("AIRFLOW_CONN_CLOUDMAX_DEFAULT", json.dumps(conn))
     dag_id = f"cmx_mask_{'warns' if warns else 'quiet'}"
     dr = run_dag(MASK_PROBE.format(dag_id=dag_id), dag_id)

@@ -398,3 +398,36 @@ def test_openlineage_schema_and_statistics_facets(cloudmax_emulator, cloudmax_co
     ]
     stats = out.outputFacets["outputStatistics"]
     assert (stats.rowCount, stats.size, stats.fileCount) == (42, 4096, 2)
+
+
+LINKS_DAG = """
+import pendulum
+from airflow.sdk import DAG
+from cloudmax_provider.operators.download_links import CloudmaxDownloadLinksOperator
+
+with DAG("cmx_links_typed", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False) as dag:
+    CloudmaxDownloadLinksOperator(task_id="merged", links={links!r}, destination={merged!r},
+                                  output_format="parquet", report_part_id=21003)
+    CloudmaxDownloadLinksOperator(task_id="each", links={links!r}, destination={each!r},
+                                  output_format="jsonl", report_part_id="bounce_details", one_object_per_link=True)
+"""
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_download_links_operator_writes_typed_formats(cloudmax_emulator, cloudmax_conn, tmp_path):
+    from cloudmax_provider.hooks.cloudmax import CloudmaxHook
+
+    cloudmax_emulator.settings.split_links = True
+    cloudmax_emulator.settings.csv_encoding = "utf-16"
+    hook = CloudmaxHook()
+    window = ("2026-10-01 00:00:00", "2026-10-02 00:00:00")
+    links = hook.request_links(hook.build_request(21003, [31, 32], *window, response_mode=1))
+    expected = _jsonable(hook.get_rows(hook.build_request(21003, [31, 32], *window, response_mode=3)))
+    source = LINKS_DAG.format(links=links, merged=(tmp_path / "b.parquet").as_uri(), each=tmp_path.as_uri() + "/each/")
+    dr = run_dag(source, "cmx_links_typed")
+    assert task_states(dr) == {"merged": "success", "each": "success"}
+    assert _jsonable(pq.read_table(tmp_path / "b.parquet").to_pylist()) == expected  # one header over two files
+    files = sorted((tmp_path / "each").glob("*.jsonl"))
+    assert len(files) == 2
+    rows = [json.loads(line) for f in files for line in f.read_text().splitlines()]
+    assert sorted(rows, key=json.dumps) == sorted(expected, key=json.dumps)

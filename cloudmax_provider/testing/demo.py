@@ -5,6 +5,9 @@ at it, migrates a private SQLite metadata DB under ``.demo/``, runs ``example_da
 ``dag.test()`` and prints the absolute path of every report file it wrote.
 
     python -m cloudmax_provider.testing.demo [--dag cloudmax_daily_report] [--dags-folder example_dags]
+
+Without ``--dags-folder`` it uses ``./example_dags`` when there is one (a checkout), else the example DAGs
+installed with the package (``cloudmax_provider.example_dags``, so the demo runs from the wheel too).
 """
 
 from __future__ import annotations
@@ -18,15 +21,26 @@ import sys
 from pathlib import Path
 
 
+def default_dags_folder() -> Path:
+    """``./example_dags`` in a checkout, else the example DAGs shipped in the wheel."""
+    local = Path("example_dags")
+    if local.is_dir():
+        return local
+    spec = importlib.util.find_spec("cloudmax_provider.example_dags")
+    if spec is None or not spec.submodule_search_locations:
+        return local
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m cloudmax_provider.testing.demo", description=__doc__.split("\n")[0])
     ap.add_argument("--dag", default="cloudmax_daily_report", help="example DAG id (= file name)")
-    ap.add_argument("--dags-folder", default="example_dags")
+    ap.add_argument("--dags-folder", default=None, help="default: ./example_dags, else the installed examples")
     ap.add_argument("--workdir", default=".demo", help="AIRFLOW_HOME, DB and the local lake go here")
     args = ap.parse_args(argv)
 
     work = Path(args.workdir).resolve()
-    dags = Path(args.dags_folder).resolve()
+    dags = Path(args.dags_folder or default_dags_folder()).resolve()
     dag_file = dags / f"{args.dag}.py"
     if not dag_file.is_file():
         print(f"no DAG file {dag_file}", file=sys.stderr)

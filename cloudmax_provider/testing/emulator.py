@@ -550,6 +550,18 @@ class CloudmaxEmulator:
         """The CSV text (CRLF line ends) as served, before byte encoding."""
         return to_csv(*self.expected_rows(report_part_id, launch_ids, start, end, columns, language))
 
+    def release_links(self) -> int:
+        """Make every link file prepared so far ready now, however long ``link_ready_after`` was.
+
+        Lets a test hold files back (``link_ready_after`` large) until the moment it chooses, e.g. after
+        restarting Airflow's triggerer. Returns the number of link files.
+        """
+        with self._lock:
+            now = time.monotonic()
+            for link in self._links.values():
+                link.ready_at = min(link.ready_at, now)
+            return len(self._links)
+
     def big_report_info(self, report_part_id: int | str) -> tuple[Path, int, int]:
         """(path, size in bytes, data rows) of the big-report file for the current settings.
 
