@@ -40,8 +40,8 @@ def deployment(e2e_venv: Path, control_emulator: Any) -> Iterator[Deployment]:
     """Emulator + api-server, scheduler, dag-processor, triggerer (LocalExecutor, SQLite) from the wheel."""
     dep = Deployment(e2e_venv, artifacts=ARTIFACTS / "standalone")
     try:
-        # links answer 404 for 6 s: the example's deferrable sensor has to defer, not find them at once
-        emulator = dep.start_emulator("--link-ready-after", "6")
+        # links answer 404 for 20 s: the example's deferrable sensor has to defer, not find them at once
+        emulator = dep.start_emulator("--link-ready-after", "20")
         dep.emulator_url = emulator  # type: ignore[attr-defined]
         dep.start_airflow(
             connections={

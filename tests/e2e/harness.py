@@ -16,7 +16,7 @@ Example::
 
     venv = deployment_venv(build_wheel())
     with Deployment(venv, artifacts=ARTIFACTS / "standalone") as dep:
-        emulator_url = dep.start_emulator("--link-ready-after", "6")
+        emulator_url = dep.start_emulator("--link-ready-after", "20")
         dep.start_airflow(connections={"cloudmax_default": conn_json(emulator_url)})
         run_id = dep.api.trigger("cloudmax_daily_report")
         assert dep.api.wait_for_run("cloudmax_daily_report", run_id)["state"] == "success"

@@ -27,7 +27,7 @@ def celery_deployment(e2e_venv: Path) -> Iterator[Deployment]:
     try:
         db_url = dep.start_postgres()
         broker = dep.start_redis()
-        emulator = dep.start_emulator("--link-ready-after", "6")
+        emulator = dep.start_emulator("--link-ready-after", "90")  # longer than a busy queue delays the sensor
         dep.start_airflow(
             connections={"cloudmax_default": conn_json(emulator)},
             db_url=db_url,
