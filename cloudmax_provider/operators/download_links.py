@@ -127,6 +127,10 @@ class CloudmaxDownloadLinksOperator(BaseOperator):
             start, end = to_account_time(start, tz, "window_start"), to_account_time(end, tz, "window_end")
             destination = fill_window_placeholders(destination, start, end)
             self.log.info("Destination named by the window %s .. %s (%s): %s", start, end, why, destination)
+        from cloudmax_provider.transfer import check_destination, preflight_destination
+
+        check_destination(destination, one_object_per_link=self.one_object_per_link)  # as rendered
+        preflight_destination(destination, self.destination_conn_id or None)  # before any link is fetched
         return land(
             context,
             hook,

@@ -439,3 +439,26 @@ def test_an_unusable_s3_destination_is_refused_before_the_report_is_requested(
     with pytest.raises(CloudmaxConfigError, match=message):
         render_and_execute(task, task_context())
     FIGURES["bad inputs refused at execute, templated (0 requests sent)"] += 1
+
+
+@pytest.mark.parametrize(
+    ("destination", "conn_id", "message"),
+    [
+        ("ftp://files/x.csv", None, r"Airflow has no filesystem for ftp://"),
+        ("file:///tmp/cmx-links/x.csv", "aws_typo", r"destination_conn_id='aws_typo' is not a connection"),
+        ("{{ ds }}/x.csv", None, r"destination='2026-11-01/x.csv' is not a URI"),
+    ],
+    ids=["unknown-scheme", "unknown-conn", "rendered-relative"],
+)
+def test_download_links_destination_refused_before_any_link_is_fetched(
+    no_requests, cloudmax_conn, destination, conn_id, message
+):
+    from cloudmax_provider.operators.download_links import CloudmaxDownloadLinksOperator
+
+    link = f"{no_requests.base_url}/WebAPI/ReportFiles/abc/r.csv"
+    task = CloudmaxDownloadLinksOperator(
+        task_id="download", links=[link], destination=destination, destination_conn_id=conn_id
+    )
+    with pytest.raises(CloudmaxConfigError, match=message):
+        render_and_execute(task, task_context())
+    FIGURES["bad inputs refused at execute, templated (0 requests sent)"] += 1

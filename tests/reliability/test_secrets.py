@@ -186,3 +186,14 @@ def test_the_scan_finds_every_form_of_the_password():
     for form in planted:
         assert hits("planted", f"log line ... {form} ..."), form
     assert hits("clean", "ManagerPassword=*** XmlRequest=***") == []
+
+
+def test_every_form_of_the_password_is_registered_with_the_masker(cloudmax_emulator, secret_conn):
+    """What Airflow's masker hides once the hook has read the connection: each encoded form too."""
+    from airflow.sdk._shared.secrets_masker import redact
+
+    secret_conn("POST", "xml")
+    CloudmaxHook().settings  # noqa: B018 - reading the connection registers the password's forms
+    for form in password_forms(PASSWORD):
+        assert form not in str(redact(f"a line with {form} in it")), form
+    FIGURES["secrets: password forms registered with the masker"] = len(password_forms(PASSWORD))
