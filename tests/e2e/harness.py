@@ -553,13 +553,24 @@ class AirflowAPI:
             self._token = answer.json()["access_token"]
             self.session.headers["Authorization"] = f"Bearer {self._token}"
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        self._auth()
-        answer = self.session.request(method, f"{self.base}/api/v2/{path.lstrip('/')}", timeout=60, **kwargs)
-        if answer.status_code == 401:  # token expired: one new token
-            self._token = None
+    def request(self, method: str, path: str, *, ok: tuple[int, ...] = (), **kwargs: Any) -> Any:
+        """One API call. SQLite lets one process write at a time: with the scheduler, dag-processor, triggerer
+        and tasks all writing, the api-server sometimes answers 500 "Database error" (its lock wait ran out).
+        Such an answer changed nothing (the transaction rolled back), so it is tried again, at most 5 times.
+        Statuses in ``ok`` are accepted as they are (e.g. 409 for a retried POST that did land)."""
+        url = f"{self.base}/api/v2/{path.lstrip('/')}"
+        for attempt in range(5):
             self._auth()
-            answer = self.session.request(method, f"{self.base}/api/v2/{path.lstrip('/')}", timeout=60, **kwargs)
+            answer = self.session.request(method, url, timeout=60, **kwargs)
+            if answer.status_code == 401:  # token expired: one new token
+                self._token = None
+                continue
+            if answer.status_code == 500 and "Database error" in answer.text and attempt < 4:
+                time.sleep(1 + attempt)
+                continue
+            break
+        if answer.status_code in ok:
+            return None
         if not answer.ok:
             raise RuntimeError(f"{method} {path}: HTTP {answer.status_code}: {answer.text[:2000]}")
         return answer.json() if answer.content else None
@@ -584,8 +595,11 @@ class AirflowAPI:
 
     def trigger(self, dag_id: str, logical_date: str | None = None, conf: dict[str, Any] | None = None) -> str:
         """POST a DAG run (no logical date unless given, Airflow 3's default); returns its run id."""
-        body = {"logical_date": logical_date, "conf": conf or {}}
-        return str(self.request("POST", f"dags/{dag_id}/dagRuns", json=body)["dag_run_id"])
+        # a run id of our own, so a POST tried again after a database error cannot create a second run
+        run_id = f"e2e__{dag_id}__{secrets.token_hex(4)}"
+        body = {"dag_run_id": run_id, "logical_date": logical_date, "conf": conf or {}}
+        self.request("POST", f"dags/{dag_id}/dagRuns", json=body, ok=(409,))
+        return run_id
 
     def run(self, dag_id: str, run_id: str) -> dict[str, Any]:
         return dict(self.get(f"dags/{dag_id}/dagRuns/{run_id}"))
