@@ -37,7 +37,7 @@ browser: $(STAMP)
 	$(PY) -m pytest -m browser -p no:cacheprovider tests/test_browser.py $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check cloudmax_provider tests example_dags bench
+	$(VENV)/bin/ruff check cloudmax_provider tests example_dags bench setup.py
 	$(VENV)/bin/mypy
 
 # Benchmarks (bench/README.md): the `bench` extra adds matplotlib (the RSS plot) and py-spy (flame graphs).

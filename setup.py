@@ -1,4 +1,7 @@
-"""Package list only (everything else is in pyproject.toml): ``example_dags/`` ships as ``cloudmax_provider.example_dags``."""
+"""Package list only (everything else is in pyproject.toml).
+
+``example_dags/`` ships in the wheel as ``cloudmax_provider.example_dags``.
+"""
 
 from setuptools import find_packages, setup
 
