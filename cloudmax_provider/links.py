@@ -38,7 +38,7 @@ MAX_REDIRECTS = 5
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DownloadLink:
     """A DOWNLOADLINK: ``kind`` is ``"http"`` or ``"unc"``; ``host`` the server it names."""
 
@@ -125,7 +125,7 @@ class LinkState(enum.StrEnum):
         return self is not LinkState.PENDING
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a triggerer holds one per waiting link
 class LinkProbe:
     """One check of one link: its state, the file size when known, and why."""
 

@@ -27,6 +27,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
 import weakref
@@ -59,6 +60,8 @@ if TYPE_CHECKING:
 PROBE_BYTES = 4096
 #: Shortest pause between two rounds, whatever ``poll_interval`` says (a trigger never spins).
 MIN_POLL_INTERVAL = 0.05
+#: No per-trigger limit (a round probing one link).
+_NO_LIMIT = contextlib.nullcontext()
 
 
 class CloudmaxDownloadLinkTrigger(BaseTrigger):
@@ -104,9 +107,19 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
         self.verify = verify
         self.request_timeout = float(request_timeout)
         self.unc_stable_checks = max(1, int(unc_stable_checks))
-        self.retry = RetrySettings(max(1, int(retries)), float(retry_min_wait), float(retry_max_wait))
-        self._sizes: dict[str, list[int | None]] = {}
-        self._readers: dict[str, tuple[UncReader, asyncio.Lock]] = {}
+        self.retry = _retry_settings(max(1, int(retries)), float(retry_min_wait), float(retry_max_wait))
+
+    # A triggerer holds thousands of these at once: per-trigger state is created only when needed
+    # (UNC state on the first UNC probe), and all instances share one logger.
+    #: UNC links: the last sizes seen, per link.
+    _sizes: dict[str, list[int | None]] | None = None
+    #: UNC links: one reader (SMB connection) and its lock per server name.
+    _readers: dict[str, tuple[UncReader, asyncio.Lock]] | None = None
+
+    @property
+    def log(self) -> Any:
+        """The class's logger, shared by every instance (LoggingMixin would make one per trigger)."""
+        return type(self).logger()
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -155,92 +168,112 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
     # ---- the event ---------------------------------------------------------------------------
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        payload = await self._wait()
+        """Poll until every link is ready, one fails, or the deadline passes; then fire the one event.
+
+        A triggerer holds thousands of these at once, so between two rounds a waiting trigger holds only
+        this generator's frame, its probes, its sleep and its deadline's timer (which interrupts a probe, its
+        back-off or the sleep at the exact moment): the loop is here, not in a coroutine awaited from here.
+        """
+        probes = {link: LinkProbe(link, LinkState.PENDING, message="not checked yet") for link in self.links}
+        payload = self._refused(probes)  # refused links fail before any request is sent
+        if payload is not None:
+            yield TriggerEvent(payload)
+            return
+        loop = asyncio.get_running_loop()
+        deadline = None if self.deadline is None else loop.time() + (self.deadline - time.time())
+        shared = await acquire_session()
+        scope = asyncio.timeout_at(deadline)
+        try:
+            async with scope:
+                rounds, last_waiting = 1, -1
+                while (payload := await self._round(shared, probes, rounds)) is None:
+                    last_waiting = self._log_waiting(probes, last_waiting)
+                    await _sleep_until(loop, loop.time() + self.poll_interval)  # a real sleep, never a spin
+                    rounds += 1
+        except TimeoutError:
+            if not scope.expired():
+                raise
+            payload = self._timeout(probes)
+        finally:
+            await asyncio.shield(release_session(shared))
+            if self._readers:
+                await asyncio.shield(self._close_readers())
         yield TriggerEvent(payload)
 
     def _payload(self, status: str, probes: dict[str, LinkProbe], message: str) -> dict[str, Any]:
         return {"status": status, "links": [probes[link].to_dict() for link in self.links], "message": message}
 
-    async def _wait(self) -> dict[str, Any]:
-        """Poll until every link is ready, one fails, or the deadline; return the event payload."""
-        probes = {link: LinkProbe(link, LinkState.PENDING, message="not checked yet") for link in self.links}
-        parsed: dict[str, DownloadLink] = {}
-        for link in self.links:  # refused links fail before any request is sent
+    def _refused(self, probes: dict[str, LinkProbe]) -> dict[str, Any] | None:
+        """The ``failed`` payload for the first link that is not a link or whose host is not allowed."""
+        for link in self.links:
             try:
-                parsed[link] = DownloadLink.parse(link)
-                check_link_allowed(parsed[link], self.api_host, self.allowed_link_hosts)
+                check_link_allowed(DownloadLink.parse(link), self.api_host, self.allowed_link_hosts)
             except CloudmaxError as exc:
                 probes[link] = LinkProbe(link, LinkState.FAILED, message=str(exc))
                 return self._payload("failed", probes, f"DOWNLOADLINK {link}: {exc}")
+        return None
 
-        loop = asyncio.get_running_loop()
-        loop_deadline = None if self.deadline is None else loop.time() + (self.deadline - time.time())
-        semaphore = asyncio.Semaphore(self.max_concurrency)
-        shared = await acquire_session()
-        scope = asyncio.timeout_at(loop_deadline)
-        try:
-            async with scope:
-                return await self._poll(shared, semaphore, parsed, probes)
-        except TimeoutError:
-            if not scope.expired():
-                raise
-            pending = [p for p in probes.values() if p.state is LinkState.PENDING]
-            waited = ", ".join(f"{p.link} ({p.message})" for p in pending[:20])
-            more = f" and {len(pending) - 20} more" if len(pending) > 20 else ""
+    @staticmethod
+    def _count(probes: dict[str, LinkProbe], state: LinkState) -> int:
+        return sum(p.state is state for p in probes.values())
+
+    def _verdict(self, probes: dict[str, LinkProbe], rounds: int) -> dict[str, Any] | None:
+        """The ``failed`` or ``success`` payload after a round, or None while links are pending."""
+        failed = [p for p in probes.values() if p.state is LinkState.FAILED]
+        if failed:
+            message = "; ".join(f"DOWNLOADLINK {p.link}: {p.message}" for p in failed[:5])
+            return self._payload("failed", probes, message)
+        if not self._count(probes, LinkState.PENDING):
             return self._payload(
-                "timeout",
-                probes,
-                f"{len(pending)} of {len(self.links)} DOWNLOADLINK(s) not ready at the deadline: {waited}{more}",
+                "success", probes, f"all {len(self.links)} DOWNLOADLINK(s) ready after {rounds} round(s)"
             )
-        finally:
-            await asyncio.shield(release_session(shared))
-            await asyncio.shield(self._close_readers())
+        return None
 
-    async def _poll(
-        self,
-        shared: SharedSession,
-        semaphore: asyncio.Semaphore,
-        parsed: dict[str, DownloadLink],
-        probes: dict[str, LinkProbe],
-    ) -> dict[str, Any]:
-        rounds, last_waiting = 0, -1
-        while True:
-            rounds += 1
-            pending = [link for link, p in probes.items() if p.state is LinkState.PENDING]
-            if len(pending) == 1:  # the common case (one sensor, one link): no task, no gather per round
-                results = [await self._probe(shared, semaphore, parsed[pending[0]])]
-            else:
-                results = await asyncio.gather(*(self._probe(shared, semaphore, parsed[link]) for link in pending))
-            for probe in results:
-                if probes[probe.link].state != probe.state:
-                    self.log.debug("%s: %s (%s)", probe.link, probe.state.value, probe.message)
-                probes[probe.link] = probe
-            failed = [p for p in probes.values() if p.state is LinkState.FAILED]
-            if failed:
-                message = "; ".join(f"DOWNLOADLINK {p.link}: {p.message}" for p in failed[:5])
-                return self._payload("failed", probes, message)
-            waiting = sum(p.state is LinkState.PENDING for p in probes.values())
-            if not waiting:
-                return self._payload(
-                    "success", probes, f"all {len(self.links)} DOWNLOADLINK(s) ready after {rounds} round(s)"
-                )
-            if waiting != last_waiting:  # log changes, not every round (a triggerer runs many of these)
-                self.log.info(
-                    "%d of %d DOWNLOADLINK(s) not ready; checking every %gs", waiting, len(probes), self.poll_interval
-                )
-                last_waiting = waiting
-            # A real sleep between rounds (never a spin); the deadline interrupts it at the exact moment.
-            await asyncio.sleep(self.poll_interval)
+    def _timeout(self, probes: dict[str, LinkProbe]) -> dict[str, Any]:
+        pending = [p for p in probes.values() if p.state is LinkState.PENDING]
+        waited = ", ".join(f"{p.link} ({p.message})" for p in pending[:20])
+        more = f" and {len(pending) - 20} more" if len(pending) > 20 else ""
+        return self._payload(
+            "timeout",
+            probes,
+            f"{len(pending)} of {len(self.links)} DOWNLOADLINK(s) not ready at the deadline: {waited}{more}",
+        )
+
+    async def _round(self, shared: SharedSession, probes: dict[str, LinkProbe], rounds: int) -> dict[str, Any] | None:
+        """Probe every pending link once (``probes`` gets the results); the event's payload if this round
+        decides it (a link failed, or all are ready), else None."""
+        pending = [link for link, p in probes.items() if p.state is LinkState.PENDING]
+        if len(pending) == 1:  # the common case (one sensor, one link): no task, no gather, no semaphore
+            results = [await self._probe(shared, pending[0])]
+        else:
+            limit = asyncio.Semaphore(self.max_concurrency)  # this trigger's probes in flight in this round
+            results = await asyncio.gather(*(self._probe(shared, link, limit) for link in pending))
+        for link, probe in zip(pending, results, strict=True):
+            if probes[link].state != probe.state:
+                self.log.debug("%s: %s (%s)", probe.link, probe.state.value, probe.message)
+            probes[link] = probe
+        return self._verdict(probes, rounds)
+
+    def _log_waiting(self, probes: dict[str, LinkProbe], last_waiting: int) -> int:
+        """Log how many links are still pending when that changed (not every round: a triggerer runs many)."""
+        waiting = self._count(probes, LinkState.PENDING)
+        if waiting != last_waiting:
+            self.log.info(
+                "%d of %d DOWNLOADLINK(s) not ready; checking every %gs", waiting, len(probes), self.poll_interval
+            )
+        return waiting
 
     # ---- probes ------------------------------------------------------------------------------
 
-    async def _probe(self, shared: SharedSession, semaphore: asyncio.Semaphore, link: DownloadLink) -> LinkProbe:
+    async def _probe(self, shared: SharedSession, link: str, limit: asyncio.Semaphore | None = None) -> LinkProbe:
+        # Parsed again each round (microseconds) rather than kept: a waiting trigger holds only its strings.
+        parsed = DownloadLink.parse(link)
         # This trigger's own limit, then the event loop's: at most SESSION_CONNECTIONS probes of all the
         # triggers exist at once, so thousands of waiting triggers hold no request state, only a place in line.
-        async with semaphore, shared.slots:
-            if link.kind == "unc":
-                return await self._probe_unc(link)
-            return await self._probe_http(shared.session, link)
+        async with limit or _NO_LIMIT, shared.slots:
+            if parsed.kind == "unc":
+                return await self._probe_unc(parsed)
+            return await self._probe_http(shared.session, parsed)
 
     async def _probe_http(self, session: aiohttp.ClientSession, link: DownloadLink) -> LinkProbe:
         """One ranged GET (at most :data:`PROBE_BYTES` read), judged like the sync hook does.
@@ -312,10 +345,13 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
             async with lock:  # one smbclient call at a time per connection
                 size = await asyncio.to_thread(reader.size, link.url)
         except (ConnectionError, TimeoutError) as exc:  # SmbUnreachableError: may come back
-            self._sizes.pop(link.url, None)
+            if self._sizes is not None:
+                self._sizes.pop(link.url, None)
             return LinkProbe(link.url, LinkState.PENDING, message=f"SMB server not reachable: {exc}"[:300])
         except Exception as exc:  # login refused, access denied, no share, a directory, bad path
             return LinkProbe(link.url, LinkState.FAILED, message=f"{type(exc).__name__}: {exc}"[:500])
+        if self._sizes is None:
+            self._sizes = {}
         history = self._sizes.setdefault(link.url, [])
         history.append(size)
         del history[: -self.unc_stable_checks]
@@ -333,19 +369,43 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
 
         unc = UncPath.parse(link.url)
         key = unc.server.lower()
-        if key not in self._readers:
+        if self._readers is None:
+            self._readers = {}
+        readers = self._readers
+        if key not in readers:
             # From a worker thread the SDK's sync connection lookup goes through the triggerer's comms.
             target = await asyncio.to_thread(SmbTarget.from_airflow_connection, self.smb_conn_id, unc)
-            if key not in self._readers:
+            if key not in readers:
                 reader = UncReader(target, connection_timeout=max(1.0, self.request_timeout))
-                self._readers[key] = (reader, asyncio.Lock())
-        return self._readers[key]
+                readers[key] = (reader, asyncio.Lock())
+        return readers[key]
 
     async def _close_readers(self) -> None:
-        readers, self._readers = list(self._readers.values()), {}
+        readers, self._readers = list((self._readers or {}).values()), None
         for reader, lock in readers:
             async with lock:
                 await asyncio.to_thread(reader.close)
+
+
+def _sleep_until(loop: asyncio.AbstractEventLoop, when: float) -> asyncio.Future[None]:
+    """A future the loop resolves at its time ``when``: ``asyncio.sleep`` without the coroutine it creates.
+
+    A waiting trigger spends its life in this await, so it holds only the future and its timer (a
+    coroutine frame less: ~250 bytes, times the triggers). Cancelled (the deadline, the triggerer), the
+    await ends at once and the timer later fires into a done future, which does nothing.
+    """
+    wake: asyncio.Future[None] = loop.create_future()
+    loop.call_at(when, _wake, wake)
+    return wake
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+#: Retry settings are frozen: triggers with the same ones share one object.
+_retry_settings = functools.lru_cache(maxsize=64)(RetrySettings)
 
 
 @functools.lru_cache(maxsize=32)
