@@ -174,7 +174,37 @@ def test_writes_happen_in_the_writer_thread_in_order():
 
     chunks = [bytes([i]) * MiB for i in range(12)]
     assert transfer._write_all(Sink(), iter(chunks)) == 12 * MiB
-    assert [c for _, c in written] == chunks
-    # the first 4 MiB inline (a small report starts no thread), the rest in the writer thread
-    assert [name for name, _ in written] == ["MainThread"] * 4 + ["cloudmax-writer"] * 8
+    assert b"".join(bytes(c) for _, c in written) == b"".join(chunks)
+    # each MiB in slices of WRITE_SLICE (cache-sized writes); the first 4 MiB inline (a small report starts
+    # no thread), the rest in the writer thread
+    assert {len(c) for _, c in written} == {transfer.WRITE_SLICE}
+    per_mib = MiB // transfer.WRITE_SLICE
+    assert [name for name, _ in written] == ["MainThread"] * 4 * per_mib + ["cloudmax-writer"] * 8 * per_mib
+
+
+def test_local_file_written_by_the_reading_thread_through_one_new_descriptor(tmp_path, monkeypatch):
+    """A local file is written inline (no writer thread), never reopened with O_TRUNC, and named once in
+    Airflow's hook lineage as the destination (not the temporary file)."""
+    import builtins
+
+    from airflow.sdk import ObjectStoragePath
+
+    opened: list[object] = []
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda f, *a, **k: (opened.append(f), real_open(f, *a, **k))[1])
+    names: set[str] = set()
+    real_write = transfer._write_sliced
+    monkeypatch.setattr(
+        transfer, "_write_sliced", lambda out, c: (names.add(threading.current_thread().name), real_write(out, c))
+    )
+    recorded: list[str] = []
+    monkeypatch.setattr(transfer, "record_output_lineage", lambda dest: recorded.append(str(dest)))
+    dest = ObjectStoragePath((tmp_path / "r.csv").as_uri())
+    body = [b"a,b\r\n"] + [b"1,2\r\n" * 200_000] * 12
+    assert transfer.write_atomically(dest, iter(body)) == sum(map(len, body))
+    assert (tmp_path / "r.csv").read_bytes() == b"".join(body)
+    assert names == {threading.current_thread().name}
+    assert not [f for f in opened if str(f).endswith(".partial")]  # never reopened by name (O_TRUNC)
+    assert sum(isinstance(f, int) for f in opened) == 1  # written through the descriptor that holds the lock
+    assert recorded == [str(dest)]
 
