@@ -398,7 +398,7 @@ def write_atomically(
             # Through the filesystem, not ObjectStoragePath.open(): its file wrapper calls Airflow's lineage
             # collector on every write() (~0.5 CPU s per GiB here), and would name the temporary file as the
             # output; the destination is recorded once below instead.
-            with tmp.fs.open(tmp.path, "wb", block_size=block_size) if _is_remote(dest) else open(
+            with tmp.fs.open(tmp.path, "wb", block_size=block_size) if fd is None else open(
                 fd, "wb", closefd=False
             ) as out:
                 # a local file is written by the thread that read the chunk, while it is still in that
