@@ -343,6 +343,12 @@ class CsvRowCounter:
         return self.newlines + (0 if self._ends_with_newline else 1)
 
 
+#: A chunk is decoded and re-encoded in pieces of this size, then joined: the text and bytes of a piece are
+#: small blocks the allocator reuses, where a 1 MiB str is a fresh mapping that costs a page fault per 4 KiB
+#: (UTF-16 -> UTF-8 ran at ~0.8 GB/s in 1 MiB pieces, ~2 GB/s in 64 KiB ones, here).
+TRANSCODE_PIECE = 64 << 10
+
+
 def transcode(chunks: Iterable[bytes], source: Encoding, target: str | None) -> Iterator[bytes]:
     """Re-encode a byte stream from ``source`` to ``target`` (BOM removed), chunk by chunk.
 
@@ -366,9 +372,15 @@ def transcode(chunks: Iterable[bytes], source: Encoding, target: str | None) -> 
     for chunk in it:
         if skip:
             chunk, skip = chunk[skip:], max(0, skip - len(chunk))
-        text = decoder.decode(chunk)
-        if text:
-            yield encoder.encode(text)
+        if len(chunk) <= TRANSCODE_PIECE:
+            text = decoder.decode(chunk)
+            out = encoder.encode(text) if text else b""
+        else:
+            view = memoryview(chunk)
+            step = TRANSCODE_PIECE
+            out = b"".join([encoder.encode(decoder.decode(view[i : i + step])) for i in range(0, len(view), step)])
+        if out:
+            yield out
     tail = decoder.decode(b"", final=True)
     if tail:
         yield encoder.encode(tail)
