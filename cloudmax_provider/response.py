@@ -276,6 +276,7 @@ class CsvRowCounter:
         self._in_quotes = False
         self._ends_with_newline = True
         self._vectorised = vectorised
+        self._buffers: tuple[Any, Any] | None = None
         if vectorised and _numpy() is None:
             raise ImportError("CsvRowCounter(vectorised=True) needs numpy (pip install numpy)")
 
@@ -301,15 +302,26 @@ class CsvRowCounter:
     def _feed_numpy(self, chunk: bytes) -> None:
         np = self._np
         data = np.frombuffer(chunk, dtype=np.uint8)
-        special = data == _QUOTE
-        np.logical_or(special, data == _LF, out=special)
-        is_quote = data[special] == _QUOTE  # quotes and newlines, in order (a few % of the bytes)
+        special, newline = self._scratch(len(data))
+        np.equal(data, _QUOTE, out=special)
+        np.equal(data, _LF, out=newline)
+        np.logical_or(special, newline, out=special)
+        is_quote = data[np.flatnonzero(special)] == _QUOTE  # quotes and newlines, in order (a few % of the bytes)
         parity = np.cumsum(is_quote, dtype=np.int64)  # quotes up to each of them
         at_newlines = parity[~is_quote]  # quotes before each newline
         odd = int(np.count_nonzero(at_newlines & 1))  # newlines after an odd number of quotes
         self.newlines += odd if self._in_quotes else len(at_newlines) - odd
         if len(parity) and parity[-1] & 1:
             self._in_quotes = not self._in_quotes
+
+    def _scratch(self, size: int) -> tuple[Any, Any]:
+        """Two boolean arrays of ``size``, kept from chunk to chunk. Fresh 1 MiB temporaries would cost a
+        page fault per 4 KiB each time (glibc gives such blocks back to the kernel when freed): reusing
+        them makes the count ~3x faster."""
+        if self._buffers is None or len(self._buffers[0]) < size:
+            np = self._np
+            self._buffers = (np.empty(size, dtype=bool), np.empty(size, dtype=bool))
+        return self._buffers[0][:size], self._buffers[1][:size]
 
     def _feed_split(self, chunk: bytes) -> None:
         parts = chunk.split(b'"')
@@ -329,6 +341,12 @@ class CsvRowCounter:
     def records(self) -> int:
         """Lines including the header (a last line without a newline counts)."""
         return self.newlines + (0 if self._ends_with_newline else 1)
+
+
+#: A chunk is decoded and re-encoded in pieces of this size, then joined: the text and bytes of a piece are
+#: small blocks the allocator reuses, where a 1 MiB str is a fresh mapping that costs a page fault per 4 KiB
+#: (UTF-16 -> UTF-8 ran at ~0.8 GB/s in 1 MiB pieces, ~2 GB/s in 64 KiB ones, here).
+TRANSCODE_PIECE = 64 << 10
 
 
 def transcode(chunks: Iterable[bytes], source: Encoding, target: str | None) -> Iterator[bytes]:
@@ -354,9 +372,15 @@ def transcode(chunks: Iterable[bytes], source: Encoding, target: str | None) -> 
     for chunk in it:
         if skip:
             chunk, skip = chunk[skip:], max(0, skip - len(chunk))
-        text = decoder.decode(chunk)
-        if text:
-            yield encoder.encode(text)
+        if len(chunk) <= TRANSCODE_PIECE:
+            text = decoder.decode(chunk)
+            out = encoder.encode(text) if text else b""
+        else:
+            view = memoryview(chunk)
+            step = TRANSCODE_PIECE
+            out = b"".join([encoder.encode(decoder.decode(view[i : i + step])) for i in range(0, len(view), step)])
+        if out:
+            yield out
     tail = decoder.decode(b"", final=True)
     if tail:
         yield encoder.encode(tail)

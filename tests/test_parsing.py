@@ -90,6 +90,22 @@ def test_transcode_and_parse_across_any_chunk_boundary(encoding, size):
     assert counter.records == 3  # header + 2 rows, one with a quoted newline
 
 
+@pytest.mark.parametrize("codec", ["utf_16_le", "utf_16_be", "cp950", "gb18030", "utf_8"])
+@pytest.mark.parametrize("piece", [1, 5, 64 << 10])
+def test_transcode_in_pieces_splits_characters_anywhere(monkeypatch, codec, piece):
+    """Big chunks are transcoded in pieces of TRANSCODE_PIECE bytes: a character cut between two pieces
+    (or two chunks) comes out whole, and the output equals a one-shot decode + encode."""
+    import cloudmax_provider.response as response
+
+    monkeypatch.setattr(response, "TRANSCODE_PIECE", piece)
+    text = ("LaunchID,名稱,City\r\n" + "".join(f'{i},"臺北市 {i}",板橋區\r\n' for i in range(3000)))
+    raw = text.encode(codec)
+    enc = response.Encoding(codec, 0)
+    for size in (len(raw), 100_003, 65_537):
+        out = b"".join(transcode(chunked(raw, size), enc, "utf-8"))
+        assert out == text.encode("utf-8"), (size, piece)
+
+
 def test_encoding_from_content_type_and_nul_bytes():
     assert detect_encoding(b"a,b\r\n", "text/csv; charset=utf-16").codec == "utf_16_le"
     assert detect_encoding("a,b".encode("utf-16-le")).codec == "utf_16_le"

@@ -109,6 +109,19 @@ def test_s3_failing_part_upload_aborts_and_raises(s3_bucket, monkeypatch):
     assert uploads(client, bucket) == []
 
 
+def test_s3_parts_cut_across_chunks_in_reused_buffers(s3_bucket):
+    """Chunks that straddle part boundaries, parts filled in reused buffers: the object is byte-exact."""
+    import random
+
+    bucket, client = s3_bucket
+    rng = random.Random(7)
+    chunks = [rng.randbytes(rng.randint(1, 1_500_000)) for _ in range(40)]
+    dest = s3_path(bucket, "r/odd.csv")
+    assert write_atomically(dest, iter(chunks), block_size=5 * MiB, max_concurrency=2) == sum(map(len, chunks))
+    assert client.get_object(Bucket=bucket, Key="r/odd.csv")["Body"].read() == b"".join(chunks)
+    assert uploads(client, bucket) == []
+
+
 def test_s3_small_body_is_one_put(s3_bucket):
     bucket, client = s3_bucket
     assert write_atomically(s3_path(bucket, "small.csv"), [b"a,b\r\n", b"1,2\r\n"]) == 10
@@ -118,7 +131,7 @@ def test_s3_small_body_is_one_put(s3_bucket):
     assert uploads(client, bucket) == []
 
 
-def test_local_write_goes_through_the_writer_thread_and_stays_atomic(tmp_path):
+def test_local_write_stays_atomic(tmp_path):
     from airflow.sdk import ObjectStoragePath
 
     dest = ObjectStoragePath(f"file://{tmp_path}/out/r.csv")
@@ -174,7 +187,37 @@ def test_writes_happen_in_the_writer_thread_in_order():
 
     chunks = [bytes([i]) * MiB for i in range(12)]
     assert transfer._write_all(Sink(), iter(chunks)) == 12 * MiB
-    assert [c for _, c in written] == chunks
-    # the first 4 MiB inline (a small report starts no thread), the rest in the writer thread
-    assert [name for name, _ in written] == ["MainThread"] * 4 + ["cloudmax-writer"] * 8
+    assert b"".join(bytes(c) for _, c in written) == b"".join(chunks)
+    # each MiB in slices of WRITE_SLICE (cache-sized writes); the first 4 MiB inline (a small report starts
+    # no thread), the rest in the writer thread
+    assert {len(c) for _, c in written} == {transfer.WRITE_SLICE}
+    per_mib = MiB // transfer.WRITE_SLICE
+    assert [name for name, _ in written] == ["MainThread"] * 4 * per_mib + ["cloudmax-writer"] * 8 * per_mib
+
+
+def test_local_file_written_by_the_reading_thread_through_one_new_descriptor(tmp_path, monkeypatch):
+    """A local file is written inline (no writer thread), never reopened with O_TRUNC, and named once in
+    Airflow's hook lineage as the destination (not the temporary file)."""
+    import builtins
+
+    from airflow.sdk import ObjectStoragePath
+
+    opened: list[object] = []
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda f, *a, **k: (opened.append(f), real_open(f, *a, **k))[1])
+    names: set[str] = set()
+    real_write = transfer._write_sliced
+    monkeypatch.setattr(
+        transfer, "_write_sliced", lambda out, c: (names.add(threading.current_thread().name), real_write(out, c))
+    )
+    recorded: list[str] = []
+    monkeypatch.setattr(transfer, "record_output_lineage", lambda dest: recorded.append(str(dest)))
+    dest = ObjectStoragePath((tmp_path / "r.csv").as_uri())
+    body = [b"a,b\r\n"] + [b"1,2\r\n" * 200_000] * 12
+    assert transfer.write_atomically(dest, iter(body)) == sum(map(len, body))
+    assert (tmp_path / "r.csv").read_bytes() == b"".join(body)
+    assert names == {threading.current_thread().name}
+    assert not [f for f in opened if str(f).endswith(".partial")]  # never reopened by name (O_TRUNC)
+    assert sum(isinstance(f, int) for f in opened) == 1  # written through the descriptor that holds the lock
+    assert recorded == [str(dest)]
 
