@@ -7,8 +7,8 @@ The parent process starts the bundled Report.aspx emulator (``big_report_bytes``
 CSV is sent from disk with sendfile) and, for the S3 part, moto's S3 server in a process of its own. Every measured
 client (curl, the provider, boto3) runs in a fresh child process, so its peak RSS is its own; a Python child also
 reports its RSS just before the transfer starts (after imports, connection lookup and client set-up), so the growth
-during the transfer shows. A child is this file run as ``run.py --child CASE SPEC_JSON``; it writes its figures to
-the JSON file ``SPEC["result"]``.
+during the transfer shows. A child is this file imported as a module and run as ``main(["--child", CASE, SPEC_JSON])``
+(see ``_CHILD``); it writes its figures to the JSON file ``SPEC["result"]``.
 
 Nothing here touches the user's Airflow: ``AIRFLOW_HOME`` is a temporary directory, connections are
 ``AIRFLOW_CONN_*`` environment variables, no metadata database is used. ``land_report`` gets
@@ -44,6 +44,7 @@ AWS_CONN_ID = "aws_bench"
 BUCKET = "cloudmax-bench"
 STAGE_MIB = 64  # the in-memory pipeline-stage measurement uses at most this much of each report
 CHILD_TIMEOUT = 900.0
+PARTS = ("download", "s3", "rss", "triggers", "fixed")  # each has its --no-PART; --only PART runs just that one
 
 
 # ==== child side (imports only what the measured case needs) ==================================================
@@ -195,6 +196,8 @@ def child_main(case: str, spec: dict[str, Any]) -> None:
         out["bytes_in"] = out["bytes_out"] = len(body)
     elif case in ("fixed_bare", "fixed_provider", "fixed_provider_warm_fs"):
         out.update(_fixed_cost(case, spec))
+    elif case == "request_links":
+        out.update(_request_links(spec))
     elif case == "triggers":
         out.update(_triggers(spec))
     elif case == "moto":
@@ -263,23 +266,60 @@ def _fixed_cost(case: str, spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _triggers(spec: dict[str, Any]) -> dict[str, Any]:
-    """``spec["links"]`` DOWNLOADLINKs, one CloudmaxDownloadLinkTrigger each, all on this process's one event loop.
+def _request_links(spec: dict[str, Any]) -> dict[str, Any]:
+    """Ask the emulator for ``spec["links"]`` DOWNLOADLINKs, in batches of 1,000 ``spec["gap"]`` seconds apart (so
+    files become ready at different moments), for the ``triggers`` child; and the kwargs of their triggers.
 
-    Links are asked for in batches of 1,000 (``spec["gap"]`` seconds apart, so files become ready at different
-    moments) before the clock starts; each trigger then starts at a random moment within one poll interval
-    (deferred sensors arrive over time, not all in the same millisecond). Records, per link, the wall-clock
-    moment its trigger fired; the parent compares it with the moment the emulator made the file ready.
+    A process of its own: the triggerer measured next never has the requests-based hook, the XML parser or the
+    Report.aspx answers in memory, only the triggers' serialized kwargs (as a triggerer gets them).
     """
-    import asyncio
-    import random
-
     from cloudmax_provider.hooks.cloudmax import CloudmaxHook
     from cloudmax_provider.triggers.download_link import CloudmaxDownloadLinkTrigger
 
     n, poll, gap = spec["links"], spec["poll_interval"], spec["gap"]
     hook = CloudmaxHook(CLOUDMAX_CONN_ID)
-    _ = hook.settings
+    links: list[str] = []
+    for first in range(1, n + 1, 1000):
+        ids = list(range(first, min(first + 1000, n + 1)))
+        batch = hook.request_links(hook.build_request(REPORT_PART_ID, ids, START, END, response_mode=1))
+        assert len(batch) == len(ids), (len(batch), len(ids))
+        links += batch
+        time.sleep(gap)
+    trigger = CloudmaxDownloadLinkTrigger.for_connection(
+        links[:1], hook.settings, smb_conn_id=None, poll_interval=poll, deadline=None
+    )
+    _, kwargs = trigger.serialize()  # what the sensor hands the triggerer: primitives only
+    del kwargs["links"], kwargs["deadline"]
+    Path(spec["links_file"]).write_text(json.dumps({"links": links, "trigger_kwargs": kwargs}))
+    return {"links": len(links)}
+
+
+def _triggers(spec: dict[str, Any]) -> dict[str, Any]:
+    """One CloudmaxDownloadLinkTrigger per link of ``spec["links_file"]``, all on this process's one event loop.
+
+    The process holds what a triggerer's runner holds before its triggers arrive: Airflow with the triggerer's own
+    module (``airflow.jobs.triggerer_job_runner``: the ORM, the Task SDK, greenback), the trigger's code and what it
+    imports when it runs (aiohttp, tenacity, yarl); nothing of the requests-based hook. Each trigger is built from
+    its serialized kwargs, as the triggerer does, at a random moment within one poll interval (deferred sensors
+    arrive over time, not all in the same millisecond), and runs in a task of its own, as under the triggerer.
+    Records, per link, the wall-clock moment its trigger started and fired; the parent compares them with the
+    moment the emulator made the file ready.
+    """
+    import asyncio
+    import gc
+    import random
+
+    import aiohttp  # noqa: F401  (the trigger imports these when it runs; a triggerer running it has them)
+    import airflow.jobs.triggerer_job_runner  # noqa: F401
+    import tenacity  # noqa: F401
+    import yarl  # noqa: F401
+
+    from cloudmax_provider.triggers.download_link import CloudmaxDownloadLinkTrigger
+
+    given = json.loads(Path(spec["links_file"]).read_text())
+    links: list[str] = given["links"]
+    kwargs: dict[str, Any] = given["trigger_kwargs"]
+    poll = kwargs["poll_interval"]
     rng = random.Random(1)
     fired: dict[str, float] = {}
     started: dict[str, float] = {}
@@ -289,24 +329,16 @@ def _triggers(spec: dict[str, Any]) -> dict[str, Any]:
     async def one(link: str, delay: float) -> None:
         await asyncio.sleep(delay)
         started[link] = time.time()
-        trigger = CloudmaxDownloadLinkTrigger.for_connection(
-            [link], hook.settings, smb_conn_id=None, poll_interval=poll, deadline=time.time() + 600
-        )
+        trigger = CloudmaxDownloadLinkTrigger(**kwargs, links=[link], deadline=time.time() + 600)
         async for event in trigger.run():
             statuses[event.payload["status"]] = statuses.get(event.payload["status"], 0) + 1
             fired[link] = time.time()
 
-    all_links: list[str] = []
-    for first in range(1, n + 1, 1000):  # asked for before the clock starts: the emulator's work, not ours
-        ids = list(range(first, min(first + 1000, n + 1)))
-        links = hook.request_links(hook.build_request(REPORT_PART_ID, ids, START, END, response_mode=1))
-        assert len(links) == len(ids), (len(links), len(ids))
-        all_links += links
-        time.sleep(gap)
-
     async def main() -> None:
-        await asyncio.gather(*(one(link, rng.uniform(0, poll)) for link in all_links))
+        await asyncio.gather(*(one(link, rng.uniform(0, poll)) for link in links))
 
+    del given
+    gc.collect()
     with _Profile(spec.get("profile_svg")):
         t0, c0 = _start(out)
         asyncio.run(main())
@@ -417,6 +449,16 @@ def _spawn(cmd: list[str], work: Path, tag: str, stdout: Any) -> tuple[int, dict
     return code, rusage, log
 
 
+#: A child is this file imported as a module (its byte code cached in .bench/pycache), then ``main(--child ...)``:
+#: run as a script it would be compiled from source in every child, which leaves ~4 MiB in the child's RSS.
+_CHILD = [
+    sys.executable,
+    "-c",
+    f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); import run; sys.exit(run.main())",
+    "--child",
+]
+
+
 def _status_kib(pid: int, field: str) -> int | None:
     try:
         with open(f"/proc/{pid}/status") as fh:
@@ -453,7 +495,7 @@ class Bench:
     def run_python(self, case: str, spec: dict[str, Any]) -> dict[str, Any]:
         result = self.work / f"{case}-{time.monotonic_ns()}.json"
         spec = {**spec, "result": str(result)}
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", case, json.dumps(spec)]
+        cmd = [*_CHILD, case, json.dumps(spec)]
         t0 = time.perf_counter()
         code, usage, log = _spawn(cmd, self.work, case, subprocess.DEVNULL)
         wall = time.perf_counter() - t0
@@ -675,7 +717,7 @@ class Bench:
         )
         ready = self.work / "moto-ready.json"
         spec = {"port": port, "result": str(ready)}
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "moto", json.dumps(spec)]
+        cmd = [*_CHILD, "moto", json.dumps(spec)]
         log = open(self.work / "moto.log", "wb")  # noqa: SIM115 - closed in finally
         moto = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         base: list[dict[str, Any]] = []
@@ -810,20 +852,28 @@ class Bench:
         self.info["plot"] = str(self.args.plot)
         print(f"  plot written to {self.args.plot}", flush=True)
 
+    def run_triggers(self, emu: Any, n: int, poll: float, profile_svg: str | None = None) -> dict[str, Any]:
+        """The links asked for in one child, then waited on by ``n`` triggers in a fresh one."""
+        gap = 0.5
+        # files ready after 1.5 poll intervals, + the time the emulator takes to make the links (~1 s per 1,000
+        # here) + the triggers' process start (~5 s): most become ready while their trigger waits
+        emu.settings.link_ready_after = poll * 1.5 + n / 1000 + 5
+        links_file = str(self.work / f"links-{time.monotonic_ns()}.json")
+        self.run_python("request_links", {"links": n, "poll_interval": poll, "gap": gap, "links_file": links_file})
+        emu.clear_log()
+        out = self.run_python("triggers", {"links_file": links_file, "profile_svg": profile_svg})
+        out["probes"] = len(emu.link_requests)
+        emu.clear_log()
+        return out
+
     def triggers(self, emu: Any) -> None:
         """10,000 links, one trigger each, on one event loop in a fresh process."""
         n, poll = self.args.links, self.args.poll_interval
         emu.settings.big_report_bytes = 0
         emu.settings.split_links = True
         emu.settings.rows_per_launch = 1
-        gap = 0.5
-        # + the time the emulator takes to make the links (~1.5 s per 1,000 here)
-        emu.settings.link_ready_after = poll * 1.5 + n / 1000
-        emu.clear_log()
-        spec = {"links": n, "poll_interval": poll, "gap": gap}
-        s = self.run_python("triggers", spec)
-        probes = len(emu.link_requests)
-        emu.clear_log()
+        s = self.run_triggers(emu, n, poll)
+        probes = s["probes"]
         assert s["statuses"] == {"success": n}, s["statuses"]
         from cloudmax_provider.testing.emulator import LINK_PREFIX
 
@@ -837,15 +887,7 @@ class Bench:
             for link, t in s["fired"].items()
         )
         if self.args.profile:  # a shorter run under py-spy (the measured run above is not profiled)
-            spec = {
-                "links": min(n, 2000),
-                "poll_interval": 5.0,
-                "gap": gap,
-                "profile_svg": self.profile_path("triggers"),
-            }
-            emu.settings.link_ready_after = 12.5
-            self.run_python("triggers", spec)
-            emu.clear_log()
+            self.run_triggers(emu, min(n, 2000), 5.0, self.profile_path("triggers"))
         emu.settings.link_ready_after = 0.0
         rounds = probes / n
         fig = {
@@ -858,6 +900,7 @@ class Bench:
             "cpu_seconds_per_round": s["cpu_seconds"] / rounds,
             "peak_rss_mib": s["vmhwm_kib"] / 1024,
             "rss_before_mib": s["rss_before_kib"] / 1024,
+            "kib_per_trigger": (s["vmhwm_kib"] - s["rss_before_kib"]) / n,
             "lag_max": max(lags),
             "lag_p50": statistics.median(lags),
             "lag_p99": lags[int(len(lags) * 0.99) - 1],
@@ -869,7 +912,8 @@ class Bench:
             f"CPU {fig['cpu_seconds']:.1f}s = {fig['cpu_seconds_per_round']:.2f}s per round of {n:,} probes\n"
             f"  delay from file ready to event: median {fig['lag_p50']:.2f}s, p99 {fig['lag_p99']:.2f}s, "
             f"max {fig['lag_max']:.2f}s\n"
-            f"  peak RSS {fig['peak_rss_mib']:.0f} MiB (before the triggers: {fig['rss_before_mib']:.0f} MiB)",
+            f"  peak RSS {fig['peak_rss_mib']:.0f} MiB (before the triggers: {fig['rss_before_mib']:.0f} MiB, "
+            f"Airflow and the triggerer's module loaded); {fig['kib_per_trigger']:.1f} KiB per trigger over that",
             flush=True,
         )
 
@@ -1073,6 +1117,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-rss", action="store_true", help="skip peak RSS against report size (and the plot)")
     ap.add_argument("--no-triggers", action="store_true", help="skip the waiting-links part")
     ap.add_argument("--no-fixed", action="store_true", help="skip the fixed cost and import time")
+    ap.add_argument(
+        "--only",
+        choices=PARTS,
+        action="append",
+        help="run only this part (repeatable): e.g. --only triggers is --no-download --no-s3 --no-rss --no-fixed",
+    )
     ap.add_argument("--links", type=int, default=10_000, help="links for the trigger part (10,000)")
     ap.add_argument(
         "--poll-interval", type=float, default=30.0, help="the triggers' poll_interval (30 s, the operator's default)"
@@ -1090,6 +1140,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         child_main(args.child[0], json.loads(args.child[1]))
         return 0
+    for part in PARTS if args.only else ():
+        if part not in args.only:
+            setattr(args, f"no_{part}", True)
     if args.quick:
         args.size_mb = 64
         args.poll_interval = min(args.poll_interval, 5.0)
