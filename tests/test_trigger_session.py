@@ -268,7 +268,7 @@ def test_waiting_triggers_hold_a_few_kilobytes_each(emu):
 
     Measured with tracemalloc over everything the event loop holds for them (their tasks too), after the
     shared session's connection pool is warm: ~2.0 KB each here (Python 3.11); 4.7 KB before the trigger was
-    made lean (a logger, a semaphore, a parsed link and two more coroutine frames per trigger).
+    made lean (a logger, a semaphore, a parsed link and three more coroutine frames per trigger).
     """
     n = 300
     links = not_ready_links(emu, 2 * n)
