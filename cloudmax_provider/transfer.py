@@ -379,25 +379,28 @@ def write_atomically(
     """Write ``chunks`` to ``dest`` (an ``ObjectStoragePath``) all or nothing; returns bytes written.
 
     ``block_size`` is the part size of multipart/resumable uploads; on S3 up to ``max_concurrency`` parts
-    upload at once while the next chunks arrive. Writes go through a writer thread, so reading the
-    next chunk overlaps writing this one, whatever the store.
+    upload at once while the next chunks arrive. A local file is written by the calling thread in
+    cache-sized slices; other stores through a writer thread, so a slow upload overlaps the next read.
+    Airflow's hook lineage is told of ``dest`` once it is whole.
     """
+    written = _write_whole(dest, chunks, block_size, max_concurrency)
+    record_output_lineage(dest)
+    return written
+
+
+def _write_whole(dest: Any, chunks: Iterable[bytes], block_size: int, max_concurrency: int) -> int:
     protocol = getattr(dest, "protocol", "") or "file"
     if protocol in S3_PROTOCOLS and hasattr(dest.fs, "_call_s3"):
-        written = _write_s3_multipart(dest, chunks, block_size, max(1, max_concurrency))
-        record_output_lineage(dest)
-        return written
+        return _write_s3_multipart(dest, chunks, block_size, max(1, max_concurrency))
     if protocol in COMMIT_ON_CLOSE:
-        written = _write_direct(dest, chunks, block_size)
-        record_output_lineage(dest)
-        return written
+        return _write_direct(dest, chunks, block_size)
     tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex[:12]}.partial"
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         with _held_while_writing(tmp) as fd:
             # Through the filesystem, not ObjectStoragePath.open(): its file wrapper calls Airflow's lineage
             # collector on every write() (~0.5 CPU s per GiB here), and would name the temporary file as the
-            # output; the destination is recorded once below instead.
+            # output; write_atomically records the destination once instead.
             with tmp.fs.open(tmp.path, "wb", block_size=block_size) if fd is None else open(
                 fd, "wb", closefd=False
             ) as out:
@@ -413,7 +416,6 @@ def write_atomically(
             log.warning("Could not remove the partial object %s", tmp)
         raise
     remove_stale_partials(dest)
-    record_output_lineage(dest)
     return written
 
 
@@ -571,8 +573,10 @@ def _write_s3_multipart(dest: Any, chunks: Iterable[bytes], part_size: int, max_
         done.append({"PartNumber": number, "ETag": future.result()["ETag"]})
         free.append(buf)
 
-    def upload(buf: bytearray, body: bytearray) -> None:
+    def upload(buf: bytearray, size: int) -> None:
+        """Send the first ``size`` bytes of ``buf`` as the next part (``buf`` is reused once it is done)."""
         nonlocal upload_id
+        body = buf if size == len(buf) else buf[:size]
         if upload_id is None:
             upload_id = sync(fs.loop, fs._call_s3, "create_multipart_upload", Bucket=bucket, Key=key)["UploadId"]
         number = len(done) + len(in_flight) + 1
@@ -592,13 +596,13 @@ def _write_s3_multipart(dest: Any, chunks: Iterable[bytes], part_size: int, max_
                 filled += take
                 view = view[take:]
                 if filled == len(buffer):  # a whole part: send it, fill the next buffer
-                    upload(buffer, buffer)
+                    upload(buffer, filled)
                     buffer, filled = new_buffer(len(done) + len(in_flight) + 1), 0
         if upload_id is None:  # smaller than one part: one PUT, visible only when whole
             sync(fs.loop, fs._call_s3, "put_object", Bucket=bucket, Key=key, Body=buffer[:filled])
         else:
             if filled:
-                upload(buffer, buffer[:filled])
+                upload(buffer, filled)
             while in_flight:
                 wait_oldest()
             parts = sorted(done, key=lambda p: p["PartNumber"])
