@@ -1,32 +1,49 @@
 # Two commands a new user needs: `make demo` and `make test`. Both create the environment if missing.
+#
+# Every supported Airflow (constraints/releases.tsv) has its own venv and pins:
+#   make test AIRFLOW_VERSION=3.0.6      # .venv-airflow-3.0.6, installed with constraints/airflow-3.0.6.txt
+#   make demo AIRFLOW_VERSION=2.11.2
+# The default is the newest (.venv). `make matrix` runs the CI matrix (.ci/matrix).
 PYTHON ?= python3
+DEFAULT_AIRFLOW := 3.3.2
+AIRFLOW_VERSION ?= $(DEFAULT_AIRFLOW)
+ifeq ($(AIRFLOW_VERSION),$(DEFAULT_AIRFLOW))
 VENV ?= .venv
+else
+VENV ?= .venv-airflow-$(AIRFLOW_VERSION)
+endif
+CONSTRAINTS := constraints/airflow-$(AIRFLOW_VERSION).txt
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+export AIRFLOW_VERSION
 
-.PHONY: demo test test-fast lint bench bench-quick clean env lock browser dist e2e e2e-killed e2e-celery services
+.PHONY: demo test test-fast lint bench bench-quick clean env lock browser dist e2e e2e-killed e2e-celery services matrix
 
 env: $(STAMP)
 
-# constraints.txt pins the versions the suite last passed with (`make lock` refreshes it to the newest).
-$(STAMP): pyproject.toml constraints.txt
+# constraints/airflow-<version>.txt pins the versions the suite last passed with (`make lock` remakes it).
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip uv
-	$(VENV)/bin/uv pip install --python $(PY) -q -e '.[test]' -c constraints.txt
+	$(VENV)/bin/uv pip install --python $(PY) -q -e '.[test]' -c $(CONSTRAINTS)
 	@touch $@
 
+$(CONSTRAINTS):
+	@echo "no $(CONSTRAINTS): Airflow $(AIRFLOW_VERSION) is not one of the supported versions (constraints/releases.tsv)"; exit 1
+
 lock:
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip uv
-	$(VENV)/bin/uv pip install --python $(PY) -q --upgrade -e '.[test]'
-	$(VENV)/bin/uv pip freeze --python $(PY) | grep -v -e '^-e ' -e '^airflow-provider-cloudmax' > constraints.txt
+	PYTHON=$(PYTHON) constraints/lock.sh $(AIRFLOW_VERSION)
 
 demo: $(STAMP)
 	$(PY) -m cloudmax_provider.testing.demo
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The CI matrix: every supported Airflow, each with the part of the suite .ci/matrix gives it.
+matrix:
+	.ci/matrix
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
@@ -43,7 +60,7 @@ lint: $(STAMP)
 # Benchmarks (bench/README.md): the `bench` extra adds matplotlib (the RSS plot) and py-spy (flame graphs).
 BENCH_STAMP := $(VENV)/.bench-stamp
 $(BENCH_STAMP): $(STAMP)
-	$(VENV)/bin/uv pip install --python $(PY) -q -e '.[test,bench]' -c constraints.txt
+	$(VENV)/bin/uv pip install --python $(PY) -q -e '.[test,bench]' -c $(CONSTRAINTS)
 	@touch $@
 
 bench: $(BENCH_STAMP)
@@ -81,4 +98,4 @@ services:
 	fi
 
 clean:
-	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache .e2e .ci-artifacts dist build
+	rm -rf .venv .venv-airflow-* .demo .pytest_cache .mypy_cache .ruff_cache .e2e .ci-artifacts dist build

@@ -46,7 +46,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     from zoneinfo import ZoneInfo
 
     logging.basicConfig(level=logging.WARNING)
-    from airflow.sdk import ObjectStoragePath
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
 
     from cloudmax_provider.formats import OutputFormat, RowTyping, require_pyarrow
     from cloudmax_provider.hooks.cloudmax import CloudmaxHook

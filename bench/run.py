@@ -136,7 +136,7 @@ def child_main(case: str, spec: dict[str, Any]) -> None:
         _stop(out, t0, c0)
         out["bytes_in"] = out["bytes_out"] = received
     elif case == "provider_land":
-        from airflow.sdk import ObjectStoragePath
+        from airflow.providers.common.compat.sdk import ObjectStoragePath
 
         import cloudmax_provider.transfer as transfer
 
@@ -230,7 +230,7 @@ def _fixed_cost(case: str, spec: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     dest = Path(spec["path"])
     if case == "fixed_provider_warm_fs":
-        from airflow.sdk import ObjectStoragePath
+        from airflow.providers.common.compat.sdk import ObjectStoragePath
 
         warm = ObjectStoragePath((dest.parent / "warm").as_uri())
         with warm.open("wb") as fh:
@@ -962,7 +962,7 @@ class Bench:
         """Milliseconds to import the operator and sensor modules over airflow.sdk (best of 3 fresh processes)."""
         probe = (
             "import time, airflow.sdk\n"
-            "from airflow.sdk import BaseOperator, BaseSensorOperator, Asset, conf\n"
+            "from airflow.providers.common.compat.sdk import BaseOperator, BaseSensorOperator, Asset, conf\n"
             "t = time.perf_counter()\nimport {module}\nprint((time.perf_counter() - t) * 1000)"
         )
         fig = {}

@@ -151,7 +151,7 @@ class ChunkManifest:
     @classmethod
     def load(cls, uri: str, conn_id: str | None, fingerprint: str, logger: Any = log) -> ChunkManifest:
         """The manifest at ``uri``; an empty one if there is none or it is for another request."""
-        from airflow.sdk import ObjectStoragePath
+        from airflow.providers.common.compat.sdk import ObjectStoragePath
 
         path = ObjectStoragePath(uri, conn_id=conn_id)
         if not path.exists():
@@ -167,7 +167,7 @@ class ChunkManifest:
         return cls(uri, fingerprint, {c["uri"]: c for c in data.get("chunks", [])})
 
     def save(self, conn_id: str | None) -> None:
-        from airflow.sdk import ObjectStoragePath
+        from airflow.providers.common.compat.sdk import ObjectStoragePath
 
         from cloudmax_provider.transfer import write_atomically
 
@@ -175,7 +175,7 @@ class ChunkManifest:
         write_atomically(ObjectStoragePath(self.uri, conn_id=conn_id), [body.encode()])
 
     def delete(self, conn_id: str | None) -> None:
-        from airflow.sdk import ObjectStoragePath
+        from airflow.providers.common.compat.sdk import ObjectStoragePath
 
         path = ObjectStoragePath(self.uri, conn_id=conn_id)
         if path.exists():
@@ -209,7 +209,7 @@ def land_chunks(
 ) -> list[dict[str, Any]]:
     """Land ``request``'s window chunk by chunk under ``prefix``; return ``[{start, end, uri, rows, bytes}]``
     for every chunk (those an earlier try landed included). See the module docstring for resuming."""
-    from airflow.sdk import ObjectStoragePath
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
 
     from cloudmax_provider.transfer import write_report
 

@@ -120,10 +120,10 @@ def preflight_destination(uri: str, conn_id: str | None) -> None:
     It writes nothing, so it cannot prove permission to write that key: that shows at the write, which
     is atomic (nothing half-written is left).
     """
-    from airflow.sdk import ObjectStoragePath
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
 
     if conn_id:
-        from airflow.sdk import BaseHook
+        from airflow.providers.common.compat.sdk import BaseHook
 
         try:
             BaseHook.get_connection(conn_id)
@@ -422,10 +422,9 @@ def _write_whole(dest: Any, chunks: Iterable[bytes], block_size: int, max_concur
 def record_output_lineage(dest: Any) -> None:
     """Tell Airflow's hook-lineage collector that ``dest`` was written (what ``ObjectStoragePath.open()``'s
     wrapper does on every ``write()``), once, for the final object."""
-    try:
-        from airflow.sdk.lineage import get_hook_lineage_collector
-    except ImportError:  # pragma: no cover - older Airflow
-        return
+    # common-compat's collector: add_output_asset on every version (Airflow 2's add_output_dataset underneath)
+    from airflow.providers.common.compat.lineage.hook import get_hook_lineage_collector
+
     try:
         get_hook_lineage_collector().add_output_asset(context=dest, uri=str(dest))
     except Exception as exc:  # lineage must never fail a landed report
@@ -724,7 +723,7 @@ def write_report(
     output: OutputFormat | None = None,
 ) -> TransferStats:
     """:func:`land_report` without the XComs: write the object and return what was written."""
-    from airflow.sdk import ObjectStoragePath
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
 
     from cloudmax_provider.formats import OutputFormat, open_each
 

@@ -161,7 +161,7 @@ class SmbTarget:
         unc = link if isinstance(link, UncPath) else UncPath.parse(link)
         if smb_conn_id is None:
             return cls(host=unc.server)
-        from airflow.sdk import BaseHook
+        from airflow.providers.common.compat.sdk import BaseHook
 
         conn = BaseHook.get_connection(smb_conn_id)
         host = (conn.host or "").strip().lstrip("\\/")

@@ -42,7 +42,7 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, task
+from airflow.providers.common.compat.sdk import DAG, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from cloudmax_provider.operators.report import CloudmaxReportOperator

@@ -30,7 +30,7 @@ from __future__ import annotations
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, Asset, task
+from airflow.providers.common.compat.sdk import DAG, Asset, task
 
 from cloudmax_provider.operators.report import CloudmaxReportOperator
 
@@ -99,9 +99,9 @@ with DAG(
         import csv
         import io
 
-        from airflow.sdk import ObjectStoragePath, Variable
+        from airflow.providers.common.compat.sdk import ObjectStoragePath, Variable
 
-        conn_id = Variable.get("cloudmax_lake_conn_id", default="") or None
+        conn_id = Variable.get("cloudmax_lake_conn_id", "") or None
         counts: dict[str, Any] = {}
         for name, asset in ASSETS.items():
             events = context["inlet_events"][asset]

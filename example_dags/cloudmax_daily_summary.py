@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, task
+from airflow.providers.common.compat.sdk import DAG, task
 
 from cloudmax_provider.operators.report import CloudmaxReportOperator
 

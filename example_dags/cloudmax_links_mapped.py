@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, task
+from airflow.providers.common.compat.sdk import DAG, task
 
 from cloudmax_provider.operators.download_links import CloudmaxDownloadLinksOperator
 from cloudmax_provider.sensors.download_link import CloudmaxDownloadLinkSensor
@@ -41,23 +41,23 @@ with DAG(
     @task
     def launch_ids() -> list[int]:
         """The LaunchIDs to map over, from the ``cloudmax_launch_ids`` Variable."""
-        from airflow.sdk import Variable
+        from airflow.providers.common.compat.sdk import Variable
 
         from cloudmax_provider.request import parse_launch_ids
 
-        return list(parse_launch_ids(Variable.get("cloudmax_launch_ids", default="1225,1116")))
+        return list(parse_launch_ids(Variable.get("cloudmax_launch_ids", "1225,1116")))
 
     @task
     def request_links(launch_id: int, **context: Any) -> list[str]:
         """Ask for one LaunchID's click details over the run's window; return its DOWNLOADLINKs."""
-        from airflow.sdk import Variable
+        from airflow.providers.common.compat.sdk import Variable
 
         from cloudmax_provider.hooks.cloudmax import CloudmaxHook
         from cloudmax_provider.windows import report_window_of
 
         start, end, why = report_window_of(context)  # the same rule as CloudmaxReportOperator
         print(f"Window {start} .. {end}: {why}")
-        hook = CloudmaxHook(Variable.get("cloudmax_conn_id", default="cloudmax_default"))
+        hook = CloudmaxHook(Variable.get("cloudmax_conn_id", "cloudmax_default"))
         request = hook.build_request("click_details", launch_id, start, end, response_mode=1)  # 1: HTTP links
         return hook.request_links(request)
 

@@ -33,6 +33,23 @@ def airflow_db() -> Path:
     return _HOME
 
 
+@pytest.fixture
+def task_output(capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> Callable[[], str]:
+    """Read (and clear) what ran in this process printed or logged since the last read.
+
+    Airflow 3 prints task logs to the terminal (structlog), Airflow 2 sends them through ``logging``:
+    the text is both, so an assertion on a task's message holds on every supported version.
+    """
+
+    def read() -> str:
+        out = capfd.readouterr()
+        text = out.out + out.err + caplog.text
+        caplog.clear()
+        return text
+
+    return read
+
+
 def cloudmax_conn_json(emu: Any, **extra: Any) -> str:
     """An ``AIRFLOW_CONN_*`` JSON for the emulator, with fast retries."""
     login = extra.pop("login", "demo")
@@ -121,3 +138,20 @@ def s3_bucket(moto_s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     client = boto3.client("s3", endpoint_url=moto_s3_endpoint, region_name="us-east-1")
     client.create_bucket(Bucket=name)
     return name, client
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The Airflow this run used, and how many tests skipped for each reason (the version matrix's figures)."""
+    from collections import Counter
+
+    from airflow import __version__
+
+    reasons: Counter[str] = Counter()
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+        reasons[reason.removeprefix("Skipped: ")] += 1
+    passed = len(terminalreporter.stats.get("passed", []))
+    terminalreporter.write_sep("=", f"Airflow {__version__}: {passed} passed, {sum(reasons.values())} skipped")
+    for reason, count in reasons.most_common():
+        terminalreporter.write_line(f"{count:4d} skipped: {reason}")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from airflow.sdk import Connection
+from airflow.providers.common.compat.sdk import Connection
 
 from cloudmax_provider import CONN_FIELDS, UI_FIELD_BEHAVIOUR
+from cloudmax_provider.compat import AIRFLOW_V_3_0_PLUS
 from cloudmax_provider.connection import CloudmaxSettings
 from cloudmax_provider.errors import CloudmaxConfigError
 from tests.airflow_runner import run_dag, task_states, xcom
@@ -51,13 +52,15 @@ def test_the_form_shows_port_and_stores_no_short_defaults():
 
 MASK_PROBE = """
 import pendulum
-from airflow.sdk import DAG, task
+from airflow.providers.common.compat.sdk import DAG, task
 
 with DAG({dag_id!r}, schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC")) as dag:
     @task
     def probe():
-        from airflow.sdk._shared.secrets_masker import redact
-        from airflow.sdk._shared.secrets_masker.secrets_masker import SecretsMasker
+        from airflow.providers.common.compat.sdk import redact
+        from tests.airflow_compat import secrets_masker
+
+        SecretsMasker = type(secrets_masker())
         from cloudmax_provider.hooks.cloudmax import CloudmaxHook
 
         SecretsMasker._has_warned_short_secret = False  # the warning is once per process
@@ -94,5 +97,6 @@ def test_no_too_short_masking_warning_for_a_form_connection(cloudmax_emulator, m
     dr = run_dag(MASK_PROBE.format(dag_id=dag_id), dag_id)
     assert task_states(dr) == {"probe": "success"}
     warned, redacted = xcom(dr, "probe")
-    assert warned is warns
+    # Airflow 2 masks only the extras with a sensitive name, so a short "POST" is never a secret there
+    assert warned is (warns and AIRFLOW_V_3_0_PLUS)
     assert redacted == "pw *** end"  # the password is still masked

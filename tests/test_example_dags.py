@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pendulum
 import pytest
+from airflow.providers.common.compat.sdk import DAG
 
-from tests.airflow_runner import dags_folder, task_states, xcom
+from cloudmax_provider.compat import AIRFLOW_V_3_0_PLUS, write_dags_to_db
+from tests.airflow_compat import dag_bag
+from tests.airflow_runner import dag_test, dags_folder, task_states, xcom
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "example_dags"
 WINDOW = ("2026-10-31 08:00:00", "2026-11-01 08:00:00")  # the 2026-11-01T00:00Z daily run, in Asia/Taipei
@@ -21,9 +24,7 @@ WINDOW_NO_LOGICAL_DATE = ("2026-11-24 11:00:00", "2026-11-25 11:00:00")
 
 def test_dagbag_of_the_examples_has_no_import_errors():
     """The examples parse as a dag-processor parses them (no Variable, connection or file needed)."""
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(EXAMPLES))
+    bag = dag_bag(str(EXAMPLES))
     assert bag.import_errors == {}
     assert len(bag.dag_ids) >= 4, bag.dag_ids
     assert {"cloudmax_daily_report", "cloudmax_lake_digest", "cloudmax_daily_summary", "cloudmax_links_mapped"} <= set(
@@ -44,6 +45,7 @@ def load_example(name: str, monkeypatch: pytest.MonkeyPatch, lake: Path):
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    write_dags_to_db(*(value for value in vars(module).values() if isinstance(value, DAG)))
     return module
 
 
@@ -55,7 +57,7 @@ def read_csv(path: Path) -> list[list[str]]:
 @pytest.mark.slow
 def test_daily_report_and_its_asset_consumer(cloudmax_emulator, cloudmax_conn, monkeypatch, tmp_path):
     module = load_example("cloudmax_daily_report", monkeypatch, tmp_path)
-    dr = module.dag.test(logical_date=NOV1)
+    dr = dag_test(module.dag, NOV1)
     assert task_states(dr) == dict.fromkeys(["opens", "clicks", "bounces", "removals", "publish"], "success")
     # named by the window's first day (account time), which is the day its rows are from
     opens = (tmp_path / "opens" / "2026-10-31.csv").read_bytes().decode()
@@ -71,7 +73,8 @@ def test_daily_report_and_its_asset_consumer(cloudmax_emulator, cloudmax_conn, m
     published = xcom(dr, "publish")
     assert published["opens"] == f"{tmp_path.as_uri()}/opens/2026-10-31.csv"
 
-    digest = module.digest_dag.test(logical_date=None, run_after=RUN_AFTER)
+    # the asset-triggered digest: a run without a logical date on Airflow 3, a logical date on Airflow 2
+    digest = dag_test(module.digest_dag, None if AIRFLOW_V_3_0_PLUS else RUN_AFTER, RUN_AFTER)
     assert task_states(digest) == {"digest": "success"}
     counts = xcom(digest, "digest")
     opens_rows = len(read_csv(tmp_path / "opens" / "2026-10-31.csv")) - 1
@@ -84,7 +87,7 @@ def test_daily_report_and_its_asset_consumer(cloudmax_emulator, cloudmax_conn, m
 def test_daily_report_triggered_without_logical_date(cloudmax_emulator, cloudmax_conn, monkeypatch, tmp_path):
     """`airflow dags trigger cloudmax_daily_report` (no logical date): no `ds`, the day before the trigger."""
     module = load_example("cloudmax_daily_report", monkeypatch, tmp_path)
-    dr = module.dag.test(logical_date=None, run_after=RUN_AFTER)
+    dr = dag_test(module.dag, None, RUN_AFTER)
     assert set(task_states(dr).values()) == {"success"}
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.csv")) == [
         f"{name}/2026-11-24.csv" for name in ("bounces", "clicks", "opens", "removals")
@@ -98,7 +101,9 @@ def test_daily_report_triggered_without_logical_date(cloudmax_emulator, cloudmax
 def test_daily_summary_example(cloudmax_emulator, cloudmax_conn, monkeypatch, tmp_path):
     monkeypatch.setenv("AIRFLOW_VAR_CLOUDMAX_LAUNCH_IDS", "1225,1116")
     module = load_example("cloudmax_daily_summary", monkeypatch, tmp_path)
-    dr = module.dag.test(logical_date=None, run_after=RUN_AFTER)
+    # triggered without a logical date on Airflow 3; Airflow 2 runs always have one: the 11-01 daily run
+    logical_date, window = (None, WINDOW_NO_LOGICAL_DATE) if AIRFLOW_V_3_0_PLUS else (NOV1, WINDOW)
+    dr = dag_test(module.dag, logical_date, RUN_AFTER)
     assert task_states(dr) == dict.fromkeys(["send_summary", "read_summary", "campaign_kpis"], "success")
     kpis = xcom(dr, "campaign_kpis")
     reads = {row["LaunchID"]: row for row in xcom(dr, "read_summary")}
@@ -106,9 +111,7 @@ def test_daily_summary_example(cloudmax_emulator, cloudmax_conn, monkeypatch, tm
     for k in kpis:
         assert isinstance(k["accepted"], int) and k["opened"] == reads[k["LaunchID"]]["OpenEmailCount"]
     assert {api.field("ReportPartID") for api in cloudmax_emulator.api_requests} == {"20001", "30023"}
-    assert {(api.field("StartTime"), api.field("EndTime")) for api in cloudmax_emulator.api_requests} == {
-        WINDOW_NO_LOGICAL_DATE
-    }
+    assert {(api.field("StartTime"), api.field("EndTime")) for api in cloudmax_emulator.api_requests} == {window}
 
 
 @pytest.mark.usefixtures("airflow_db")
@@ -117,7 +120,7 @@ def test_daily_summary_example(cloudmax_emulator, cloudmax_conn, monkeypatch, tm
 def test_mapped_links_example(cloudmax_emulator, cloudmax_conn, monkeypatch, tmp_path, logical_date):
     cloudmax_emulator.settings.link_ready_after = 1.0
     module = load_example("cloudmax_links_mapped", monkeypatch, tmp_path)
-    dr = module.dag.test(logical_date=logical_date, run_after=RUN_AFTER)
+    dr = dag_test(module.dag, logical_date, RUN_AFTER)
     states = {ti.task_id + f"[{ti.map_index}]": str(ti.state) for ti in dr.get_task_instances()}
     assert set(states.values()) == {"success"}, states
     assert len(states) == 7  # launch_ids + 2 LaunchIDs x (request, wait, download)
@@ -140,7 +143,7 @@ def test_backfill_parquet_example(cloudmax_emulator, cloudmax_conn, monkeypatch,
 
     module = load_example("cloudmax_backfill_parquet", monkeypatch, tmp_path)
     module.dag.get_task("click_details").retries = 0  # fail now, not after a 5-minute retry delay
-    dr = module.dag.test(logical_date=logical_date, run_after=RUN_AFTER)
+    dr = dag_test(module.dag, logical_date, RUN_AFTER)
     assert task_states(dr) == {"month": "success", "click_details": "success"}
     taipei = ZoneInfo("Asia/Taipei")
     month = xcom(dr, "month")

@@ -274,7 +274,7 @@ def test_expand_windows_for_dynamic_task_mapping():
 CHUNK_DAG = """
 import pendulum
 from datetime import timedelta
-from airflow.sdk import DAG
+from airflow.providers.common.compat.sdk import DAG
 from cloudmax_provider.operators.report import CloudmaxReportOperator
 
 with DAG({dag_id!r}, schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False) as dag:
@@ -402,7 +402,7 @@ def test_openlineage_schema_and_statistics_facets(cloudmax_emulator, cloudmax_co
 
 LINKS_DAG = """
 import pendulum
-from airflow.sdk import DAG
+from airflow.providers.common.compat.sdk import DAG
 from cloudmax_provider.operators.download_links import CloudmaxDownloadLinksOperator
 
 with DAG("cmx_links_typed", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False) as dag:

@@ -8,7 +8,7 @@ import os
 import time
 
 import requests
-from airflow.sdk import ObjectStoragePath
+from airflow.providers.common.compat.sdk import ObjectStoragePath
 
 from cloudmax_provider.transfer import remove_stale_partials, write_atomically
 

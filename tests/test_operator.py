@@ -21,7 +21,7 @@ WINDOW = ("2026-10-31 08:00:00", "2026-11-01 08:00:00")  # the 2026-11-01T00:00Z
 DAG_HEAD = """
 import pendulum
 from datetime import timedelta
-from airflow.sdk import DAG
+from airflow.providers.common.compat.sdk import DAG
 from cloudmax_provider.operators.report import CloudmaxReportOperator
 
 with DAG({dag_id!r}, schedule={schedule}, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False) as dag:
@@ -58,12 +58,16 @@ def test_rows_to_xcom_are_typed(cloudmax_emulator, cloudmax_conn):
     assert api.field("ResponseMode") == "2"
 
 
+DAG_IMPORT = "from airflow.providers.common.compat.sdk import DAG"
+INTERVAL_IMPORT = "from airflow.timetables.interval import CronDataIntervalTimetable"
+
+
 @pytest.mark.parametrize(
     "schedule", ['"@daily"', 'CronDataIntervalTimetable("0 0 * * *", timezone="UTC")'], ids=["cron-trigger", "interval"]
 )
 def test_daily_window_in_the_account_timezone(cloudmax_emulator, cloudmax_conn, schedule):
     src = dag_source("cmx_window", op(report_part_id=20001, launch_ids=1225), schedule=schedule)
-    src = src.replace("from airflow.sdk import DAG", "from airflow.sdk import DAG, CronDataIntervalTimetable")
+    src = src.replace(DAG_IMPORT, f"{DAG_IMPORT}\n{INTERVAL_IMPORT}")
     dr = run_dag(src, "cmx_window")
     assert task_states(dr) == {"report": "success"}
     (api,) = cloudmax_emulator.api_requests
@@ -80,7 +84,7 @@ def test_templated_window_under_interval_timetable(cloudmax_emulator, cloudmax_c
             end_time="{{ data_interval_end }}",
         ),
         schedule='CronDataIntervalTimetable("0 0 * * *", timezone="UTC")',
-    ).replace("from airflow.sdk import DAG", "from airflow.sdk import DAG, CronDataIntervalTimetable")
+    ).replace(DAG_IMPORT, f"{DAG_IMPORT}\n{INTERVAL_IMPORT}")
     dr = run_dag(src, "cmx_tmpl")
     assert task_states(dr) == {"report": "success"}
     (api,) = cloudmax_emulator.api_requests
@@ -346,7 +350,7 @@ def test_deferrable_operator_waits_in_the_trigger(cloudmax_emulator, cloudmax_co
 def test_launch_ids_from_an_upstream_task(cloudmax_emulator, cloudmax_conn):
     src = dag_source(
         "cmx_xcomarg",
-        "from airflow.sdk import task",
+        "from airflow.providers.common.compat.sdk import task",
         "@task",
         "def campaigns():",
         "    return [1225, 1116]",
@@ -440,11 +444,11 @@ def test_password_is_registered_with_the_secrets_masker(cloudmax_emulator, cloud
     cloudmax_conn(password=secret, method="GET")
     src = dag_source(
         "cmx_mask",
-        "from airflow.sdk import task",
+        "from airflow.providers.common.compat.sdk import task",
         "@task",
         "def probe():",
         "    from urllib.parse import quote, quote_plus",
-        "    from airflow.sdk._shared.secrets_masker import redact",
+        "    from airflow.providers.common.compat.sdk import redact",
         "    from cloudmax_provider.hooks.cloudmax import CloudmaxHook",
         "    hook = CloudmaxHook()",
         "    ok, message = hook.test_connection()",

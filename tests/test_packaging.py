@@ -68,5 +68,9 @@ def test_sdist_rebuilds_the_same_package(dists: dict[str, Path]) -> None:
 
     with tarfile.open(dists["sdist"]) as tf:
         names = {n.split("/", 1)[1] for n in tf.getnames() if "/" in n}
-    assert {"pyproject.toml", "setup.py", "README.md", "constraints.txt", "cloudmax_provider/py.typed"} <= names
+    pins = {f"constraints/airflow-{p.name[8:-4]}.txt" for p in (ROOT / "constraints").glob("airflow-*.txt")}
+    assert {"pyproject.toml", "setup.py", "README.md", "constraints/releases.tsv", "cloudmax_provider/py.typed"} <= (
+        names
+    )
+    assert pins and pins <= names
     assert {f"example_dags/{p.name}" for p in (ROOT / "example_dags").glob("*.py")} <= names

@@ -13,6 +13,7 @@ from pathlib import Path
 import pendulum
 import pytest
 
+from cloudmax_provider.compat import AIRFLOW_V_3_0_PLUS
 from cloudmax_provider.windows import fill_window_placeholders, report_window, report_window_of
 
 UTC = pendulum.UTC
@@ -108,13 +109,21 @@ def test_placeholders():
 
 SOURCE = """
 import pendulum
-from airflow.sdk import DAG
+from airflow.providers.common.compat.sdk import DAG
 from cloudmax_provider.operators.report import CloudmaxReportOperator
 
 with DAG({dag_id!r}, schedule="@daily", start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False) as dag:
     CloudmaxReportOperator(task_id="opens", report_part_id=2100199, launch_ids=[1225],
                            destination={dest!r})
 """
+
+
+def airflow2_daily_window(logical_date: pendulum.DateTime) -> tuple[tuple[str, str], str]:
+    """Airflow 2's ``@daily`` is an interval timetable: a run at a logical date covers the last whole UTC day
+    before it (``infer_manual_data_interval``), and that interval is the report window; as Taipei times."""
+    end = logical_date.in_timezone("UTC").start_of("day")
+    start, end = (t.in_timezone("Asia/Taipei") for t in (end.subtract(days=1), end))
+    return (start.format("YYYY-MM-DD HH:mm:ss"), end.format("YYYY-MM-DD HH:mm:ss")), start.format("YYYY-MM-DD")
 
 
 @pytest.mark.usefixtures("airflow_db")
@@ -138,12 +147,14 @@ with DAG({dag_id!r}, schedule="@daily", start_date=pendulum.datetime(2026, 1, 1,
 def test_report_operator_names_the_object_by_its_window(
     cloudmax_emulator, cloudmax_conn, tmp_path: Path, logical_date, run_after, window, name
 ):
-    from tests.airflow_runner import load_dag, task_states
+    from tests.airflow_runner import dag_test, load_dag, task_states
 
+    if logical_date is not None and not AIRFLOW_V_3_0_PLUS:
+        window, name = airflow2_daily_window(logical_date)
     dest = f"{tmp_path.as_uri()}/opens/{{window_start:%Y-%m-%d}}.csv"
     dag_id = f"cmx_window_{name.replace('-', '')}_{window[0][11:13]}"
     dag = load_dag(SOURCE.format(dag_id=dag_id, dest=dest), dag_id)
-    dr = dag.test(logical_date=logical_date, run_after=run_after)
+    dr = dag_test(dag, logical_date, run_after)
     assert task_states(dr) == {"opens": "success"}
     (api,) = cloudmax_emulator.api_requests
     assert (api.field("StartTime"), api.field("EndTime")) == window
@@ -154,7 +165,7 @@ def test_report_operator_names_the_object_by_its_window(
 
 LINKS_SOURCE = """
 import pendulum
-from airflow.sdk import DAG
+from airflow.providers.common.compat.sdk import DAG
 from cloudmax_provider.operators.download_links import CloudmaxDownloadLinksOperator
 
 with DAG("cmx_links_window", schedule="@daily", start_date=pendulum.datetime(2026, 1, 1, tz="UTC")) as dag:
@@ -165,7 +176,7 @@ with DAG("cmx_links_window", schedule="@daily", start_date=pendulum.datetime(202
 @pytest.mark.usefixtures("airflow_db")
 def test_download_links_operator_names_the_object_by_the_run_window(cloudmax_emulator, cloudmax_conn, tmp_path):
     from cloudmax_provider.hooks.cloudmax import CloudmaxHook
-    from tests.airflow_runner import load_dag, task_states
+    from tests.airflow_runner import dag_test, load_dag, task_states
 
     hook = CloudmaxHook()
     links = hook.request_links(
@@ -173,7 +184,7 @@ def test_download_links_operator_names_the_object_by_the_run_window(cloudmax_emu
     )
     dest = f"{tmp_path.as_uri()}/clicks/{{window_start:%Y%m%d}}-{{window_end:%Y%m%d}}.csv"
     dag = load_dag(LINKS_SOURCE.format(links=links, dest=dest), "cmx_links_window")
-    dr = dag.test(logical_date=NOV20)
+    dr = dag_test(dag, NOV20)
     assert task_states(dr) == {"download": "success"}
     body = (tmp_path / "clicks" / "20261119-20261120.csv").read_bytes().decode()
     assert body == cloudmax_emulator.expected_csv(21002, [1225], "2026-11-19 08:00:00", "2026-11-20 08:00:00")

@@ -17,7 +17,7 @@ MiB = 1 << 20
 
 
 def s3_path(bucket: str, key: str):
-    from airflow.sdk import ObjectStoragePath
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
 
     return ObjectStoragePath(f"s3://{bucket}/{key}", conn_id="aws_moto")
 
@@ -132,7 +132,7 @@ def test_s3_small_body_is_one_put(s3_bucket):
 
 
 def test_local_write_stays_atomic(tmp_path):
-    from airflow.sdk import ObjectStoragePath
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
 
     dest = ObjectStoragePath(f"file://{tmp_path}/out/r.csv")
 
@@ -200,7 +200,7 @@ def test_local_file_written_by_the_reading_thread_through_one_new_descriptor(tmp
     Airflow's hook lineage as the destination (not the temporary file)."""
     import builtins
 
-    from airflow.sdk import ObjectStoragePath
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
 
     opened: list[object] = []
     real_open = builtins.open
@@ -221,3 +221,31 @@ def test_local_file_written_by_the_reading_thread_through_one_new_descriptor(tmp
     assert sum(isinstance(f, int) for f in opened) == 1  # written through the descriptor that holds the lock
     assert recorded == [str(dest)]
 
+
+
+LINEAGE_PROBE = """
+from airflow.providers.common.compat.lineage.hook import get_hook_lineage_collector
+from airflow.providers.common.compat.sdk import ObjectStoragePath
+from cloudmax_provider import transfer
+
+dest = ObjectStoragePath({uri!r})
+transfer.write_atomically(dest, iter([b"a,b\\r\\n", b"1,2\\r\\n"]))
+for output in get_hook_lineage_collector().collected_assets.outputs:
+    print("OUTPUT", getattr(output, "asset", None) or output.dataset)
+"""
+
+
+def test_hook_lineage_names_the_destination_on_this_airflow(tmp_path):
+    """The real collector (a reader registered: OpenLineage with a console transport) records the landed object
+    once, on every supported Airflow (an Asset on 3.x, a Dataset on 2.11), in a fresh process."""
+    import os
+    import subprocess
+    import sys
+
+    uri = (tmp_path / "r.csv").as_uri()
+    env = {**os.environ, "AIRFLOW__OPENLINEAGE__TRANSPORT": '{"type": "console"}'}
+    out = subprocess.run(
+        [sys.executable, "-c", LINEAGE_PROBE.format(uri=uri)], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    outputs = [line for line in out.splitlines() if line.startswith("OUTPUT")]
+    assert len(outputs) == 1 and f"uri='{uri}'" in outputs[0], out[-2000:]

@@ -26,7 +26,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus
 
-from airflow.sdk import BaseHook
+from airflow.providers.common.compat.sdk import BaseHook
 
 from cloudmax_provider.connection import CloudmaxSettings
 from cloudmax_provider.errors import (
@@ -167,6 +167,14 @@ class CloudmaxHook(BaseHook):
         self._retry_active = False
         self.error_100 = ErrorCode100Policy()  # this task try's rule for ErrorCode 100 (see retry.py)
         self.unc_stable_seconds = 1.0  # a UNC file is ready when its size holds this long
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """The form's extra fields for Airflow < 3.2 (newer versions read ``conn-fields`` from the provider info)."""
+        from cloudmax_provider import CONN_FIELDS
+        from cloudmax_provider.compat import connection_form_widgets
+
+        return connection_form_widgets(CONN_FIELDS)
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
@@ -633,7 +641,7 @@ def password_forms(password: str) -> set[str]:
 def _mask(password: str) -> None:
     """Register every form of the password (:func:`password_forms`) with Airflow's secrets masker."""
     try:
-        from airflow.sdk.log import mask_secret
+        from airflow.providers.common.compat.sdk import mask_secret
     except ImportError:  # pragma: no cover - older task SDKs
         return
     for form in password_forms(password):

@@ -22,12 +22,12 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
+from airflow.providers.common.compat.sdk import BaseOperator
 
 from cloudmax_provider.windows import fill_window_placeholders, has_window_placeholders, report_window_of
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
 
 class CloudmaxDownloadLinksOperator(BaseOperator):

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator, conf
+from airflow.providers.common.compat.sdk import BaseOperator, conf
 
 from cloudmax_provider.errors import CloudmaxConfigError, CloudmaxLinkError, CloudmaxWindowError
 from cloudmax_provider.formats import DEFAULT_BATCH_SIZE
@@ -41,7 +41,7 @@ from cloudmax_provider.response import to_jsonable
 from cloudmax_provider.windows import fill_window_placeholders, has_window_placeholders, report_window_of
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
     from cloudmax_provider.formats import OutputFormat
     from cloudmax_provider.hooks.cloudmax import CloudmaxHook
@@ -161,7 +161,7 @@ class CloudmaxReportOperator(BaseOperator):
             and chunk is None  # a prefix of chunks, not one object
             and not has_window_placeholders(destination)
         ):
-            from airflow.sdk import Asset
+            from airflow.providers.common.compat.sdk import Asset
 
             kwargs["outlets"] = [*(kwargs.get("outlets") or []), Asset(uri=str(destination))]
         super().__init__(**kwargs)
@@ -262,7 +262,7 @@ class CloudmaxReportOperator(BaseOperator):
         """Checks of rendered arguments and of the connections they name, before anything is sent."""
         self._check_mode(request.response_mode)
         if request.response_mode is ResponseMode.UNC_LINK:
-            from airflow.sdk import BaseHook
+            from airflow.providers.common.compat.sdk import BaseHook
 
             try:
                 conn = BaseHook.get_connection(str(self.smb_conn_id))

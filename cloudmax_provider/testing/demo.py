@@ -73,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         assert spec and spec.loader
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
+        from airflow.providers.common.compat.sdk import DAG
+
+        from cloudmax_provider.compat import write_dags_to_db
+
+        write_dags_to_db(*(value for value in vars(module).values() if isinstance(value, DAG)))
         run = module.dag.test()
         state = str(run.state)
         print(f"DAG {args.dag}: {state}; Report.aspx was called {len(emu.api_requests)} time(s)")

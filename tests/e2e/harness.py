@@ -4,7 +4,8 @@ One module for every deployment test (``make e2e``, ``make e2e-celery``, ``make 
 
 * :func:`build_wheel` builds the wheel with ``python -m build`` (as ``make dist`` does);
 * :func:`deployment_venv` installs it (with its ``parquet`` extra when it has one, and the Celery
-  packages) into ``.e2e/venv`` with uv and ``-c constraints.txt``, reused while the wheel's contents,
+  packages) into ``.e2e/venv-<airflow version>`` with uv and ``-c constraints/airflow-<version>.txt``
+  (the Airflow this suite runs on), reused while the wheel's contents,
   the constraints and the extra packages are unchanged;
 * :class:`Deployment` starts the emulator, Airflow's api-server, scheduler, dag-processor, triggerer
   (and Celery workers, PostgreSQL, Redis) as separate processes on loopback ports, each in its own
@@ -28,6 +29,7 @@ import atexit
 import contextlib
 import csv
 import hashlib
+import importlib.metadata
 import io
 import json
 import os
@@ -54,7 +56,9 @@ EXAMPLE_DAGS = ROOT / "example_dags"
 E2E_DAGS = Path(__file__).resolve().parent / "dags"
 E2E_DIR = ROOT / ".e2e"
 ARTIFACTS = ROOT / ".ci-artifacts" / "e2e"
-CONSTRAINTS = ROOT / "constraints.txt"
+# The deployment runs the Airflow this suite runs on (`make e2e AIRFLOW_VERSION=3.0.6`), at its pins.
+AIRFLOW_VERSION = importlib.metadata.version("apache-airflow")
+CONSTRAINTS = ROOT / "constraints" / f"airflow-{AIRFLOW_VERSION}.txt"
 DIST_NAME = "airflow-provider-cloudmax"
 # Installed beside the wheel: what a CeleryExecutor deployment on PostgreSQL needs (celery 5.7 removed a
 # module the Celery provider imports).
@@ -107,11 +111,11 @@ def wheel_extras(wheel: Path) -> set[str]:
 
 
 def deployment_venv(wheel: Path, venv: Path | None = None, extra: Sequence[str] = CELERY_REQUIREMENTS) -> Path:
-    """A venv with the wheel (not the checkout) installed with ``-c constraints.txt``; returns its path.
+    """A venv with the wheel (not the checkout) installed with the constraints of this suite's Airflow.
 
     Reused when the wheel's contents, the constraints and ``extra`` are those of the last install.
     """
-    venv = venv or E2E_DIR / "venv"
+    venv = venv or E2E_DIR / f"venv-{AIRFLOW_VERSION}"
     extras = sorted({"parquet"} & wheel_extras(wheel))
     stamp = {
         "wheel": wheel_digest(wheel),

@@ -94,9 +94,9 @@ def _restore_secrets_masker() -> Any:
     """Leave Airflow's process-wide secrets masker as it was: the suite registers many passwords, and the
     masker joins its patterns in set order, so a registered prefix of a later test's password (say
     "demo-password" before "demo-password-1") would mask only part of it."""
-    from airflow.sdk._shared.secrets_masker.secrets_masker import _secrets_masker
+    from tests.airflow_compat import secrets_masker
 
-    masker = _secrets_masker()
+    masker = secrets_masker()
     patterns, replacer = set(masker.patterns), masker.replacer
     yield
     masker.patterns, masker.replacer = patterns, replacer

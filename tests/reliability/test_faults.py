@@ -131,7 +131,7 @@ def test_error_100_first_call_is_sent_once_even_with_task_retries(cloudmax_emula
 
     cloudmax_emulator.settings.fail_first, cloudmax_emulator.settings.fail_with = 10**9, "exception"
     src = (
-        "import pendulum\nfrom datetime import timedelta\nfrom airflow.sdk import DAG\n"
+        "import pendulum\nfrom datetime import timedelta\nfrom airflow.providers.common.compat.sdk import DAG\n"
         "from cloudmax_provider.operators.report import CloudmaxReportOperator\n"
         'with DAG("rel_error_100", schedule="@daily", start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), '
         "catchup=False) as dag:\n"

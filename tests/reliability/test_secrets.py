@@ -65,7 +65,7 @@ def secret_conn(cloudmax_emulator, cloudmax_conn):
 
 
 @pytest.mark.parametrize(("method", "request_format"), REQUEST_FORMS, ids=[f"{m}-{f}" for m, f in REQUEST_FORMS])
-def test_no_password_in_logs_exceptions_or_lineage(cloudmax_emulator, secret_conn, capfd, method, request_format):
+def test_no_password_in_logs_exceptions_or_lineage(cloudmax_emulator, secret_conn, task_output, method, request_format):
     """Every request form, success and each error path, through the hook: the log output (with GET, the
     logged URL), exception texts and tracebacks, rows, and the operator's OpenLineage facets."""
     from cloudmax_provider.operators.report import CloudmaxReportOperator
@@ -78,7 +78,7 @@ def test_no_password_in_logs_exceptions_or_lineage(cloudmax_emulator, secret_con
         for key, value in ERROR_PATHS.get(path, {}).items():
             setattr(cloudmax_emulator.settings, key, value)
         secret_conn(method, request_format, timeout=0.3 if path == "timeout" else 10)
-        capfd.readouterr()
+        task_output()
         hook = CloudmaxHook()
         for mode in (2, 1):
             try:
@@ -89,11 +89,11 @@ def test_no_password_in_logs_exceptions_or_lineage(cloudmax_emulator, secret_con
                 assert path != "success", exc
                 found += hits(f"{path} mode {mode} exception", exception_texts(exc))
             scanned += 2
-        output = capfd.readouterr()
-        assert "Calling Report.aspx" in output.out + output.err  # the log was captured
+        output = task_output()
+        assert "Calling Report.aspx" in output  # the log was captured
         if method == "GET":
-            assert "ManagerPassword=***" in output.out or "XmlRequest=***" in output.out  # the URL, redacted
-        found += hits(f"{path} log", output.out + output.err)
+            assert "ManagerPassword=***" in output or "XmlRequest=***" in output  # the URL, redacted
+        found += hits(f"{path} log", output)
         scanned += 1
     task = CloudmaxReportOperator(task_id="t", report_part_id=21002, launch_ids=1, destination="s3://lake/r.csv")
     found += hits("openlineage facets", repr(task.get_openlineage_facets_on_complete(None)))
@@ -104,7 +104,7 @@ def test_no_password_in_logs_exceptions_or_lineage(cloudmax_emulator, secret_con
 
 DAG_SOURCE = """
 import pendulum
-from airflow.sdk import DAG
+from airflow.providers.common.compat.sdk import DAG
 from cloudmax_provider.operators.report import CloudmaxReportOperator
 
 with DAG({dag_id!r}, schedule="@daily", start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False) as dag:
@@ -119,7 +119,7 @@ with DAG({dag_id!r}, schedule="@daily", start_date=pendulum.datetime(2026, 1, 1,
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("airflow_db")
-def test_no_password_in_any_artefact_of_real_dag_runs(cloudmax_emulator, secret_conn, tmp_path, capfd):
+def test_no_password_in_any_artefact_of_real_dag_runs(cloudmax_emulator, secret_conn, tmp_path, task_output):
     """Real runs (dag.test) in every request form, succeeding and failing (ErrorCode 100, HTTP 503,
     a timeout); then everything Airflow kept is scanned: task logs (the process output and log files),
     XComs, rendered template fields, task instances (trigger events land in next_kwargs), triggers,
@@ -140,7 +140,7 @@ def test_no_password_in_any_artefact_of_real_dag_runs(cloudmax_emulator, secret_
         states = {ti.task_id: str(ti.state) for ti in dr.get_task_instances()}
         assert set(states.values()) == ({"success"} if path == "success" else {"failed"}), (path, states)
         runs.append(dr)
-    artefacts: dict[str, str | bytes] = {"task output": capfd.readouterr().out + capfd.readouterr().err}
+    artefacts: dict[str, str | bytes] = {"task output": task_output()}
     artefacts.update(_database_artefacts(runs))
     home = Path(__import__("os").environ["AIRFLOW_HOME"])
     for path in [*home.glob("logs/**/*"), *home.glob("airflow.db*"), *tmp_path.rglob("*")]:
@@ -157,8 +157,11 @@ def _database_artefacts(runs: list[Any]) -> dict[str, str]:
     from airflow.models.renderedtifields import RenderedTaskInstanceFields
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.trigger import Trigger
-    from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
+
+    from tests.airflow_compat import xcom_model
+
+    XComModel = xcom_model()
 
     out: dict[str, str] = {}
     dag_ids = [dr.dag_id for dr in runs]
@@ -190,7 +193,7 @@ def test_the_scan_finds_every_form_of_the_password():
 
 def test_every_form_of_the_password_is_registered_with_the_masker(cloudmax_emulator, secret_conn):
     """What Airflow's masker hides once the hook has read the connection: each encoded form too."""
-    from airflow.sdk._shared.secrets_masker import redact
+    from airflow.providers.common.compat.sdk import redact
 
     secret_conn("POST", "xml")
     CloudmaxHook().settings  # noqa: B018 - reading the connection registers the password's forms

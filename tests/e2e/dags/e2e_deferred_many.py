@@ -8,7 +8,7 @@ triggerer while all 100 are deferred, then lets the files appear.
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import DAG, task
+from airflow.providers.common.compat.sdk import DAG, task
 
 from cloudmax_provider.sensors.download_link import CloudmaxDownloadLinkSensor
 

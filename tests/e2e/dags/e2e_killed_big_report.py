@@ -11,7 +11,7 @@ import os
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import DAG
+from airflow.providers.common.compat.sdk import DAG
 
 from cloudmax_provider.operators.report import CloudmaxReportOperator
 

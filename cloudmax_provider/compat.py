@@ -1,0 +1,80 @@
+"""The differences between the supported Airflow versions (2.11, 3.0 to 3.3) that
+``airflow.providers.common.compat`` does not cover, in one place.
+
+Every other module imports Airflow names through ``airflow.providers.common.compat.sdk`` (as
+Airflow's own providers do) and asks this module only for what differs in behaviour:
+
+>>> from cloudmax_provider.compat import AIRFLOW_V_3_0_PLUS
+>>> isinstance(AIRFLOW_V_3_0_PLUS, bool)
+True
+
+The version flags are computed here rather than imported from another provider's
+``version_compat`` (that module asks providers to copy it, not to import it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _airflow_version() -> tuple[int, int, int]:
+    from airflow import __version__
+    from packaging.version import Version
+
+    version = Version(__version__)
+    return version.major, version.minor, version.micro
+
+
+AIRFLOW_VERSION: tuple[int, int, int] = _airflow_version()
+AIRFLOW_V_3_0_PLUS: bool = AIRFLOW_VERSION >= (3, 0, 0)
+AIRFLOW_V_3_1_PLUS: bool = AIRFLOW_VERSION >= (3, 1, 0)
+AIRFLOW_V_3_2_PLUS: bool = AIRFLOW_VERSION >= (3, 2, 0)
+AIRFLOW_V_3_3_PLUS: bool = AIRFLOW_VERSION >= (3, 3, 0)
+
+
+def connection_form_widgets(conn_fields: dict[str, Any]) -> dict[str, Any]:
+    """The connection form's extra fields as wtforms fields, for the Airflow versions that build the form from
+    a hook's ``get_connection_form_widgets()`` (below 3.2; 3.2+ reads ``conn-fields`` from the provider info).
+
+    Built from the same ``conn-fields`` data, so both forms offer the same fields. Only the field classes
+    every version accepts are used (String and Integer); a choice is a string field whose help lists the
+    choices, and the hook checks the value when it reads the connection. wtforms comes with the webserver
+    (Airflow 2) or the FAB provider (3.0, 3.1); without it Airflow shows no extra fields, and the Extra JSON
+    box still takes them.
+
+    Example (what ``CloudmaxHook.get_connection_form_widgets`` returns)::
+
+        fields = {"timeout": {"label": "Timeout", "schema": {"type": ["integer", "null"], "default": 60}}}
+        connection_form_widgets(fields)  # {"timeout": IntegerField(label="Timeout", default=60, ...)}
+    """
+    from wtforms import IntegerField, StringField
+    from wtforms.validators import Optional
+
+    widgets: dict[str, Any] = {}
+    for name, field in conn_fields.items():
+        schema = field.get("schema", {})
+        types = schema.get("type", [])
+        types = [types] if isinstance(types, str) else types
+        description = field.get("description", "")
+        if schema.get("enum"):
+            description = f"{description} One of: {', '.join(map(str, schema['enum']))}."
+        field_class = IntegerField if "integer" in types else StringField
+        widgets[name] = field_class(
+            label=field.get("label", name), description=description, default=schema.get("default"),
+            validators=[Optional()],
+        )
+    return widgets
+
+
+def write_dags_to_db(*dags: Any) -> None:
+    """Record DAGs in the metadata DB before a ``dag.test()`` run, as a dag-processor would.
+
+    Airflow 3's ``dag.test()`` does this itself; Airflow 2's does not, and an outlet Dataset of a DAG that
+    was never written has no row to record its events on ("DatasetModel ... not found"). Used by the
+    demo and the tests.
+    """
+    if AIRFLOW_V_3_0_PLUS:
+        return
+    from airflow.models.dag import DAG
+
+    DAG.bulk_write_to_db(dags)
