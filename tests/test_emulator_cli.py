@@ -208,3 +208,11 @@ def test_a_bad_scenario_is_refused_with_the_fix(tmp_path: Path):
         Scenario.from_dict({"steps": [{"set": {"delay": 1}}]})
     with pytest.raises(ScenarioError, match=r"fail_start_windows: .* empty or reversed"):
         Scenario.from_dict({"settings": {"fail_start_windows": [["2026-10-18", "2026-10-17"]]}})
+
+
+def test_the_docs_scenario_is_valid():
+    """docs/rehearse-a-failure.md includes docs/scenarios/day17.json: it must load."""
+    scenario = Scenario.load(Path(__file__).resolve().parent.parent / "docs" / "scenarios" / "day17.json")
+    assert scenario.settings["fail_start_windows"] == [("2026-10-17 00:00:00", "2026-10-18 00:00:00")]
+    assert [s.after_requests for s in scenario.steps] == [20, None] and scenario.steps[1].after_seconds == 600
+    assert scenario.steps[1].set["licensed_reports"] == {20001}
