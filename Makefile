@@ -18,7 +18,7 @@ STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 export AIRFLOW_VERSION
 
-.PHONY: demo test test-fast lint bench bench-quick clean env lock browser dist e2e e2e-killed e2e-celery services matrix
+.PHONY: demo test test-fast lint bench bench-quick clean env lock browser dist e2e e2e-killed e2e-celery services docs matrix
 
 env: $(STAMP)
 
@@ -56,6 +56,20 @@ browser: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check cloudmax_provider tests example_dags bench setup.py
 	$(VENV)/bin/mypy
+
+# The docs site (docs/, Sphinx + MyST): HTML into docs/_build/html, warnings as errors, then every code block
+# of the pages and docstrings run by the doctest builder. tests/test_docs_site.py checks the built site's links in
+# Chromium (run by make docs after building; `-m docs`).
+DOCS_STAMP := $(VENV)/.docs-stamp
+SPHINX := $(PY) -m sphinx -W --keep-going -q -E -j 1
+$(DOCS_STAMP): $(STAMP)
+	$(VENV)/bin/uv pip install --python $(PY) -q -e '.[test,docs]' -c $(CONSTRAINTS)
+	@touch $@
+
+docs: $(DOCS_STAMP)
+	$(SPHINX) -b html docs docs/_build/html
+	$(SPHINX) -b doctest docs docs/_build/doctest
+	$(PY) -m pytest -m docs -p no:cacheprovider -q tests/test_docs_site.py $(PYTEST_ARGS)
 
 # Benchmarks (bench/README.md): the `bench` extra adds matplotlib (the RSS plot) and py-spy (flame graphs).
 BENCH_STAMP := $(VENV)/.bench-stamp
@@ -98,4 +112,4 @@ services:
 	fi
 
 clean:
-	rm -rf .venv .venv-airflow-* .demo .pytest_cache .mypy_cache .ruff_cache .e2e .ci-artifacts dist build
+	rm -rf .venv .venv-airflow-* docs/_build docs/_generated .demo .pytest_cache .mypy_cache .ruff_cache .e2e .ci-artifacts dist build

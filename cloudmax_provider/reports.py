@@ -391,8 +391,26 @@ def get_report_part(value: int | str | ReportPart) -> ReportPart:
         REPORT_PARTS.get(key) if isinstance(key, int) and not isinstance(key, bool) else _BY_SLUG.get(str(key).lower())
     )
     if part is None:
-        raise ValueError(f"report_part_id={value!r} is not a Cloudmax ReportPartID; use one of: {_choices()}")
+        near = _nearest(str(key).lower())
+        hint = f"did you mean {near}? " if near else ""
+        raise ValueError(f"report_part_id={value!r} is not a Cloudmax ReportPartID; {hint}use one of: {_choices()}")
     return part
+
+
+def _nearest(key: str) -> str | None:
+    """The id or slug closest to a mistyped one, as ``'click_details' (21002)``, or None.
+
+    >>> _nearest("click_detail"), _nearest("210021"), _nearest("zzz")
+    ("'click_details' (21002)", "'21002' (click_details)", None)
+    """
+    import difflib
+
+    if key.isdigit():
+        ids = [str(i) for i in REPORT_PARTS]
+        match = difflib.get_close_matches(key, ids, n=1, cutoff=0.6)
+        return f"{match[0]!r} ({REPORT_PARTS[int(match[0])].slug})" if match else None
+    slugs = difflib.get_close_matches(key.replace("-", "_").replace(" ", "_"), list(_BY_SLUG), n=1, cutoff=0.6)
+    return f"{slugs[0]!r} ({_BY_SLUG[slugs[0]].id})" if slugs else None
 
 
 def catalog_markdown() -> str:

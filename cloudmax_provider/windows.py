@@ -31,6 +31,30 @@ from typing import Any
 WINDOW_PLACEHOLDER = re.compile(r"\{(window_start|window_end)(?::([^{}]*))?\}")
 
 
+def human_duration(value: timedelta) -> str:
+    """A duration as people write it, for logs: ``1 day``, ``6 h``, ``1 day 6 h``, ``90 min``, ``2.5 s``.
+
+    >>> human_duration(timedelta(days=1)), human_duration(timedelta(hours=6)), human_duration(timedelta(days=7))
+    ('1 day', '6 h', '7 days')
+    >>> human_duration(timedelta(days=1, hours=6, minutes=30)), human_duration(timedelta(seconds=2.5))
+    ('1 day 6 h 30 min', '2.5 s')
+    >>> human_duration(timedelta(0)), human_duration(-timedelta(hours=1))
+    ('0 s', '-1 h')
+    """
+    if value < timedelta(0):
+        return "-" + human_duration(-value)
+    days, rest = value.days, value.seconds
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = [f"{days} day{'s' if days != 1 else ''}"] if days else []
+    parts += [f"{hours} h"] if hours else []
+    parts += [f"{minutes} min"] if minutes else []
+    exact = seconds + value.microseconds / 1e6
+    if exact or not parts:
+        parts.append(f"{exact:g} s")
+    return " ".join(parts)
+
+
 def report_window(
     data_interval_start: datetime | None,
     data_interval_end: datetime | None,
@@ -52,10 +76,14 @@ def report_window(
         return data_interval_start, data_interval_end, "the run's data interval"
     if logical_date is not None:
         why = "the data interval is empty (a CronTriggerTimetable such as '@daily', or a manual run)"
-        return logical_date - window, logical_date, f"{why}: window={window} ending at the logical date {logical_date}"
+        return (
+            logical_date - window,
+            logical_date,
+            f"{why}: window={human_duration(window)} ending at the logical date {logical_date}",
+        )
     if run_after is not None:
         why = "the run has no logical date (a trigger without one, or an asset-triggered run)"
-        return run_after - window, run_after, f"{why}: window={window} ending at run_after {run_after}"
+        return run_after - window, run_after, f"{why}: window={human_duration(window)} ending at run_after {run_after}"
     raise ValueError("a run needs a data interval, a logical date or run_after to have a report window")
 
 

@@ -75,6 +75,7 @@ with DAG(
         return {"start_time": start.isoformat(), "end_time": end.isoformat()}
 
     window = month()
+    # [START howto_operator_cloudmax_report_chunks]
     CloudmaxReportOperator(
         task_id="click_details",
         cloudmax_conn_id="{{ var.value.get('cloudmax_conn_id', 'cloudmax_default') }}",
@@ -89,3 +90,4 @@ with DAG(
         retries=2,
         retry_delay=timedelta(minutes=5),
     )
+    # [END howto_operator_cloudmax_report_chunks]

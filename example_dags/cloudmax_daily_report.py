@@ -60,6 +60,7 @@ with DAG(
     tags=["cloudmax", "example"],
     doc_md=__doc__,
 ) as dag:
+    # [START howto_operator_cloudmax_report_destination]
     landed = {
         name: CloudmaxReportOperator(
             task_id=name,
@@ -72,6 +73,7 @@ with DAG(
         )
         for name, (report_part_id, kwargs) in DETAILS.items()
     }
+    # [END howto_operator_cloudmax_report_destination]
 
     @task(outlets=list(ASSETS.values()))
     def publish(uris: dict[str, str], **context: Any) -> dict[str, str]:

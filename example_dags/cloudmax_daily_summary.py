@@ -36,6 +36,7 @@ with DAG(
     tags=["cloudmax", "example"],
     doc_md=__doc__,
 ) as dag:
+    # [START howto_operator_cloudmax_report_xcom]
     send_summary = CloudmaxReportOperator(
         task_id="send_summary",
         report_part_id="email_send_summary",  # 20001
@@ -48,6 +49,7 @@ with DAG(
         launch_ids=LAUNCH_IDS,
         cloudmax_conn_id=CONN_ID,
     )
+    # [END howto_operator_cloudmax_report_xcom]
 
     @task
     def campaign_kpis(sends: list[dict[str, Any]], reads: list[dict[str, Any]]) -> list[dict[str, Any]]:

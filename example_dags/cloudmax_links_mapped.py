@@ -47,6 +47,7 @@ with DAG(
 
         return list(parse_launch_ids(Variable.get("cloudmax_launch_ids", "1225,1116")))
 
+    # [START howto_hook_request_links]
     @task
     def request_links(launch_id: int, **context: Any) -> list[str]:
         """Ask for one LaunchID's click details over the run's window; return its DOWNLOADLINKs."""
@@ -60,12 +61,16 @@ with DAG(
         hook = CloudmaxHook(Variable.get("cloudmax_conn_id", "cloudmax_default"))
         request = hook.build_request("click_details", launch_id, start, end, response_mode=1)  # 1: HTTP links
         return hook.request_links(request)
+    # [END howto_hook_request_links]
 
     links = request_links.expand(launch_id=launch_ids())
+    # [START howto_sensor_cloudmax_download_link]
     ready = CloudmaxDownloadLinkSensor.partial(
         task_id="wait_for_files", poke_interval=5, timeout=3600, deferrable=True, cloudmax_conn_id=CONN_ID
     ).expand(links=links)
+    # [END howto_sensor_cloudmax_download_link]
     # one object per file, named as Cloudmax names it, under the window's day
+    # [START howto_operator_cloudmax_download_links]
     CloudmaxDownloadLinksOperator.partial(
         task_id="download",
         destination=LAKE + "/clicks/{window_start:%Y-%m-%d}/",
@@ -73,3 +78,4 @@ with DAG(
         one_object_per_link=True,
         cloudmax_conn_id=CONN_ID,
     ).expand(links=ready.output)
+    # [END howto_operator_cloudmax_download_links]

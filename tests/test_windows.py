@@ -14,7 +14,7 @@ import pendulum
 import pytest
 
 from cloudmax_provider.compat import AIRFLOW_V_3_0_PLUS
-from cloudmax_provider.windows import fill_window_placeholders, report_window, report_window_of
+from cloudmax_provider.windows import fill_window_placeholders, human_duration, report_window, report_window_of
 
 UTC = pendulum.UTC
 DAY = timedelta(days=1)
@@ -49,6 +49,7 @@ def test_scheduled_daily_trigger_reports_the_day_before_the_tick():
     start, end, why = report_window(info.data_interval.start, info.data_interval.end, info.logical_date, info.run_after)
     assert (start, end) == (pendulum.datetime(2026, 10, 31, tz="UTC"), pendulum.datetime(2026, 11, 1, tz="UTC"))
     assert "logical date" in why
+    assert "window=1 day ending at the logical date" in why, "durations as people write them, not '1 day, 0:00:00'"
 
 
 def test_scheduled_and_backfilled_data_interval_timetable_use_the_interval():
@@ -74,7 +75,7 @@ def test_manual_rest_trigger_with_logical_date_reports_that_date():
 
 def test_manual_trigger_without_logical_date_ends_at_run_after():
     start, end, why = report_window(None, None, None, NOW, timedelta(hours=6))
-    assert (start, end) == (NOW - timedelta(hours=6), NOW) and "run_after" in why
+    assert (start, end) == (NOW - timedelta(hours=6), NOW) and "window=6 h ending at run_after" in why
 
 
 def test_asset_triggered_run_ends_at_run_after():
@@ -188,3 +189,18 @@ def test_download_links_operator_names_the_object_by_the_run_window(cloudmax_emu
     assert task_states(dr) == {"download": "success"}
     body = (tmp_path / "clicks" / "20261119-20261120.csv").read_bytes().decode()
     assert body == cloudmax_emulator.expected_csv(21002, [1225], "2026-11-19 08:00:00", "2026-11-20 08:00:00")
+
+
+@pytest.mark.parametrize(
+    ("delta", "text"),
+    [
+        (timedelta(days=1), "1 day"),
+        (timedelta(days=31), "31 days"),
+        (timedelta(hours=6), "6 h"),
+        (timedelta(days=1, hours=6), "1 day 6 h"),
+        (timedelta(minutes=90), "1 h 30 min"),
+        (timedelta(seconds=0.25), "0.25 s"),
+    ],
+)
+def test_durations_read_as_people_write_them(delta, text):
+    assert human_duration(delta) == text

@@ -38,7 +38,12 @@ from cloudmax_provider.request import (
     parse_launch_ids,
 )
 from cloudmax_provider.response import to_jsonable
-from cloudmax_provider.windows import fill_window_placeholders, has_window_placeholders, report_window_of
+from cloudmax_provider.windows import (
+    fill_window_placeholders,
+    has_window_placeholders,
+    human_duration,
+    report_window_of,
+)
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -329,10 +334,10 @@ class CloudmaxReportOperator(BaseOperator):
             return start, end, "start_time/end_time as given"
         if start not in (None, ""):
             begin = to_account_time(start, get_timezone(timezone), "start_time")
-            return begin, begin + self.window, f"start_time as given plus window={self.window}"
+            return begin, begin + self.window, f"start_time as given plus window={human_duration(self.window)}"
         if end not in (None, ""):
             stop = to_account_time(end, get_timezone(timezone), "end_time")
-            return stop - self.window, stop, f"window={self.window} ending at end_time"
+            return stop - self.window, stop, f"window={human_duration(self.window)} ending at end_time"
         return report_window_of(context, self.window)
 
     def build_request(self, hook: CloudmaxHook, context: Context) -> ReportRequest:

@@ -92,22 +92,19 @@ Choices made where the spec is open (all of them are covered by ``tests/test_emu
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
 import copy
 import dataclasses
 import ipaddress
 import os
 import re
 import shutil
-import signal
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email import policy
@@ -371,6 +368,9 @@ class CloudmaxEmulator:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
+        # Called in the server's thread after each answer: (request, HTTP status, fault applied or "").
+        # The CLI's request log and --scenario use it; a slow callback delays the next request.
+        self.on_answer: Callable[[RecordedRequest, int, str], None] | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -504,6 +504,13 @@ class CloudmaxEmulator:
             for sub in ("links", "unc"):
                 shutil.rmtree(self._workdir / sub, ignore_errors=True)
                 (self._workdir / sub).mkdir(exist_ok=True)
+
+    def restart_fault_counts(self) -> None:
+        """Count ``fail_first`` and ``fail_start_first`` afresh (as ``reset()`` does), keeping everything else."""
+        with self._lock:
+            self._faults_served = 0
+            self._fail_first_seen = self.settings.fail_first
+            self._window_faults_served = 0
 
     def serve_file(self, name: str, content: bytes | str, content_type: str = "application/xml") -> str:
         """Serve ``content`` at ``/static/<name>`` (e.g. an ``.xml`` for XmlReqUrl); returns its URL."""
@@ -646,13 +653,14 @@ class CloudmaxEmulator:
         fields: dict[str, str],
         files: dict[str, bytes],
         body_size: int,
-    ) -> None:
+    ) -> RecordedRequest:
         headers: dict[str, str] = {}
         for k, v in request.headers.items():
             headers[k] = f"{headers[k]}, {v}" if k in headers else v
         rec = RecordedRequest(request.method, request.path, query, fields, files, headers, body_size, time.time())
         with self._lock:
             self._log.append(rec)
+        return rec
 
     def _fault_for(self, kind: str) -> _Fault | None:
         s = self.settings
@@ -688,6 +696,14 @@ class CloudmaxEmulator:
         return True
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        trace: list[Any] = [None, ""]  # the RecordedRequest, the fault applied
+        resp = await self._handle_request(request, trace)
+        callback = self.on_answer
+        if callback is not None and trace[0] is not None:
+            callback(trace[0], resp.status, trace[1])
+        return resp
+
+    async def _handle_request(self, request: web.Request, trace: list[Any]) -> web.StreamResponse:
         body = await request.read()
         pairs = parse_qsl(request.rel_url.raw_query_string, keep_blank_values=True)
         query = _merge(pairs)
@@ -701,13 +717,15 @@ class CloudmaxEmulator:
             form_pairs, files, filenames = _parse_multipart(ctype, body)
             pairs += form_pairs
         fields = _merge(pairs)
-        self._record(request, query, fields, files, len(body))
+        trace[0] = self._record(request, query, fields, files, len(body))
 
         path_low = request.path.lower()
         kind = (
             "api" if path_low == API_PATH.lower() else "link" if path_low.startswith(LINK_PREFIX.lower()) else "other"
         )
         fault = self._fault_for(kind)
+        if fault is not None:
+            trace[1] = _fault_note(fault)
         if fault and fault.delay > 0:
             await asyncio.sleep(fault.delay)
         if fault and fault.fail_with is not None:
@@ -729,7 +747,7 @@ class CloudmaxEmulator:
             return await self._send(request, reply, None)
 
         if kind == "api":
-            reply = await self._api(request, fields, files, filenames)
+            reply = await self._api(request, fields, files, filenames, trace)
         elif kind == "link":
             reply = self._link(request)
         elif path_low.startswith(STATIC_PREFIX) and request.path[len(STATIC_PREFIX) :] in self._static:
@@ -839,7 +857,12 @@ class CloudmaxEmulator:
         raise ValueError(f"answer_with={kind!r}")
 
     async def _api(
-        self, request: web.Request, fields: dict[str, str], files: dict[str, bytes], filenames: dict[str, str]
+        self,
+        request: web.Request,
+        fields: dict[str, str],
+        files: dict[str, bytes],
+        filenames: dict[str, str],
+        trace: list[Any] | None = None,
     ) -> _Reply:
         s = self.settings
         if s.answer_with:
@@ -863,6 +886,8 @@ class CloudmaxEmulator:
         except _ApiError as err:
             return self._redirect_or_xml(low, err.code, err.message, [], launch_text)
         if self._window_fault(q.start):
+            if trace is not None:
+                trace[1] = "StartTime in a fail window"
             status = s.fail_with if isinstance(s.fail_with, int) else 503
             return _Reply(status, {"Content-Type": "text/html; charset=utf-8"}, f"<html>HTTP {status}</html>".encode())
         launch_text = ",".join(str(i) for i in q.launch_ids)
@@ -1087,6 +1112,18 @@ class CloudmaxEmulator:
         )
 
 
+def _fault_note(fault: _Fault) -> str:
+    """How a faulted request is answered, for the request log."""
+    notes = [f"delay {fault.delay:g}s"] if fault.delay > 0 else []
+    if fault.fail_with is not None:
+        notes.append(f"fail-with {fault.fail_with}")
+    if fault.truncate:
+        notes.append("body cut short of its Content-Length")
+    if fault.drop:
+        notes.append("connection dropped mid-body")
+    return ", ".join(notes)
+
+
 def _report_name(part_id: int, launch_ids: Sequence[int], start: datetime, end: datetime) -> str:
     ids = (
         "-".join(str(i) for i in launch_ids)
@@ -1135,48 +1172,10 @@ def _fix_surrogates(text: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m cloudmax_provider.testing.emulator``: serve until SIGINT/SIGTERM."""
-    ap = argparse.ArgumentParser(
-        prog="python -m cloudmax_provider.testing.emulator", description="Local emulator of Cloudmax Report.aspx"
-    )
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=0)
-    ap.add_argument("--login", default="demo")
-    ap.add_argument("--password", default="demo-password")
-    ap.add_argument("--csv-encoding", choices=_ENCODINGS, default="utf-8")
-    ap.add_argument("--time-format", choices=("iso", "zh-TW", "en-US"), default="iso")
-    ap.add_argument("--rows-per-launch", type=int, default=5)
-    ap.add_argument("--methods", choices=("both", "GET", "POST"), default="both")
-    ap.add_argument("--link-ready-after", type=float, default=0.0)
-    ap.add_argument("--unc-root", default=None)
-    ap.add_argument("--big-report-bytes", type=int, default=0)
-    args = ap.parse_args(argv)
-    settings = EmulatorSettings(
-        accounts={args.login: args.password},
-        csv_encoding=args.csv_encoding,
-        time_format=args.time_format,
-        rows_per_launch=args.rows_per_launch,
-        methods=args.methods,
-        link_ready_after=args.link_ready_after,
-        unc_root=args.unc_root,
-        big_report_bytes=args.big_report_bytes,
-    )
-    done = threading.Event()
+    """``python -m cloudmax_provider.testing.emulator``: see :mod:`cloudmax_provider.testing.emulator_cli`."""
+    from cloudmax_provider.testing.emulator_cli import main as cli_main
 
-    def on_signal(signum: int, frame: Any) -> None:
-        done.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    emu = CloudmaxEmulator(settings, host=args.host, port=args.port).start()
-    try:
-        print(f"Cloudmax emulator listening on {emu.endpoint_url}", flush=True)
-        while not done.wait(0.5):
-            pass
-    finally:
-        with contextlib.suppress(Exception):
-            emu.stop()
-    return 0
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

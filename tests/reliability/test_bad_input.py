@@ -36,7 +36,17 @@ ARGUMENTS: list[tuple[str, dict[str, Any], str]] = [
     (
         "report-slug-typo",
         {"report_part_id": "remvals"},
-        r"report_part_id='remvals' is not a Cloudmax ReportPartID; use one",
+        r"report_part_id='remvals' is not a Cloudmax ReportPartID; did you mean 'removals' \(31033\)\? use one",
+    ),
+    (
+        "report-slug-singular",
+        {"report_part_id": "click_detail"},
+        r"report_part_id='click_detail' is not a Cloudmax ReportPartID; did you mean 'click_details' \(21002\)\?",
+    ),
+    (
+        "report-id-typo",
+        {"report_part_id": 210021},
+        r"report_part_id=.?210021.? is not a Cloudmax ReportPartID; did you mean '21002' \(click_details\)\?",
     ),
     ("report-empty", {"report_part_id": " "}, r"report_part_id=' ' is not a Cloudmax ReportPartID"),
     (
