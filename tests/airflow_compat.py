@@ -57,6 +57,22 @@ def load_orm_models() -> None:
         importlib.import_module("airflow.providers.fab.auth_manager.models")
 
 
+def allow_direct_execute_in_this_thread() -> None:
+    """Let a test call ``operator.execute()`` directly from a thread other than the main one on Airflow 2.
+
+    Airflow 2's ``ExecutorSafeguard`` (the check that warns when ``execute()`` runs outside a task instance)
+    keeps its callers in a thread-local created in the main thread only, so in any other thread a direct
+    call fails with ``'_thread._local' object has no attribute 'callers'``. Workers call ``execute()`` in
+    their main thread; only tests that run many tasks in a thread pool need this.
+    """
+    if AIRFLOW_V_3_0_PLUS:
+        return
+    from airflow.models.baseoperator import ExecutorSafeguard
+
+    if not hasattr(ExecutorSafeguard._sentinel, "callers"):
+        ExecutorSafeguard._sentinel.callers = {}
+
+
 def requires_airflow(*version: int, reason: str) -> pytest.MarkDecorator:
     """Skip a test on Airflow older than ``version`` (counted per version in the matrix's summary)."""
     wanted = ".".join(map(str, version))

@@ -56,7 +56,7 @@ def test_readme_example_builds_a_dag():
     assert len(code.strip().splitlines()) <= 16
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)
-    from airflow.sdk import DAG
+    from airflow.providers.common.compat.sdk import DAG
 
     assert isinstance(namespace["dag"], DAG) and namespace["dag"].task_ids == ["opens"]
 

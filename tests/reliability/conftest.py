@@ -13,6 +13,8 @@ from typing import Any
 import pendulum
 import pytest
 
+from tests.airflow_compat import allow_direct_execute_in_this_thread
+
 FIGURES: collections.Counter[str] = collections.Counter()
 
 #: The 2026-11-01T00:00Z run of an "@daily" DAG (CronTriggerTimetable: an empty data interval).
@@ -55,6 +57,7 @@ def task_context(params: dict[str, Any] | None = None, **overrides: Any) -> dict
 def render_and_execute(task: Any, context: dict[str, Any]) -> Any:
     """What a worker does with a task: render its templated fields with Airflow's Jinja, then execute."""
     task.render_template_fields(context)
+    allow_direct_execute_in_this_thread()
     return task.execute(context)
 
 
