@@ -22,41 +22,45 @@ __version__ = "0.2.0"
 
 # The connection form, declared as data (Airflow >= 3.2 reads it without importing the hook; the hook's
 # get_ui_field_behaviour() serves older versions from the same dicts).
-# Port stays a real field: the UI's Test button (Airflow 3.3) sends the stored port (0 when there is
-# none) and the api-server refuses a port that differs from the stored one. The Base URL may carry the
-# same port; connection.py refuses two different ones.
+#
+# Why Port is marked required although tasks run without it (Airflow 3.3, read in its UI bundle and in
+# api_fastapi/core_api/routes/public/connections.py):
+# - the list's Test button posts ``port: Number(connection.port)``, i.e. 0 for a connection stored without
+#   a port, with the password masked ("***");
+# - the test route takes 0 versus the stored NULL as "a different destination", refuses to reuse the
+#   stored password for it and answers 400 ("Test Connection Failed / Bad Request") before any hook runs.
+# So "Test works with Port empty" is out of a provider's reach. "Cannot save without Port" is too: a
+# standard field's behaviour is only hidden/title/placeholder and the form validates only the connection
+# id and type (a required *extra* field does block Save, but its value goes to the extra, never to the
+# port column that the Test button compares). What the form can do is say it: Port and Base URL carry
+# Airflow's required mark (*) and the placeholders say what to type and why. docs/connection.md says the
+# same; tests/test_browser.py pins Airflow's behaviour (port empty: Bad Request; port filled: success).
+# A port in the Base URL and in Port must agree (connection.py); Port 0 or empty still works for tasks.
 UI_FIELD_BEHAVIOUR: dict[str, Any] = {
     "hidden-fields": ["schema"],
-    "relabeling": {"host": "Base URL", "port": "Port", "login": "API account", "password": "API password"},
+    "relabeling": {"host": "Base URL *", "port": "Port *", "login": "API account *", "password": "API password *"},
     "placeholders": {
-        "host": "https://api.itpison.com",
-        "port": "443",
+        "host": "https://api.itpison.com (production) or http://host:port",
+        "port": "the Base URL's port, e.g. 443; Test needs it",
         "login": "ManagerLoginName",
         "password": "ManagerPassword",
     },
 }
 
-# No string default shorter than 5 characters below: the form stores defaults in the extra, and
-# Airflow hands every extra value to its secrets masker, which warns "Skipping masking for a secret as
-# it's too short" for e.g. "POST" at the start of every task log. An empty field means the default.
+# Airflow 3.3's form stores every field below in the extra, with the field's value: null for an
+# untouched field without a default, a JSON number for number/integer fields. So every field has a
+# default of its type (no nulls stored), and no default is a non-empty string shorter than 5 characters:
+# Airflow hands every extra string to its secrets masker, which warns "Skipping masking for a secret as
+# it's too short" for e.g. "POST" at the start of every task log (an empty string it skips silently).
+# That is why method and request_format are not form fields (a default of "POST" would warn, none would
+# store null): they go in "Extra Fields JSON" ({"method": "GET"}), like verify, scheme and the retry
+# waits. connection.py still reads what older forms stored: "60", nulls, extra__cloudmax__* keys.
 
 CONN_FIELDS: dict[str, Any] = {
     "timezone": {
         "label": "Account timezone",
         "description": "IANA name of the account's clock: StartTime/EndTime are sent and report times read in it.",
         "schema": {"type": ["string", "null"], "default": "Asia/Taipei"},
-    },
-    "method": {
-        "label": "HTTP method",
-        "description": "Empty = POST, which keeps the password out of URLs; GET only if the server's "
-        "Web.config demands it.",
-        "schema": {"type": ["string", "null"], "enum": ["POST", "GET"]},
-    },
-    "request_format": {
-        "label": "Request format",
-        "description": "Empty = fields: ManagerLoginName/ManagerPassword as fields; xml: XmlRequest; "
-        "xml_file: an uploaded XmlReqFilePath.",
-        "schema": {"type": ["string", "null"], "enum": ["fields", "xml", "xml_file"]},
     },
     "endpoint": {
         "label": "Endpoint",
@@ -65,7 +69,7 @@ CONN_FIELDS: dict[str, Any] = {
     },
     "timeout": {
         "label": "Timeout (seconds)",
-        "description": "Per HTTP request.",
+        "description": "Per HTTP request (connect and read).",
         "schema": {"type": ["number", "null"], "default": 60},
     },
     "retries": {
@@ -75,8 +79,9 @@ CONN_FIELDS: dict[str, Any] = {
     },
     "allowed_link_hosts": {
         "label": "Allowed DOWNLOADLINK hosts",
-        "description": "Comma-separated hosts other than the Base URL's whose report links may be fetched.",
-        "schema": {"type": ["string", "null"]},
+        "description": "Comma-separated hosts other than the Base URL's whose report links may be fetched; "
+        "empty = only the Base URL's host.",
+        "schema": {"type": ["string", "null"], "default": ""},
     },
 }
 

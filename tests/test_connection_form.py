@@ -42,12 +42,83 @@ def test_different_ports_are_refused_naming_both():
         settings("https://api.itpison.com", 70000)
 
 
-def test_the_form_shows_port_and_stores_no_short_defaults():
+def test_the_form_marks_base_url_and_port_required_without_a_default_looking_port():
     assert "port" not in UI_FIELD_BEHAVIOUR["hidden-fields"]
-    assert UI_FIELD_BEHAVIOUR["relabeling"]["port"] == "Port" and UI_FIELD_BEHAVIOUR["placeholders"]["port"] == "443"
+    labels, placeholders = UI_FIELD_BEHAVIOUR["relabeling"], UI_FIELD_BEHAVIOUR["placeholders"]
+    assert labels["host"] == "Base URL *" and labels["port"] == "Port *"  # Airflow's own required mark
+    assert placeholders["host"].startswith("https://api.itpison.com") and "http://host:port" in placeholders["host"]
+    port = placeholders["port"]
+    assert not port.strip().isdigit() and not port.startswith("443"), "Port's placeholder reads like a default"
+    assert "Test" in port  # says why it is needed
+
+
+#: What Airflow 3.3's form stores in the extra when no Extra Field is touched: each field's value.
+FORM_DEFAULTS = {name: field["schema"].get("default") for name, field in CONN_FIELDS.items()}
+
+
+def test_every_form_field_has_a_typed_default_and_no_short_string():
+    python_types = {"string": str, "number": (int, float), "integer": int}
     for name, field in CONN_FIELDS.items():
-        default = field["schema"].get("default")
-        assert not (isinstance(default, str) and len(default) < 5), f"{name} default {default!r} would warn"
+        types = field["schema"]["type"]
+        default = FORM_DEFAULTS[name]
+        assert default is not None, f"{name} has no default: the form would store null"
+        kind = next(t for t in ([types] if isinstance(types, str) else types) if t != "null")
+        assert isinstance(default, python_types[kind]) and not isinstance(default, bool), (name, default)
+        assert not (isinstance(default, str) and 0 < len(default) < 5), f"{name} default {default!r} would warn"
+    assert {"method", "request_format"}.isdisjoint(CONN_FIELDS)  # short values: JSON extras only
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        FORM_DEFAULTS,  # this form
+        {  # older forms: numbers as strings, nulls for untouched fields
+            "timezone": "Asia/Taipei",
+            "method": None,
+            "request_format": None,
+            "endpoint": "/WebAPI/Report.aspx",
+            "timeout": "60",
+            "retries": "4",
+            "allowed_link_hosts": None,
+        },
+        {"extra__cloudmax__timeout": "60", "extra__cloudmax__retries": 4, "extra__cloudmax__method": ""},  # < 3.0
+        {},
+    ],
+    ids=["this-form", "older-form", "prefixed", "empty"],
+)
+def test_what_any_form_stored_reads_as_the_defaults(extra):
+    conn = Connection(
+        conn_id="cmx",
+        conn_type="cloudmax",
+        host="https://api.itpison.com",
+        port=443,
+        login="demo",
+        password="pw-12345",
+        extra=json.dumps(extra),
+    )
+    got = CloudmaxSettings.from_connection(conn)
+    assert (got.timezone, got.endpoint, got.timeout, got.retry.max_attempts) == (
+        "Asia/Taipei",
+        "/WebAPI/Report.aspx",
+        60,
+        4,
+    )
+    assert (got.method, got.request_format, got.allowed_link_hosts) == ("POST", "fields", ())
+
+
+def test_typed_form_values_are_read():
+    extra = {**FORM_DEFAULTS, "timeout": 2.5, "retries": 7, "allowed_link_hosts": "files.itpison.com, cdn.example"}
+    conn = Connection(
+        conn_id="cmx",
+        conn_type="cloudmax",
+        host="https://api.itpison.com",
+        login="demo",
+        password="pw-12345",
+        extra=json.dumps(extra),
+    )
+    got = CloudmaxSettings.from_connection(conn)
+    assert (got.timeout, got.retry.max_attempts) == (2.5, 7)
+    assert got.allowed_link_hosts == ("files.itpison.com", "cdn.example")
 
 
 MASK_PROBE = """
@@ -76,11 +147,11 @@ with DAG({dag_id!r}, schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz=
 @pytest.mark.parametrize(
     ("extra", "warns"),
     [
-        # what the form stores when only the timezone is changed (defaults included)
-        ({"timezone": "Asia/Taipei", "endpoint": "/WebAPI/Report.aspx", "timeout": 60, "retries": 4}, False),
+        (FORM_DEFAULTS, False),  # what the form stores when no Extra Field is touched
+        ({**FORM_DEFAULTS, "timezone": "Europe/Berlin", "allowed_link_hosts": "files.itpison.com"}, False),
         ({"method": "POST"}, True),  # Airflow's rule for any short extra string: the reason for no short defaults
     ],
-    ids=["form-defaults", "short-extra"],
+    ids=["form-defaults", "form-changed", "short-extra"],
 )
 def test_no_too_short_masking_warning_for_a_form_connection(cloudmax_emulator, monkeypatch, extra, warns):
     conn = {

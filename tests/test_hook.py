@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from cloudmax_provider import CONN_FIELDS
 from cloudmax_provider.errors import (
     CloudmaxAuthError,
     CloudmaxConfigError,
@@ -443,7 +444,12 @@ def test_bad_connection_extras_are_named(cloudmax_emulator, cloudmax_conn, extra
 
 def test_ui_field_behaviour_relabels():
     ui = CloudmaxHook.get_ui_field_behaviour()
-    assert ui["relabeling"] == {"host": "Base URL", "port": "Port", "login": "API account", "password": "API password"}
+    assert ui["relabeling"] == {
+        "host": "Base URL *",
+        "port": "Port *",
+        "login": "API account *",
+        "password": "API password *",
+    }
     assert ui["placeholders"]["host"].startswith("https://")
 
 
@@ -451,9 +457,9 @@ def test_providers_manager_reads_the_connection_form():
     from airflow.providers_manager import ProvidersManager
 
     manager = ProvidersManager()
-    assert manager.field_behaviours["cloudmax"]["relabeling"]["password"] == "API password"
+    assert manager.field_behaviours["cloudmax"]["relabeling"]["password"] == "API password *"
     widgets = {k for k in manager.connection_form_widgets if k.startswith("extra__cloudmax__")}
-    assert {"extra__cloudmax__timezone", "extra__cloudmax__method", "extra__cloudmax__request_format"} <= widgets
+    assert widgets == {f"extra__cloudmax__{name}" for name in CONN_FIELDS}
 
 
 def test_form_extras_stored_with_prefix_are_read(cloudmax_emulator, monkeypatch):
