@@ -69,12 +69,21 @@ def connection_form_widgets(conn_fields: dict[str, Any]) -> dict[str, Any]:
 def write_dags_to_db(*dags: Any) -> None:
     """Record DAGs in the metadata DB before a ``dag.test()`` run, as a dag-processor would.
 
-    Airflow 3's ``dag.test()`` does this itself; Airflow 2's does not, and an outlet Dataset of a DAG that
-    was never written has no row to record its events on ("DatasetModel ... not found"). Used by the
-    demo and the tests.
+    Airflow 3.1+'s ``dag.test()`` does this itself; 2.11's and 3.0's do not, and an outlet Asset (Dataset)
+    of a DAG that was never written has no row to record its events on (2.11: "DatasetModel ... not
+    found"; 3.0: ``AirflowInactiveAssetInInletOrOutletException``). Used by the demo and the tests.
     """
-    if AIRFLOW_V_3_0_PLUS:
+    if AIRFLOW_V_3_1_PLUS or not dags:
         return
     from airflow.models.dag import DAG
 
-    DAG.bulk_write_to_db(dags)
+    if AIRFLOW_V_3_0_PLUS:  # the DAGs folder's bundle, as `dag.test()` runs them
+        from airflow.dag_processing.bundles.manager import DagBundlesManager
+
+        from airflow.serialization.serialized_objects import SerializedDAG
+
+        DagBundlesManager().sync_bundles_to_db()
+        scheduler_dags = [SerializedDAG.deserialize_dag(SerializedDAG.serialize_dag(dag)) for dag in dags]
+        DAG.bulk_write_to_db("dags-folder", None, scheduler_dags)
+    else:
+        DAG.bulk_write_to_db(dags)

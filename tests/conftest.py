@@ -7,6 +7,7 @@ Hook tests never touch the DB; tests that run DAGs request the ``airflow_db`` fi
 from __future__ import annotations
 
 import json
+import re
 import os
 import tempfile
 from collections.abc import Callable
@@ -33,19 +34,24 @@ def airflow_db() -> Path:
     return _HOME
 
 
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+
+
 @pytest.fixture
 def task_output(capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> Callable[[], str]:
     """Read (and clear) what ran in this process printed or logged since the last read.
 
     Airflow 3 prints task logs to the terminal (structlog), Airflow 2 sends them through ``logging``:
-    the text is both, so an assertion on a task's message holds on every supported version.
+    the text is both, so an assertion on a task's message holds on every supported version. Airflow 3.0
+    prints a failed task's exception through rich, colored and wrapped at 100 columns: the text also holds
+    that output with the colors and the line breaks taken out, so a long message reads whole.
     """
 
     def read() -> str:
         out = capfd.readouterr()
         text = out.out + out.err + caplog.text
         caplog.clear()
-        return text
+        return text + "\n" + ANSI_ESCAPE.sub("", text).replace("\n", "")
 
     return read
 

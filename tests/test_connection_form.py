@@ -8,7 +8,7 @@ import pytest
 from airflow.providers.common.compat.sdk import Connection
 
 from cloudmax_provider import CONN_FIELDS, UI_FIELD_BEHAVIOUR
-from cloudmax_provider.compat import AIRFLOW_V_3_0_PLUS
+from cloudmax_provider.compat import AIRFLOW_V_3_1_PLUS
 from cloudmax_provider.connection import CloudmaxSettings
 from cloudmax_provider.errors import CloudmaxConfigError
 from tests.airflow_runner import run_dag, task_states, xcom
@@ -168,6 +168,6 @@ def test_no_too_short_masking_warning_for_a_form_connection(cloudmax_emulator, m
     dr = run_dag(MASK_PROBE.format(dag_id=dag_id), dag_id)
     assert task_states(dr) == {"probe": "success"}
     warned, redacted = xcom(dr, "probe")
-    # Airflow 2 masks only the extras with a sensitive name, so a short "POST" is never a secret there
-    assert warned is (warns and AIRFLOW_V_3_0_PLUS)
+    # Airflow 2.11 and 3.0 mask only the extras with a sensitive name, so a short "POST" is no secret there
+    assert warned is (warns and AIRFLOW_V_3_1_PLUS)
     assert redacted == "pw *** end"  # the password is still masked
