@@ -79,11 +79,12 @@ def write_dags_to_db(*dags: Any) -> None:
 
     if AIRFLOW_V_3_0_PLUS:  # the DAGs folder's bundle, as `dag.test()` runs them
         from airflow.dag_processing.bundles.manager import DagBundlesManager
-
         from airflow.serialization.serialized_objects import SerializedDAG
 
         DagBundlesManager().sync_bundles_to_db()
-        scheduler_dags = [SerializedDAG.deserialize_dag(SerializedDAG.serialize_dag(dag)) for dag in dags]
+        # what 3.0's dag.test() does to get a scheduler DAG (API of 3.0; mypy reads the newest Airflow)
+        to_scheduler = SerializedDAG.deserialize_dag  # type: ignore[attr-defined]
+        scheduler_dags = [to_scheduler(SerializedDAG.serialize_dag(dag)) for dag in dags]  # type: ignore[attr-defined]
         DAG.bulk_write_to_db("dags-folder", None, scheduler_dags)
     else:
         DAG.bulk_write_to_db(dags)

@@ -7,8 +7,8 @@ Hook tests never touch the DB; tests that run DAGs request the ``airflow_db`` fi
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
