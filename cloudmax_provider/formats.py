@@ -25,8 +25,8 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
-import io
 import json
 import logging
 import time
@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
+from cloudmax_provider.arrow_typing import ParquetSink as _Sink
+from cloudmax_provider.arrow_typing import arrow_type, vectorised_column
 from cloudmax_provider.errors import CloudmaxConfigError, CloudmaxResponseError
 from cloudmax_provider.reports import ColumnType, ReportPart
 from cloudmax_provider.response import RowTyper, read_typed, to_jsonable
@@ -137,6 +139,9 @@ class OutputFormat:
     batch_size: int = DEFAULT_BATCH_SIZE
     compression: str | None = "snappy"
     typing: RowTyping | None = None
+    #: "arrow": typed formats through Arrow's streaming CSV reader (:mod:`cloudmax_provider.arrow_typing`);
+    #: "python": record by record with ``RowTyper`` (what a body with ragged records is landed with)
+    engine: str = "arrow"
 
     def __post_init__(self) -> None:
         check_output_args(self.name, self.batch_size, self.compression)
@@ -151,9 +156,28 @@ class OutputFormat:
         if self.name == "csv":
             return CsvEncoder(target_encoding, progress)
         assert self.typing is not None
+        arrow = self.engine == "arrow" and _has_pyarrow()
         if self.name == "jsonl":
+            if arrow:
+                from cloudmax_provider.arrow_typing import ArrowJsonLinesEncoder
+
+                return ArrowJsonLinesEncoder(self.typing, progress.label, logger)
             return JsonLinesEncoder(self.typing, progress.label, logger)
+        if arrow:
+            from cloudmax_provider.arrow_typing import ArrowParquetEncoder
+
+            return ArrowParquetEncoder(self.typing, progress.label, logger, self.batch_size, self.compression)
         return ParquetEncoder(self.typing, progress.label, logger, self.batch_size, self.compression)
+
+    def row_by_row(self) -> OutputFormat:
+        """This format with the record-by-record typer (XCom's rules for ragged records, in place)."""
+        return dataclasses.replace(self, engine="python")
+
+
+def _has_pyarrow() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("pyarrow") is not None
 
 
 class CsvEncoder:
@@ -246,50 +270,12 @@ class JsonLinesEncoder(_TypedEncoder):
             yield ("\n".join(buffer) + "\n").encode("utf-8")
 
 
-def arrow_type(kind: ColumnType, tz: ZoneInfo) -> Any:
-    """The Arrow type of a catalog column type: int64, float64, ``timestamp[us, tz]``, string."""
-    import pyarrow as pa
-
-    if kind is ColumnType.INT:
-        return pa.int64()
-    if kind is ColumnType.FLOAT:
-        return pa.float64()
-    if kind is ColumnType.DATETIME:
-        return pa.timestamp("us", tz=tz.key)
-    return pa.string()
-
-
 def arrow_schema(typer: RowTyper) -> Any:
     """The Arrow schema of a report body: its header's columns, in order, typed by the catalog."""
     import pyarrow as pa
 
     fields = zip(typer.header, typer.types, strict=True)
     return pa.schema([pa.field(name, arrow_type(kind, typer.tz)) for name, kind in fields])
-
-
-class _Sink(io.RawIOBase):
-    """The file ParquetWriter writes to: it keeps the bytes until :meth:`drain` hands them on."""
-
-    def __init__(self) -> None:
-        self._parts: list[bytes] = []
-        self._position = 0
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: Any) -> int:
-        chunk = bytes(data)
-        self._parts.append(chunk)
-        self._position += len(chunk)
-        return len(chunk)
-
-    def tell(self) -> int:
-        return self._position
-
-    def drain(self) -> bytes:
-        out = b"".join(self._parts)
-        self._parts.clear()
-        return out
 
 
 class ParquetEncoder(_TypedEncoder):
@@ -402,34 +388,10 @@ class _RowGroup:
 #: Records typed into Arrow at a time while a row group is collected.
 _TYPE_EVERY = 8192
 
-#: Time layouts Arrow's strptime reads as :func:`~cloudmax_provider.response.parse_cell_time` does (zh-TW's
-#: 上午/下午 replaced by AM/PM first). A column in any other layout is typed cell by cell.
-_ARROW_TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %p %I:%M:%S", "%m/%d/%Y %I:%M:%S %p")
-
 
 def _vectorised(kind: ColumnType, texts: Sequence[str], arrow: Any, tz: ZoneInfo) -> Any:
-    """A whole column typed by Arrow (C speed), or None when any cell needs Python's reading.
-
-    Blank cells are null; ints and floats are Arrow's strict casts (``1,234``, ``12%``, ``1_000`` fail
-    and fall back); times must all match one of :data:`_ARROW_TIME_FORMATS` and exist in ``tz``.
-    """
+    """A whole column typed by Arrow (C speed), or None when any cell needs Python's reading
+    (:func:`~cloudmax_provider.arrow_typing.vectorised_column` of the texts)."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    trimmed = pc.utf8_trim_whitespace(pa.array(texts, pa.string()))
-    column = pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
-    try:
-        if kind is ColumnType.INT or kind is ColumnType.FLOAT:
-            return pc.cast(column, arrow)
-        if kind is ColumnType.DATETIME:
-            if pc.any(pc.match_substring_regex(column, "[上下]午")).as_py():
-                column = pc.replace_substring(pc.replace_substring(column, "上午", "AM"), "下午", "PM")
-            for layout in _ARROW_TIME_FORMATS:
-                try:
-                    naive = pc.strptime(column, format=layout, unit="us", error_is_null=False)
-                except pa.ArrowInvalid:
-                    continue
-                return pc.assume_timezone(naive, timezone=tz.key)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return None
-    return None
+    return vectorised_column(kind, pa.array(texts, pa.string()), arrow, tz)

@@ -759,12 +759,35 @@ def write_report(
     *,
     output: OutputFormat | None = None,
 ) -> TransferStats:
-    """:func:`land_report` without the XComs: write the object and return what was written."""
-    from airflow.sdk import ObjectStoragePath
+    """:func:`land_report` without the XComs: write the object and return what was written.
 
-    from cloudmax_provider.formats import OutputFormat, open_each
+    A typed format whose body has a record with too few or too many cells is written again with the
+    row-by-row typer (XCom's rule: padded with empty cells, extra cells dropped, in place); the first write
+    left nothing behind, as every write is atomic."""
+    from cloudmax_provider.arrow_typing import RaggedRows
+    from cloudmax_provider.formats import OutputFormat
 
     output = output or OutputFormat()
+    try:
+        return _write_report(hook, sources, uri, conn_id, output_encoding, logger, output)
+    except RaggedRows as exc:
+        logger.warning("%s: %s; writing it again record by record (XCom's rule for such records)", uri, exc)
+        return _write_report(hook, sources, uri, conn_id, output_encoding, logger, output.row_by_row())
+
+
+def _write_report(
+    hook: Any,
+    sources: list[Any],
+    uri: str,
+    conn_id: str | None,
+    output_encoding: str | None,
+    logger: Any,
+    output: OutputFormat,
+) -> TransferStats:
+    from airflow.sdk import ObjectStoragePath
+
+    from cloudmax_provider.formats import open_each
+
     dest = ObjectStoragePath(uri, conn_id=conn_id)
     target = output_encoding or ("utf-8" if len(sources) > 1 else None)
     started = time.monotonic()
