@@ -62,8 +62,9 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     fmt = spec["format"]
     typing = RowTyping.for_request(request, ZoneInfo(hook.settings.timezone)) if fmt != "csv" else None
     output = OutputFormat(fmt, batch_size=spec["batch_size"], typing=typing)
-    if fmt == "parquet":
+    if fmt != "csv":
         require_pyarrow()  # imported before measuring: set-up, not transfer
+        import pyarrow.csv  # noqa: F401  (the streaming reader's module, idem)
     _ = hook.session
     dest = Path(spec["dir"]) / f"report.{fmt}"
     warm = ObjectStoragePath((dest.parent / ".warm").as_uri())

@@ -29,6 +29,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -371,56 +372,121 @@ def json_lines(table: Any) -> bytes:
     """
     import json
 
-    import pyarrow as pa
     import pyarrow.compute as pc
 
-    parts: list[Any] = []
+    parts: list[Any] = []  # constant text and value columns, joined row by row at the end
+    pending = "{"
     for i, field in enumerate(table.schema):
-        parts.append(("{" if i == 0 else ",") + json.dumps(field.name, ensure_ascii=False) + ":")
-        parts.append(pc.fill_null(_json_values(table.column(i).combine_chunks(), field.type), "null"))
-    parts.append("}\n")
-    lines = pc.binary_join_element_wise(*parts, "")
-    if isinstance(lines, pa.ChunkedArray):
-        lines = lines.combine_chunks()
-    # no nulls: the values lie back to back in the data buffer, from the first offset to the last
+        pending += json.dumps(field.name, ensure_ascii=False) + ":"
+        text, opening, close = _json_text(table.column(i).combine_chunks(), field.type)
+        if text.null_count == 0:  # the quotes go into the constant text around it
+            parts += [pending + opening, text]
+            pending = close
+        else:
+            quoted = pc.binary_join_element_wise(opening, text, close, "") if opening or close else text
+            parts += [pending, pc.fill_null(quoted, "null")]
+            pending = ""
+        pending += "}\n" if i == table.num_columns - 1 else ","
+    lines = pc.binary_join_element_wise(*parts, pending, "")
+    # no nulls: the lines lie back to back in the data buffer, from the first offset to the last
     offsets = memoryview(lines.buffers()[1]).cast("i")
     start, stop = offsets[lines.offset], offsets[lines.offset + len(lines)]
     return memoryview(lines.buffers()[2])[start:stop].tobytes()
 
 
-_JSON_ESCAPES = (
-    ("\\", "\\\\"),
-    ('"', '\\"'),
-    ("\n", "\\n"),
-    ("\r", "\\r"),
-    ("\t", "\\t"),
-    ("\b", "\\b"),
-    ("\f", "\\f"),
+def _json_text(column: Any, arrow: Any) -> tuple[Any, str, str]:
+    """The JSON text of each value (null stays null), and the text that goes before and after it."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_timestamp(arrow):
+        text, close = _json_times(column)
+        return text, '"', close
+    if pa.types.is_string(arrow):
+        return _json_strings(column), '"', '"'
+    if pa.types.is_floating(arrow):
+        return _json_floats(column), "", ""
+    return pc.cast(column, pa.string()), "", ""
+
+
+def _json_floats(column: Any) -> Any:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = pc.cast(column, pa.string())
+    for arrow_text, python_text in (("nan", "NaN"), ("-inf", "-Infinity"), ("inf", "Infinity")):
+        text = pc.if_else(pc.equal(text, arrow_text), python_text, text)
+    # Arrow writes 3.0 as "3": keep it a float, as json.dumps(3.0) does
+    return pc.if_else(pc.match_substring_regex(text, "[.eNI]"), text, pc.binary_join_element_wise(text, ".0", ""))
+
+
+def _json_times(column: Any) -> tuple[Any, str]:
+    """ISO-8601 local times of an aware column and the text after them (its UTC offset, then ``"``), as
+    ``datetime.isoformat()`` writes them: microseconds only when not zero."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    local = pc.local_timestamp(column)
+    shift = pc.subtract(pc.cast(local, pa.int64()), pc.cast(column, pa.int64()))
+    bounds = pc.min_max(shift)
+    low, high = bounds["min"].as_py(), bounds["max"].as_py()
+    if low != high:  # several offsets (daylight saving time): let Arrow write each one
+        text = pc.strftime(column, format="%Y-%m-%dT%H:%M:%S%z")
+        text = pc.replace_substring_regex(text, r"\.0{6}([+-])", r"\1")
+        return pc.replace_substring_regex(text, r"([+-]\d\d)(\d\d)$", r"\1:\2"), '"'
+    whole = pc.cast(local, pa.timestamp("s"), safe=False)  # the fraction cut off
+    seconds = pc.cast(whole, pa.string())
+    fractional = pc.not_equal(pc.cast(whole, pa.timestamp("us")), local)
+    if pc.any(fractional).as_py():
+        seconds = pc.if_else(fractional, pc.cast(local, pa.string()), seconds)
+    return pc.replace_substring(seconds, " ", "T", max_replacements=1), _offset_text(low or 0) + '"'
+
+
+def _offset_text(micros: int) -> str:
+    """``+08:00`` for 8 hours, as ``isoformat()`` writes a UTC offset."""
+    sign = "-" if micros < 0 else "+"
+    minutes = abs(micros) // 60_000_000
+    return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+#: (character, a pattern finding it in UTF-8, its JSON escape)
+_JSON_ESCAPES = tuple(
+    (raw, re.compile(re.escape(raw.encode())), escaped)
+    for raw, escaped in (
+        ("\\", "\\\\"),
+        ('"', '\\"'),
+        ("\n", "\\n"),
+        ("\r", "\\r"),
+        ("\t", "\\t"),
+        ("\b", "\\b"),
+        ("\f", "\\f"),
+    )
 )
 
 
-def _json_values(column: Any, arrow: Any) -> Any:
-    """The JSON text of each value of a typed column (null stays null)."""
+_ESCAPED = re.compile(rb'["\\\x00-\x1f]')
+_UNNAMED_CONTROLS = re.compile(rb"[\x00-\x07\x0b\x0e-\x1f]")
+
+
+def _needs_escaping(column: Any, pattern: re.Pattern[bytes]) -> bool:
+    """Whether the string bytes of ``column`` hold a character ``pattern`` matches (a scan of its data
+    buffer: much faster than a per-value regex kernel)."""
+    data = column.buffers()[2]
+    return data is not None and pattern.search(memoryview(data)) is not None
+
+
+def _json_strings(column: Any) -> Any:
+    """Each string escaped as ``json.dumps(..., ensure_ascii=False)`` escapes it (without the quotes)."""
     import json
 
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if pa.types.is_integer(arrow):
-        return pc.cast(column, pa.string())
-    if pa.types.is_floating(arrow):
-        text = pc.cast(column, pa.string())
-        for arrow_text, python_text in (("nan", "NaN"), ("-inf", "-Infinity"), ("inf", "Infinity")):
-            text = pc.if_else(pc.equal(text, arrow_text), python_text, text)
-        # Arrow writes 3.0 as "3": keep it a float, as json.dumps(3.0) does
-        return pc.if_else(pc.match_substring_regex(text, "[.eNI]"), text, pc.binary_join_element_wise(text, ".0", ""))
-    if pa.types.is_timestamp(arrow):
-        text = pc.strftime(column, format="%Y-%m-%dT%H:%M:%S%z")
-        text = pc.replace_substring_regex(text, r"\.0{6}([+-])", r"\1")  # isoformat omits zero microseconds
-        text = pc.replace_substring_regex(text, r"([+-]\d\d)(\d\d)$", r"\1:\2")
-        return pc.binary_join_element_wise('"', text, '"', "")
-    if pc.any(pc.match_substring_regex(column, "[\\x00-\\x07\\x0b\\x0e-\\x1f]")).as_py():
-        return pa.array([None if v is None else json.dumps(v, ensure_ascii=False) for v in column.to_pylist()])
-    for raw, escaped in _JSON_ESCAPES:
-        column = pc.replace_substring(column, raw, escaped)
-    return pc.binary_join_element_wise('"', column, '"', "")
+    if not _needs_escaping(column, _ESCAPED):
+        return column  # nothing to escape (most columns)
+    if _needs_escaping(column, _UNNAMED_CONTROLS):
+        return pa.array([None if v is None else json.dumps(v, ensure_ascii=False)[1:-1] for v in column.to_pylist()])
+    for raw, present, escaped in _JSON_ESCAPES:
+        if _needs_escaping(column, present):
+            column = pc.replace_substring(column, raw, escaped)
+    return column
