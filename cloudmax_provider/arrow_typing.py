@@ -189,35 +189,43 @@ class _Body:
 def typed_tables(
     stream: ReportStream,
     typer_of: Callable[[list[str]], RowTyper],
-    null_misfits: Callable[[str, list[Any]], list[Any]],
-    block_size: int = BLOCK_SIZE,
+    null_misfits: Callable[[str, list[Any]], list[Any] | None],
+    block_size: int | None = None,
 ) -> tuple[RowTyper | None, Iterator[Any]]:
     """The body's typer (None for an empty body) and its records as typed Arrow tables, a block at a time.
 
     ``typer_of(header)`` makes the typer; ``null_misfits(column, values)`` turns cells the typer kept as text
-    into nulls (and logs it). Raises :class:`RaggedRows` at a record with another number of cells.
+    into nulls (and logs it), or returns None to keep them: that block is then given as XCom rows (a list of
+    ``typer.type_row`` dicts) instead of a table. Raises :class:`RaggedRows` at a record with another number
+    of cells.
     """
     header, rest = split_header(transcode(stream.chunks, stream.encoding, "utf-8"))
     if header is None:
         return None, iter(())
     typer = typer_of(header)
-    return typer, _typed(typer, _Body(rest, len(header), block_size), null_misfits)
+    return typer, _typed(typer, _Body(rest, len(header), block_size or BLOCK_SIZE), null_misfits)
 
 
-def _typed(typer: RowTyper, body: _Body, null_misfits: Callable[[str, list[Any]], list[Any]]) -> Iterator[Any]:
+def _typed(typer: RowTyper, body: _Body, null_misfits: Callable[[str, list[Any]], list[Any] | None]) -> Iterator[Any]:
     import pyarrow as pa
 
-    schema = pa.schema([pa.field(n, arrow_type(k, typer.tz)) for n, k in zip(typer.header, typer.types, strict=True)])
+    schema = _schema(typer)
     for batch in body.batches():
         arrays = []
         for i, kind in enumerate(typer.types):
             arrow = schema.field(i).type
             typed = vectorised_column(kind, batch.column(i), arrow, typer.tz)
             if typed is None:  # cell by cell, exactly as XCom rows are typed
-                values = [typer.type_cell(i, text) for text in batch.column(i).to_pylist()]
-                typed = pa.array(null_misfits(typer.header[i], values), arrow)
+                values = null_misfits(typer.header[i], [typer.type_cell(i, t) for t in batch.column(i).to_pylist()])
+                if values is None:  # misfits kept as text: this block as XCom rows
+                    break
+                typed = pa.array(values, arrow)
             arrays.append(typed)
-        yield pa.Table.from_arrays(arrays, schema=schema)
+        if len(arrays) == len(typer.types):
+            yield pa.Table.from_arrays(arrays, schema=schema)
+        else:
+            columns = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
+            yield [typer.type_row(list(cells)) for cells in zip(*columns, strict=True)]
 
 
 class _ArrowEncoder:
@@ -233,7 +241,7 @@ class _ArrowEncoder:
         t = self.typing
         return RowTyper(t.part, header, t.tz, t.renamed)
 
-    def null_misfits(self, name: str, values: list[Any]) -> list[Any]:
+    def null_misfits(self, name: str, values: list[Any]) -> list[Any] | None:
         """Cells RowTyper kept as text in a typed column become null (a column has one type in every file)."""
         if not any(isinstance(v, str) for v in values):
             return values
@@ -316,12 +324,26 @@ class ArrowParquetEncoder(_ArrowEncoder):
 
 
 class ArrowJsonLinesEncoder(_ArrowEncoder):
-    """One JSON object per line (UTF-8), typed as XCom rows are, encoded by Arrow kernels a block at a time."""
+    """One JSON object per line (UTF-8), typed as XCom rows are, encoded by Arrow kernels a block at a time.
+
+    A block with a cell that fits no reading of its column's type is encoded from XCom rows (the cell kept
+    as text, as XCom keeps it)."""
+
+    def null_misfits(self, name: str, values: list[Any]) -> list[Any] | None:
+        return None if any(isinstance(v, str) for v in values) else values
 
     def encode(self, streams: Iterable[ReportStream]) -> Iterator[bytes]:
+        import json
+
+        from cloudmax_provider.response import to_jsonable
+
+        dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
         for _typer, tables in self.tables(streams):
             for table in tables:
-                if table.num_rows:
+                if isinstance(table, list):
+                    yield "".join(dumps(to_jsonable(row)) + "\n" for row in table).encode("utf-8")
+                    self.tick(len(table))
+                elif table.num_rows:
                     yield json_lines(table)
                     self.tick(table.num_rows)
 
