@@ -96,13 +96,13 @@ def vectorised_column(kind: ColumnType, texts: Any, arrow: Any, tz: ZoneInfo) ->
     import pyarrow.compute as pc
 
     if kind is ColumnType.TEXT:
-        return pc.if_else(pc.equal(texts, ""), pa.scalar(None, pa.string()), texts)
+        return _null_empty(texts) if _has_empty(texts) else texts
     trimmed = pc.utf8_trim_whitespace(texts)
-    column = pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
+    column = _null_empty(trimmed) if _has_empty(trimmed) else trimmed
     try:
         if kind is ColumnType.INT or kind is ColumnType.FLOAT:
             return pc.cast(column, arrow)
-        if pc.any(pc.match_substring_regex(column, "[上下]午")).as_py():
+        if _contains(column, _NOON):  # zh-TW's 上午/下午 (AM/PM)
             column = pc.replace_substring(pc.replace_substring(column, "上午", "AM"), "下午", "PM")
         for layout in TIME_FORMATS:
             try:
@@ -113,6 +113,29 @@ def vectorised_column(kind: ColumnType, texts: Any, arrow: Any, tz: ZoneInfo) ->
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
     return None
+
+
+_NOON = re.compile("午".encode())
+
+
+def _contains(texts: Any, pattern: re.Pattern[bytes]) -> bool:
+    """Whether the string bytes of ``texts`` hold what ``pattern`` matches (a scan of its data buffer: much
+    faster than a per-value regex kernel)."""
+    data = texts.buffers()[2]
+    return data is not None and pattern.search(memoryview(data)) is not None
+
+
+def _has_empty(texts: Any) -> bool:
+    import pyarrow.compute as pc
+
+    return bool(pc.any(pc.equal(pc.binary_length(texts), 0)).as_py())
+
+
+def _null_empty(texts: Any) -> Any:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return pc.if_else(pc.equal(texts, ""), pa.scalar(None, pa.string()), texts)
 
 
 def split_header(chunks: Iterable[bytes]) -> tuple[list[str] | None, Iterator[bytes]]:
@@ -171,8 +194,9 @@ class _Body:
             parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=self._invalid),
             convert_options=pacsv.ConvertOptions(
                 column_types=dict.fromkeys(names, pa.string()),
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
+                strings_can_be_null=True,  # an empty cell is null as it is parsed (XCom: None), quoted or not
+                null_values=[""],
+                quoted_strings_can_be_null=True,
             ),
         )
         for batch in reader:
@@ -216,7 +240,8 @@ def _typed(typer: RowTyper, body: _Body, null_misfits: Callable[[str, list[Any]]
             arrow = schema.field(i).type
             typed = vectorised_column(kind, batch.column(i), arrow, typer.tz)
             if typed is None:  # cell by cell, exactly as XCom rows are typed
-                values = null_misfits(typer.header[i], [typer.type_cell(i, t) for t in batch.column(i).to_pylist()])
+                texts = batch.column(i).to_pylist()  # None: an empty cell
+                values = null_misfits(typer.header[i], [typer.type_cell(i, t or "") for t in texts])
                 if values is None:  # misfits kept as text: this block as XCom rows
                     break
                 typed = pa.array(values, arrow)
@@ -225,7 +250,7 @@ def _typed(typer: RowTyper, body: _Body, null_misfits: Callable[[str, list[Any]]
             yield pa.Table.from_arrays(arrays, schema=schema)
         else:
             columns = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
-            yield [typer.type_row(list(cells)) for cells in zip(*columns, strict=True)]
+            yield [typer.type_row([t or "" for t in cells]) for cells in zip(*columns, strict=True)]
 
 
 class _ArrowEncoder:
@@ -490,13 +515,6 @@ _ESCAPED = re.compile(rb'["\\\x00-\x1f]')
 _UNNAMED_CONTROLS = re.compile(rb"[\x00-\x07\x0b\x0e-\x1f]")
 
 
-def _needs_escaping(column: Any, pattern: re.Pattern[bytes]) -> bool:
-    """Whether the string bytes of ``column`` hold a character ``pattern`` matches (a scan of its data
-    buffer: much faster than a per-value regex kernel)."""
-    data = column.buffers()[2]
-    return data is not None and pattern.search(memoryview(data)) is not None
-
-
 def _json_strings(column: Any) -> Any:
     """Each string escaped as ``json.dumps(..., ensure_ascii=False)`` escapes it (without the quotes)."""
     import json
@@ -504,11 +522,11 @@ def _json_strings(column: Any) -> Any:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if not _needs_escaping(column, _ESCAPED):
+    if not _contains(column, _ESCAPED):
         return column  # nothing to escape (most columns)
-    if _needs_escaping(column, _UNNAMED_CONTROLS):
+    if _contains(column, _UNNAMED_CONTROLS):
         return pa.array([None if v is None else json.dumps(v, ensure_ascii=False)[1:-1] for v in column.to_pylist()])
     for raw, present, escaped in _JSON_ESCAPES:
-        if _needs_escaping(column, present):
+        if _contains(column, present):
             column = pc.replace_substring(column, raw, escaped)
     return column
