@@ -8,6 +8,9 @@ object come out, and the encoder counts the data rows it wrote. ``land_report`` 
 * ``csv``: the bytes as served, transcoded to ``output_encoding`` (several sources: header once).
 * ``jsonl``: one UTF-8 JSON object per row, typed exactly as XCom rows are (``RowTyper`` then
   ``to_jsonable``: int, float, ISO-8601 time with offset, str, None for an empty cell).
+* Both typed formats are parsed by Arrow's streaming CSV reader and typed by Arrow kernels
+  (:mod:`cloudmax_provider.arrow_typing`, ``engine="arrow"``, the default when pyarrow is installed); the
+  encoders below (``engine="python"``) type record by record, for a body with ragged records.
 * ``parquet``: a schema from the catalog (:func:`arrow_type`), columns in the report's order, written in
   row groups of ``batch_size`` rows while the body streams: memory holds one batch, whatever the report's
   size. Times are ``timestamp[us, tz=<account timezone>]`` holding the instant the server meant (the
