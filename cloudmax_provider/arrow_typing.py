@@ -47,6 +47,7 @@ __all__ = [
     "ArrowParquetEncoder",
     "ParquetSink",
     "RaggedRows",
+    "TypedEncoderBase",
     "arrow_type",
     "json_lines",
     "split_header",
@@ -253,8 +254,9 @@ def _typed(typer: RowTyper, body: _Body, null_misfits: Callable[[str, list[Any]]
             yield [typer.type_row([t or "" for t in cells]) for cells in zip(*columns, strict=True)]
 
 
-class _ArrowEncoder:
-    """Shared by the Arrow encoders: typed tables over every source (one header), row counting, progress."""
+class TypedEncoderBase:
+    """Shared by every typed encoder (here and in :mod:`cloudmax_provider.formats`): one header over every
+    source, misfit cells made null once per column in the log, row counting and progress in the log."""
 
     def __init__(self, typing: Any, label: str, logger: Any = log, every: float = 5.0) -> None:
         self.typing, self.label, self.log, self.every = typing, label, logger, every
@@ -262,9 +264,14 @@ class _ArrowEncoder:
         self._nulled: set[str] = set()
         self._started = self._last = time.monotonic()
 
-    def _typer(self, header: list[str]) -> RowTyper:
-        t = self.typing
-        return RowTyper(t.part, header, t.tz, t.renamed)
+    def same_header(self, first: list[str] | None, typer: RowTyper, source: Any) -> list[str]:
+        """The first source's header; a later source with other columns is refused."""
+        if first is not None and typer.header != first:
+            raise CloudmaxResponseError(
+                f"{source} has the columns {typer.header[:5]}..., not those of the first file "
+                f"({first[:5]}...): they cannot be one typed object; use one_object_per_link=True"
+            )
+        return first if first is not None else typer.header
 
     def null_misfits(self, name: str, values: list[Any]) -> list[Any] | None:
         """Cells RowTyper kept as text in a typed column become null (a column has one type in every file)."""
@@ -275,6 +282,21 @@ class _ArrowEncoder:
             self.log.warning("Column %s: cells that are not of its type are written as null", name)
         return [None if isinstance(v, str) else v for v in values]
 
+    def tick(self, added: int) -> None:
+        self.rows += added
+        now = time.monotonic()
+        if now - self._last >= self.every:
+            self._last = now
+            self.log.info("%s: %d rows, %.0f rows/s", self.label, self.rows, self.rows / max(now - self._started, 1e-9))
+
+
+class _ArrowEncoder(TypedEncoderBase):
+    """The Arrow encoders' source of typed tables (one header over every source)."""
+
+    def _typer(self, header: list[str]) -> RowTyper:
+        t = self.typing
+        return RowTyper(t.part, header, t.tz, t.renamed)
+
     def tables(self, streams: Iterable[ReportStream]) -> Iterator[tuple[RowTyper, Iterator[Any]]]:
         """Each non-empty source's typer and typed tables; every source must have the first one's header."""
         header: list[str] | None = None
@@ -282,21 +304,8 @@ class _ArrowEncoder:
             typer, tables = typed_tables(stream, self._typer, self.null_misfits)
             if typer is None:
                 continue  # an empty file
-            if header is None:
-                header = typer.header
-            elif typer.header != header:
-                raise CloudmaxResponseError(
-                    f"{stream.source} has the columns {typer.header[:5]}..., not those of the first file "
-                    f"({header[:5]}...): they cannot be one typed object; use one_object_per_link=True"
-                )
+            header = self.same_header(header, typer, stream.source)
             yield typer, tables
-
-    def tick(self, added: int) -> None:
-        self.rows += added
-        now = time.monotonic()
-        if now - self._last >= self.every:
-            self._last = now
-            self.log.info("%s: %d rows, %.0f rows/s", self.label, self.rows, self.rows / max(now - self._started, 1e-9))
 
 
 class ArrowParquetEncoder(_ArrowEncoder):

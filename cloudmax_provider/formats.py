@@ -32,15 +32,14 @@ import dataclasses
 import gc
 import json
 import logging
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
 from cloudmax_provider.arrow_typing import ParquetSink as _Sink
-from cloudmax_provider.arrow_typing import arrow_type, vectorised_column
-from cloudmax_provider.errors import CloudmaxConfigError, CloudmaxResponseError
+from cloudmax_provider.arrow_typing import TypedEncoderBase, arrow_type, vectorised_column
+from cloudmax_provider.errors import CloudmaxConfigError
 from cloudmax_provider.reports import ColumnType, ReportPart
 from cloudmax_provider.response import RowTyper, read_typed, to_jsonable
 
@@ -202,13 +201,8 @@ class CsvEncoder:
             yield from self.progress.track(chunks, self.target or stream.encoding.name)
 
 
-class _TypedEncoder:
-    """Shared by the typed formats: one header over every source, row counting, progress in the log."""
-
-    def __init__(self, typing: RowTyping, label: str, logger: Any, every: float = 5.0) -> None:
-        self.typing, self.label, self.log, self.every = typing, label, logger, every
-        self.rows = 0
-        self._started = self._last = time.monotonic()
+class _TypedEncoder(TypedEncoderBase):
+    """Shared by the record-by-record typed formats: each source's typer and records."""
 
     def bodies(self, streams: Iterable[ReportStream]) -> Iterator[tuple[RowTyper, Iterator[list[str]]]]:
         """Each source's typer and records; every source must have the first one's header."""
@@ -218,21 +212,8 @@ class _TypedEncoder:
             typer, records = read_typed(stream.chunks, stream.encoding, t.part, t.tz, t.renamed)
             if not typer.header:
                 continue  # an empty file
-            if header is None:
-                header = typer.header
-            elif typer.header != header:
-                raise CloudmaxResponseError(
-                    f"{stream.source} has the columns {typer.header[:5]}..., not those of the first file "
-                    f"({header[:5]}...): they cannot be one typed object; use one_object_per_link=True"
-                )
+            header = self.same_header(header, typer, stream.source)
             yield typer, records
-
-    def tick(self, added: int) -> None:
-        self.rows += added
-        now = time.monotonic()
-        if now - self._last >= self.every:
-            self._last = now
-            self.log.info("%s: %d rows, %.0f rows/s", self.label, self.rows, self.rows / max(now - self._started, 1e-9))
 
 
 @contextlib.contextmanager
@@ -290,7 +271,6 @@ class ParquetEncoder(_TypedEncoder):
         super().__init__(typing, label, logger)
         self.batch_size = batch_size
         self.compression = "none" if compression is None else compression.lower()
-        self._nulled: set[str] = set()
 
     def encode(self, streams: Iterable[ReportStream]) -> Iterator[bytes]:
         _, pq = require_pyarrow()
@@ -326,16 +306,7 @@ class ParquetEncoder(_TypedEncoder):
         if fast is not None:
             return fast
         values = [typer.type_cell(index, text) for text in texts]
-        return pa.array(self._null_misfits(typer.header[index], values), arrow)
-
-    def _null_misfits(self, name: str, values: list[Any]) -> list[Any]:
-        """Cells RowTyper kept as text in a typed column become null (a column has one type in every file)."""
-        if not any(isinstance(v, str) for v in values):
-            return values
-        if name not in self._nulled:
-            self._nulled.add(name)
-            self.log.warning("Column %s: cells that are not of its type are written to Parquet as null", name)
-        return [None if isinstance(v, str) else v for v in values]
+        return pa.array(self.null_misfits(typer.header[index], values), arrow)
 
 
 class _RowGroup:
