@@ -283,3 +283,25 @@ def test_one_object_per_link_pushes_totals_chunks_and_lineage_of_every_object(
     assert {c["start"] for c in ti.xcoms["chunks"]} == {"2026-10-01T00:00:00+08:00"}
     stats = task.get_openlineage_facets_on_complete(None).outputs[0].outputFacets["outputStatistics"]
     assert (stats.rowCount, stats.size, stats.fileCount) == (10, sum(sizes.values()), 2)
+
+
+def test_download_links_refuse_to_name_one_partition_after_a_window_of_two(cloudmax_emulator, cloudmax_conn):
+    """The links' files hold what was requested; a UTC day is two Taipei days, so it cannot be one's object."""
+    from cloudmax_provider.operators.download_links import CloudmaxDownloadLinksOperator
+
+    task = CloudmaxDownloadLinksOperator(
+        task_id="d",
+        links="http://h/a.csv",
+        destination="s3://lake/clicks/{window_start:%Y-%m-%d}/",
+        one_object_per_link=True,
+    )
+    utc_day = {
+        "data_interval_start": pendulum.datetime(2026, 11, 19, tz="UTC"),
+        "data_interval_end": pendulum.datetime(2026, 11, 20, tz="UTC"),
+    }
+    with pytest.raises(CloudmaxConfigError, match=r"names one day \(Asia/Taipei\) partition, but the run's window"):
+        task._named(utc_day, TZ)
+    taipei_day = {k: v.in_tz("Asia/Taipei").start_of("day") for k, v in utc_day.items()}
+    assert task._named(taipei_day, TZ) == "s3://lake/clicks/2026-11-19/"
+    manual = {"dag_run": SimpleNamespace(run_after=pendulum.datetime(2026, 11, 25, 6, 32, tz="UTC"))}
+    assert task._named(manual, TZ) == "s3://lake/clicks/2026-11-24/"  # the last complete Taipei day
