@@ -784,7 +784,7 @@ def _write_report(
     logger: Any,
     output: OutputFormat,
 ) -> TransferStats:
-    from airflow.sdk import ObjectStoragePath
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
 
     from cloudmax_provider.formats import open_each
 

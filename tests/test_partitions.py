@@ -24,13 +24,18 @@ pa = pytest.importorskip("pyarrow")
 ds = pytest.importorskip("pyarrow.dataset")
 
 TZ = ZoneInfo("Asia/Taipei")
+#: dag.test(logical_date=..., run_after=...) and runs without a logical date are Airflow 3's; so is "@daily" as
+#: a CronTriggerTimetable, which the run shapes below are about (Airflow 2's "@daily" has UTC data intervals).
+AIRFLOW_3 = pytest.mark.skipif(
+    int(__import__("airflow").__version__.split(".")[0]) < 3, reason="run shapes of Airflow 3 (dag.test run_after)"
+)
 FORMATS = ("csv", "jsonl", "parquet")
 DATASET_FORMATS = {"csv": "csv", "jsonl": "json", "parquet": "parquet"}
 
 LAKE_DAG = """
 import pendulum
 from datetime import timedelta
-from airflow.sdk import DAG
+from airflow.providers.common.compat.sdk import DAG
 from cloudmax_provider.operators.report import CloudmaxReportOperator
 
 with DAG("cmx_lake_every_run", schedule="@daily", start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
@@ -75,6 +80,7 @@ def _partition_of(path: str) -> tuple[datetime, datetime]:
     return day, day + timedelta(days=1)
 
 
+@AIRFLOW_3
 @pytest.mark.usefixtures("airflow_db")
 def test_every_run_type_of_a_daily_dag_leaves_each_row_once(cloudmax_emulator, cloudmax_conn, tmp_path: Path):
     """Run shapes, in the order a busy week would give them (Taipei days are the partitions):
@@ -161,7 +167,7 @@ def _assert_one_dataset(emulator, prefix: Path, fmt: str, days: list[datetime]) 
 OP_DAG = """
 import pendulum
 from datetime import timedelta
-from airflow.sdk import DAG
+from airflow.providers.common.compat.sdk import DAG
 from cloudmax_provider.operators.report import CloudmaxReportOperator
 
 with DAG({dag_id!r}, schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False,
@@ -201,6 +207,7 @@ def test_misspelled_placeholders_are_refused_when_the_dag_is_parsed():
     assert monthly.outlets == []  # a prefix of objects is not one asset
 
 
+@AIRFLOW_3
 @pytest.mark.usefixtures("airflow_db")
 def test_a_templated_misspelled_placeholder_fails_before_any_request(cloudmax_emulator, cloudmax_conn, tmp_path, capfd):
     """The typo comes from Jinja (a param), so it is refused once rendered, before Report.aspx is called."""
@@ -213,6 +220,7 @@ def test_a_templated_misspelled_placeholder_fails_before_any_request(cloudmax_em
     assert cloudmax_emulator.api_requests == [] and not list(tmp_path.rglob("*.csv"))
 
 
+@AIRFLOW_3
 @pytest.mark.usefixtures("airflow_db")
 def test_an_unaligned_explicit_window_is_widened_to_whole_partitions(cloudmax_emulator, cloudmax_conn, tmp_path, capfd):
     """start_time/end_time 10-01 06:00 .. 10-03 12:00 with chunk=True: three whole days, logged."""
@@ -235,6 +243,7 @@ def test_an_unaligned_explicit_window_is_widened_to_whole_partitions(cloudmax_em
     assert len(chunks) == 3 and xcom(dr, "report", "rows") == sum(c["rows"] for c in chunks) == 15
 
 
+@AIRFLOW_3
 @pytest.mark.usefixtures("airflow_db")
 def test_a_utc_data_interval_lands_each_taipei_day_it_touches(cloudmax_emulator, cloudmax_conn, tmp_path):
     """A CronDataIntervalTimetable in UTC (Airflow 2's "@daily"): 11-19T00Z .. 11-20T00Z touches two Taipei days."""
@@ -242,7 +251,10 @@ def test_a_utc_data_interval_lands_each_taipei_day_it_touches(cloudmax_emulator,
     source = OP_DAG.format(dag_id="cmx_interval", args=args, params={}).replace(
         "schedule=None", 'schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC")'
     )
-    source = source.replace("from airflow.sdk import DAG", "from airflow.sdk import DAG, CronDataIntervalTimetable")
+    source = source.replace(
+        "from datetime import timedelta",
+        "from datetime import timedelta\nfrom airflow.timetables.interval import CronDataIntervalTimetable",
+    )
     dr = load_dag(source, "cmx_interval").test(logical_date=pendulum.datetime(2026, 11, 19, tz="UTC"))
     assert task_states(dr) == {"report": "success"}
     assert dr.data_interval_end - dr.data_interval_start == timedelta(days=1)
