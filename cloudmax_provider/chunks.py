@@ -107,12 +107,15 @@ def expand_windows(
     timezone: str = "Asia/Taipei",
     destination: str | None = None,
     output_format: str = "csv",
+    partition: str | None = None,
 ) -> list[dict[str, str]]:
     """A window as chunk windows for dynamic task mapping: one dict of operator arguments per chunk.
 
     ``start``/``end`` are anything the operator accepts (datetime, ISO-8601, ``yyyy-MM-dd HH:mm:ss``;
     naive = account time). With ``destination`` (a prefix ending in ``/``) each dict also names the
-    chunk's object by the same rule as ``chunk=`` does::
+    chunk's object by the same rule as ``chunk=`` does, and the chunks are the partitions of the grid
+    (``chunk`` one hour or one day, or ``partition=``; :mod:`cloudmax_provider.partitions`): the window is
+    widened to the whole partitions it touches, so the objects line up with every other run's::
 
         @task
         def windows(data_interval_start=None, data_interval_end=None):
@@ -131,8 +134,15 @@ def expand_windows(
     begin, stop = to_account_time(start, tz, "start"), to_account_time(end, tz, "end")
     if destination is not None and not destination.endswith("/"):
         raise CloudmaxConfigError(f"destination={destination!r} must be a prefix ending in '/'")
+    if destination is None:
+        windows = chunk_windows(begin, stop, chunk)
+    else:
+        from cloudmax_provider.partitions import PartitionGrid, partition_of_chunk
+
+        grid = PartitionGrid.of(partition_of_chunk(chunk, partition), tz)
+        windows = grid.partitions(*grid.widen(begin, stop))
     out = []
-    for s, e in chunk_windows(begin, stop, chunk):
+    for s, e in windows:
         kwargs = {"start_time": s.isoformat(), "end_time": e.isoformat()}
         if destination is not None:
             kwargs["destination"] = destination + chunk_object_name(s, e, output_format)

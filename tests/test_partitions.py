@@ -317,3 +317,27 @@ def test_download_links_refuse_to_name_one_partition_after_a_window_of_two(cloud
     assert task._named(taipei_day, TZ) == "s3://lake/clicks/2026-11-19/"
     manual = {"dag_run": SimpleNamespace(run_after=pendulum.datetime(2026, 11, 25, 6, 32, tz="UTC"))}
     assert task._named(manual, TZ) == "s3://lake/clicks/2026-11-24/"  # the last complete Taipei day
+
+
+def test_expand_windows_with_a_destination_maps_whole_partitions():
+    """Mapped instances name objects like chunk= does, so they are partitions too (widened, never cut)."""
+    from cloudmax_provider.chunks import expand_windows
+
+    out = expand_windows(
+        "2026-10-01 06:00:00",
+        "2026-10-02 12:00:00",
+        timedelta(days=1),
+        destination="s3://lake/c/",
+        output_format="parquet",
+    )
+    assert [(k["start_time"], k["end_time"]) for k in out] == [
+        ("2026-10-01T00:00:00+08:00", "2026-10-02T00:00:00+08:00"),
+        ("2026-10-02T00:00:00+08:00", "2026-10-03T00:00:00+08:00"),
+    ]
+    assert out[1]["destination"] == "s3://lake/c/2026-10-02T00-00-00_2026-10-03T00-00-00.parquet"
+    hours = expand_windows("2026-10-01 06:30:00", "2026-10-01 08:00:00", timedelta(hours=1), destination="s3://l/h/")
+    assert [k["start_time"][11:16] for k in hours] == ["06:00", "07:00"]
+    with pytest.raises(CloudmaxConfigError, match="a chunk is one partition"):
+        expand_windows("2026-10-01", "2026-10-02", timedelta(hours=6), destination="s3://l/x/")
+    # without a destination the caller names the objects: the windows are cut as asked
+    assert len(expand_windows("2026-10-01", "2026-10-02", timedelta(hours=6))) == 4
