@@ -178,3 +178,25 @@ def test_header_split_and_empty_body():
     assert header == ["a", "b\r\nc", "d"] and b"".join(rest) == b"1,2,3"
     assert split_header([b"", b"  "])[0] is None
     assert split_header([b"a,b"])[0] == ["a", "b"]
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
+def test_a_body_cut_mid_stream_is_retried_from_scratch(cloudmax_emulator, cloudmax_conn, tmp_path, fmt):
+    """The cut surfaces through Arrow's reader thread as the transport's own error, so the hook retries it."""
+    from cloudmax_provider.formats import OutputFormat, RowTyping
+    from cloudmax_provider.hooks.cloudmax import CloudmaxHook
+    from cloudmax_provider.transfer import write_report
+
+    s = cloudmax_emulator.settings
+    s.big_report_bytes = 3 << 20  # several blocks: the cut comes mid-stream
+    s.fault_paths, s.fail_first, s.drop_mid_body = "api", 1, True
+    _path, _size, rows = cloudmax_emulator.big_report_info(21002)
+    hook = CloudmaxHook()
+    request = hook.build_request(21002, [1], "2026-10-01 00:00:00", "2026-10-02 00:00:00", response_mode=3)
+    dest = tmp_path / f"r.{fmt}"
+    output = OutputFormat(fmt, typing=RowTyping.for_request(request, TZ))
+    stats = write_report(hook, hook.sources(request), dest.as_uri(), None, "utf-8", output=output)
+    assert len(cloudmax_emulator.api_requests) == 2  # the cut attempt, then the whole one
+    written = pq.read_metadata(dest).num_rows if fmt == "parquet" else len(dest.read_bytes().splitlines())
+    assert stats.rows == written == rows
+    assert sorted(p.name for p in tmp_path.iterdir()) == [dest.name]  # the cut attempt left nothing
