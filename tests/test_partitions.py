@@ -341,3 +341,32 @@ def test_expand_windows_with_a_destination_maps_whole_partitions():
         expand_windows("2026-10-01", "2026-10-02", timedelta(hours=6), destination="s3://l/x/")
     # without a destination the caller names the objects: the windows are cut as asked
     assert len(expand_windows("2026-10-01", "2026-10-02", timedelta(hours=6))) == 4
+
+
+def test_link_modes_name_the_one_partition_or_refuse_several(cloudmax_emulator, cloudmax_conn, tmp_path):
+    """ResponseMode 1 answers the whole window at once: one partition is named, several are refused."""
+    from cloudmax_provider.operators.report import CloudmaxReportOperator
+
+    def task() -> CloudmaxReportOperator:
+        dest = tmp_path.as_uri() + "/clicks/{window_start:%Y-%m-%d}.csv"
+        return CloudmaxReportOperator(
+            task_id="l", report_part_id=21002, launch_ids=[7], response_mode=1, destination=dest
+        )
+
+    manual = {
+        "ti": _TI("l"),
+        "run_id": "m",
+        "dag_run": SimpleNamespace(run_after=pendulum.datetime(2026, 11, 25, 6, tz="UTC")),
+    }
+    assert task().execute(manual) == (tmp_path / "clicks" / "2026-11-24.csv").as_uri()
+    body = (tmp_path / "clicks" / "2026-11-24.csv").read_bytes().decode()
+    assert body == cloudmax_emulator.expected_csv(21002, [7], "2026-11-24 00:00:00", "2026-11-25 00:00:00")
+    utc_day = {
+        **manual,
+        "data_interval_start": pendulum.datetime(2026, 11, 19, tz="UTC"),
+        "data_interval_end": pendulum.datetime(2026, 11, 20, tz="UTC"),
+    }
+    requests_before = len(cloudmax_emulator.api_requests)
+    with pytest.raises(CloudmaxConfigError, match="covers several and response_mode 1 answers the whole window"):
+        task().execute(utc_day)
+    assert len(cloudmax_emulator.api_requests) == requests_before  # refused before anything was requested
