@@ -370,3 +370,23 @@ def test_link_modes_name_the_one_partition_or_refuse_several(cloudmax_emulator, 
     with pytest.raises(CloudmaxConfigError, match="covers several and response_mode 1 answers the whole window"):
         task().execute(utc_day)
     assert len(cloudmax_emulator.api_requests) == requests_before  # refused before anything was requested
+
+
+@pytest.mark.parametrize(
+    ("destination", "says"),
+    [
+        ("/data/cloudmax/x.csv", "is a path without a scheme; write it as a URI, 'file:///data/cloudmax/x.csv'"),
+        ("reports/x.csv", "is not a URI (a relative path would land in the worker's working directory)"),
+        ("s3://lake/", "names a folder or bucket, not an object"),
+    ],
+)
+def test_destination_errors_say_what_works_in_every_run_type(destination, says):
+    """No error suggests Jinja's ``{{ ds }}`` (absent in runs without a logical date); an absolute path is not
+    called relative."""
+    from cloudmax_provider.transfer import check_destination
+
+    with pytest.raises(CloudmaxConfigError) as info:
+        check_destination(destination)
+    message = str(info.value)
+    assert says in message and "{{" not in message
+    assert ("relative" in message) == (destination == "reports/x.csv")

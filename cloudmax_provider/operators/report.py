@@ -80,7 +80,8 @@ class CloudmaxReportOperator(BaseOperator):
     :param start_time: window start (datetime or string); default: see :func:`~cloudmax_provider.windows.report_window`.
     :param end_time: window end; default: see ``report_window``.
     :param window: the window's length when the data interval is empty (``"@daily"``, manual and
-        asset-triggered runs) or when only one of start_time/end_time is given. Default one day.
+        asset-triggered runs) or when only one of start_time/end_time is given. Default one day. When the
+        destination names partitions, it is how far back: the last complete partitions covering it.
     :param columns: CustomColName: column names, ``(name, new_name)`` pairs or a dict (at most 99).
     :param language: ``"zh-TW"`` or ``"en"`` (ReportCharacterSetID; report 31033 only).
     :param response_mode: 0 (UNC link), 1 (HTTP link), 2 (CSV body), 3 (attachment). Default 2
