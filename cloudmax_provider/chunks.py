@@ -1,8 +1,8 @@
-"""Long windows in chunks: one request and one object per chunk, and retries that resume.
+"""Long windows in chunks: one request and one object per partition, and retries that resume.
 
-A window longer than ``chunk`` is requested as ``[start, start+chunk)``, ``[start+chunk, start+2*chunk)``,
-..., the last one cut at ``end`` (:func:`chunk_windows`; wall-clock steps in the account's timezone).
-Each chunk's object is named by its window in account time (:func:`chunk_object_name`)::
+With ``chunk=`` a window is requested one partition of the grid at a time (:mod:`cloudmax_provider.partitions`:
+an hour, day or month of the account's clock), and each partition is one object (:func:`land_chunks`), named
+by its window in account time (:func:`chunk_object_name`)::
 
     <prefix>2026-10-01T00-00-00_2026-10-02T00-00-00.parquet
 
@@ -34,12 +34,20 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from cloudmax_provider.errors import CloudmaxConfigError
 
-__all__ = ["ChunkManifest", "chunk_object_name", "chunk_windows", "expand_windows", "land_chunks"]
+__all__ = [
+    "ChunkManifest",
+    "chunk_object_name",
+    "chunk_windows",
+    "expand_windows",
+    "land_chunks",
+    "manifest_prefix",
+]
 
 log = logging.getLogger(__name__)
 
@@ -99,12 +107,15 @@ def expand_windows(
     timezone: str = "Asia/Taipei",
     destination: str | None = None,
     output_format: str = "csv",
+    partition: str | None = None,
 ) -> list[dict[str, str]]:
     """A window as chunk windows for dynamic task mapping: one dict of operator arguments per chunk.
 
     ``start``/``end`` are anything the operator accepts (datetime, ISO-8601, ``yyyy-MM-dd HH:mm:ss``;
     naive = account time). With ``destination`` (a prefix ending in ``/``) each dict also names the
-    chunk's object by the same rule as ``chunk=`` does::
+    chunk's object by the same rule as ``chunk=`` does, and the chunks are the partitions of the grid
+    (``chunk`` one hour or one day, or ``partition=``; :mod:`cloudmax_provider.partitions`): the window is
+    widened to the whole partitions it touches, so the objects line up with every other run's::
 
         @task
         def windows(data_interval_start=None, data_interval_end=None):
@@ -123,8 +134,15 @@ def expand_windows(
     begin, stop = to_account_time(start, tz, "start"), to_account_time(end, tz, "end")
     if destination is not None and not destination.endswith("/"):
         raise CloudmaxConfigError(f"destination={destination!r} must be a prefix ending in '/'")
+    if destination is None:
+        windows = chunk_windows(begin, stop, chunk)
+    else:
+        from cloudmax_provider.partitions import PartitionGrid, partition_of_chunk
+
+        grid = PartitionGrid.of(partition_of_chunk(chunk, partition), tz)
+        windows = grid.partitions(*grid.widen(begin, stop))
     out = []
-    for s, e in chunk_windows(begin, stop, chunk):
+    for s, e in windows:
         kwargs = {"start_time": s.isoformat(), "end_time": e.isoformat()}
         if destination is not None:
             kwargs["destination"] = destination + chunk_object_name(s, e, output_format)
@@ -182,11 +200,11 @@ class ChunkManifest:
             path.unlink()
 
 
-def _fingerprint(request: Any, chunk: timedelta, output: Any, output_encoding: str | None) -> str:
+def _fingerprint(request: Any, grid: str, output: Any, output_encoding: str | None) -> str:
     fields = {k: v for k, v in request.fields().items() if k not in ("ResponseMode",)}
     key = {
         "fields": fields,
-        "chunk": chunk.total_seconds(),
+        "grid": grid,
         "format": output.name,
         "compression": output.compression if output.name == "parquet" else None,
         "encoding": output_encoding if output.name == "csv" else None,
@@ -194,50 +212,66 @@ def _fingerprint(request: Any, chunk: timedelta, output: Any, output_encoding: s
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
+def manifest_prefix(destination: str) -> str:
+    """The folder of a destination that names partitions, where its resume manifests live: the text before
+    the first placeholder, up to its last ``/``.
+
+    >>> manifest_prefix("s3://lake/opens/date={window_start:%Y-%m-%d}/part.parquet")
+    's3://lake/opens/'
+    """
+    static = destination.split("{", 1)[0]
+    return static[: static.rfind("/") + 1]
+
+
 def land_chunks(
     context: Any,
     hook: Any,
     request: Any,
-    chunk: timedelta,
-    prefix: str,
+    partitions: list[tuple[datetime, datetime]],
+    name_of: Callable[[datetime, datetime], str],
     conn_id: str | None,
     output_encoding: str | None,
     output: Any,
     logger: Any = log,
     *,
     resume: bool = True,
+    folder: str,
+    grid: str = "day",
 ) -> list[dict[str, Any]]:
-    """Land ``request``'s window chunk by chunk under ``prefix``; return ``[{start, end, uri, rows, bytes}]``
-    for every chunk (those an earlier try landed included). See the module docstring for resuming."""
+    """Land ``request``'s window one object per partition, named ``name_of(start, end)``; return
+    ``[{start, end, uri, rows, bytes}]`` for every partition (those an earlier try landed included).
+
+    With several partitions and ``resume``, a manifest under ``folder`` lets a retry skip the partitions an
+    earlier try landed (see the module docstring)."""
     from airflow.providers.common.compat.sdk import ObjectStoragePath
 
     from cloudmax_provider.transfer import write_report
 
-    if not prefix.endswith("/"):
-        raise CloudmaxConfigError(f"destination={prefix!r}: with chunk=, the destination is a prefix ending in '/'")
-    windows = chunk_windows(request.start, request.end, chunk)
-    fingerprint = _fingerprint(request, chunk, output, output_encoding)
-    manifest = ChunkManifest(ChunkManifest.location(prefix, context), fingerprint)
+    uris = [name_of(start, end) for start, end in partitions]
+    if len(set(uris)) != len(uris):
+        raise CloudmaxConfigError(f"two partitions of {request.start} .. {request.end} would land at one name")
+    resume = resume and len(partitions) > 1  # one partition: a retry requests it again anyway
+    manifest = ChunkManifest(
+        ChunkManifest.location(folder, context), _fingerprint(request, grid, output, output_encoding)
+    )
     if resume:
         manifest = ChunkManifest.load(manifest.uri, conn_id, manifest.fingerprint, logger)
-    logger.info(
-        "%d chunk(s) of %s under %s; resume manifest %s (%d chunk(s) landed by earlier tries)",
-        len(windows),
-        chunk,
-        prefix,
-        manifest.uri,
-        len(manifest.chunks),
-    )
+        logger.info(
+            "%d partition(s) of %s; resume manifest %s (%d landed by earlier tries)",
+            len(partitions),
+            grid,
+            manifest.uri,
+            len(manifest.chunks),
+        )
     landed: list[dict[str, Any]] = []
-    for start, end in windows:
-        uri = prefix + chunk_object_name(start, end, output.extension)
+    for (start, end), uri in zip(partitions, uris, strict=True):
         done = manifest.chunks.get(uri)
         if done is not None and ObjectStoragePath(uri, conn_id=conn_id).exists():
-            logger.info("Chunk %s .. %s: landed by an earlier try, not requested again: %s", start, end, uri)
+            logger.info("Partition %s .. %s: landed by an earlier try, not requested again: %s", start, end, uri)
             landed.append(done)
             continue
         sub = dataclasses.replace(request, start=start, end=end)
-        logger.info("Chunk %s .. %s: requesting %s", start, end, sub.describe())
+        logger.info("Partition %s .. %s: requesting %s", start, end, sub.describe())
         stats = write_report(hook, hook.sources(sub), uri, conn_id, output_encoding, logger, output=output)
         entry: dict[str, Any] = {"start": start.isoformat(), "end": end.isoformat(), "uri": uri}
         entry |= {"rows": stats.rows, "bytes": stats.bytes}

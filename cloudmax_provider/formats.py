@@ -8,6 +8,9 @@ object come out, and the encoder counts the data rows it wrote. ``land_report`` 
 * ``csv``: the bytes as served, transcoded to ``output_encoding`` (several sources: header once).
 * ``jsonl``: one UTF-8 JSON object per row, typed exactly as XCom rows are (``RowTyper`` then
   ``to_jsonable``: int, float, ISO-8601 time with offset, str, None for an empty cell).
+* Both typed formats are parsed by Arrow's streaming CSV reader and typed by Arrow kernels
+  (:mod:`cloudmax_provider.arrow_typing`, ``engine="arrow"``, the default when pyarrow is installed); the
+  encoders below (``engine="python"``) type record by record, for a body with ragged records.
 * ``parquet``: a schema from the catalog (:func:`arrow_type`), columns in the report's order, written in
   row groups of ``batch_size`` rows while the body streams: memory holds one batch, whatever the report's
   size. Times are ``timestamp[us, tz=<account timezone>]`` holding the instant the server meant (the
@@ -25,17 +28,18 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
-import io
 import json
 import logging
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
-from cloudmax_provider.errors import CloudmaxConfigError, CloudmaxResponseError
+from cloudmax_provider.arrow_typing import ParquetSink as _Sink
+from cloudmax_provider.arrow_typing import TypedEncoderBase, arrow_type, vectorised_column
+from cloudmax_provider.errors import CloudmaxConfigError
 from cloudmax_provider.reports import ColumnType, ReportPart
 from cloudmax_provider.response import RowTyper, read_typed, to_jsonable
 
@@ -137,6 +141,9 @@ class OutputFormat:
     batch_size: int = DEFAULT_BATCH_SIZE
     compression: str | None = "snappy"
     typing: RowTyping | None = None
+    #: "arrow": typed formats through Arrow's streaming CSV reader (:mod:`cloudmax_provider.arrow_typing`);
+    #: "python": record by record with ``RowTyper`` (what a body with ragged records is landed with)
+    engine: str = "arrow"
 
     def __post_init__(self) -> None:
         check_output_args(self.name, self.batch_size, self.compression)
@@ -151,9 +158,28 @@ class OutputFormat:
         if self.name == "csv":
             return CsvEncoder(target_encoding, progress)
         assert self.typing is not None
+        arrow = self.engine == "arrow" and _has_pyarrow()
         if self.name == "jsonl":
+            if arrow:
+                from cloudmax_provider.arrow_typing import ArrowJsonLinesEncoder
+
+                return ArrowJsonLinesEncoder(self.typing, progress.label, logger)
             return JsonLinesEncoder(self.typing, progress.label, logger)
+        if arrow:
+            from cloudmax_provider.arrow_typing import ArrowParquetEncoder
+
+            return ArrowParquetEncoder(self.typing, progress.label, logger, self.batch_size, self.compression)
         return ParquetEncoder(self.typing, progress.label, logger, self.batch_size, self.compression)
+
+    def row_by_row(self) -> OutputFormat:
+        """This format with the record-by-record typer (XCom's rules for ragged records, in place)."""
+        return dataclasses.replace(self, engine="python")
+
+
+def _has_pyarrow() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("pyarrow") is not None
 
 
 class CsvEncoder:
@@ -175,13 +201,8 @@ class CsvEncoder:
             yield from self.progress.track(chunks, self.target or stream.encoding.name)
 
 
-class _TypedEncoder:
-    """Shared by the typed formats: one header over every source, row counting, progress in the log."""
-
-    def __init__(self, typing: RowTyping, label: str, logger: Any, every: float = 5.0) -> None:
-        self.typing, self.label, self.log, self.every = typing, label, logger, every
-        self.rows = 0
-        self._started = self._last = time.monotonic()
+class _TypedEncoder(TypedEncoderBase):
+    """Shared by the record-by-record typed formats: each source's typer and records."""
 
     def bodies(self, streams: Iterable[ReportStream]) -> Iterator[tuple[RowTyper, Iterator[list[str]]]]:
         """Each source's typer and records; every source must have the first one's header."""
@@ -191,21 +212,8 @@ class _TypedEncoder:
             typer, records = read_typed(stream.chunks, stream.encoding, t.part, t.tz, t.renamed)
             if not typer.header:
                 continue  # an empty file
-            if header is None:
-                header = typer.header
-            elif typer.header != header:
-                raise CloudmaxResponseError(
-                    f"{stream.source} has the columns {typer.header[:5]}..., not those of the first file "
-                    f"({header[:5]}...): they cannot be one typed object; use one_object_per_link=True"
-                )
+            header = self.same_header(header, typer, stream.source)
             yield typer, records
-
-    def tick(self, added: int) -> None:
-        self.rows += added
-        now = time.monotonic()
-        if now - self._last >= self.every:
-            self._last = now
-            self.log.info("%s: %d rows, %.0f rows/s", self.label, self.rows, self.rows / max(now - self._started, 1e-9))
 
 
 @contextlib.contextmanager
@@ -246,50 +254,12 @@ class JsonLinesEncoder(_TypedEncoder):
             yield ("\n".join(buffer) + "\n").encode("utf-8")
 
 
-def arrow_type(kind: ColumnType, tz: ZoneInfo) -> Any:
-    """The Arrow type of a catalog column type: int64, float64, ``timestamp[us, tz]``, string."""
-    import pyarrow as pa
-
-    if kind is ColumnType.INT:
-        return pa.int64()
-    if kind is ColumnType.FLOAT:
-        return pa.float64()
-    if kind is ColumnType.DATETIME:
-        return pa.timestamp("us", tz=tz.key)
-    return pa.string()
-
-
 def arrow_schema(typer: RowTyper) -> Any:
     """The Arrow schema of a report body: its header's columns, in order, typed by the catalog."""
     import pyarrow as pa
 
     fields = zip(typer.header, typer.types, strict=True)
     return pa.schema([pa.field(name, arrow_type(kind, typer.tz)) for name, kind in fields])
-
-
-class _Sink(io.RawIOBase):
-    """The file ParquetWriter writes to: it keeps the bytes until :meth:`drain` hands them on."""
-
-    def __init__(self) -> None:
-        self._parts: list[bytes] = []
-        self._position = 0
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: Any) -> int:
-        chunk = bytes(data)
-        self._parts.append(chunk)
-        self._position += len(chunk)
-        return len(chunk)
-
-    def tell(self) -> int:
-        return self._position
-
-    def drain(self) -> bytes:
-        out = b"".join(self._parts)
-        self._parts.clear()
-        return out
 
 
 class ParquetEncoder(_TypedEncoder):
@@ -301,7 +271,6 @@ class ParquetEncoder(_TypedEncoder):
         super().__init__(typing, label, logger)
         self.batch_size = batch_size
         self.compression = "none" if compression is None else compression.lower()
-        self._nulled: set[str] = set()
 
     def encode(self, streams: Iterable[ReportStream]) -> Iterator[bytes]:
         _, pq = require_pyarrow()
@@ -337,16 +306,7 @@ class ParquetEncoder(_TypedEncoder):
         if fast is not None:
             return fast
         values = [typer.type_cell(index, text) for text in texts]
-        return pa.array(self._null_misfits(typer.header[index], values), arrow)
-
-    def _null_misfits(self, name: str, values: list[Any]) -> list[Any]:
-        """Cells RowTyper kept as text in a typed column become null (a column has one type in every file)."""
-        if not any(isinstance(v, str) for v in values):
-            return values
-        if name not in self._nulled:
-            self._nulled.add(name)
-            self.log.warning("Column %s: cells that are not of its type are written to Parquet as null", name)
-        return [None if isinstance(v, str) else v for v in values]
+        return pa.array(self.null_misfits(typer.header[index], values), arrow)
 
 
 class _RowGroup:
@@ -402,34 +362,10 @@ class _RowGroup:
 #: Records typed into Arrow at a time while a row group is collected.
 _TYPE_EVERY = 8192
 
-#: Time layouts Arrow's strptime reads as :func:`~cloudmax_provider.response.parse_cell_time` does (zh-TW's
-#: 上午/下午 replaced by AM/PM first). A column in any other layout is typed cell by cell.
-_ARROW_TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %p %I:%M:%S", "%m/%d/%Y %I:%M:%S %p")
-
 
 def _vectorised(kind: ColumnType, texts: Sequence[str], arrow: Any, tz: ZoneInfo) -> Any:
-    """A whole column typed by Arrow (C speed), or None when any cell needs Python's reading.
-
-    Blank cells are null; ints and floats are Arrow's strict casts (``1,234``, ``12%``, ``1_000`` fail
-    and fall back); times must all match one of :data:`_ARROW_TIME_FORMATS` and exist in ``tz``.
-    """
+    """A whole column typed by Arrow (C speed), or None when any cell needs Python's reading
+    (:func:`~cloudmax_provider.arrow_typing.vectorised_column` of the texts)."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    trimmed = pc.utf8_trim_whitespace(pa.array(texts, pa.string()))
-    column = pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
-    try:
-        if kind is ColumnType.INT or kind is ColumnType.FLOAT:
-            return pc.cast(column, arrow)
-        if kind is ColumnType.DATETIME:
-            if pc.any(pc.match_substring_regex(column, "[上下]午")).as_py():
-                column = pc.replace_substring(pc.replace_substring(column, "上午", "AM"), "下午", "PM")
-            for layout in _ARROW_TIME_FORMATS:
-                try:
-                    naive = pc.strptime(column, format=layout, unit="us", error_is_null=False)
-                except pa.ArrowInvalid:
-                    continue
-                return pc.assume_timezone(naive, timezone=tz.key)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return None
-    return None
+    return vectorised_column(kind, pa.array(texts, pa.string()), arrow, tz)

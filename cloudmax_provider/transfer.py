@@ -64,18 +64,25 @@ _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*$")
 def check_destination(uri: Any, *, one_object_per_link: bool = False) -> None:
     """Refuse a destination that would land somewhere else than it says (pure; no I/O).
 
-    An absolute URI with a scheme (a rendered ``"{{ ds }}/x.csv"`` would land in the worker's working
-    directory); ``file://`` with an absolute path (``file://data/x.csv`` names a host ``data``); no ``.``
-    or ``..`` segment (a traversal out of the folder it names); with ``one_object_per_link`` a prefix
-    ending in ``/``, else an object name (not a bare bucket or a folder).
+    An absolute URI with a scheme (a rendered ``"2026-11-01/x.csv"`` would land in the worker's working
+    directory; ``/data/x.csv`` is meant as ``file:///data/x.csv``); ``file://`` with an absolute path
+    (``file://data/x.csv`` names a host ``data``); no ``.`` or ``..`` segment (a traversal out of the
+    folder it names); with ``one_object_per_link`` a prefix ending in ``/``, else an object name (not a
+    bare bucket or a folder).
 
     >>> check_destination("s3://lake/cloudmax/2026-11-01/opens.csv")
     """
-    fix = "use e.g. 's3://bucket/cloudmax/{{ ds }}/report.csv' or 'file:///data/cloudmax/report.csv'"
+    fix = "use e.g. 's3://bucket/cloudmax/{window_start:%Y-%m-%d}.csv' or 'file:///data/cloudmax/report.csv'"
     if not isinstance(uri, str):
         raise CloudmaxConfigError(f"destination={uri!r} is a {type(uri).__name__}, not a URI string; {fix}")
     parts = urlsplit(uri)
     if "://" not in uri or not _SCHEME.match(parts.scheme):
+        if uri.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:[/\\]", uri):
+            raise CloudmaxConfigError(
+                f"destination={uri!r} is a path without a scheme; write it as a URI, "
+                f"{'file://' + uri if uri.startswith('/') else 'file:///' + uri.replace(chr(92), '/')!r} (a file on "
+                "the worker) or an object store's, e.g. 's3://bucket/cloudmax/{window_start:%Y-%m-%d}.csv'"
+            )
         raise CloudmaxConfigError(
             f"destination={uri!r} is not a URI (a relative path would land in the worker's working directory); {fix}"
         )
@@ -401,9 +408,11 @@ def _write_whole(dest: Any, chunks: Iterable[bytes], block_size: int, max_concur
             # Through the filesystem, not ObjectStoragePath.open(): its file wrapper calls Airflow's lineage
             # collector on every write() (~0.5 CPU s per GiB here), and would name the temporary file as the
             # output; write_atomically records the destination once instead.
-            with tmp.fs.open(tmp.path, "wb", block_size=block_size) if fd is None else open(
-                fd, "wb", closefd=False
-            ) as out:
+            with (
+                tmp.fs.open(tmp.path, "wb", block_size=block_size)
+                if fd is None
+                else open(fd, "wb", closefd=False) as out
+            ):
                 # a local file is written by the thread that read the chunk, while it is still in that
                 # core's cache (a writer thread copied it from the other core's: ~2x slower here)
                 written = _write_all(out, chunks, threaded=_is_remote(dest))
@@ -659,25 +668,52 @@ def land(
 ) -> str | list[str]:
     """Land a report's bodies at ``destination``: one merged object, or with ``one_object_per_link``
     one object per DOWNLOADLINK under the prefix ``destination`` (named by the link's file name, its
-    extension replaced by the output format's)."""
+    extension replaced by the output format's).
+
+    Pushes the XComs ``rows`` and ``bytes`` (totals over every object) and, per link, ``chunks``
+    (``[{uri, rows, bytes}]``, one an object)."""
     if one_object_per_link and links:
-        from cloudmax_provider.links import DownloadLink
-
-        prefix = destination.rstrip("/")
-        names = [_with_extension(DownloadLink.parse(link).filename, output) for link in links]  # safe base names
-        twice = sorted({name for name in names if names.count(name) > 1})
-        if twice:
-            from cloudmax_provider.errors import CloudmaxLinkError
-
-            raise CloudmaxLinkError(
-                f"several DOWNLOADLINKs have the file name {twice[0]!r}: one object per link would overwrite "
-                "another; set one_object_per_link=False to merge them into one report"
-            )
-        return [
-            land_report(context, hook, [source], f"{prefix}/{name}", conn_id, output_encoding, logger, output=output)
-            for source, name in zip(sources, names, strict=True)
-        ]
+        landed = land_each_link(hook, sources, links, destination, conn_id, output_encoding, logger, output)
+        ti = context["ti"]
+        ti.xcom_push(key="rows", value=sum(entry["rows"] for entry in landed))
+        ti.xcom_push(key="bytes", value=sum(entry["bytes"] for entry in landed))
+        ti.xcom_push(key="chunks", value=landed)
+        return [entry["uri"] for entry in landed]
     return land_report(context, hook, sources, destination, conn_id, output_encoding, logger, output=output)
+
+
+def land_each_link(
+    hook: Any,
+    sources: list[Any],
+    links: list[str],
+    destination: str,
+    conn_id: str | None,
+    output_encoding: str | None,
+    logger: Any = log,
+    output: OutputFormat | None = None,
+) -> list[dict[str, Any]]:
+    """Write each DOWNLOADLINK's body to ``<destination>/<its file name>``; ``[{uri, rows, bytes}]`` of each.
+
+    Example: ``land_each_link(hook, hook.sources(None, links), links, "s3://lake/clicks/", "aws_default", "utf-8")``.
+    """
+    from cloudmax_provider.links import DownloadLink
+
+    prefix = destination.rstrip("/")
+    names = [_with_extension(DownloadLink.parse(link).filename, output) for link in links]  # safe base names
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        from cloudmax_provider.errors import CloudmaxLinkError
+
+        raise CloudmaxLinkError(
+            f"several DOWNLOADLINKs have the file name {twice[0]!r}: one object per link would overwrite "
+            "another; set one_object_per_link=False to merge them into one report"
+        )
+    landed = []
+    for source, name in zip(sources, names, strict=True):
+        uri = f"{prefix}/{name}"
+        stats = write_report(hook, [source], uri, conn_id, output_encoding, logger, output=output)
+        landed.append({"uri": uri, "rows": stats.rows, "bytes": stats.bytes})
+    return landed
 
 
 def _with_extension(filename: str, output: OutputFormat | None) -> str:
@@ -722,12 +758,35 @@ def write_report(
     *,
     output: OutputFormat | None = None,
 ) -> TransferStats:
-    """:func:`land_report` without the XComs: write the object and return what was written."""
-    from airflow.providers.common.compat.sdk import ObjectStoragePath
+    """:func:`land_report` without the XComs: write the object and return what was written.
 
-    from cloudmax_provider.formats import OutputFormat, open_each
+    A typed format whose body has a record with too few or too many cells is written again with the
+    row-by-row typer (XCom's rule: padded with empty cells, extra cells dropped, in place); the first write
+    left nothing behind, as every write is atomic."""
+    from cloudmax_provider.arrow_typing import RaggedRows
+    from cloudmax_provider.formats import OutputFormat
 
     output = output or OutputFormat()
+    try:
+        return _write_report(hook, sources, uri, conn_id, output_encoding, logger, output)
+    except RaggedRows as exc:
+        logger.warning("%s: %s; writing it again record by record (XCom's rule for such records)", uri, exc)
+        return _write_report(hook, sources, uri, conn_id, output_encoding, logger, output.row_by_row())
+
+
+def _write_report(
+    hook: Any,
+    sources: list[Any],
+    uri: str,
+    conn_id: str | None,
+    output_encoding: str | None,
+    logger: Any,
+    output: OutputFormat,
+) -> TransferStats:
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
+
+    from cloudmax_provider.formats import open_each
+
     dest = ObjectStoragePath(uri, conn_id=conn_id)
     target = output_encoding or ("utf-8" if len(sources) > 1 else None)
     started = time.monotonic()

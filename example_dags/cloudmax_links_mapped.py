@@ -1,8 +1,9 @@
 """Request -> wait -> download, mapped over LaunchIDs, without holding a worker while files are made.
 
 Report.aspx's ResponseMode 1 answers at once with DOWNLOADLINKs whose files appear later. One mapped
-task per LaunchID asks for the click details of the run's window (:func:`report_window_of`: the day
-before an ``"@daily"`` run, or before the trigger when there is no logical date), a deferrable sensor
+task per LaunchID asks for the click details of the run's window (:func:`report_window_of` on the day
+grid: the last complete account-local day before an ``"@daily"`` run's logical date, or before the trigger
+when there is no logical date), a deferrable sensor
 waits for the files in the triggerer, and a mapped download streams each into
 ``<lake>/clicks/<window start day>/`` - named by the same window, so names and rows agree.
 
@@ -54,11 +55,14 @@ with DAG(
         from airflow.providers.common.compat.sdk import Variable
 
         from cloudmax_provider.hooks.cloudmax import CloudmaxHook
+        from cloudmax_provider.partitions import PartitionGrid
         from cloudmax_provider.windows import report_window_of
 
-        start, end, why = report_window_of(context)  # the same rule as CloudmaxReportOperator
-        print(f"Window {start} .. {end}: {why}")
         hook = CloudmaxHook(Variable.get("cloudmax_conn_id", "cloudmax_default"))
+        # the same rule as the download task below: whole account-local days (its partition grid)
+        grid = PartitionGrid.of("day", hook.settings.timezone)
+        start, end, why = report_window_of(context, grid=grid)
+        print(f"Window {start} .. {end}: {why}")
         request = hook.build_request("click_details", launch_id, start, end, response_mode=1)  # 1: HTTP links
         return hook.request_links(request)
     # [END howto_hook_request_links]

@@ -16,10 +16,12 @@ from tests.airflow_compat import dag_bag
 from tests.airflow_runner import dag_test, dags_folder, task_states, xcom
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "example_dags"
-WINDOW = ("2026-10-31 08:00:00", "2026-11-01 08:00:00")  # the 2026-11-01T00:00Z daily run, in Asia/Taipei
+# the 2026-11-01T00:00Z daily run lands the last complete account-local (Asia/Taipei) day before it
+DAY = ("2026-10-31 00:00:00", "2026-11-01 00:00:00")
 NOV1 = pendulum.datetime(2026, 11, 1, tz="UTC")
 RUN_AFTER = pendulum.datetime(2026, 11, 25, 3, 0, tz="UTC")  # a trigger without a logical date
-WINDOW_NO_LOGICAL_DATE = ("2026-11-24 11:00:00", "2026-11-25 11:00:00")
+WINDOW_NO_LOGICAL_DATE = ("2026-11-24 11:00:00", "2026-11-25 11:00:00")  # into XCom: the day before run_after
+DAY_NO_LOGICAL_DATE = ("2026-11-24 00:00:00", "2026-11-25 00:00:00")
 
 
 def test_dagbag_of_the_examples_has_no_import_errors():
@@ -61,11 +63,11 @@ def test_daily_report_and_its_asset_consumer(cloudmax_emulator, cloudmax_conn, m
     assert task_states(dr) == dict.fromkeys(["opens", "clicks", "bounces", "removals", "publish"], "success")
     # named by the window's first day (account time), which is the day its rows are from
     opens = (tmp_path / "opens" / "2026-10-31.csv").read_bytes().decode()
-    assert opens == cloudmax_emulator.expected_csv(2100199, [1225, 1116], *WINDOW)
+    assert opens == cloudmax_emulator.expected_csv(2100199, [1225, 1116], *DAY)
     clicks = (tmp_path / "clicks" / "2026-10-31.csv").read_bytes().decode()
-    assert clicks == cloudmax_emulator.expected_csv(21002, [1225, 1116], *WINDOW)
+    assert clicks == cloudmax_emulator.expected_csv(21002, [1225, 1116], *DAY)
     assert (tmp_path / "bounces" / "2026-10-31.csv").read_bytes().decode() == cloudmax_emulator.expected_csv(
-        21003, [1225, 1116], *WINDOW
+        21003, [1225, 1116], *DAY
     )
     removals = read_csv(tmp_path / "removals" / "2026-10-31.csv")
     assert removals[0] == ["email", "reason", "removed_at"]  # CustomColName selects and renames
@@ -93,7 +95,7 @@ def test_daily_report_triggered_without_logical_date(cloudmax_emulator, cloudmax
         f"{name}/2026-11-24.csv" for name in ("bounces", "clicks", "opens", "removals")
     ]
     opens = (tmp_path / "opens" / "2026-11-24.csv").read_bytes().decode()
-    assert opens == cloudmax_emulator.expected_csv(2100199, [1225, 1116], *WINDOW_NO_LOGICAL_DATE)
+    assert opens == cloudmax_emulator.expected_csv(2100199, [1225, 1116], *DAY_NO_LOGICAL_DATE)
 
 
 @pytest.mark.usefixtures("airflow_db")
@@ -124,7 +126,7 @@ def test_mapped_links_example(cloudmax_emulator, cloudmax_conn, monkeypatch, tmp
     states = {ti.task_id + f"[{ti.map_index}]": str(ti.state) for ti in dr.get_task_instances()}
     assert set(states.values()) == {"success"}, states
     assert len(states) == 7  # launch_ids + 2 LaunchIDs x (request, wait, download)
-    window, day = (WINDOW, "2026-10-31") if logical_date else (WINDOW_NO_LOGICAL_DATE, "2026-11-24")
+    window, day = (DAY, "2026-10-31") if logical_date else (DAY_NO_LOGICAL_DATE, "2026-11-24")
     files = sorted((tmp_path / "clicks" / day).glob("*.csv"))
     assert len(files) == 2
     bodies = sorted(f.read_bytes().decode() for f in files)

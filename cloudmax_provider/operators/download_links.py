@@ -9,8 +9,10 @@ The last step of a request -> wait -> download DAG::
     ).expand(links=ready.output)
 
 ``{window_start:<strftime>}`` / ``{window_end:<strftime>}`` in ``destination`` are filled, after Jinja,
-with the run's report window (:func:`cloudmax_provider.windows.report_window`, ``window`` long, in the
-account's timezone): the same window a ``request_links`` task computes with ``report_window_of(context)``.
+with the run's report window on the partition grid (:func:`cloudmax_provider.windows.report_window` with
+``partition``, by default the account's day, in the connection's timezone): the same window a
+``request_links`` task computes with ``report_window_of(context, grid=PartitionGrid.of("day", tz))``. A window
+of several partitions cannot be one partition's object, and is refused.
 
 The links are fetched without any API credential; hosts other than the connection's must be in
 its ``allowed_link_hosts`` extra. Like every operator here, it imports no HTTP/SMB library at parse time.
@@ -24,9 +26,17 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
-from cloudmax_provider.windows import fill_window_placeholders, has_window_placeholders, report_window_of
+from cloudmax_provider.windows import (
+    check_names_partitions,
+    check_placeholders,
+    fill_window_placeholders,
+    has_window_placeholders,
+    report_window_of,
+)
 
 if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
     from airflow.providers.common.compat.sdk import Context
 
 
@@ -49,6 +59,7 @@ class CloudmaxDownloadLinksOperator(BaseOperator):
     :param smb_conn_id: a ``samba`` connection for UNC links.
     :param window: the report window's length for ``{window_start}``/``{window_end}`` placeholders
         when the run's data interval is empty (default one day, as in ``CloudmaxReportOperator``).
+    :param partition: the partition grid the placeholders name: ``"hour"``, ``"day"`` (default), ``"month"``.
     """
 
     template_fields: Sequence[str] = ("links", "destination", "destination_conn_id", "cloudmax_conn_id", "smb_conn_id")
@@ -68,6 +79,7 @@ class CloudmaxDownloadLinksOperator(BaseOperator):
         cloudmax_conn_id: str = "cloudmax_default",
         smb_conn_id: str | None = None,
         window: timedelta = timedelta(days=1),
+        partition: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -80,6 +92,13 @@ class CloudmaxDownloadLinksOperator(BaseOperator):
         from cloudmax_provider.transfer import check_landing_args
 
         check_landing_args(destination, output_encoding, one_object_per_link=one_object_per_link)
+        from cloudmax_provider.partitions import check_partition
+
+        if partition is not None:
+            check_partition(partition)
+        check_placeholders(destination)
+        if isinstance(destination, str) and "{{" not in destination and "{%" not in destination:
+            check_names_partitions(destination, partition or "day")
         check_output_args(output_format, batch_size, compression)
         if output_format != "csv" and report_part_id is None:
             raise CloudmaxConfigError(
@@ -102,6 +121,7 @@ class CloudmaxDownloadLinksOperator(BaseOperator):
         self.cloudmax_conn_id = cloudmax_conn_id
         self.smb_conn_id = smb_conn_id
         self.window = window
+        self.partition = partition
 
     def execute(self, context: Context) -> str | list[str]:
         from cloudmax_provider.formats import OutputFormat, RowTyping
@@ -118,20 +138,12 @@ class CloudmaxDownloadLinksOperator(BaseOperator):
             part = get_report_part(self.report_part_id)
             typing = RowTyping(part, get_timezone(hook.settings.timezone), header=part.column_names)
         output = OutputFormat(self.output_format, self.batch_size, self.compression, typing)
-        destination = self.destination
-        if has_window_placeholders(destination):
-            from cloudmax_provider.request import to_account_time
-
-            start, end, why = report_window_of(context, self.window)
-            tz = get_timezone(hook.settings.timezone)
-            start, end = to_account_time(start, tz, "window_start"), to_account_time(end, tz, "window_end")
-            destination = fill_window_placeholders(destination, start, end)
-            self.log.info("Destination named by the window %s .. %s (%s): %s", start, end, why, destination)
+        destination = self._named(context, get_timezone(hook.settings.timezone))
         from cloudmax_provider.transfer import check_destination, preflight_destination
 
         check_destination(destination, one_object_per_link=self.one_object_per_link)  # as rendered
         preflight_destination(destination, self.destination_conn_id or None)  # before any link is fetched
-        return land(
+        return land(  # pushes rows and bytes (totals) and, per link, chunks
             context,
             hook,
             hook.sources(None, links),
@@ -143,3 +155,28 @@ class CloudmaxDownloadLinksOperator(BaseOperator):
             one_object_per_link=self.one_object_per_link,
             output=output,
         )
+
+    def _named(self, context: Context, tz: ZoneInfo) -> str:
+        """The destination, its placeholders filled with the run's window: one partition of the grid."""
+        destination = str(self.destination)
+        check_placeholders(destination)  # as rendered
+        if not has_window_placeholders(destination):
+            return destination
+        from cloudmax_provider.errors import CloudmaxConfigError
+        from cloudmax_provider.partitions import PartitionGrid
+
+        grid = PartitionGrid.of(self.partition, tz)
+        check_names_partitions(destination, grid.unit)
+        start, end, why = report_window_of(context, self.window, grid)
+        if len(grid.partitions(start, end)) != 1:
+            raise CloudmaxConfigError(
+                f"destination={destination!r} names one {grid.describe()} partition, but the run's window "
+                f"{start} .. {end} covers {len(grid.partitions(start, end))} ({why}); the links' files cannot be "
+                "cut into partitions: schedule in the account's timezone, or set partition= to the schedule's grid"
+            )
+        destination = fill_window_placeholders(destination, start, end)
+        self.log.info("Destination named by the window %s .. %s (%s): %s", start, end, why, destination)
+        return destination
+
+
+__all__ = ["CloudmaxDownloadLinksOperator"]

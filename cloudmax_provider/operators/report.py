@@ -39,6 +39,8 @@ from cloudmax_provider.request import (
 )
 from cloudmax_provider.response import to_jsonable
 from cloudmax_provider.windows import (
+    check_names_partitions,
+    check_placeholders,
     fill_window_placeholders,
     has_window_placeholders,
     human_duration,
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
 
     from cloudmax_provider.formats import OutputFormat
     from cloudmax_provider.hooks.cloudmax import CloudmaxHook
+    from cloudmax_provider.partitions import PartitionGrid
     from cloudmax_provider.request import ReportRequest
 
 
@@ -78,7 +81,8 @@ class CloudmaxReportOperator(BaseOperator):
     :param start_time: window start (datetime or string); default: see :func:`~cloudmax_provider.windows.report_window`.
     :param end_time: window end; default: see ``report_window``.
     :param window: the window's length when the data interval is empty (``"@daily"``, manual and
-        asset-triggered runs) or when only one of start_time/end_time is given. Default one day.
+        asset-triggered runs) or when only one of start_time/end_time is given. Default one day. When the
+        destination names partitions, it is how far back: the last complete partitions covering it.
     :param columns: CustomColName: column names, ``(name, new_name)`` pairs or a dict (at most 99).
     :param language: ``"zh-TW"`` or ``"en"`` (ReportCharacterSetID; report 31033 only).
     :param response_mode: 0 (UNC link), 1 (HTTP link), 2 (CSV body), 3 (attachment). Default 2
@@ -98,9 +102,16 @@ class CloudmaxReportOperator(BaseOperator):
         XCom rows are). Only with a destination.
     :param batch_size: rows per Parquet row group (and the most rows held in memory while writing).
     :param compression: the Parquet codec: ``"snappy"`` (default), ``"zstd"``, ``"gzip"``, ``"none"`` ...
-    :param chunk: a ``timedelta``: a longer window is requested chunk by chunk, one request and one object
-        each, named by its window under ``destination`` (a prefix ending in ``/``); a retry skips the chunks
-        an earlier try of the run landed. See :mod:`cloudmax_provider.chunks`.
+    :param partition: the partition grid of a destination that names partitions (``{window_start:...}`` or
+        ``chunk=``): ``"hour"``, ``"day"`` (default) or ``"month"`` of the account's clock (the connection's
+        ``timezone``). Such a destination gets one object per partition; a run requests whole partitions
+        only, widening its window to the partitions it touches (logged), and a run without a data interval
+        takes the last complete partition(s) before its logical date or ``run_after``.
+        See ``docs/partitions.md`` and :mod:`cloudmax_provider.partitions`.
+    :param chunk: ``True`` (or ``timedelta(days=1)`` / ``timedelta(hours=1)``, the day/hour grid): the window
+        is requested partition by partition, one request and one object each, named by its window under
+        ``destination`` (a prefix ending in ``/``); a retry skips the partitions an earlier try of the run
+        landed. See :mod:`cloudmax_provider.chunks`.
     :param resume: with ``chunk``, keep a manifest beside the chunks so retries resume (default True).
     :param max_xcom_rows: the most rows pushed to XCom; past it the task fails and says to set destination.
     :param cloudmax_conn_id: the ``cloudmax`` connection.
@@ -146,7 +157,8 @@ class CloudmaxReportOperator(BaseOperator):
         output_format: str = "csv",
         batch_size: int = DEFAULT_BATCH_SIZE,
         compression: str | None = "snappy",
-        chunk: timedelta | None = None,
+        chunk: timedelta | bool | None = None,
+        partition: str | None = None,
         resume: bool = True,
         max_xcom_rows: int = 5000,
         cloudmax_conn_id: str = "cloudmax_default",
@@ -186,9 +198,11 @@ class CloudmaxReportOperator(BaseOperator):
         self.batch_size = batch_size
         self.compression = compression
         self.chunk = chunk
+        self.partition = partition
         self.resume = resume
         self.max_xcom_rows = max_xcom_rows
-        self._landed: dict[str, Any] = {}  # rows and bytes written, for OpenLineage
+        self._landed: dict[str, Any] = {}  # rows, bytes and files written, for OpenLineage
+        self._lineage_uri: str | None = None  # the dataset written, when not self.destination
         self.chunk_uris: list[str] = []
         self.cloudmax_conn_id = cloudmax_conn_id
         self.smb_conn_id = smb_conn_id
@@ -299,16 +313,40 @@ class CloudmaxReportOperator(BaseOperator):
             raise CloudmaxConfigError(
                 f"output_format={self.output_format!r} needs a destination; XCom rows are typed already"
             )
+        self._validate_partitions()
         if self.chunk is None:
             return
-        if not isinstance(self.chunk, timedelta) or self.chunk <= timedelta(0):
-            raise CloudmaxConfigError(f"chunk={self.chunk!r} must be a positive timedelta, e.g. timedelta(days=1)")
         if self.one_object_per_link:
             raise CloudmaxConfigError("chunk= and one_object_per_link=True do not combine; use one of them")
         if _is_literal(self.response_mode) and ResponseMode.coerce(self.response_mode).returns_links:  # type: ignore[arg-type]
             raise CloudmaxConfigError("chunk= needs response_mode 2 or 3 (the report as the answer), not a link mode")
         if _is_literal(self.destination):
             self._check_chunk_destination(self.destination)
+
+    def _validate_partitions(self) -> None:
+        """The grid, ``chunk`` as one partition of it, and placeholders that name each partition alike never."""
+        from cloudmax_provider.partitions import check_partition, partition_of_chunk
+
+        if self.chunk is not None and self.chunk is not False:
+            self.partition = partition_of_chunk(self.chunk, self.partition)
+        elif self.chunk is False:
+            self.chunk = None
+        elif self.partition is not None:
+            check_partition(self.partition)
+        check_placeholders(self.destination)  # Jinja's {{ }} skipped; checked again once rendered
+        if _is_literal(self.destination):
+            check_names_partitions(self.destination, self.partition or "day")
+
+    @property
+    def _names_partitions(self) -> bool:
+        """The destination holds one object per partition (chunk=, or placeholders named by the window)."""
+        return self.chunk is not None or has_window_placeholders(self.destination)
+
+    def _grid(self, timezone: str) -> PartitionGrid:
+        from cloudmax_provider.partitions import PartitionGrid
+        from cloudmax_provider.request import get_timezone
+
+        return PartitionGrid.of(self.partition, get_timezone(timezone))
 
     @property
     def _lands_in_prefix(self) -> bool:
@@ -324,9 +362,12 @@ class CloudmaxReportOperator(BaseOperator):
 
     # ---- the request ---------------------------------------------------------------------------
 
-    def resolve_window(self, context: Context, timezone: str) -> tuple[Any, Any, str]:
+    def resolve_window(
+        self, context: Context, timezone: str, grid: PartitionGrid | None = None
+    ) -> tuple[Any, Any, str]:
         """The (start, end) to send, and why: explicit arguments, else the run's window
-        (:func:`cloudmax_provider.windows.report_window`)."""
+        (:func:`cloudmax_provider.windows.report_window`, on ``grid`` when the destination names partitions;
+        explicit times are widened to it later, in :meth:`build_request`)."""
         from cloudmax_provider.request import get_timezone, to_account_time
 
         start, end = self.start_time, self.end_time
@@ -338,7 +379,7 @@ class CloudmaxReportOperator(BaseOperator):
         if end not in (None, ""):
             stop = to_account_time(end, get_timezone(timezone), "end_time")
             return stop - self.window, stop, f"window={human_duration(self.window)} ending at end_time"
-        return report_window_of(context, self.window)
+        return report_window_of(context, self.window, grid)
 
     def build_request(self, hook: CloudmaxHook, context: Context) -> ReportRequest:
         for name in ("start_time", "end_time"):
@@ -348,7 +389,11 @@ class CloudmaxReportOperator(BaseOperator):
                     f"{name}={value!r} rendered to blank text (a template that rendered nothing?); pass a time "
                     f"or leave {name} unset to use the data interval"
                 )
-        start, end, why = self.resolve_window(context, hook.settings.timezone)
+        check_placeholders(self.destination)  # as rendered
+        grid = self._grid(hook.settings.timezone) if self._names_partitions else None
+        if grid is not None:
+            check_names_partitions(self.destination, grid.unit)
+        start, end, why = self.resolve_window(context, hook.settings.timezone, grid)
         mode = self.response_mode
         if mode in (None, ""):
             mode = ResponseMode.CSV_BODY if self.destination is None else ResponseMode.ATTACHMENT
@@ -374,10 +419,50 @@ class CloudmaxReportOperator(BaseOperator):
                 ) from None
             raise
         self.log.info("Window: %s .. %s (%s); from %s", request.start, request.end, request.start.tzinfo, why)
-        if has_window_placeholders(self.destination):
-            self.destination = fill_window_placeholders(str(self.destination), request.start, request.end)
-            self.log.info("Destination named by the window: %s", self.destination)
+        if grid is not None:
+            request = self._widen(request, grid)
         return request
+
+    def _widen(self, request: ReportRequest, grid: PartitionGrid) -> ReportRequest:
+        """The request widened to the whole partitions its window touches (the destination names partitions:
+        an object holds a whole partition, never part of one, so no rows of it are lost on a rewrite)."""
+        start, end = grid.widen(request.start, request.end)
+        if (start, end) != (request.start, request.end):
+            self.log.warning(
+                "Window widened to whole %s partitions: %s .. %s instead of %s .. %s (each object under the "
+                "destination holds one whole partition; set partition= or schedule in the account's timezone "
+                "to request exactly your window)",
+                grid.describe(),
+                start,
+                end,
+                request.start,
+                request.end,
+            )
+            request = dataclasses.replace(request, start=start, end=end)
+        from datetime import datetime
+
+        if end > datetime.now(grid.tz):
+            self.log.warning(
+                "The partition ending %s is not complete yet: it is landed with the rows so far, and the next run "
+                "whose window touches it rewrites it whole",
+                end,
+            )
+        return request
+
+    def _fill_single(self, request: ReportRequest) -> None:
+        """Name the destination of a one-object landing (links, XCom-less modes) by the window's one partition."""
+        if not has_window_placeholders(self.destination):
+            return
+        grid = self._grid(self._hook().settings.timezone)
+        if len(grid.partitions(request.start, request.end)) > 1:
+            raise CloudmaxConfigError(
+                f"destination={self.destination!r} names one {grid.describe()} partition, but the window "
+                f"{request.start} .. {request.end} covers several and response_mode {int(request.response_mode)} "
+                "answers the whole window at once; use response_mode 2 or 3 (one request per partition), or "
+                "schedule in the account's timezone so that a run is one partition"
+            )
+        self.destination = fill_window_placeholders(str(self.destination), request.start, request.end)
+        self.log.info("Destination named by the window: %s", self.destination)
 
     def _hook(self) -> CloudmaxHook:
         from cloudmax_provider.hooks.cloudmax import CloudmaxHook
@@ -391,10 +476,11 @@ class CloudmaxReportOperator(BaseOperator):
         request = self.build_request(hook, context)
         self._check_rendered(request)
         self.log.info("Requesting %s", request.describe())
-        if self.chunk is not None:
+        if self.chunk is not None or (self._names_partitions and not request.response_mode.returns_links):
             return self._land_chunks(context, hook, request)
         if not request.response_mode.returns_links:
             return self._land(context, hook, request, None)
+        self._fill_single(request)
         links = hook.request_links(request)
         return self._wait_then_land(context, hook, request, links)
 
@@ -442,6 +528,7 @@ class CloudmaxReportOperator(BaseOperator):
             raise CloudmaxLinkError(f"Waiting for DOWNLOADLINK files ended with {status}: {event.get('message')}")
         hook = self._hook()
         request = self.build_request(hook, context)
+        self._fill_single(request)
         found = links or [str(p["link"]) for p in event.get("links", [])]
         return self._land(context, hook, request, found)
 
@@ -461,65 +548,81 @@ class CloudmaxReportOperator(BaseOperator):
             rows = hook.get_rows(request, max_rows=self.max_xcom_rows, links=links)
             self.log.info("Pushing %d typed rows to XCom", len(rows))
             return [to_jsonable(row) for row in rows]
-        from cloudmax_provider.transfer import land, write_report
+        from cloudmax_provider.transfer import land_each_link, write_report
 
         output = self._output(hook, request)
         sources = hook.sources(request, links)
-        if self.one_object_per_link and links:
-            return land(
-                context,
-                hook,
-                sources,
-                self.destination,
-                self.destination_conn_id or None,  # a template may render to ''
-                self.output_encoding,
-                self.log,
-                links=links,
-                one_object_per_link=True,
-                output=output,
-            )
         conn_id = self.destination_conn_id or None  # a template may render to ''
-        stats = write_report(hook, sources, self.destination, conn_id, self.output_encoding, self.log, output=output)
         window = {"start": request.start.isoformat(), "end": request.end.isoformat()}
+        if self.one_object_per_link and links:
+            each = land_each_link(
+                hook, sources, links, self.destination, conn_id, self.output_encoding, self.log, output
+            )
+            landed = [{**window, **entry} for entry in each]
+            self._push_landed(context, landed)
+            self.chunk_uris = [c["uri"] for c in landed]
+            return self.chunk_uris
+        stats = write_report(hook, sources, self.destination, conn_id, self.output_encoding, self.log, output=output)
         self._push_landed(context, [{**window, "uri": self.destination, "rows": stats.rows, "bytes": stats.bytes}])
         return self.destination
 
     def _push_landed(self, context: Context, landed: list[dict[str, Any]]) -> None:
-        """XComs ``rows`` and ``bytes`` (totals) and ``chunks`` ([{start, end, uri, rows, bytes}])."""
-        self._landed = {"rows": sum(c["rows"] for c in landed), "bytes": sum(c["bytes"] for c in landed)}
+        """XComs ``rows`` and ``bytes`` (totals) and ``chunks`` ([{start, end, uri, rows, bytes}], one an object)."""
+        self._landed = {
+            "rows": sum(c["rows"] for c in landed),
+            "bytes": sum(c["bytes"] for c in landed),
+            "files": len(landed),
+        }
         ti = context["ti"]
         ti.xcom_push(key="rows", value=self._landed["rows"])
         ti.xcom_push(key="bytes", value=self._landed["bytes"])
         ti.xcom_push(key="chunks", value=landed)
 
     def _land_chunks(self, context: Context, hook: CloudmaxHook, request: ReportRequest) -> Any:
-        """One request per chunk: typed rows into XCom, or one object per chunk under the prefix."""
-        from cloudmax_provider.chunks import chunk_windows, land_chunks
+        """One request per partition: typed rows into XCom, or one object per partition."""
+        from cloudmax_provider.chunks import chunk_object_name, land_chunks, manifest_prefix
 
         if request.response_mode.returns_links:
             raise CloudmaxConfigError("chunk= needs response_mode 2 or 3 (the report as the answer), not a link mode")
+        grid = self._grid(hook.settings.timezone)
+        partitions = grid.partitions(request.start, request.end)
         if self.destination is None:
             rows: list[dict[str, Any]] = []
-            for start, end in chunk_windows(request.start, request.end, self.chunk):  # type: ignore[arg-type]
+            for start, end in partitions:
                 sub = dataclasses.replace(request, start=start, end=end)
                 rows += hook.get_rows(sub, max_rows=self.max_xcom_rows - len(rows))
             self.log.info("Pushing %d typed rows to XCom", len(rows))
             return [to_jsonable(row) for row in rows]
+        output = self._output(hook, request)
+        template = str(self.destination)
+        chunked = self.chunk is not None
+
+        def name_of(start: Any, end: Any) -> str:
+            name = fill_window_placeholders(template, start, end)
+            return name + chunk_object_name(start, end, output.extension) if chunked else name
+
+        folder = template if chunked and "{" not in template else manifest_prefix(template)
         landed = land_chunks(
             context,
             hook,
             request,
-            self.chunk,  # type: ignore[arg-type]
-            self.destination,
+            partitions,
+            name_of,
             self.destination_conn_id or None,  # a template may render to ''
             self.output_encoding,
-            self._output(hook, request),
+            output,
             self.log,
             resume=self.resume,
+            folder=folder,
+            grid=grid.unit,
         )
         self._push_landed(context, landed)
         self.chunk_uris = [c["uri"] for c in landed]
-        return self.chunk_uris
+        if chunked or len(self.chunk_uris) > 1:
+            self._lineage_uri = folder
+            return self.chunk_uris
+        self.destination = self.chunk_uris[0]  # one object, named by its partition
+        return self.destination
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """Input: the Cloudmax report; output: the object (or chunk prefix) written, with a schema facet from
@@ -541,14 +644,15 @@ class CloudmaxReportOperator(BaseOperator):
         if self.destination:
             from urllib.parse import urlsplit
 
-            parts = urlsplit(str(self.destination))
+            parts = urlsplit(str(self._lineage_uri or self.destination))
             facets: dict[str, Any] = {}
             schema = self._schema_facet(part, hook.settings.timezone)
             if schema is not None:
                 facets["schema"] = schema
             stats: dict[str, Any] = {}
             if self._landed:
-                count = len(self.chunk_uris) if self.chunk is not None else None
+                files = self._landed.get("files", len(self.chunk_uris))
+                count = files if self._lands_in_prefix or self._lineage_uri else None
                 stats["outputStatistics"] = OutputStatisticsOutputDatasetFacet(
                     rowCount=self._landed["rows"], size=self._landed["bytes"], fileCount=count
                 )

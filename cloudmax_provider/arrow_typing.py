@@ -1,0 +1,541 @@
+"""Typed formats at Arrow's speed: a report body typed by ``pyarrow.csv.open_csv`` and Arrow compute kernels.
+
+The body streams through Arrow's streaming CSV reader (C++; one block at a time, so memory is bounded by
+``block_size`` and one row group, whatever the report's size). Every column is read as text, then typed a
+block at a time by the same rules as XCom rows (:class:`~cloudmax_provider.response.RowTyper`):
+
+* ints and floats by Arrow's strict casts after trimming blanks; times by ``strptime`` in the layouts the
+  server writes (ISO, ``yyyy/M/d``, zh-TW ``上午``/``下午``, en-US ``M/d/yyyy h:mm:ss tt``), then made aware in
+  the account's timezone; empty cells are null;
+* a block whose column Arrow cannot read that way (``1,234``, ``12.5%``, a time with a ``T``) is typed cell by
+  cell by ``RowTyper.type_cell`` itself; a cell that fits no reading becomes null, logged once per column;
+* a record with too few or too many cells (Arrow's ``invalid_row_handler``): XCom pads it with empty cells
+  and drops extra ones, in place. Arrow's streaming reader cannot say where such a record was, so
+  :class:`RaggedRows` is raised and the caller lands the object again with the row-by-row typer, which applies
+  XCom's rule exactly (nothing is written in between: writes are atomic). A blank record is skipped, as XCom
+  skips it.
+
+:func:`json_lines` turns a typed table into JSON Lines with the same kernels (ints, floats, ISO-8601 times
+with offset, escaped strings, ``null``), equal to ``json.dumps(to_jsonable(row))`` once parsed.
+
+Example::
+
+    encoder = ArrowParquetEncoder(typing, "Writing x", log, batch_size=65536)
+    write_atomically(dest, encoder.encode(open_each(hook.sources(request))))
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from cloudmax_provider.errors import CloudmaxResponseError
+from cloudmax_provider.reports import ColumnType
+from cloudmax_provider.response import ChunkReader, RowTyper, transcode
+
+if TYPE_CHECKING:
+    from cloudmax_provider.hooks.cloudmax import ReportStream
+
+__all__ = [
+    "ArrowJsonLinesEncoder",
+    "ArrowParquetEncoder",
+    "ParquetSink",
+    "RaggedRows",
+    "TypedEncoderBase",
+    "arrow_type",
+    "json_lines",
+    "split_header",
+    "typed_tables",
+    "vectorised_column",
+]
+
+log = logging.getLogger(__name__)
+
+#: Bytes of CSV Arrow parses at a time (the streaming reader's block).
+BLOCK_SIZE = 1 << 20
+USE_THREADS = True
+
+#: Time layouts Arrow's strptime reads as :func:`~cloudmax_provider.response.parse_cell_time` does (zh-TW's
+#: 上午/下午 replaced by AM/PM first). A block in any other layout is typed cell by cell.
+TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %p %I:%M:%S", "%m/%d/%Y %I:%M:%S %p")
+
+
+class RaggedRows(Exception):
+    """A record with too few or too many cells: land the object with the row-by-row typer (XCom's rule)."""
+
+
+def arrow_type(kind: ColumnType, tz: ZoneInfo) -> Any:
+    """The Arrow type of a catalog column type: int64, float64, ``timestamp[us, tz]``, string."""
+    import pyarrow as pa
+
+    if kind is ColumnType.INT:
+        return pa.int64()
+    if kind is ColumnType.FLOAT:
+        return pa.float64()
+    if kind is ColumnType.DATETIME:
+        return pa.timestamp("us", tz=tz.key)
+    return pa.string()
+
+
+def vectorised_column(kind: ColumnType, texts: Any, arrow: Any, tz: ZoneInfo) -> Any:
+    """A text column (an Arrow string array) typed by Arrow, or None when any cell needs Python's reading.
+
+    Blank cells are null; ints and floats are Arrow's strict casts (``1,234``, ``12%``, ``1_000`` fail);
+    times must all match one of :data:`TIME_FORMATS` and exist in ``tz``.
+
+    >>> import pyarrow as pa
+    >>> vectorised_column(ColumnType.INT, pa.array([" 7", ""]), pa.int64(), ZoneInfo("UTC")).to_pylist()
+    [7, None]
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if kind is ColumnType.TEXT:
+        return _null_empty(texts) if _has_empty(texts) else texts
+    trimmed = pc.utf8_trim_whitespace(texts)
+    column = _null_empty(trimmed) if _has_empty(trimmed) else trimmed
+    try:
+        if kind is ColumnType.INT or kind is ColumnType.FLOAT:
+            return pc.cast(column, arrow)
+        if _contains(column, _NOON):  # zh-TW's 上午/下午 (AM/PM)
+            column = pc.replace_substring(pc.replace_substring(column, "上午", "AM"), "下午", "PM")
+        for layout in TIME_FORMATS:
+            try:
+                naive = pc.strptime(column, format=layout, unit="us", error_is_null=False)
+            except pa.ArrowInvalid:
+                continue
+            return pc.assume_timezone(naive, timezone=tz.key)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    return None
+
+
+_NOON = re.compile("午".encode())
+
+
+def _contains(texts: Any, pattern: re.Pattern[bytes]) -> bool:
+    """Whether the string bytes of ``texts`` hold what ``pattern`` matches (a scan of its data buffer: much
+    faster than a per-value regex kernel)."""
+    data = texts.buffers()[2]
+    return data is not None and pattern.search(memoryview(data)) is not None
+
+
+def _has_empty(texts: Any) -> bool:
+    import pyarrow.compute as pc
+
+    return bool(pc.any(pc.equal(pc.binary_length(texts), 0)).as_py())
+
+
+def _null_empty(texts: Any) -> Any:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return pc.if_else(pc.equal(texts, ""), pa.scalar(None, pa.string()), texts)
+
+
+def split_header(chunks: Iterable[bytes]) -> tuple[list[str] | None, Iterator[bytes]]:
+    """The first CSV record of a UTF-8 byte stream (None for an empty body) and the bytes after it.
+
+    >>> header, rest = split_header([b'a,"b\\nc"', b",d\\r\\n1,2,3\\r\\n"])
+    >>> header, b"".join(rest)
+    (['a', 'b\\nc', 'd'], b'1,2,3\\r\\n')
+    """
+    it = iter(chunks)
+    buffer = b""
+    searched = 0
+    for chunk in it:
+        buffer += chunk
+        while (end := buffer.find(b"\n", searched)) >= 0:
+            searched = end + 1
+            if buffer.count(b'"', 0, end) % 2 == 0:  # the newline is outside quotes: the record ends here
+                return _record(buffer[:end]), _chain(buffer[end + 1 :], it)
+    return (_record(buffer) if buffer.strip() else None), iter(())
+
+
+def _record(line: bytes) -> list[str]:
+    return next(csv.reader(io.StringIO(line.decode("utf-8").rstrip("\r"), newline="")), [])
+
+
+def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    if first:
+        yield first
+    yield from rest
+
+
+class _Body:
+    """The records after the header of one body, as Arrow text batches (see :func:`typed_tables`)."""
+
+    def __init__(self, chunks: Iterator[bytes], width: int, block_size: int) -> None:
+        self.chunks, self.width, self.block_size = chunks, width, block_size
+        self.ragged: list[str] = []
+
+    def _invalid(self, row: Any) -> str:
+        """Arrow's invalid_row_handler: a blank record is skipped (as XCom skips it); other ragged records
+        are remembered, skipped here, and make the caller type the object row by row."""
+        cells = next(csv.reader([row.text]), [])
+        if cells == [] or (cells == [""] and self.width != 1):
+            return "skip"
+        self.ragged.append(row.text)
+        return "skip"
+
+    def batches(self) -> Iterator[Any]:
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
+        names = [f"c{i}" for i in range(self.width)]
+        reader = pacsv.open_csv(
+            io.BufferedReader(ChunkReader(self.chunks), buffer_size=1 << 20),
+            read_options=pacsv.ReadOptions(column_names=names, block_size=self.block_size, use_threads=USE_THREADS),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=self._invalid),
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict.fromkeys(names, pa.string()),
+                strings_can_be_null=True,  # an empty cell is null as it is parsed (XCom: None), quoted or not
+                null_values=[""],
+                quoted_strings_can_be_null=True,
+            ),
+        )
+        for batch in reader:
+            if self.ragged:
+                raise RaggedRows(
+                    f"a record has {len(next(csv.reader([self.ragged[0]]), []))} cells where the header has "
+                    f"{self.width}: {self.ragged[0][:200]!r}"
+                )
+            yield batch
+        if self.ragged:
+            raise RaggedRows(f"a record has not the header's {self.width} cells: {self.ragged[0][:200]!r}")
+
+
+def typed_tables(
+    stream: ReportStream,
+    typer_of: Callable[[list[str]], RowTyper],
+    null_misfits: Callable[[str, list[Any]], list[Any] | None],
+    block_size: int | None = None,
+) -> tuple[RowTyper | None, Iterator[Any]]:
+    """The body's typer (None for an empty body) and its records as typed Arrow tables, a block at a time.
+
+    ``typer_of(header)`` makes the typer; ``null_misfits(column, values)`` turns cells the typer kept as text
+    into nulls (and logs it), or returns None to keep them: that block is then given as XCom rows (a list of
+    ``typer.type_row`` dicts) instead of a table. Raises :class:`RaggedRows` at a record with another number
+    of cells.
+    """
+    header, rest = split_header(transcode(stream.chunks, stream.encoding, "utf-8"))
+    if header is None:
+        return None, iter(())
+    typer = typer_of(header)
+    return typer, _typed(typer, _Body(rest, len(header), block_size or BLOCK_SIZE), null_misfits)
+
+
+def _typed(typer: RowTyper, body: _Body, null_misfits: Callable[[str, list[Any]], list[Any] | None]) -> Iterator[Any]:
+    import pyarrow as pa
+
+    schema = _schema(typer)
+    for batch in body.batches():
+        arrays = []
+        for i, kind in enumerate(typer.types):
+            arrow = schema.field(i).type
+            typed = vectorised_column(kind, batch.column(i), arrow, typer.tz)
+            if typed is None:  # cell by cell, exactly as XCom rows are typed
+                texts = batch.column(i).to_pylist()  # None: an empty cell
+                values = null_misfits(typer.header[i], [typer.type_cell(i, t or "") for t in texts])
+                if values is None:  # misfits kept as text: this block as XCom rows
+                    break
+                typed = pa.array(values, arrow)
+            arrays.append(typed)
+        if len(arrays) == len(typer.types):
+            yield pa.Table.from_arrays(arrays, schema=schema)
+        else:
+            columns = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
+            yield [typer.type_row([t or "" for t in cells]) for cells in zip(*columns, strict=True)]
+
+
+class TypedEncoderBase:
+    """Shared by every typed encoder (here and in :mod:`cloudmax_provider.formats`): one header over every
+    source, misfit cells made null once per column in the log, row counting and progress in the log."""
+
+    def __init__(self, typing: Any, label: str, logger: Any = log, every: float = 5.0) -> None:
+        self.typing, self.label, self.log, self.every = typing, label, logger, every
+        self.rows = 0
+        self._nulled: set[str] = set()
+        self._started = self._last = time.monotonic()
+
+    def same_header(self, first: list[str] | None, typer: RowTyper, source: Any) -> list[str]:
+        """The first source's header; a later source with other columns is refused."""
+        if first is not None and typer.header != first:
+            raise CloudmaxResponseError(
+                f"{source} has the columns {typer.header[:5]}..., not those of the first file "
+                f"({first[:5]}...): they cannot be one typed object; use one_object_per_link=True"
+            )
+        return first if first is not None else typer.header
+
+    def null_misfits(self, name: str, values: list[Any]) -> list[Any] | None:
+        """Cells RowTyper kept as text in a typed column become null (a column has one type in every file)."""
+        if not any(isinstance(v, str) for v in values):
+            return values
+        if name not in self._nulled:
+            self._nulled.add(name)
+            self.log.warning("Column %s: cells that are not of its type are written as null", name)
+        return [None if isinstance(v, str) else v for v in values]
+
+    def tick(self, added: int) -> None:
+        self.rows += added
+        now = time.monotonic()
+        if now - self._last >= self.every:
+            self._last = now
+            self.log.info("%s: %d rows, %.0f rows/s", self.label, self.rows, self.rows / max(now - self._started, 1e-9))
+
+
+class _ArrowEncoder(TypedEncoderBase):
+    """The Arrow encoders' source of typed tables (one header over every source)."""
+
+    def _typer(self, header: list[str]) -> RowTyper:
+        t = self.typing
+        return RowTyper(t.part, header, t.tz, t.renamed)
+
+    def tables(self, streams: Iterable[ReportStream]) -> Iterator[tuple[RowTyper, Iterator[Any]]]:
+        """Each non-empty source's typer and typed tables; every source must have the first one's header."""
+        header: list[str] | None = None
+        for stream in streams:
+            typer, tables = typed_tables(stream, self._typer, self.null_misfits)
+            if typer is None:
+                continue  # an empty file
+            header = self.same_header(header, typer, stream.source)
+            yield typer, tables
+
+
+class ArrowParquetEncoder(_ArrowEncoder):
+    """Parquet in row groups of exactly ``batch_size`` rows (the last one smaller), written as the body streams."""
+
+    def __init__(
+        self, typing: Any, label: str, logger: Any, batch_size: int, compression: str | None = "snappy"
+    ) -> None:
+        super().__init__(typing, label, logger)
+        self.batch_size = batch_size
+        self.compression = "none" if compression is None else compression.lower()
+
+    def encode(self, streams: Iterable[ReportStream]) -> Iterator[bytes]:
+        import pyarrow.parquet as pq
+
+        sink = ParquetSink()
+        writer = None
+        pending: list[Any] = []
+        held = 0
+        for typer, tables in self.tables(streams):
+            for table in tables:
+                if writer is None:
+                    writer = pq.ParquetWriter(sink, table.schema, compression=self.compression)
+                pending.append(table)
+                held += table.num_rows
+                if held >= self.batch_size:
+                    pending, held = self._write_groups(writer, pending, final=False)
+                    yield from _drain(sink)
+            if writer is None:  # a header and no rows
+                writer = pq.ParquetWriter(sink, _schema(typer), compression=self.compression)
+        if writer is None:  # no body had a header: an empty file with the expected columns
+            writer = pq.ParquetWriter(sink, _schema(self.typing.empty_typer()), compression=self.compression)
+        self._write_groups(writer, pending, final=True)
+        writer.close()
+        yield from _drain(sink)
+
+    def _write_groups(self, writer: Any, pending: list[Any], *, final: bool) -> tuple[list[Any], int]:
+        """Write whole row groups of what is pending (and the rest when ``final``); return what is left."""
+        import pyarrow as pa
+
+        if not pending:
+            return [], 0
+        table = pa.concat_tables(pending) if len(pending) > 1 else pending[0]
+        whole = table.num_rows if final else table.num_rows - table.num_rows % self.batch_size
+        if whole:
+            writer.write_table(table.slice(0, whole), row_group_size=self.batch_size)
+            self.tick(whole)
+        rest = table.slice(whole)
+        return ([rest] if rest.num_rows else []), rest.num_rows
+
+
+class ArrowJsonLinesEncoder(_ArrowEncoder):
+    """One JSON object per line (UTF-8), typed as XCom rows are, encoded by Arrow kernels a block at a time.
+
+    A block with a cell that fits no reading of its column's type is encoded from XCom rows (the cell kept
+    as text, as XCom keeps it)."""
+
+    def null_misfits(self, name: str, values: list[Any]) -> list[Any] | None:
+        return None if any(isinstance(v, str) for v in values) else values
+
+    def encode(self, streams: Iterable[ReportStream]) -> Iterator[bytes]:
+        import json
+
+        from cloudmax_provider.response import to_jsonable
+
+        dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+        for _typer, tables in self.tables(streams):
+            for table in tables:
+                if isinstance(table, list):
+                    yield "".join(dumps(to_jsonable(row)) + "\n" for row in table).encode("utf-8")
+                    self.tick(len(table))
+                elif table.num_rows:
+                    yield json_lines(table)
+                    self.tick(table.num_rows)
+
+
+def _schema(typer: RowTyper) -> Any:
+    import pyarrow as pa
+
+    return pa.schema([pa.field(n, arrow_type(k, typer.tz)) for n, k in zip(typer.header, typer.types, strict=True)])
+
+
+def _drain(sink: ParquetSink) -> Iterator[bytes]:
+    data = sink.drain()
+    if data:
+        yield data
+
+
+class ParquetSink(io.RawIOBase):
+    """The file a ParquetWriter writes to: it keeps the bytes until :meth:`drain` hands them on."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self._position = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        chunk = bytes(data)
+        self._parts.append(chunk)
+        self._position += len(chunk)
+        return len(chunk)
+
+    def tell(self) -> int:
+        return self._position
+
+    def drain(self) -> bytes:
+        out = b"".join(self._parts)
+        self._parts.clear()
+        return out
+
+
+def json_lines(table: Any) -> bytes:
+    """``table``'s rows as JSON Lines: each line equal, once parsed, to ``to_jsonable`` of the XCom row.
+
+    >>> import pyarrow as pa
+    >>> json_lines(pa.table({"n": [1, None], "x": [2.0, 0.5], "s": ['a"b', None]}))
+    b'{"n":1,"x":2.0,"s":"a\\\\"b"}\\n{"n":null,"x":0.5,"s":null}\\n'
+    """
+    import json
+
+    import pyarrow.compute as pc
+
+    parts: list[Any] = []  # constant text and value columns, joined row by row at the end
+    pending = "{"
+    for i, field in enumerate(table.schema):
+        pending += json.dumps(field.name, ensure_ascii=False) + ":"
+        text, opening, close = _json_text(table.column(i).combine_chunks(), field.type)
+        if text.null_count == 0:  # the quotes go into the constant text around it
+            parts += [pending + opening, text]
+            pending = close
+        else:
+            quoted = pc.binary_join_element_wise(opening, text, close, "") if opening or close else text
+            parts += [pending, pc.fill_null(quoted, "null")]
+            pending = ""
+        pending += "}\n" if i == table.num_columns - 1 else ","
+    lines = pc.binary_join_element_wise(*parts, pending, "")
+    # no nulls: the lines lie back to back in the data buffer, from the first offset to the last
+    offsets = memoryview(lines.buffers()[1]).cast("i")
+    start, stop = offsets[lines.offset], offsets[lines.offset + len(lines)]
+    return memoryview(lines.buffers()[2])[start:stop].tobytes()
+
+
+def _json_text(column: Any, arrow: Any) -> tuple[Any, str, str]:
+    """The JSON text of each value (null stays null), and the text that goes before and after it."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_timestamp(arrow):
+        text, close = _json_times(column)
+        return text, '"', close
+    if pa.types.is_string(arrow):
+        return _json_strings(column), '"', '"'
+    if pa.types.is_floating(arrow):
+        return _json_floats(column), "", ""
+    return pc.cast(column, pa.string()), "", ""
+
+
+def _json_floats(column: Any) -> Any:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = pc.cast(column, pa.string())
+    for arrow_text, python_text in (("nan", "NaN"), ("-inf", "-Infinity"), ("inf", "Infinity")):
+        text = pc.if_else(pc.equal(text, arrow_text), python_text, text)
+    # Arrow writes 3.0 as "3": keep it a float, as json.dumps(3.0) does
+    return pc.if_else(pc.match_substring_regex(text, "[.eNI]"), text, pc.binary_join_element_wise(text, ".0", ""))
+
+
+def _json_times(column: Any) -> tuple[Any, str]:
+    """ISO-8601 local times of an aware column and the text after them (its UTC offset, then ``"``), as
+    ``datetime.isoformat()`` writes them: microseconds only when not zero."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    local = pc.local_timestamp(column)
+    shift = pc.subtract(pc.cast(local, pa.int64()), pc.cast(column, pa.int64()))
+    bounds = pc.min_max(shift)
+    low, high = bounds["min"].as_py(), bounds["max"].as_py()
+    if low != high:  # several offsets (daylight saving time): let Arrow write each one
+        text = pc.strftime(column, format="%Y-%m-%dT%H:%M:%S%z")
+        text = pc.replace_substring_regex(text, r"\.0{6}([+-])", r"\1")
+        return pc.replace_substring_regex(text, r"([+-]\d\d)(\d\d)$", r"\1:\2"), '"'
+    whole = pc.cast(local, pa.timestamp("s"), safe=False)  # the fraction cut off
+    seconds = pc.cast(whole, pa.string())
+    fractional = pc.not_equal(pc.cast(whole, pa.timestamp("us")), local)
+    if pc.any(fractional).as_py():
+        seconds = pc.if_else(fractional, pc.cast(local, pa.string()), seconds)
+    return pc.replace_substring(seconds, " ", "T", max_replacements=1), _offset_text(low or 0) + '"'
+
+
+def _offset_text(micros: int) -> str:
+    """``+08:00`` for 8 hours, as ``isoformat()`` writes a UTC offset."""
+    sign = "-" if micros < 0 else "+"
+    minutes = abs(micros) // 60_000_000
+    return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+#: (character, a pattern finding it in UTF-8, its JSON escape)
+_JSON_ESCAPES = tuple(
+    (raw, re.compile(re.escape(raw.encode())), escaped)
+    for raw, escaped in (
+        ("\\", "\\\\"),
+        ('"', '\\"'),
+        ("\n", "\\n"),
+        ("\r", "\\r"),
+        ("\t", "\\t"),
+        ("\b", "\\b"),
+        ("\f", "\\f"),
+    )
+)
+
+
+_ESCAPED = re.compile(rb'["\\\x00-\x1f]')
+_UNNAMED_CONTROLS = re.compile(rb"[\x00-\x07\x0b\x0e-\x1f]")
+
+
+def _json_strings(column: Any) -> Any:
+    """Each string escaped as ``json.dumps(..., ensure_ascii=False)`` escapes it (without the quotes)."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not _contains(column, _ESCAPED):
+        return column  # nothing to escape (most columns)
+    if _contains(column, _UNNAMED_CONTROLS):
+        return pa.array([None if v is None else json.dumps(v, ensure_ascii=False)[1:-1] for v in column.to_pylist()])
+    for raw, present, escaped in _JSON_ESCAPES:
+        if _contains(column, present):
+            column = pc.replace_substring(column, raw, escaped)
+    return column

@@ -1,0 +1,202 @@
+"""Typed formats through Arrow's streaming CSV reader (issue 18): the same rows as XCom, whatever the body.
+
+Each test lands a body through the real landing path (``write_report``: encoder -> ``write_atomically`` into a
+real file) and compares it with the XCom path's rows for the same bytes (``read_typed`` + ``type_row``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+
+TZ = ZoneInfo("Asia/Taipei")
+HEADER = "LaunchID,AcceptCount,SendTime,CompleteTime,OpenCount\r\n"  # report 20003: int, int, time, time, int
+
+
+def _source(body: bytes, pieces: int = 3):
+    from cloudmax_provider.hooks.cloudmax import ReportStream
+    from cloudmax_provider.response import Encoding
+
+    size = max(1, len(body) // pieces)
+
+    class Source:
+        def __enter__(self):
+            return ReportStream(iter([body[i : i + size] for i in range(0, len(body), size)]), Encoding("utf_8"), "t")
+
+        def __exit__(self, *exc):
+            return False
+
+    return Source
+
+
+def _xcom_rows(body: bytes, report_part_id: int = 20003) -> list[dict]:
+    from cloudmax_provider.reports import get_report_part
+    from cloudmax_provider.response import Encoding, read_typed, to_jsonable
+
+    typer, records = read_typed([body], Encoding("utf_8"), get_report_part(report_part_id), TZ)
+    return [to_jsonable(typer.type_row(cells)) for cells in records]
+
+
+class _Messages(logging.Handler):
+    """The messages of the landing's logger (Airflow's logging set-up may detach pytest's caplog handler)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.text = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.text += record.getMessage() + "\n"
+
+
+LOG = _Messages()
+logging.getLogger("tests.arrow_typing").addHandler(LOG)
+
+
+def _land(tmp_path, body: bytes, fmt: str, report_part_id: int = 20003, **options):
+    """Land ``body`` through write_report; the written rows as XCom would hold them."""
+    LOG.text = ""
+    from cloudmax_provider.formats import OutputFormat, RowTyping
+    from cloudmax_provider.hooks.cloudmax import CloudmaxHook
+    from cloudmax_provider.reports import get_report_part
+    from cloudmax_provider.response import to_jsonable
+    from cloudmax_provider.transfer import write_report
+
+    path = tmp_path / f"out.{fmt}"
+    output = OutputFormat(fmt, typing=RowTyping(get_report_part(report_part_id), TZ), **options)
+    logger = logging.getLogger("tests.arrow_typing")
+    stats = write_report(CloudmaxHook(), [_source(body)], path.as_uri(), None, "utf-8", logger, output=output)
+    if fmt == "parquet":
+        rows = [to_jsonable(r) for r in pq.read_table(path).to_pylist()]
+    else:
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert stats.rows == len(rows)
+    return rows
+
+
+RAGGED = (
+    HEADER
+    + "1,2,2026-10-01 10:00:00,,3\r\n"
+    + "4,5\r\n"  # too few cells: padded with empty ones
+    + "6,7,2026-10-01 11:00:00,2026-10-01 12:00:00,8,extra,cells\r\n"  # too many: dropped
+    + "9,10,2026-10-02 00:00:00,,11\r\n"
+)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
+def test_ragged_records_get_the_xcom_rule_in_place(cloudmax_emulator, cloudmax_conn, tmp_path, fmt):
+    rows = _land(tmp_path, RAGGED.encode(), fmt)
+    expected = _xcom_rows(RAGGED.encode())
+    assert [r["LaunchID"] for r in expected] == [1, 4, 6, 9]  # the XCom path: padded, cut, in order
+    assert expected[1] == {"LaunchID": 4, "AcceptCount": 5, "SendTime": None, "CompleteTime": None, "OpenCount": None}
+    assert rows == expected
+    assert "writing it again record by record" in LOG.text  # Arrow met them, the row-by-row typer landed them
+    assert not list(tmp_path.glob(".*"))  # the first attempt left nothing behind
+
+
+def test_arrow_encoders_raise_ragged_rows_and_the_rule_does_not_hide_them():
+    from cloudmax_provider.arrow_typing import ArrowParquetEncoder, RaggedRows
+    from cloudmax_provider.formats import RowTyping, open_each
+    from cloudmax_provider.reports import get_report_part
+
+    encoder = ArrowParquetEncoder(RowTyping(get_report_part(20003), TZ), "x", None, 4)
+    with pytest.raises(RaggedRows, match="2 cells where the header has 5"):
+        b"".join(encoder.encode(open_each([_source(RAGGED.encode())])))
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
+def test_blank_records_are_skipped_without_falling_back(cloudmax_emulator, cloudmax_conn, tmp_path, fmt):
+    body = (HEADER + "1,2,2026-10-01 10:00:00,,3\r\n\r\n" + '""\r\n' + "4,5,,,6\r\n").encode()
+    rows = _land(tmp_path, body, fmt)
+    assert rows == _xcom_rows(body) and [r["LaunchID"] for r in rows] == [1, 4]
+    assert "record by record" not in LOG.text
+
+
+def test_misfits_are_null_in_parquet_and_kept_as_text_in_jsonl_as_in_xcom(cloudmax_emulator, cloudmax_conn, tmp_path):
+    body = (HEADER + "1,n/a,2026-10-01 10:00:00,,3\r\n2,1,not a time,,4\r\n").encode()
+    expected = _xcom_rows(body)
+    assert expected[0]["AcceptCount"] == "n/a" and expected[1]["SendTime"] == "not a time"
+    assert _land(tmp_path, body, "jsonl") == expected
+    parquet = _land(tmp_path, body, "parquet")
+    assert (parquet[0]["AcceptCount"], parquet[1]["SendTime"]) == (None, None)
+    assert parquet[0]["SendTime"] == expected[0]["SendTime"] == "2026-10-01T10:00:00+08:00"
+
+
+def test_row_groups_are_exactly_batch_size_across_blocks(cloudmax_emulator, cloudmax_conn, tmp_path, monkeypatch):
+    import cloudmax_provider.arrow_typing as arrow_typing
+
+    monkeypatch.setattr(arrow_typing, "BLOCK_SIZE", 256)  # many blocks of a few records each
+    body = (HEADER + "".join(f"{i},{i},2026-10-01 10:00:00,,{i}\r\n" for i in range(100))).encode()
+    rows = _land(tmp_path, body, "parquet", batch_size=7)
+    assert rows == _xcom_rows(body)
+    meta = pq.ParquetFile(tmp_path / "out.parquet").metadata
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [7] * 14 + [2]
+
+
+def test_json_lines_equal_json_dumps_of_the_xcom_rows():
+    """Escapes, control characters, integral floats, microseconds, offsets of a zone with DST, nulls."""
+    from cloudmax_provider.arrow_typing import json_lines
+
+    texts = ['a"b', "c\\d", "e\nf", "\tg\r", "\x01h", '雙11 "加碼"\n第二行', "", None, "\u2028x", "\b\f"]
+    floats = [0.5, 3.0, 1e16, 1.5e-7, -0.0, float("inf"), 123456789.0, None, 2.5, 1e-3]
+    for zone in ("Asia/Taipei", "America/New_York"):
+        tz = ZoneInfo(zone)
+        times = [datetime(2026, 3, 8, 1, 59, tzinfo=tz), datetime(2026, 11, 1, 1, 30, tzinfo=tz), None]
+        times += [datetime(2026, 10, 3, 1, 2, 3, 500000, tzinfo=tz)] * 7
+        table = pa.table(
+            {
+                "s": pa.array(texts),
+                "t": pa.array(times, pa.timestamp("us", tz=zone)),
+                "f": pa.array(floats),
+                "i": pa.array([1, None, 3, 4, 5, 6, 7, 8, 9, 10], pa.int64()),
+            }
+        )
+        lines = json_lines(table).decode("utf-8").split("\n")
+        assert lines[-1] == ""
+        expected = [
+            {k: v.isoformat() if isinstance(v, datetime) else v for k, v in r.items()} for r in table.to_pylist()
+        ]
+        got = [json.loads(line) for line in lines[:-1]]
+        assert got == expected
+        assert [[type(v) for v in r.values()] for r in got] == [[type(v) for v in r.values()] for r in expected]
+    no_nulls = pa.table(
+        {"s": ["x"], "t": pa.array([datetime(2026, 1, 1, tzinfo=TZ)], pa.timestamp("us", "Asia/Taipei"))}
+    )
+    assert json_lines(no_nulls) == b'{"s":"x","t":"2026-01-01T00:00:00+08:00"}\n'
+
+
+def test_header_split_and_empty_body():
+    from cloudmax_provider.arrow_typing import split_header
+
+    header, rest = split_header([b'a,"b\r\n', b'c",d\r\n1,2,3'])
+    assert header == ["a", "b\r\nc", "d"] and b"".join(rest) == b"1,2,3"
+    assert split_header([b"", b"  "])[0] is None
+    assert split_header([b"a,b"])[0] == ["a", "b"]
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
+def test_a_body_cut_mid_stream_is_retried_from_scratch(cloudmax_emulator, cloudmax_conn, tmp_path, fmt):
+    """The cut surfaces through Arrow's reader thread as the transport's own error, so the hook retries it."""
+    from cloudmax_provider.formats import OutputFormat, RowTyping
+    from cloudmax_provider.hooks.cloudmax import CloudmaxHook
+    from cloudmax_provider.transfer import write_report
+
+    s = cloudmax_emulator.settings
+    s.big_report_bytes = 3 << 20  # several blocks: the cut comes mid-stream
+    s.fault_paths, s.fail_first, s.drop_mid_body = "api", 1, True
+    _path, _size, rows = cloudmax_emulator.big_report_info(21002)
+    hook = CloudmaxHook()
+    request = hook.build_request(21002, [1], "2026-10-01 00:00:00", "2026-10-02 00:00:00", response_mode=3)
+    dest = tmp_path / f"r.{fmt}"
+    output = OutputFormat(fmt, typing=RowTyping.for_request(request, TZ))
+    stats = write_report(hook, hook.sources(request), dest.as_uri(), None, "utf-8", output=output)
+    assert len(cloudmax_emulator.api_requests) == 2  # the cut attempt, then the whole one
+    written = pq.read_metadata(dest).num_rows if fmt == "parquet" else len(dest.read_bytes().splitlines())
+    assert stats.rows == written == rows
+    assert sorted(p.name for p in tmp_path.iterdir()) == [dest.name]  # the cut attempt left nothing
