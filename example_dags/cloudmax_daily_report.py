@@ -1,6 +1,6 @@
 """Daily Cloudmax details into the lake, announced as Assets; a second DAG scheduled on those Assets.
 
-``cloudmax_daily_report`` (the DAG ``make demo`` runs) lands, for the run's window (``"@daily"``: the
+``cloudmax_daily_report`` (the DAG ``make demo`` runs) lands, for the run's window (daily at the account's midnight: the
 day before the run; a trigger without a logical date: the day before the trigger; see
 :func:`cloudmax_provider.windows.report_window`), four detail reports as CSV objects partitioned by the
 window's day - ``{window_start:%Y-%m-%d}`` is filled by the operator with the window it asked for, so
@@ -31,8 +31,11 @@ from typing import Any
 
 import pendulum
 from airflow.providers.common.compat.sdk import DAG, Asset, task
+from airflow.timetables.trigger import CronTriggerTimetable
 
 from cloudmax_provider.operators.report import CloudmaxReportOperator
+
+TIMEZONE = "Asia/Taipei"  # the account's clock (the connection's `timezone` extra)
 
 LAKE = "{{ var.value.get('cloudmax_lake', 'file:///tmp/cloudmax-lake').rstrip('/') }}"
 LAKE_CONN_ID = "{{ var.value.get('cloudmax_lake_conn_id', '') }}"
@@ -54,7 +57,9 @@ ASSETS = {name: Asset(f"cloudmax_{name}") for name in DETAILS}
 
 with DAG(
     "cloudmax_daily_report",
-    schedule="@daily",
+    # midnight on the account's clock, on every Airflow: "@daily" is UTC midnight, and on Airflow 2 its
+    # UTC-day interval would touch two account-local days
+    schedule=CronTriggerTimetable("0 0 * * *", timezone=TIMEZONE),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     tags=["cloudmax", "example"],

@@ -1,6 +1,6 @@
 """Daily campaign summaries as typed rows in XCom, and a downstream task that uses them.
 
-For the run's window (``"@daily"``: the day before the run; a trigger without a logical date: the
+For the run's window (daily at the account's midnight: the day before the run; a trigger without a logical date: the
 day before the trigger, see :func:`cloudmax_provider.windows.report_window`):
 
 * ``send_summary`` - 20001 (Email send summary): one row per LaunchID, counts as ints;
@@ -22,15 +22,20 @@ from typing import Any
 
 import pendulum
 from airflow.providers.common.compat.sdk import DAG, task
+from airflow.timetables.trigger import CronTriggerTimetable
 
 from cloudmax_provider.operators.report import CloudmaxReportOperator
+
+TIMEZONE = "Asia/Taipei"  # the account's clock (the connection's `timezone` extra)
 
 CONN_ID = "{{ var.value.get('cloudmax_conn_id', 'cloudmax_default') }}"
 LAUNCH_IDS = "{{ var.value.get('cloudmax_launch_ids', '1225,1116') }}"
 
 with DAG(
     "cloudmax_daily_summary",
-    schedule="@daily",
+    # midnight on the account's clock, on every Airflow: "@daily" is UTC midnight, and on Airflow 2 its
+    # UTC-day interval would touch two account-local days
+    schedule=CronTriggerTimetable("0 0 * * *", timezone=TIMEZONE),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     tags=["cloudmax", "example"],

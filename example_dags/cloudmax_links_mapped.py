@@ -2,7 +2,7 @@
 
 Report.aspx's ResponseMode 1 answers at once with DOWNLOADLINKs whose files appear later. One mapped
 task per LaunchID asks for the click details of the run's window (:func:`report_window_of` on the day
-grid: the last complete account-local day before an ``"@daily"`` run's logical date, or before the trigger
+grid: the last complete account-local day before a daily run's logical date, or before the trigger
 when there is no logical date), a deferrable sensor
 waits for the files in the triggerer, and a mapped download streams each into
 ``<lake>/clicks/<window start day>/`` - named by the same window, so names and rows agree.
@@ -22,9 +22,12 @@ from typing import Any
 
 import pendulum
 from airflow.providers.common.compat.sdk import DAG, task
+from airflow.timetables.trigger import CronTriggerTimetable
 
 from cloudmax_provider.operators.download_links import CloudmaxDownloadLinksOperator
 from cloudmax_provider.sensors.download_link import CloudmaxDownloadLinkSensor
+
+TIMEZONE = "Asia/Taipei"  # the account's clock (the connection's `timezone` extra)
 
 LAKE = "{{ var.value.get('cloudmax_lake', 'file:///tmp/cloudmax-lake').rstrip('/') }}"
 LAKE_CONN_ID = "{{ var.value.get('cloudmax_lake_conn_id', '') }}"
@@ -32,7 +35,9 @@ CONN_ID = "{{ var.value.get('cloudmax_conn_id', 'cloudmax_default') }}"
 
 with DAG(
     "cloudmax_links_mapped",
-    schedule="@daily",
+    # midnight on the account's clock, on every Airflow: "@daily" is UTC midnight, and on Airflow 2 its
+    # UTC-day interval would touch two account-local days
+    schedule=CronTriggerTimetable("0 0 * * *", timezone=TIMEZONE),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     tags=["cloudmax", "example"],

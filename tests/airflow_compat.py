@@ -46,7 +46,7 @@ def dag_bag(dag_folder: str) -> Any:
         from airflow.dag_processing.dagbag import DagBag
     else:
         from airflow.models.dagbag import DagBag
-    return DagBag(dag_folder=dag_folder, include_examples=False)
+    return DagBag(dag_folder=dag_folder)  # AIRFLOW__CORE__LOAD_EXAMPLES=False (tests/conftest.py)
 
 
 def load_orm_models() -> None:

@@ -21,6 +21,7 @@ DAY = ("2026-10-31 00:00:00", "2026-11-01 00:00:00")
 NOV1 = pendulum.datetime(2026, 11, 1, tz="UTC")
 RUN_AFTER = pendulum.datetime(2026, 11, 25, 3, 0, tz="UTC")  # a trigger without a logical date
 WINDOW_NO_LOGICAL_DATE = ("2026-11-24 11:00:00", "2026-11-25 11:00:00")  # into XCom: the day before run_after
+WINDOW_XCOM = ("2026-10-31 08:00:00", "2026-11-01 08:00:00")  # into XCom: the day before the 11-01T00:00Z run
 DAY_NO_LOGICAL_DATE = ("2026-11-24 00:00:00", "2026-11-25 00:00:00")
 
 
@@ -104,7 +105,7 @@ def test_daily_summary_example(cloudmax_emulator, cloudmax_conn, monkeypatch, tm
     monkeypatch.setenv("AIRFLOW_VAR_CLOUDMAX_LAUNCH_IDS", "1225,1116")
     module = load_example("cloudmax_daily_summary", monkeypatch, tmp_path)
     # triggered without a logical date on Airflow 3; Airflow 2 runs always have one: the 11-01 daily run
-    logical_date, window = (None, WINDOW_NO_LOGICAL_DATE) if AIRFLOW_V_3_0_PLUS else (NOV1, WINDOW)
+    logical_date, window = (None, WINDOW_NO_LOGICAL_DATE) if AIRFLOW_V_3_0_PLUS else (NOV1, WINDOW_XCOM)
     dr = dag_test(module.dag, logical_date, RUN_AFTER)
     assert task_states(dr) == dict.fromkeys(["send_summary", "read_summary", "campaign_kpis"], "success")
     kpis = xcom(dr, "campaign_kpis")
