@@ -147,8 +147,8 @@ def free_port() -> int:
 # ---------------------------------------------------------------------------------------------
 # DAG runs: poke mode and deferrable mode
 # ---------------------------------------------------------------------------------------------
-# What the sensor logs from the trigger's success event (dag.test()'s own "running trigger in line" goes to a
-# logger that Airflow 2's logging config keeps away from caplog).
+# What the sensor logs from the trigger's success event, read from the task's output on every version
+# (dag.test()'s own "running trigger in line" goes to a logger that Airflow 2's logging config keeps away).
 TRIGGER_FIRED = "DOWNLOADLINK(s) ready after"
 
 
@@ -176,19 +176,19 @@ def run_links_then_sensor(
 
 
 def test_poke_mode_waits_for_links_that_become_ready(
-    airflow_db: Path, emu: CloudmaxEmulator, caplog: pytest.LogCaptureFixture
+    airflow_db: Path, emu: CloudmaxEmulator, task_output: Callable[[], str]
 ) -> None:
     run_links_then_sensor("dl_poke_ok", emu, deferrable=False)
-    assert TRIGGER_FIRED not in caplog.text
+    assert TRIGGER_FIRED not in task_output()
     agents = user_agents(emu)
     assert len(agents) >= 4 and set(agents) == {SYNC_UA}  # poked by the hook, several times, no trigger
 
 
 def test_deferrable_mode_defers_to_the_trigger(
-    airflow_db: Path, emu: CloudmaxEmulator, caplog: pytest.LogCaptureFixture
+    airflow_db: Path, emu: CloudmaxEmulator, task_output: Callable[[], str]
 ) -> None:
     run_links_then_sensor("dl_defer_ok", emu, deferrable=True)
-    assert TRIGGER_FIRED in caplog.text  # dag.test() ran our trigger: the task deferred
+    assert TRIGGER_FIRED in task_output()  # dag.test() ran our trigger: the task deferred
     agents = user_agents(emu)
     # one poke first (requests, both links pending), then the deferral: aiohttp probes until ready
     assert agents[:2] == [SYNC_UA, SYNC_UA]
@@ -442,13 +442,13 @@ def smb_emu(emu: CloudmaxEmulator, samba: SambaServer, monkeypatch: pytest.Monke
 @pytest.mark.samba
 @pytest.mark.parametrize("deferrable", [False, True], ids=["poke", "deferrable"])
 def test_smb_links_through_samba(
-    airflow_db: Path, smb_emu: CloudmaxEmulator, deferrable: bool, caplog: pytest.LogCaptureFixture
+    airflow_db: Path, smb_emu: CloudmaxEmulator, deferrable: bool, task_output: Callable[[], str]
 ) -> None:
     dag_id = f"dl_smb_{'defer' if deferrable else 'poke'}"
     links, result = run_links_then_sensor(dag_id, smb_emu, deferrable, response_mode=0, smb_conn_id="smb_dl")
     assert all(link.startswith("\\\\CMXFILE01\\reports\\") for link in links)
     assert result == [{"link": link, "size": smb_emu.unc_to_local(link).stat().st_size} for link in links]
-    assert (TRIGGER_FIRED in caplog.text) is deferrable
+    assert (TRIGGER_FIRED in task_output()) is deferrable
 
 
 @pytest.mark.samba
