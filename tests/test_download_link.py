@@ -152,12 +152,34 @@ def free_port() -> int:
 TRIGGER_FIRED = "DOWNLOADLINK(s) ready after"
 
 
+class ReleaseAfterProbes(threading.Thread):
+    """Hold the emulator's link files back until the sensor has probed them ``probes`` times, then make them
+    ready: the wait is proven by events (probes answered "not yet"), whatever the machine's speed."""
+
+    def __init__(self, emu: CloudmaxEmulator, probes: int) -> None:
+        super().__init__(daemon=True)
+        self.emu, self.probes, self.probed_before_release = emu, probes, 0
+        emu.settings.link_ready_after = 3600
+        self.start()
+
+    def run(self) -> None:
+        end = time.monotonic() + 300
+        while len(self.emu.link_requests) < self.probes and time.monotonic() < end:
+            time.sleep(0.01)
+        self.probed_before_release = len(self.emu.link_requests)
+        self.emu.release_links()
+
+
 def run_links_then_sensor(
     dag_id: str, emu: CloudmaxEmulator, deferrable: bool, response_mode: int = 1, smb_conn_id: str | None = None
 ) -> tuple[list[str], list[Any]]:
-    """Upstream task asks Report.aspx for two links (ready 2 s later); the sensor gets them by XCom."""
-    emu.settings.link_ready_after = 2.0
+    """Upstream task asks Report.aspx for two links; the sensor gets them by XCom and waits for them: HTTP links
+    are held until it probed each twice, UNC files are written 2 s after the request."""
     emu.settings.split_links = True
+    if response_mode == 0:
+        emu.settings.link_ready_after = 2.0
+    else:
+        release = ReleaseAfterProbes(emu, probes=4)
     source = XCOM_DAG_SOURCE.format(
         dag_id=dag_id, deferrable=deferrable, response_mode=response_mode, smb_conn_id=smb_conn_id
     )
@@ -168,8 +190,8 @@ def run_links_then_sensor(
     assert all(r["size"] > 0 for r in result)
     if response_mode == 0:
         return links, result
-    first = emu.link_requests[0].time
-    assert emu.link_requests[-1].time - first >= 1.0  # it really waited
+    release.join()
+    assert release.probed_before_release >= 4  # it really waited: both links probed twice while not ready
     assert all(r.headers.get("Range") == "bytes=0-4095" for r in emu.link_requests)
     assert all("Cookie" not in r.headers and "Authorization" not in r.headers for r in emu.link_requests)
     return links, result
