@@ -8,6 +8,7 @@ where Samba cannot run).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import threading
@@ -154,44 +155,62 @@ TRIGGER_FIRED = "DOWNLOADLINK(s) ready after"
 
 class ReleaseAfterProbes(threading.Thread):
     """Hold the emulator's link files back until the sensor has probed them ``probes`` times, then make them
-    ready: the wait is proven by events (probes answered "not yet"), whatever the machine's speed."""
+    ready: the wait is proven by events (probes that found no file), whatever the machine's speed."""
 
-    def __init__(self, emu: CloudmaxEmulator, probes: int) -> None:
+    def __init__(self, emu: CloudmaxEmulator, probes: int, count: Callable[[], int]) -> None:
         super().__init__(daemon=True)
-        self.emu, self.probes, self.probed_before_release = emu, probes, 0
+        self.emu, self.probes, self.count, self.probed_before_release = emu, probes, count, 0
         emu.settings.link_ready_after = 3600
         self.start()
 
     def run(self) -> None:
         end = time.monotonic() + 300
-        while len(self.emu.link_requests) < self.probes and time.monotonic() < end:
+        while self.count() < self.probes and time.monotonic() < end:
             time.sleep(0.01)
-        self.probed_before_release = len(self.emu.link_requests)
+        self.probed_before_release = self.count()
         self.emu.release_links()
+
+
+@contextlib.contextmanager
+def counting_unc_probes() -> Iterator[list[int]]:
+    """Count the size checks of UNC files (poke and trigger both use ``UncReader.size``), calling through."""
+    from cloudmax_provider.unc import UncReader
+
+    calls = [0]
+    real = UncReader.size
+
+    def size(self: UncReader, link: Any) -> int | None:
+        calls[0] += 1
+        return real(self, link)
+
+    UncReader.size = size  # type: ignore[method-assign]
+    try:
+        yield calls
+    finally:
+        UncReader.size = real  # type: ignore[method-assign]
 
 
 def run_links_then_sensor(
     dag_id: str, emu: CloudmaxEmulator, deferrable: bool, response_mode: int = 1, smb_conn_id: str | None = None
 ) -> tuple[list[str], list[Any]]:
-    """Upstream task asks Report.aspx for two links; the sensor gets them by XCom and waits for them: HTTP links
-    are held until it probed each twice, UNC files are written 2 s after the request."""
+    """Upstream task asks Report.aspx for two links; the sensor gets them by XCom and waits for them: the
+    files are held until it looked for each twice (HTTP probes, or SMB size checks for UNC links)."""
     emu.settings.split_links = True
-    if response_mode == 0:
-        emu.settings.link_ready_after = 2.0
-    else:
-        release = ReleaseAfterProbes(emu, probes=4)
     source = XCOM_DAG_SOURCE.format(
         dag_id=dag_id, deferrable=deferrable, response_mode=response_mode, smb_conn_id=smb_conn_id
     )
-    dr = run_dag(source, dag_id)
+    with counting_unc_probes() as unc_probes:
+        count = (lambda: unc_probes[0]) if response_mode == 0 else (lambda: len(emu.link_requests))
+        release = ReleaseAfterProbes(emu, probes=4, count=count)
+        dr = run_dag(source, dag_id)
     assert task_states(dr) == {"request_links": "success", "wait": "success"}
     links, result = xcom(dr, "request_links"), xcom(dr, "wait")
     assert len(links) == 2 and [r["link"] for r in result] == links
     assert all(r["size"] > 0 for r in result)
+    release.join()
+    assert release.probed_before_release >= 4  # it really waited: both files looked for twice while missing
     if response_mode == 0:
         return links, result
-    release.join()
-    assert release.probed_before_release >= 4  # it really waited: both links probed twice while not ready
     assert all(r.headers.get("Range") == "bytes=0-4095" for r in emu.link_requests)
     assert all("Cookie" not in r.headers and "Authorization" not in r.headers for r in emu.link_requests)
     return links, result

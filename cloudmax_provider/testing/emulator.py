@@ -359,6 +359,7 @@ class CloudmaxEmulator:
         self._links: dict[str, _LinkFile] = {}
         self._static: dict[str, tuple[bytes, str]] = {}
         self._pending: list[asyncio.TimerHandle] = []
+        self._held_unc: list[tuple[asyncio.TimerHandle, Callable[[], None]]] = []  # UNC files not written yet
         self._faults_served = 0
         self._fail_first_seen = self.settings.fail_first
         self._window_faults_served = 0
@@ -497,6 +498,7 @@ class CloudmaxEmulator:
             self._links.clear()
             self._static.clear()
             pending, self._pending = self._pending, []
+            self._held_unc.clear()
         if self._loop is not None:
             for handle in pending:
                 self._loop.call_soon_threadsafe(handle.cancel)
@@ -558,7 +560,8 @@ class CloudmaxEmulator:
         return to_csv(*self.expected_rows(report_part_id, launch_ids, start, end, columns, language))
 
     def release_links(self) -> int:
-        """Make every link file prepared so far ready now, however long ``link_ready_after`` was.
+        """Make every link file prepared so far ready now, however long ``link_ready_after`` was: HTTP links
+        answer, UNC files are written to the share.
 
         Lets a test hold files back (``link_ready_after`` large) until the moment it chooses, e.g. after
         restarting Airflow's triggerer. Returns the number of link files.
@@ -567,7 +570,12 @@ class CloudmaxEmulator:
             now = time.monotonic()
             for link in self._links.values():
                 link.ready_at = min(link.ready_at, now)
-            return len(self._links)
+            held, self._held_unc = self._held_unc, []
+        for handle, write in held:
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(handle.cancel)
+            write()
+        return len(self._links) + len(held)
 
     def big_report_info(self, report_part_id: int | str) -> tuple[Path, int, int]:
         """(path, size in bytes, data rows) of the big-report file for the current settings.
@@ -977,6 +985,7 @@ class CloudmaxEmulator:
             handle = loop.call_later(s.link_ready_after, lambda: loop.run_in_executor(None, write))
             with self._lock:
                 self._pending.append(handle)
+                self._held_unc.append((handle, write))
         else:
             await loop.run_in_executor(None, write)
         return f"\\\\{s.unc_server}\\{s.unc_share}\\{subdir}\\{fname}"
