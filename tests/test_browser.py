@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from typing import Any
 import pytest
 
 from tests.airflow_compat import requires_airflow
+from tests.chromium import headless_chromium
 
 pytestmark = [
     pytest.mark.browser,
@@ -39,7 +39,6 @@ pytestmark = [
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / ".ci-artifacts" / "browser"
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 PASSWORD = "Cmx-ui-Secret-7731"
 
 
@@ -109,27 +108,9 @@ def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip("needs Debian's chromium and chromium-driver: apt-get install chromium chromium-driver")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--disable-gpu",
-        "--window-size=1400,1000",
-    ):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.implicitly_wait(5)
-    try:
+    with headless_chromium("--window-size=1400,1000") as driver:
+        driver.implicitly_wait(5)
         yield driver
-    finally:
-        driver.quit()
 
 
 def shot(driver: Any, name: str) -> Path:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import http.server
-import shutil
 import socket
 import threading
 import time
@@ -22,11 +21,12 @@ from urllib.parse import unquote, urldefrag, urlsplit
 
 import pytest
 
+from tests.chromium import headless_chromium
+
 pytestmark = [pytest.mark.docs]
 
 ROOT = Path(__file__).resolve().parent.parent
 SITE = ROOT / "docs" / "_build" / "html"
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 # Public places the docs may link to; anything else (../shared/, file://, a private host) fails.
 PUBLIC_HOSTS = {"airflow.apache.org", "pypi.org", "www.cloudmax.com.tw", "keepachangelog.com", "semver.org"}
 _SCAN = """
@@ -64,20 +64,8 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip("needs Debian's chromium and chromium-driver: apt-get install chromium chromium-driver")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    try:
+    with headless_chromium() as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def _pages() -> list[str]:

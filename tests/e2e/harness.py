@@ -379,6 +379,8 @@ class Deployment:
             "AIRFLOW__API__PORT": str(self.api_port),
             "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{self.api_port}",
             "AIRFLOW__API__SECRET_KEY": secrets.token_hex(16),
+            # the REST API's deserialize=true for XComs (off by default in Airflow 3.0)
+            "AIRFLOW__API__ENABLE_XCOM_DESERIALIZE_SUPPORT": "True",
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
             "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(bundles),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
