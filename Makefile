@@ -67,6 +67,7 @@ $(DOCS_STAMP): $(STAMP)
 	@touch $@
 
 docs: $(DOCS_STAMP)
+	rm -rf docs/_build
 	$(SPHINX) -b html docs docs/_build/html
 	$(SPHINX) -b doctest docs docs/_build/doctest
 	$(PY) -m pytest -m docs -p no:cacheprovider -q tests/test_docs_site.py $(PYTEST_ARGS)
