@@ -27,7 +27,7 @@ import cloudmax_provider  # noqa: E402
 
 project = "airflow-provider-cloudmax"
 author = "airflow-provider-cloudmax contributors"
-copyright = "the airflow-provider-cloudmax contributors, Apache-2.0"  # noqa: A001
+copyright = "the airflow-provider-cloudmax contributors, Apache-2.0"
 release = version = cloudmax_provider.__version__
 
 extensions = [
@@ -60,7 +60,7 @@ import os as _os
 import tempfile as _tempfile
 
 _os.environ.setdefault("AIRFLOW_HOME", _tempfile.mkdtemp(prefix="cloudmax-doctest-"))
-for _name in ("hooks.cloudmax", "windows", "chunks", "reports", "testing.emulator_cli", "arrow_typing"):
+for _name in ("hooks.cloudmax", "windows", "chunks", "reports", "testing.emulator.cli", "arrow_typing"):
     _module = _importlib.import_module("cloudmax_provider." + _name)
     globals().update({k: v for k, v in vars(_module).items() if not k.startswith("__")})
 """

@@ -23,7 +23,7 @@ import pytest
 import requests
 
 from cloudmax_provider.testing.emulator import EmulatorSettings
-from cloudmax_provider.testing.emulator_cli import Scenario, ScenarioError, _flag, parse_args
+from cloudmax_provider.testing.emulator.cli import Scenario, ScenarioError, _flag, parse_args
 
 PASSWORD = "S3cret p&ss/é"
 

@@ -42,7 +42,9 @@ def test_wheel_contents(dists: dict[str, Path]) -> None:
         metadata = zf.read(f"{info}/METADATA").decode()
     expected = {
         "cloudmax_provider/py.typed",
-        "cloudmax_provider/testing/emulator.py",
+        "cloudmax_provider/testing/emulator/__init__.py",
+        "cloudmax_provider/testing/emulator/__main__.py",
+        "cloudmax_provider/testing/emulator/cli.py",
         "cloudmax_provider/testing/rows.py",
         "cloudmax_provider/testing/demo.py",
         "cloudmax_provider/testing/pytest_plugin.py",

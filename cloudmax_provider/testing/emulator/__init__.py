@@ -99,7 +99,6 @@ import ipaddress
 import os
 import re
 import shutil
-import sys
 import tempfile
 import threading
 import time
@@ -1178,14 +1177,3 @@ def _fix_surrogates(text: str) -> str:
 
 
 # --- CLI ---------------------------------------------------------------------------------------
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m cloudmax_provider.testing.emulator``: see :mod:`cloudmax_provider.testing.emulator_cli`."""
-    from cloudmax_provider.testing.emulator_cli import main as cli_main
-
-    return cli_main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

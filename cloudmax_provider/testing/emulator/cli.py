@@ -187,7 +187,7 @@ def coerce_setting(name: str, value: Any) -> Any:
     >>> coerce_setting("fail_firts", 2)
     Traceback (most recent call last):
     ...
-    cloudmax_provider.testing.emulator_cli.ScenarioError: unknown setting 'fail_firts' (did you mean 'fail_first'?)
+    cloudmax_provider.testing.emulator.cli.ScenarioError: unknown setting 'fail_firts' (did you mean 'fail_first'?)
     """
     if name not in _FIELDS:
         near = difflib.get_close_matches(name, list(_FIELDS), n=1)
