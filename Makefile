@@ -80,7 +80,7 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: $(BENCH_STAMP)
 	$(PY) bench/run.py
-	@if [ -f bench/bench_parquet.py ]; then $(PY) bench/bench_parquet.py; fi
+	$(PY) bench/parquet.py
 
 bench-quick: $(BENCH_STAMP)
 	$(PY) bench/run.py --quick

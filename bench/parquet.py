@@ -1,6 +1,6 @@
 """Parquet and JSON Lines output of a big report against CSV output and the two-step peer, in the same run.
 
-Run ``.venv/bin/python bench/bench_parquet.py`` (1 GiB report) or ``--quick`` (64 MiB); ``make bench`` runs it
+Run ``.venv/bin/python bench/parquet.py`` (1 GiB report) or ``--quick`` (64 MiB); ``make bench`` runs it
 after ``bench/run.py``. The parent starts the bundled Report.aspx emulator serving a big open-details report
 (2100199, ``big_report_bytes``) and lands it once per output format, each in a fresh child process (this file
 with ``--child``) that goes through the provider's real landing path (``transfer.write_report``: HTTP from the
@@ -28,6 +28,9 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+if __package__ in (None, ""):  # run as a script: bench/'s modules (s3, rss, ...) must not shadow top-level names
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 MiB = 1 << 20
 ROOT = Path(__file__).resolve().parent.parent

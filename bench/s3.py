@@ -1,0 +1,157 @@
+"""The S3 part: the report landed into ``s3://`` (moto's S3 server in a process of its own) against boto3's
+``upload_fileobj`` of the same file from disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    AWS_CONN_ID,
+    BUCKET,
+    CHILD,
+    REPORT_PART_ID,
+    Bench,
+    MiB,
+    free_port,
+    start,
+    status_kib,
+    stop,
+)
+
+# ==== child side ================================================================================================
+
+
+def child(case: str, spec: dict[str, Any]) -> dict[str, Any] | None:
+    """``boto3_upload`` (the baseline), or ``moto`` (the server: runs until SIGTERM, no figures)."""
+    if case == "moto":
+        _serve_moto(spec)
+        return None
+    import boto3
+
+    out: dict[str, Any] = {}
+    client = boto3.client("s3", endpoint_url=spec["endpoint_url"], region_name="us-east-1")
+    client.head_bucket(Bucket=BUCKET)  # the client is created and has answered once
+    t0, c0 = start(out)
+    with open(spec["path"], "rb") as fh:
+        client.upload_fileobj(fh, BUCKET, spec["key"])
+    stop(out, t0, c0)
+    out["bytes_in"] = out["bytes_out"] = spec["source_bytes"]
+    return out
+
+
+def _serve_moto(spec: dict[str, Any]) -> None:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=spec["port"], verbose=False)
+    server.start()
+    done = []
+    signal.signal(signal.SIGTERM, lambda *_: done.append(1))
+    Path(spec["result"]).write_text(json.dumps({"ready": True}))
+    while not done:
+        time.sleep(0.2)
+    server.stop()
+
+
+# ==== parent side ===============================================================================================
+
+
+@contextmanager
+def moto_server(bench: Bench) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """moto's S3 server in a child of its own, with the ``aws`` env connection pointing at it: (endpoint, process)."""
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    os.environ[f"AIRFLOW_CONN_{AWS_CONN_ID.upper()}"] = json.dumps(
+        {
+            "conn_type": "aws",
+            "login": "testing",
+            "password": "testing",
+            "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"},
+        }
+    )
+    ready = bench.work / "moto-ready.json"
+    cmd = [*CHILD, "moto", json.dumps({"port": port, "result": str(ready)})]
+    with open(bench.work / "moto.log", "wb") as log:
+        moto = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 60
+            while not ready.exists():
+                if moto.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"moto did not start: {(bench.work / 'moto.log').read_text()[-2000:]}")
+                time.sleep(0.1)
+            yield endpoint, moto
+        finally:
+            moto.send_signal(signal.SIGTERM)
+            try:
+                moto.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                moto.kill()
+                moto.wait()
+
+
+def _one_round(bench: Bench, client: Any, endpoint: str, n: int, path: Path, nbytes: int, rows: int) -> tuple[Any, Any]:
+    """boto3's upload and the provider's landing once each, both checked on the bucket; (baseline, provider)."""
+    key = f"baseline/{n}.csv"
+    spec = {"endpoint_url": endpoint, "path": str(path), "key": key, "source_bytes": nbytes}
+    base = bench.run_python("boto3_upload", spec)
+    assert client.head_object(Bucket=BUCKET, Key=key)["ContentLength"] == nbytes
+    client.delete_object(Bucket=BUCKET, Key=key)
+    key = f"provider/{n}.csv"
+    s = bench.run_python(
+        "provider_land", {"uri": f"s3://{BUCKET}/{key}", "conn_id": AWS_CONN_ID, "source_bytes": nbytes}
+    )
+    assert s["rows"] == rows and s["bytes_out"] == nbytes, (s, rows, nbytes)
+    assert client.head_object(Bucket=BUCKET, Key=key)["ContentLength"] == nbytes
+    left = [o["Key"] for o in client.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
+    assert left == [key], left  # no .partial object left behind
+    orphans = client.list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])
+    assert orphans == [], orphans  # every multipart upload completed, none left open
+    client.delete_object(Bucket=BUCKET, Key=key)
+    return base, s
+
+
+def run(bench: Bench, emu: Any, size: int) -> None:
+    """The S3 part: ``--s3-repeat`` rounds of the report capped at ``--s3-cap-mb``, then its rows."""
+    import boto3
+
+    s3_size = min(size, bench.args.s3_cap_mb * MiB)
+    emu.settings.csv_encoding = "utf-8"
+    emu.settings.big_report_bytes = s3_size
+    path, nbytes, rows = emu.big_report_info(REPORT_PART_ID)
+    base: list[dict[str, Any]] = []
+    prov: list[dict[str, Any]] = []
+    try:
+        with moto_server(bench) as (endpoint, moto):
+            client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+            client.create_bucket(Bucket=BUCKET)
+            for n in range(bench.args.s3_repeat):
+                print(f"  run {n + 1}/{bench.args.s3_repeat} ...", flush=True)
+                b, p = _one_round(bench, client, endpoint, n, path, nbytes, rows)
+                base.append(b)
+                prov.append(p)
+            if bench.args.profile:
+                svg = bench.profile_path("land-s3")
+                spec = {"uri": f"s3://{BUCKET}/profiled.csv", "conn_id": AWS_CONN_ID, "source_bytes": nbytes}
+                bench.run_python("provider_land", {**spec, "profile_svg": svg})
+                client.delete_object(Bucket=BUCKET, Key="profiled.csv")
+                print(f"  profile written to {svg}", flush=True)
+            moto_hwm = status_kib(moto.pid, "VmHWM")
+    finally:
+        emu.settings.big_report_bytes = size
+    capped = f", capped from {size // MiB} MiB" if s3_size < size else ""
+    group = f"S3 upload {s3_size // MiB} MiB to moto{capped}"
+    bench.info["s3"] = {"bytes": nbytes, "rows": rows, "capped": s3_size < size, "moto_peak_rss_kib": moto_hwm}
+    print(f"\n## {group}", flush=True)
+    note = "the same CSV file from disk (TransferConfig defaults)"
+    bench.record(group, "boto3 upload_fileobj", base, None, note, is_baseline=True)
+    note = "emulator -> land_report -> s3:// (s3fs client, parts uploaded concurrently)"
+    bench.record(group, "land s3 utf-8", prov, "boto3 upload_fileobj", note)
+    if moto_hwm:
+        print(f"  (moto's own peak RSS: {moto_hwm / 1024:.0f} MiB; a server figure, not a client one)", flush=True)
