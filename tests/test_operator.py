@@ -61,6 +61,8 @@ def test_rows_to_xcom_are_typed(cloudmax_emulator, cloudmax_conn):
 
 DAG_IMPORT = "from airflow.providers.common.compat.sdk import DAG"
 INTERVAL_IMPORT = "from airflow.timetables.interval import CronDataIntervalTimetable"
+TRIGGER_IMPORT = "from airflow.timetables.trigger import CronTriggerTimetable"
+TRIGGER_SCHEDULE = 'CronTriggerTimetable("0 0 * * *", timezone="UTC")'
 
 
 @pytest.mark.parametrize(
@@ -507,7 +509,9 @@ def test_templated_fields_keep_what_rendering_gave(cloudmax_emulator, cloudmax_c
     src = dag_source(
         "cmx_fields",
         op(report_part_id=21003, launch_ids="{{ [4] }}", response_mode=mode, destination=template, poll_interval=0.3),
+        schedule=TRIGGER_SCHEDULE,  # an empty data interval on every Airflow: one account-local day
     ).replace("from cloudmax_provider.operators.report import CloudmaxReportOperator", FIELDS_AFTER)
+    src = src.replace(DAG_IMPORT, f"{DAG_IMPORT}\n{TRIGGER_IMPORT}")
     dr = run_dag(src, "cmx_fields")
     assert task_states(dr) == {"report": "success"}
     written = tmp_path / "20261101" / "2026-10-31.csv"  # the account's last complete day before the run
