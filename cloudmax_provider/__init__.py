@@ -103,7 +103,16 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "hooks": [{"integration-name": "Cloudmax", "python-modules": ["cloudmax_provider.hooks.cloudmax"]}],
-        "operators": [{"integration-name": "Cloudmax", "python-modules": ["cloudmax_provider.operators.report"]}],
+        "operators": [
+            {
+                "integration-name": "Cloudmax",
+                "python-modules": [
+                    "cloudmax_provider.operators.report",
+                    "cloudmax_provider.operators.request_links",
+                    "cloudmax_provider.operators.download_links",
+                ],
+            }
+        ],
         "sensors": [{"integration-name": "Cloudmax", "python-modules": ["cloudmax_provider.sensors.download_link"]}],
         "triggers": [{"integration-name": "Cloudmax", "python-modules": ["cloudmax_provider.triggers.download_link"]}],
     }

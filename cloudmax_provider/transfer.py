@@ -45,7 +45,9 @@ def check_landing_args(destination: Any, output_encoding: str | None, *, one_obj
     """Refuse, when the DAG is parsed, a literal destination :func:`check_destination` refuses, or an
     unknown encoding. Templated values (``{{ ... }}``) and XComArgs are checked when rendered, before
     anything is sent (the operators call :func:`check_destination` and :func:`preflight_destination`)."""
-    if isinstance(destination, str) and "{{" not in destination and "{%" not in destination:
+    from cloudmax_provider.templating import is_literal
+
+    if isinstance(destination, str) and is_literal(destination):
         check_destination(destination, one_object_per_link=one_object_per_link)
     if output_encoding is not None:
         import codecs

@@ -1,11 +1,12 @@
 """Request -> wait -> download, mapped over LaunchIDs, without holding a worker while files are made.
 
-Report.aspx's ResponseMode 1 answers at once with DOWNLOADLINKs whose files appear later. One mapped
-task per LaunchID asks for the click details of the run's window (:func:`report_window_of` on the day
-grid: the last complete account-local day before a daily run's logical date, or before the trigger
-when there is no logical date), a deferrable sensor
-waits for the files in the triggerer, and a mapped download streams each into
-``<lake>/clicks/<window start day>/`` - named by the same window, so names and rows agree.
+Report.aspx's ResponseMode 1 answers at once with DOWNLOADLINKs whose files appear later. Three
+operators, each mapped over the LaunchIDs: ``CloudmaxRequestLinksOperator`` asks for the click details
+of the run's window (on the account's day grid: the last complete account-local day before a daily
+run's logical date, or before the trigger when there is no logical date) and returns the links,
+``CloudmaxDownloadLinkSensor`` waits for the files in the triggerer (deferrable), and
+``CloudmaxDownloadLinksOperator`` streams each into ``<lake>/clicks/<window start day>/`` - named by
+the same window (both use the day grid), so names and rows agree.
 
 Settings (Airflow Variables, read when tasks run; defaults work on a laptop):
 
@@ -18,13 +19,12 @@ Settings (Airflow Variables, read when tasks run; defaults work on a laptop):
 
 from __future__ import annotations
 
-from typing import Any
-
 import pendulum
 from airflow.providers.common.compat.sdk import DAG, task
 from airflow.timetables.trigger import CronTriggerTimetable
 
 from cloudmax_provider.operators.download_links import CloudmaxDownloadLinksOperator
+from cloudmax_provider.operators.request_links import CloudmaxRequestLinksOperator
 from cloudmax_provider.sensors.download_link import CloudmaxDownloadLinkSensor
 
 TIMEZONE = "Asia/Taipei"  # the account's clock (the connection's `timezone` extra)
@@ -53,30 +53,17 @@ with DAG(
 
         return list(parse_launch_ids(Variable.get("cloudmax_launch_ids", "1225,1116")))
 
-    # [START howto_hook_request_links]
-    @task
-    def request_links(launch_id: int, **context: Any) -> list[str]:
-        """Ask for one LaunchID's click details over the run's window; return its DOWNLOADLINKs."""
-        from airflow.providers.common.compat.sdk import Variable
+    # [START howto_operator_cloudmax_request_links]
+    # ResponseMode 1 (HTTP links): the run's window on the account's day grid, as the download names it
+    links = CloudmaxRequestLinksOperator.partial(
+        task_id="request_links", report_part_id="click_details", response_mode=1, cloudmax_conn_id=CONN_ID
+    ).expand(launch_ids=launch_ids())
+    # [END howto_operator_cloudmax_request_links]
 
-        from cloudmax_provider.hooks.cloudmax import CloudmaxHook
-        from cloudmax_provider.partitions import PartitionGrid
-        from cloudmax_provider.windows import report_window_of
-
-        hook = CloudmaxHook(Variable.get("cloudmax_conn_id", "cloudmax_default"))
-        # the same rule as the download task below: whole account-local days (its partition grid)
-        grid = PartitionGrid.of("day", hook.settings.timezone)
-        start, end, why = report_window_of(context, grid=grid)
-        print(f"Window {start} .. {end}: {why}")
-        request = hook.build_request("click_details", launch_id, start, end, response_mode=1)  # 1: HTTP links
-        return hook.request_links(request)
-    # [END howto_hook_request_links]
-
-    links = request_links.expand(launch_id=launch_ids())
     # [START howto_sensor_cloudmax_download_link]
     ready = CloudmaxDownloadLinkSensor.partial(
         task_id="wait_for_files", poke_interval=5, timeout=3600, deferrable=True, cloudmax_conn_id=CONN_ID
-    ).expand(links=links)
+    ).expand(links=links.output)
     # [END howto_sensor_cloudmax_download_link]
     # one object per file, named as Cloudmax names it, under the window's day
     # [START howto_operator_cloudmax_download_links]

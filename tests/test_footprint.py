@@ -37,6 +37,7 @@ IMPORT_PROBE = textwrap.dedent(
     [
         "cloudmax_provider.operators.report",
         "cloudmax_provider.operators.download_links",
+        "cloudmax_provider.operators.request_links",
         "cloudmax_provider.sensors.download_link",
     ],
 )

@@ -17,6 +17,7 @@ from tests.conftest import smb_conn_json
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
 WINDOW = ("2026-10-31 08:00:00", "2026-11-01 08:00:00")  # the 2026-11-01T00:00Z daily run, in Asia/Taipei
+DAY = ("2026-10-31 00:00:00", "2026-11-01 00:00:00")  # its last complete account-local day (a partition)
 
 DAG_HEAD = """
 import pendulum
@@ -60,6 +61,8 @@ def test_rows_to_xcom_are_typed(cloudmax_emulator, cloudmax_conn):
 
 DAG_IMPORT = "from airflow.providers.common.compat.sdk import DAG"
 INTERVAL_IMPORT = "from airflow.timetables.interval import CronDataIntervalTimetable"
+TRIGGER_IMPORT = "from airflow.timetables.trigger import CronTriggerTimetable"
+TRIGGER_SCHEDULE = 'CronTriggerTimetable("0 0 * * *", timezone="UTC")'
 
 
 @pytest.mark.parametrize(
@@ -260,6 +263,9 @@ def test_links_not_ready_are_waited_for(cloudmax_emulator, cloudmax_conn, tmp_pa
     )
     assert task_states(dr) == {"report": "success"}
     assert dest.read_bytes().decode() == cloudmax_emulator.expected_csv(20003, [5], *WINDOW)
+    agents = [r.headers.get("User-Agent", "") for r in cloudmax_emulator.link_requests]
+    assert any("trigger" in a for a in agents), agents  # waited in the triggerer, not in the worker
+    assert len(cloudmax_emulator.api_requests) == 1
 
 
 def test_unc_link_through_real_samba(cloudmax_emulator, cloudmax_conn, samba_server, monkeypatch, tmp_path):
@@ -471,3 +477,61 @@ def test_download_links_operator_checks_its_literal_arguments():
     with pytest.raises(CloudmaxConfigError, match="output_encoding"):
         CloudmaxDownloadLinksOperator(task_id="b", links="http://h/a.csv", destination="file:///a", output_encoding="x")
     CloudmaxDownloadLinksOperator(task_id="c", links="{{ ti.xcom_pull('x') }}", destination="s3://l/{{ ds }}/")
+
+
+FIELDS_AFTER = """
+from cloudmax_provider.operators.report import CloudmaxReportOperator as _Base
+
+
+class CloudmaxReportOperator(_Base):
+    '''Pushes its templated fields as they are once the task is done (execute, or execute_complete).'''
+
+    def _push_fields(self, context):
+        context["ti"].xcom_push(key="fields", value={n: getattr(self, n) for n in self.template_fields})
+
+    def execute(self, context):
+        result = super().execute(context)
+        self._push_fields(context)
+        return result
+
+    def execute_complete(self, context, event, links=None):
+        result = super().execute_complete(context, event, links)
+        self._push_fields(context)
+        return result
+"""
+
+
+@pytest.mark.parametrize("mode", [3, 1], ids=["attachment", "links-deferred"])
+def test_templated_fields_keep_what_rendering_gave(cloudmax_emulator, cloudmax_conn, tmp_path, mode):
+    """The destination's {window_start} is filled in what the task returns and writes, never in the field."""
+    cloudmax_emulator.settings.link_ready_after = 1.0  # mode 1: the task defers, execute_complete lands
+    template = f"file://{tmp_path}/{{{{ ds_nodash }}}}/{{window_start:%Y-%m-%d}}.csv"
+    src = dag_source(
+        "cmx_fields",
+        op(report_part_id=21003, launch_ids="{{ [4] }}", response_mode=mode, destination=template, poll_interval=0.3),
+        schedule=TRIGGER_SCHEDULE,  # an empty data interval on every Airflow: one account-local day
+    ).replace("from cloudmax_provider.operators.report import CloudmaxReportOperator", FIELDS_AFTER)
+    src = src.replace(DAG_IMPORT, f"{DAG_IMPORT}\n{TRIGGER_IMPORT}")
+    dr = run_dag(src, "cmx_fields")
+    assert task_states(dr) == {"report": "success"}
+    written = tmp_path / "20261101" / "2026-10-31.csv"  # the account's last complete day before the run
+    assert xcom(dr, "report") == f"file://{written}"  # one object: its URI, a string
+    assert written.read_bytes().decode() == cloudmax_emulator.expected_csv(21003, [4], *DAY)
+    fields = xcom(dr, "report", "fields")
+    assert fields["destination"] == f"file://{tmp_path}/20261101/{{window_start:%Y-%m-%d}}.csv"
+    assert fields["launch_ids"] == "[4]" and fields["response_mode"] == mode
+    deferred = any("trigger" in r.headers.get("User-Agent", "") for r in cloudmax_emulator.link_requests)
+    assert deferred is (mode == 1)
+
+
+def test_link_modes_do_not_wait_in_a_worker(cloudmax_emulator, cloudmax_conn):
+    """deferrable=False with ResponseMode 0/1 is refused: literal at parse time, templated before any request."""
+    from cloudmax_provider.operators.report import CloudmaxReportOperator
+
+    with pytest.raises(CloudmaxConfigError, match=r"deferrable=False with response_mode=1.*CloudmaxDownloadLinkSensor"):
+        CloudmaxReportOperator(task_id="a", report_part_id=21002, launch_ids=1, response_mode=1, deferrable=False)
+    CloudmaxReportOperator(task_id="b", report_part_id=21002, launch_ids=1, response_mode=3, deferrable=False)
+    src = dag_source("cmx_nowait", op(report_part_id=21002, launch_ids=1, response_mode="{{ 1 }}", deferrable=False))
+    dr = run_dag(src, "cmx_nowait")
+    assert task_states(dr) == {"report": "failed"}
+    assert cloudmax_emulator.api_requests == []

@@ -2,16 +2,19 @@
 
 The last step of a request -> wait -> download DAG::
 
-    links = request_links.expand(launch_id=[1225, 1116])          # hook.request_links in a @task
-    ready = CloudmaxDownloadLinkSensor.partial(task_id="wait", deferrable=True).expand(links=links)
+    links = CloudmaxRequestLinksOperator.partial(
+        task_id="request_links", report_part_id="click_details"
+    ).expand(launch_ids=[1225, 1116])
+    ready = CloudmaxDownloadLinkSensor.partial(task_id="wait", deferrable=True).expand(links=links.output)
     CloudmaxDownloadLinksOperator.partial(
         task_id="download", destination="s3://lake/clicks/{window_start:%Y-%m-%d}/", one_object_per_link=True
     ).expand(links=ready.output)
 
 ``{window_start:<strftime>}`` / ``{window_end:<strftime>}`` in ``destination`` are filled, after Jinja,
 with the run's report window on the partition grid (:func:`cloudmax_provider.windows.report_window` with
-``partition``, by default the account's day, in the connection's timezone): the same window a
-``request_links`` task computes with ``report_window_of(context, grid=PartitionGrid.of("day", tz))``. A window
+``partition``, by default the account's day, in the connection's timezone): the same window
+:class:`~cloudmax_provider.operators.request_links.CloudmaxRequestLinksOperator` requests with the same
+``partition``. A window
 of several partitions cannot be one partition's object, and is refused.
 
 The links are fetched without any API credential; hosts other than the connection's must be in
@@ -26,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
+from cloudmax_provider.templating import is_literal
 from cloudmax_provider.windows import (
     check_names_partitions,
     check_placeholders,
@@ -97,7 +101,7 @@ class CloudmaxDownloadLinksOperator(BaseOperator):
         if partition is not None:
             check_partition(partition)
         check_placeholders(destination)
-        if isinstance(destination, str) and "{{" not in destination and "{%" not in destination:
+        if isinstance(destination, str) and is_literal(destination):
             check_names_partitions(destination, partition or "day")
         check_output_args(output_format, batch_size, compression)
         if output_format != "csv" and report_part_id is None:

@@ -15,6 +15,17 @@ data interval; else ``window`` (one day) ending at the logical date; else ending
 ``run_after`` (runs triggered without a logical date, asset-triggered runs). The log says which.
 ``{window_start:%Y-%m-%d}`` / ``{window_end:...}`` in ``destination`` are filled with the window
 requested (in the account's timezone) after Jinja, so an object's name always matches its rows.
+The operator's templated fields keep what rendering gave them: names filled by the window are
+values it returns and logs, never written back to ``destination``.
+
+The request arguments and the window rule are those of
+:class:`~cloudmax_provider.operators.request_links.CloudmaxRequestLinksOperator`
+(:mod:`cloudmax_provider.operators._request_args`). With ResponseMode 0/1 this operator is the one-task
+form of request -> wait -> download: it checks the links once and, when their files are not there yet,
+defers to :class:`~cloudmax_provider.triggers.download_link.CloudmaxDownloadLinkTrigger` (it never sleeps
+in a worker). A wait in a worker slot (``mode="poke"``/``"reschedule"``) is the job of
+:class:`~cloudmax_provider.sensors.download_link.CloudmaxDownloadLinkSensor` between
+``CloudmaxRequestLinksOperator`` and ``CloudmaxDownloadLinksOperator``.
 This module imports no HTTP, SMB or cloud library: DAG files parse fast.
 """
 
@@ -26,25 +37,20 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import BaseOperator, conf
+from airflow.providers.common.compat.sdk import BaseOperator
 
-from cloudmax_provider.errors import CloudmaxConfigError, CloudmaxLinkError, CloudmaxWindowError
+from cloudmax_provider.errors import CloudmaxConfigError, CloudmaxLinkError
 from cloudmax_provider.formats import DEFAULT_BATCH_SIZE
+from cloudmax_provider.operators._request_args import REQUEST_TEMPLATE_FIELDS, ReportRequestArgs
 from cloudmax_provider.reports import get_report_part
-from cloudmax_provider.request import (
-    ResponseMode,
-    parse_columns,
-    parse_language,
-    parse_launch_ids,
-)
+from cloudmax_provider.request import ResponseMode
 from cloudmax_provider.response import to_jsonable
+from cloudmax_provider.templating import is_literal
 from cloudmax_provider.windows import (
     check_names_partitions,
     check_placeholders,
     fill_window_placeholders,
     has_window_placeholders,
-    human_duration,
-    report_window_of,
 )
 
 if TYPE_CHECKING:
@@ -56,25 +62,20 @@ if TYPE_CHECKING:
     from cloudmax_provider.request import ReportRequest
 
 
-def _is_literal(value: Any) -> bool:
-    """True for a value known when the DAG is parsed (not a template, not an XComArg)."""
-    return value is not None and _known(value)
-
-
-def _known(value: Any) -> bool:
-    if isinstance(value, str):
-        return "{{" not in value and "{%" not in value
-    if hasattr(value, "operator") or type(value).__name__.endswith("XComArg"):
-        return False
-    if isinstance(value, list | tuple):
-        return all(_known(v) for v in value)
-    if isinstance(value, dict):
-        return all(_known(k) and _known(v) for k, v in value.items())
-    return True
-
-
-class CloudmaxReportOperator(BaseOperator):
+class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
     """Land one Cloudmax report for a time window.
+
+    What the task returns (its ``return_value`` XCom), one type per landing:
+
+    * no ``destination``: the report's typed rows, a list of dicts (at most ``max_xcom_rows``), whatever
+      the ResponseMode, with or without ``chunk``;
+    * a ``destination`` naming one object: that object's URI, a string (``{window_start:...}`` filled);
+    * ``one_object_per_link=True``: a list of URIs, one per DOWNLOADLINK;
+    * ``chunk=``: a list of URIs, one per partition; a destination with ``{window_start:...}`` whose window
+      covers several partitions (ResponseMode 2/3) likewise returns one URI per partition (one: a string).
+
+    With a destination it also pushes ``rows`` and ``bytes`` (totals) and ``chunks``
+    (``[{start, end, uri, rows, bytes}]``, one per object).
 
     :param report_part_id: a ReportPartID (``31033``) or its catalog slug (``"removals"``).
     :param launch_ids: LaunchIDs: an int, a list, a CSV string ``"1225,1116"`` or an XComArg.
@@ -89,8 +90,7 @@ class CloudmaxReportOperator(BaseOperator):
         into XCom, 3 into a destination.
     :param destination: ``None``: typed rows into XCom (at most ``max_xcom_rows``). Otherwise an
         ``ObjectStoragePath`` URI (``s3://``, ``gs://``, ``file://`` ...) the report is streamed to,
-        atomically; the operator returns the URI and pushes ``rows`` and ``bytes`` XComs.
-        With ``one_object_per_link=True`` it is a prefix ending in ``/``. ``{window_start:<strftime>}``
+        atomically. With ``one_object_per_link=True`` it is a prefix ending in ``/``. ``{window_start:<strftime>}``
         and ``{window_end:<strftime>}`` are filled with the requested window in the account's timezone
         (after Jinja), e.g. ``"s3://lake/opens/{window_start:%Y-%m-%d}.csv"``.
     :param destination_conn_id: the connection for the destination's store (e.g. ``aws_default``).
@@ -116,27 +116,17 @@ class CloudmaxReportOperator(BaseOperator):
     :param max_xcom_rows: the most rows pushed to XCom; past it the task fails and says to set destination.
     :param cloudmax_conn_id: the ``cloudmax`` connection.
     :param smb_conn_id: a ``samba`` connection for UNC DOWNLOADLINKs (ResponseMode 0).
-    :param deferrable: wait for DOWNLOADLINK files in the triggerer instead of a worker slot.
-    :param poll_interval: seconds between checks of DOWNLOADLINK files.
+    :param deferrable: with ResponseMode 0/1, links whose files are not ready yet are waited for in the
+        triggerer (default ``True``). ``False`` is refused for those modes: the operator no longer waits in a
+        worker slot; use ``CloudmaxRequestLinksOperator`` -> ``CloudmaxDownloadLinkSensor`` (poke or
+        reschedule mode) -> ``CloudmaxDownloadLinksOperator`` for that.
+    :param poll_interval: seconds between the trigger's checks of DOWNLOADLINK files.
     :param link_timeout: seconds to wait for DOWNLOADLINK files before failing.
     :param emit_asset: declare the destination (when known at parse time) as an Asset outlet.
     :param extra_fields: other Report.aspx fields, passed through as given.
     """
 
-    template_fields: Sequence[str] = (
-        "report_part_id",
-        "launch_ids",
-        "start_time",
-        "end_time",
-        "columns",
-        "language",
-        "response_mode",
-        "destination",
-        "extra_fields",
-        "destination_conn_id",
-        "cloudmax_conn_id",
-        "smb_conn_id",
-    )
+    template_fields: Sequence[str] = (*REQUEST_TEMPLATE_FIELDS, "destination", "destination_conn_id")
     ui_color = "#e8f4fd"
 
     def __init__(
@@ -163,7 +153,7 @@ class CloudmaxReportOperator(BaseOperator):
         max_xcom_rows: int = 5000,
         cloudmax_conn_id: str = "cloudmax_default",
         smb_conn_id: str | None = None,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        deferrable: bool = True,
         poll_interval: float = 30.0,
         link_timeout: float = 6 * 3600.0,
         emit_asset: bool = True,
@@ -172,7 +162,7 @@ class CloudmaxReportOperator(BaseOperator):
     ) -> None:
         if (
             emit_asset
-            and _is_literal(destination)
+            and is_literal(destination)
             and "://" in str(destination)
             and not one_object_per_link
             and chunk is None  # a prefix of chunks, not one object
@@ -182,14 +172,19 @@ class CloudmaxReportOperator(BaseOperator):
 
             kwargs["outlets"] = [*(kwargs.get("outlets") or []), Asset(uri=str(destination))]
         super().__init__(**kwargs)
-        self.report_part_id = report_part_id
-        self.launch_ids = launch_ids
-        self.start_time = start_time
-        self.end_time = end_time
-        self.window = window
-        self.columns = columns
-        self.language = language
-        self.response_mode = response_mode
+        self._set_request_args(
+            report_part_id=report_part_id,
+            launch_ids=launch_ids,
+            start_time=start_time,
+            end_time=end_time,
+            window=window,
+            columns=columns,
+            language=language,
+            response_mode=response_mode,
+            extra_fields=extra_fields,
+            cloudmax_conn_id=cloudmax_conn_id,
+            smb_conn_id=smb_conn_id,
+        )
         self.destination = destination
         self.destination_conn_id = destination_conn_id
         self.output_encoding = output_encoding
@@ -202,58 +197,28 @@ class CloudmaxReportOperator(BaseOperator):
         self.resume = resume
         self.max_xcom_rows = max_xcom_rows
         self._landed: dict[str, Any] = {}  # rows, bytes and files written, for OpenLineage
-        self._lineage_uri: str | None = None  # the dataset written, when not self.destination
+        self._lineage_uri: str | None = None  # the chunk folder written, when not one object
+        self._lineage_name: str | None = None  # the object written, when its name was filled by the window
         self.chunk_uris: list[str] = []
-        self.cloudmax_conn_id = cloudmax_conn_id
-        self.smb_conn_id = smb_conn_id
         self.deferrable = deferrable
         self.poll_interval = poll_interval
         self.link_timeout = link_timeout
-        self.extra_fields = extra_fields
         self._validate_literals()
 
     # ---- parse-time validation ----------------------------------------------------------------
 
     def _validate_literals(self) -> None:
         """Check what is known at parse time, so a typo never reaches the scheduler."""
-        if not isinstance(self.window, timedelta) or self.window <= timedelta(0):
-            raise CloudmaxConfigError(f"window={self.window!r} must be a positive timedelta, e.g. timedelta(days=1)")
         if isinstance(self.max_xcom_rows, bool) or not isinstance(self.max_xcom_rows, int) or self.max_xcom_rows < 0:
             raise CloudmaxConfigError(f"max_xcom_rows={self.max_xcom_rows!r} must be an int >= 0, e.g. 5000")
         for name in ("poll_interval", "link_timeout"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
                 raise CloudmaxConfigError(f"{name}={value!r} must be a number of seconds > 0")
-        from cloudmax_provider.request import check_literal_window, to_account_time
-
-        for name in ("start_time", "end_time"):
-            if _is_literal(getattr(self, name)):
-                from zoneinfo import ZoneInfo
-
-                to_account_time(getattr(self, name), ZoneInfo("UTC"), name)  # readable at all
-        if _is_literal(self.start_time) and _is_literal(self.end_time):
-            check_literal_window(self.start_time, self.end_time)
-        part = None
-        if _is_literal(self.report_part_id):
-            try:
-                part = get_report_part(self.report_part_id)
-            except ValueError as exc:
-                raise CloudmaxConfigError(f"task {self.task_id}: {exc}") from None
-        if _is_literal(self.launch_ids):
-            parse_launch_ids(self.launch_ids)
-        if _is_literal(self.columns):
-            parse_columns(self.columns, part)
-        if _is_literal(self.language) and part is not None:
-            parse_language(self.language, part)
-        mode = None
-        if _is_literal(self.response_mode):
-            mode = ResponseMode.coerce(self.response_mode)  # type: ignore[arg-type]
-        elif self.response_mode is None and self.destination is not None:
+        self._validate_request_literals()
+        mode = self._literal_mode()
+        if mode is None and self.response_mode is None and self.destination is not None:
             mode = ResponseMode.ATTACHMENT
-        if _is_literal(self.extra_fields):
-            from cloudmax_provider.request import parse_extra_fields
-
-            parse_extra_fields(self.extra_fields)
         self._check_mode(mode)
         from cloudmax_provider.transfer import check_landing_args
 
@@ -262,11 +227,12 @@ class CloudmaxReportOperator(BaseOperator):
 
     def _check_mode(self, mode: ResponseMode | None) -> None:
         """ResponseMode against the arguments it needs (parse time when literal, else at execute)."""
-        if mode is ResponseMode.UNC_LINK and not self.smb_conn_id:
+        self._check_unc(mode)
+        if mode is not None and mode.returns_links and not self.deferrable:
             raise CloudmaxConfigError(
-                "response_mode=0 answers UNC links (\\\\server\\share\\file), read over SMB: set smb_conn_id to "
-                "an Airflow 'samba' connection (its host/port say where the share is reached), or use "
-                "response_mode=1 (HTTP links) or 3 (attachment)"
+                f"deferrable=False with response_mode={int(mode)}: this operator waits for DOWNLOADLINK files "
+                "only in the triggerer. To wait in a worker slot, use CloudmaxRequestLinksOperator -> "
+                "CloudmaxDownloadLinkSensor (mode='poke' or 'reschedule') -> CloudmaxDownloadLinksOperator"
             )
         if self.one_object_per_link:
             if self.destination is None:
@@ -280,23 +246,7 @@ class CloudmaxReportOperator(BaseOperator):
     def _check_rendered(self, request: ReportRequest) -> None:
         """Checks of rendered arguments and of the connections they name, before anything is sent."""
         self._check_mode(request.response_mode)
-        if request.response_mode is ResponseMode.UNC_LINK:
-            from airflow.providers.common.compat.sdk import BaseHook
-
-            try:
-                conn = BaseHook.get_connection(str(self.smb_conn_id))
-            except Exception as exc:
-                if "NotFound" not in type(exc).__name__:
-                    raise
-                raise CloudmaxConfigError(
-                    f"smb_conn_id={self.smb_conn_id!r} is not a connection; create a 'samba' connection whose "
-                    "host/port say where the UNC share is reached, or fix the name"
-                ) from None
-            if (conn.conn_type or "").lower() != "samba":
-                raise CloudmaxConfigError(
-                    f"smb_conn_id={self.smb_conn_id!r} is a {conn.conn_type!r} connection; it must be a 'samba' "
-                    "connection (host/port of the share's server, login and password)"
-                )
+        self._check_smb_connection(request.response_mode)
         if self.destination is not None:
             from cloudmax_provider.transfer import check_destination, preflight_destination
 
@@ -318,9 +268,10 @@ class CloudmaxReportOperator(BaseOperator):
             return
         if self.one_object_per_link:
             raise CloudmaxConfigError("chunk= and one_object_per_link=True do not combine; use one of them")
-        if _is_literal(self.response_mode) and ResponseMode.coerce(self.response_mode).returns_links:  # type: ignore[arg-type]
+        mode = self._literal_mode()
+        if mode is not None and mode.returns_links:
             raise CloudmaxConfigError("chunk= needs response_mode 2 or 3 (the report as the answer), not a link mode")
-        if _is_literal(self.destination):
+        if is_literal(self.destination):
             self._check_chunk_destination(self.destination)
 
     def _validate_partitions(self) -> None:
@@ -334,7 +285,7 @@ class CloudmaxReportOperator(BaseOperator):
         elif self.partition is not None:
             check_partition(self.partition)
         check_placeholders(self.destination)  # Jinja's {{ }} skipped; checked again once rendered
-        if _is_literal(self.destination):
+        if is_literal(self.destination):
             check_names_partitions(self.destination, self.partition or "day")
 
     @property
@@ -362,63 +313,18 @@ class CloudmaxReportOperator(BaseOperator):
 
     # ---- the request ---------------------------------------------------------------------------
 
-    def resolve_window(
-        self, context: Context, timezone: str, grid: PartitionGrid | None = None
-    ) -> tuple[Any, Any, str]:
-        """The (start, end) to send, and why: explicit arguments, else the run's window
-        (:func:`cloudmax_provider.windows.report_window`, on ``grid`` when the destination names partitions;
-        explicit times are widened to it later, in :meth:`build_request`)."""
-        from cloudmax_provider.request import get_timezone, to_account_time
-
-        start, end = self.start_time, self.end_time
-        if start not in (None, "") and end not in (None, ""):
-            return start, end, "start_time/end_time as given"
-        if start not in (None, ""):
-            begin = to_account_time(start, get_timezone(timezone), "start_time")
-            return begin, begin + self.window, f"start_time as given plus window={human_duration(self.window)}"
-        if end not in (None, ""):
-            stop = to_account_time(end, get_timezone(timezone), "end_time")
-            return stop - self.window, stop, f"window={human_duration(self.window)} ending at end_time"
-        return report_window_of(context, self.window, grid)
-
     def build_request(self, hook: CloudmaxHook, context: Context) -> ReportRequest:
-        for name in ("start_time", "end_time"):
-            value = getattr(self, name)
-            if isinstance(value, str) and value and not value.strip():
-                raise CloudmaxConfigError(
-                    f"{name}={value!r} rendered to blank text (a template that rendered nothing?); pass a time "
-                    f"or leave {name} unset to use the data interval"
-                )
+        """The request of this run: :meth:`ReportRequestArgs._request` on the destination's partition grid
+        (when it names partitions, widened to whole partitions), ResponseMode 2 into XCom, 3 into a destination
+        unless given."""
         check_placeholders(self.destination)  # as rendered
         grid = self._grid(hook.settings.timezone) if self._names_partitions else None
         if grid is not None:
             check_names_partitions(self.destination, grid.unit)
-        start, end, why = self.resolve_window(context, hook.settings.timezone, grid)
         mode = self.response_mode
         if mode in (None, ""):
             mode = ResponseMode.CSV_BODY if self.destination is None else ResponseMode.ATTACHMENT
-        try:
-            request = hook.build_request(
-                self.report_part_id,
-                self.launch_ids,
-                start,
-                end,
-                columns=self.columns,
-                language=self.language,
-                response_mode=mode,
-                extra_fields=self.extra_fields,
-            )
-        except CloudmaxWindowError as exc:
-            dis, die = context.get("data_interval_start"), context.get("data_interval_end")
-            if dis is not None and dis == die and self.start_time not in (None, ""):
-                raise CloudmaxWindowError(
-                    f"{exc}. The run's data interval is empty ({dis} .. {die}): in Airflow 3 a schedule like "
-                    "'@daily' is a CronTriggerTimetable, so data_interval_start == data_interval_end. Leave "
-                    "start_time/end_time unset (the operator then asks for window= ending at the run's time), or "
-                    "schedule with CronDataIntervalTimetable('0 0 * * *', timezone='UTC') for real intervals"
-                ) from None
-            raise
-        self.log.info("Window: %s .. %s (%s); from %s", request.start, request.end, request.start.tzinfo, why)
+        request = self._request(hook, context, mode, grid)
         if grid is not None:
             request = self._widen(request, grid)
         return request
@@ -449,11 +355,12 @@ class CloudmaxReportOperator(BaseOperator):
             )
         return request
 
-    def _fill_single(self, request: ReportRequest) -> None:
-        """Name the destination of a one-object landing (links, XCom-less modes) by the window's one partition."""
-        if not has_window_placeholders(self.destination):
-            return
-        grid = self._grid(self._hook().settings.timezone)
+    def _single_destination(self, hook: CloudmaxHook, request: ReportRequest) -> str | None:
+        """The destination of a one-object landing (links, XCom-less modes), placeholders filled by the window's
+        one partition; ``None`` into XCom. ``self.destination`` is left as rendered."""
+        if self.destination is None or not has_window_placeholders(self.destination):
+            return self.destination
+        grid = self._grid(hook.settings.timezone)
         if len(grid.partitions(request.start, request.end)) > 1:
             raise CloudmaxConfigError(
                 f"destination={self.destination!r} names one {grid.describe()} partition, but the window "
@@ -461,17 +368,15 @@ class CloudmaxReportOperator(BaseOperator):
                 "answers the whole window at once; use response_mode 2 or 3 (one request per partition), or "
                 "schedule in the account's timezone so that a run is one partition"
             )
-        self.destination = fill_window_placeholders(str(self.destination), request.start, request.end)
-        self.log.info("Destination named by the window: %s", self.destination)
-
-    def _hook(self) -> CloudmaxHook:
-        from cloudmax_provider.hooks.cloudmax import CloudmaxHook
-
-        return CloudmaxHook(self.cloudmax_conn_id, smb_conn_id=self.smb_conn_id)
+        destination = fill_window_placeholders(str(self.destination), request.start, request.end)
+        self.log.info("Destination named by the window: %s", destination)
+        return destination
 
     # ---- execution ---------------------------------------------------------------------------
 
     def execute(self, context: Context) -> Any:
+        """Request the report and land it (see the class docstring for what is returned)."""
+        started = time.time()
         hook = self._hook()
         request = self.build_request(hook, context)
         self._check_rendered(request)
@@ -479,58 +384,54 @@ class CloudmaxReportOperator(BaseOperator):
         if self.chunk is not None or (self._names_partitions and not request.response_mode.returns_links):
             return self._land_chunks(context, hook, request)
         if not request.response_mode.returns_links:
-            return self._land(context, hook, request, None)
-        self._fill_single(request)
+            return self._land(context, hook, request, None, self.destination)
+        destination = self._single_destination(hook, request)
         links = hook.request_links(request)
-        return self._wait_then_land(context, hook, request, links)
+        pending = self._not_ready(hook, links)
+        if pending:
+            self._defer_until_ready(hook, links, len(pending), deadline=started + self.link_timeout)
+        return self._land(context, hook, request, links, destination)
 
-    def _wait_then_land(self, context: Context, hook: CloudmaxHook, request: ReportRequest, links: list[str]) -> Any:
-        deadline = time.time() + self.link_timeout
-        pending = list(links)
-        while True:
-            pending = [link for link in pending if not self._ready(hook, link)]
-            if not pending:
-                return self._land(context, hook, request, links)
-            if self.deferrable:
-                from cloudmax_provider.triggers.download_link import CloudmaxDownloadLinkTrigger
-
-                self.log.info("Deferring until %d DOWNLOADLINK file(s) exist", len(pending))
-                self.defer(
-                    trigger=CloudmaxDownloadLinkTrigger.for_connection(
-                        links,
-                        hook.settings,
-                        smb_conn_id=self.smb_conn_id,
-                        poll_interval=self.poll_interval,
-                        deadline=deadline,
-                    ),
-                    method_name="execute_complete",
-                    kwargs={"links": list(links)},
-                )
-            if time.time() + self.poll_interval > deadline:
-                raise CloudmaxLinkError(
-                    f"DOWNLOADLINK file(s) not ready after link_timeout={self.link_timeout:g}s: {pending[:5]}"
-                )
-            self.log.info("%d DOWNLOADLINK file(s) not ready; checking again in %gs", len(pending), self.poll_interval)
-            time.sleep(self.poll_interval)
-
-    def _ready(self, hook: CloudmaxHook, link: str) -> bool:
+    def _not_ready(self, hook: CloudmaxHook, links: list[str]) -> list[str]:
+        """The links whose files are not there yet (one check each); a failed link fails the task."""
         from cloudmax_provider.links import LinkState
 
-        probe = hook.probe_link(link)
-        if probe.state is LinkState.FAILED:
-            raise CloudmaxLinkError(f"DOWNLOADLINK {link}: {probe.message}")
-        return probe.state is LinkState.READY
+        pending = []
+        for link in links:
+            probe = hook.probe_link(link)
+            if probe.state is LinkState.FAILED:
+                raise CloudmaxLinkError(f"DOWNLOADLINK {link}: {probe.message}")
+            if probe.state is not LinkState.READY:
+                pending.append(link)
+        return pending
+
+    def _defer_until_ready(self, hook: CloudmaxHook, links: list[str], pending: int, deadline: float) -> None:
+        """Hand the waiting to the trigger; :meth:`execute_complete` lands the links once it reports."""
+        from cloudmax_provider.triggers.download_link import CloudmaxDownloadLinkTrigger
+
+        self.log.info("Deferring until %d DOWNLOADLINK file(s) exist", pending)
+        self.defer(
+            trigger=CloudmaxDownloadLinkTrigger.for_connection(
+                links,
+                hook.settings,
+                smb_conn_id=self.smb_conn_id,
+                poll_interval=self.poll_interval,
+                deadline=deadline,
+            ),
+            method_name="execute_complete",
+            kwargs={"links": list(links)},
+        )
 
     def execute_complete(self, context: Context, event: dict[str, Any], links: list[str] | None = None) -> Any:
-        """Resume after the trigger: download the links it found ready."""
+        """Resume after the trigger: download the links it found ready (Report.aspx is not asked again)."""
         status = event.get("status")
         if status != "success":
             raise CloudmaxLinkError(f"Waiting for DOWNLOADLINK files ended with {status}: {event.get('message')}")
         hook = self._hook()
         request = self.build_request(hook, context)
-        self._fill_single(request)
+        destination = self._single_destination(hook, request)
         found = links or [str(p["link"]) for p in event.get("links", [])]
-        return self._land(context, hook, request, found)
+        return self._land(context, hook, request, found, destination)
 
     # ---- landing -----------------------------------------------------------------------------
 
@@ -543,8 +444,16 @@ class CloudmaxReportOperator(BaseOperator):
             typing = RowTyping.for_request(request, get_timezone(hook.settings.timezone))
         return OutputFormat(self.output_format, self.batch_size, self.compression, typing)
 
-    def _land(self, context: Context, hook: CloudmaxHook, request: ReportRequest, links: list[str] | None) -> Any:
-        if self.destination is None:
+    def _land(
+        self,
+        context: Context,
+        hook: CloudmaxHook,
+        request: ReportRequest,
+        links: list[str] | None,
+        destination: str | None,
+    ) -> Any:
+        """Rows into XCom (no destination), else one object (its URI) or one per link (their URIs)."""
+        if destination is None:
             rows = hook.get_rows(request, max_rows=self.max_xcom_rows, links=links)
             self.log.info("Pushing %d typed rows to XCom", len(rows))
             return [to_jsonable(row) for row in rows]
@@ -555,16 +464,16 @@ class CloudmaxReportOperator(BaseOperator):
         conn_id = self.destination_conn_id or None  # a template may render to ''
         window = {"start": request.start.isoformat(), "end": request.end.isoformat()}
         if self.one_object_per_link and links:
-            each = land_each_link(
-                hook, sources, links, self.destination, conn_id, self.output_encoding, self.log, output
-            )
+            each = land_each_link(hook, sources, links, destination, conn_id, self.output_encoding, self.log, output)
             landed = [{**window, **entry} for entry in each]
             self._push_landed(context, landed)
             self.chunk_uris = [c["uri"] for c in landed]
             return self.chunk_uris
-        stats = write_report(hook, sources, self.destination, conn_id, self.output_encoding, self.log, output=output)
-        self._push_landed(context, [{**window, "uri": self.destination, "rows": stats.rows, "bytes": stats.bytes}])
-        return self.destination
+        stats = write_report(hook, sources, destination, conn_id, self.output_encoding, self.log, output=output)
+        self._push_landed(context, [{**window, "uri": destination, "rows": stats.rows, "bytes": stats.bytes}])
+        if destination != self.destination:
+            self._lineage_name = destination
+        return destination
 
     def _push_landed(self, context: Context, landed: list[dict[str, Any]]) -> None:
         """XComs ``rows`` and ``bytes`` (totals) and ``chunks`` ([{start, end, uri, rows, bytes}], one an object)."""
@@ -621,8 +530,8 @@ class CloudmaxReportOperator(BaseOperator):
         if chunked or len(self.chunk_uris) > 1:
             self._lineage_uri = folder
             return self.chunk_uris
-        self.destination = self.chunk_uris[0]  # one object, named by its partition
-        return self.destination
+        self._lineage_name = self.chunk_uris[0]  # one object, named by its partition
+        return self.chunk_uris[0]
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """Input: the Cloudmax report; output: the object (or chunk prefix) written, with a schema facet from
@@ -644,7 +553,7 @@ class CloudmaxReportOperator(BaseOperator):
         if self.destination:
             from urllib.parse import urlsplit
 
-            parts = urlsplit(str(self._lineage_uri or self.destination))
+            parts = urlsplit(str(self._lineage_uri or self._lineage_name or self.destination))
             facets: dict[str, Any] = {}
             schema = self._schema_facet(part, hook.settings.timezone)
             if schema is not None:
@@ -674,7 +583,7 @@ class CloudmaxReportOperator(BaseOperator):
 
         if part.columns is None:
             return None
-        requested = parse_columns(self.columns, part) if _is_literal(self.columns) else ()
+        requested = parse_columns(self.columns, part) if is_literal(self.columns) else ()
         names = [(new or name, name) for name, new in requested] or [(c.name, c.name) for c in part.columns]
         types = {"int": "int64", "float": "double", "datetime": f"timestamp[us, tz={timezone}]", "text": "string"}
         fields = []

@@ -7,14 +7,11 @@ task returns ``[{"link": ..., "size": ...}, ...]`` (to XCom), one per link in th
 
 Example::
 
-    @task
-    def request_links() -> list[str]:                # ResponseMode 1: links only, nothing downloaded
-        hook = CloudmaxHook()
-        return hook.request_links(hook.build_request("removals", 1225, start, end, response_mode=1))
-
+    links = CloudmaxRequestLinksOperator(             # ResponseMode 1: links only, nothing downloaded
+        task_id="request_links", report_part_id="removals", launch_ids=1225
+    )
     wait = CloudmaxDownloadLinkSensor(
-        task_id="wait", links=request_links(), smb_conn_id="cloudmax_smb",
-        poke_interval=30, timeout=3600, deferrable=True,
+        task_id="wait", links=links.output, poke_interval=30, timeout=3600, deferrable=True,
     )
 """
 
