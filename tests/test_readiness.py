@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -216,88 +217,215 @@ def redirector() -> Iterator[Redirector]:
         server.close()
 
 
-@pytest.mark.parametrize("path", PATHS)
-def test_ready_link(emu: CloudmaxEmulator, path: str) -> None:
+# ---------------------------------------------------------------------------------------------
+# the scenarios: each prepares the emulator (or the share) and says what both paths must answer
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Ctx:
+    """What a scenario works with: the emulator, the redirector, SMB size reads so far, the test's request."""
+
+    emu: CloudmaxEmulator
+    redirector: Redirector
+    reads: list[int]
+    request: pytest.FixtureRequest
+    path: str
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    def share(self) -> Path:
+        """The smbd share (mode 0 links land there); skips the scenario where Samba cannot run."""
+        samba: SambaServer = self.request.getfixturevalue("samba")
+        self.request.getfixturevalue("smb_emu")
+        return samba.share_dir
+
+
+@dataclass
+class Case:
+    """A scenario's links and the answer both paths must give (``text``: a fragment of the reasons)."""
+
+    links: list[str]
+    status: str
+    text: str = ""
+    timeout: float = 10.0
+    smb_conn_id: str | None = None
+    sizes: Callable[[], list[int]] | None = None  # the expected sizes, known once the run is over
+    events: Callable[[], None] | None = None  # checks on what the servers saw
+
+
+def ready(ctx: Ctx) -> Case:
     links = request_links([1, 2])
-    answer = WAIT[path](links, 10, None)
-    assert answer.status == "success" and answer.sizes and all(answer.sizes)
-    assert len(emu.link_requests) == 1  # one round: a ready file costs one probe, on both paths
+    ctx.emu.clear_log()
+    return Case(links, "success", events=lambda: assert_probes(ctx, 1))  # one round: one probe per ready file
 
 
-@pytest.mark.parametrize("path", PATHS)
-def test_pending_then_ready(emu: CloudmaxEmulator, path: str) -> None:
-    emu.settings.link_ready_after = 3600
-    emu.settings.split_links = True
+def pending_then_ready(ctx: Ctx) -> Case:
+    ctx.emu.settings.link_ready_after = 3600
+    ctx.emu.settings.split_links = True
     links = request_links([1, 2])
-    emu.clear_log()
-    release = release_after(emu, lambda: len(emu.link_requests), 4)  # both links seen missing twice
-    answer = WAIT[path](links, 30, None)
-    release.join()
-    assert answer.status == "success" and len(answer.sizes) == 2 and all(answer.sizes)
-    assert len(emu.link_requests) >= 6  # 4 probes found nothing, then one more round found both
+    ctx.emu.clear_log()
+    ctx.threads.append(release_after(ctx.emu, lambda: len(ctx.emu.link_requests), 4))  # both seen missing twice
+    return Case(links, "success", timeout=30, events=lambda: assert_probes(ctx, 6, at_least=True))
 
 
-@pytest.mark.parametrize("path", PATHS)
-def test_404_forever_times_out_at_the_deadline(emu: CloudmaxEmulator, path: str) -> None:
-    emu.settings.link_ready_after = 3600
+def not_found_until_the_deadline(ctx: Ctx) -> Case:
+    ctx.emu.settings.link_ready_after = 3600
     links = request_links([1])
-    emu.clear_log()
-    answer = WAIT[path](links, 1.0, None)
-    assert answer.status == "timeout"
-    assert "HTTP 404: not ready yet" in answer.text
-    assert len(emu.link_requests) >= 2  # polled, not waited once
+    ctx.emu.clear_log()
+    return Case(links, "timeout", "HTTP 404: not ready yet", 1.0, events=lambda: assert_probes(ctx, 2, at_least=True))
 
 
-@pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("status", [401, 403, 410])
-def test_auth_errors_fail_at_once(emu: CloudmaxEmulator, path: str, status: int) -> None:
-    links = request_links([1])
-    emu.clear_log()
-    emu.settings.fault_paths, emu.settings.fail_with, emu.settings.fail_first = "links", status, 1000
-    answer = WAIT[path](links, 10, None)
-    assert answer.status == "failed"
-    assert f"HTTP {status}: the file cannot be fetched" in answer.text
-    assert len(emu.link_requests) == 1
-    assert all("Authorization" not in r.headers and "Cookie" not in r.headers for r in emu.link_requests)
+def refused(status: int) -> Callable[[Ctx], Case]:
+    def scenario(ctx: Ctx) -> Case:
+        links = request_links([1])
+        ctx.emu.clear_log()
+        ctx.emu.settings.fault_paths, ctx.emu.settings.fail_with, ctx.emu.settings.fail_first = "links", status, 1000
+        text = f"HTTP {status}: the file cannot be fetched"
+        return Case(links, "failed", text, events=lambda: assert_probes(ctx, 1))  # failed at once, not polled
+
+    return scenario
 
 
-@pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("hops", [1, MAX_REDIRECTS])
-def test_redirect_chain_is_followed(emu: CloudmaxEmulator, redirector: Redirector, path: str, hops: int) -> None:
+def redirect_chain(hops: int) -> Callable[[Ctx], Case]:
+    def scenario(ctx: Ctx) -> Case:
+        [link] = request_links([1])
+        ctx.emu.clear_log()
+
+        def events() -> None:
+            assert ctx.redirector.hits == hops
+            assert_probes(ctx, 1)
+
+        return Case([ctx.redirector.chain(hops, link)], "success", events=events)
+
+    return scenario
+
+
+def one_hop_too_many(ctx: Ctx) -> Case:
     [link] = request_links([1])
-    emu.clear_log()
-    answer = WAIT[path]([redirector.chain(hops, link)], 10, None)
-    assert answer.status == "success" and answer.sizes[0]
-    assert redirector.hits == hops and len(emu.link_requests) == 1
+    ctx.emu.clear_log()
+
+    def events() -> None:
+        assert ctx.redirector.hits == MAX_REDIRECTS + 1
+        assert_probes(ctx, 0)
+
+    chain = ctx.redirector.chain(MAX_REDIRECTS + 1, link)
+    return Case([chain], "failed", f"redirects more than {MAX_REDIRECTS} times", events=events)
 
 
-@pytest.mark.parametrize("path", PATHS)
-def test_one_hop_too_many_fails(emu: CloudmaxEmulator, redirector: Redirector, path: str) -> None:
-    [link] = request_links([1])
-    emu.clear_log()
-    answer = WAIT[path]([redirector.chain(MAX_REDIRECTS + 1, link)], 10, None)
-    assert answer.status == "failed" and f"redirects more than {MAX_REDIRECTS} times" in answer.text
-    assert redirector.hits == MAX_REDIRECTS + 1 and emu.link_requests == []
+def redirect_loop(ctx: Ctx) -> Case:
+    def events() -> None:
+        assert ctx.redirector.hits == MAX_REDIRECTS + 1  # cut in the first round, not polled
+
+    loop = f"{ctx.redirector.base}/loop"
+    return Case([loop], "failed", f"redirects more than {MAX_REDIRECTS} times", events=events)
 
 
-@pytest.mark.parametrize("path", PATHS)
-def test_redirect_loop_fails(redirector: Redirector, emu: CloudmaxEmulator, path: str) -> None:
-    answer = WAIT[path]([f"{redirector.base}/loop"], 10, None)
-    assert answer.status == "failed" and f"redirects more than {MAX_REDIRECTS} times" in answer.text
-    assert redirector.hits == MAX_REDIRECTS + 1  # one round: the loop is cut, not polled
-
-
-@pytest.mark.parametrize("path", PATHS)
-def test_redirect_to_a_host_not_allowed_fails(emu: CloudmaxEmulator, path: str) -> None:
+def redirect_to_an_allowed_host(ctx: Ctx) -> Case:
     links = request_links([1])
-    emu.settings.link_redirect_to = emu.base_url.replace("127.0.0.1", "localhost")  # allowed: followed
-    assert WAIT[path](links, 10, None).status == "success"
-    assert any(r.query.get("hop") == "1" for r in emu.link_requests)
-    emu.settings.link_redirect_to = f"http://[::1]:{emu.port}"  # not allowed: not followed
-    emu.clear_log()
-    answer = WAIT[path](links, 10, None)
-    assert answer.status == "failed" and "allowed_link_hosts" in answer.text
-    assert len(emu.link_requests) == 1
+    ctx.emu.clear_log()
+    ctx.emu.settings.link_redirect_to = ctx.emu.base_url.replace("127.0.0.1", "localhost")
+
+    def events() -> None:
+        assert [r.query.get("hop") for r in ctx.emu.link_requests] == [None, "1"]
+
+    return Case(links, "success", events=events)
+
+
+def redirect_to_a_host_not_allowed(ctx: Ctx) -> Case:
+    links = request_links([1])
+    ctx.emu.clear_log()
+    ctx.emu.settings.link_redirect_to = f"http://[::1]:{ctx.emu.port}"
+    return Case(links, "failed", "allowed_link_hosts", events=lambda: assert_probes(ctx, 1))
+
+
+def unc_pending_then_ready(ctx: Ctx) -> Case:
+    ctx.share()
+    ctx.emu.settings.link_ready_after = 3600  # mode 0 files are written when released
+    ctx.emu.settings.split_links = True
+    links = request_links([1, 2], response_mode=0)
+    ctx.threads.append(release_after(ctx.emu, lambda: ctx.reads[0], 4))
+
+    def sizes() -> list[int]:
+        return [ctx.emu.unc_to_local(link).stat().st_size for link in links]
+
+    return Case(links, "success", timeout=30, smb_conn_id="smb_ready", sizes=sizes)
+
+
+def unc_growing_then_stable(ctx: Ctx) -> Case:
+    folder = ctx.share() / f"growing_{ctx.path}"
+    folder.mkdir(exist_ok=True)
+    target = folder / "r.csv"
+    target.write_bytes(b"a,b\r\n")
+
+    def grow() -> None:  # after each of the first 4 size reads the file grows: never the same size twice
+        for n in range(1, 5):
+            while ctx.reads[0] < n:
+                time.sleep(0.002)
+            with target.open("ab") as fh:
+                fh.write(b"1,2\r\n")
+
+    ctx.threads.append(threading.Thread(target=grow, daemon=True))
+    ctx.threads[-1].start()
+
+    def events() -> None:
+        assert ctx.reads[0] >= 6  # 4 reads saw it grow, then the same size twice
+
+    link = rf"\\CMXFILE01\reports\growing_{ctx.path}\r.csv"
+    # only the final size was ever stable
+    return Case([link], "success", timeout=30, smb_conn_id="smb_ready", sizes=lambda: [5 + 4 * 5], events=events)
+
+
+def unc_refused_share(ctx: Ctx) -> Case:
+    ctx.share()
+    return Case([r"\\CMXFILE01\nosuchshare\x.csv"], "failed", "x.csv", smb_conn_id="smb_ready")
+
+
+def assert_probes(ctx: Ctx, n: int, at_least: bool = False) -> None:
+    seen = len(ctx.emu.link_requests)
+    assert seen >= n if at_least else seen == n, f"{seen} link requests"
+
+
+SCENARIOS: dict[str, Callable[[Ctx], Case]] = {
+    "ready": ready,
+    "pending_then_ready": pending_then_ready,
+    "404_until_the_deadline": not_found_until_the_deadline,
+    "401": refused(401),
+    "403": refused(403),
+    "410": refused(410),
+    "redirect_chain_1": redirect_chain(1),
+    f"redirect_chain_{MAX_REDIRECTS}": redirect_chain(MAX_REDIRECTS),
+    "one_hop_too_many": one_hop_too_many,
+    "redirect_loop": redirect_loop,
+    "redirect_to_an_allowed_host": redirect_to_an_allowed_host,
+    "redirect_to_a_host_not_allowed": redirect_to_a_host_not_allowed,
+    "unc_pending_then_ready": unc_pending_then_ready,
+    "unc_growing_then_stable": unc_growing_then_stable,
+    "unc_refused_share": unc_refused_share,
+}
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize(
+    "scenario", [pytest.param(name, marks=[pytest.mark.samba] if name.startswith("unc_") else []) for name in SCENARIOS]
+)
+def test_both_paths_give_the_same_answer(
+    emu: CloudmaxEmulator, redirector: Redirector, request: pytest.FixtureRequest, scenario: str, path: str
+) -> None:
+    """The sync hook (sensor pokes) and the async hook (trigger rounds) answer each scenario alike."""
+    with counting_size_reads() as reads:
+        ctx = Ctx(emu, redirector, reads, request, path)
+        case = SCENARIOS[scenario](ctx)
+        answer = WAIT[path](case.links, case.timeout, case.smb_conn_id)
+        for thread in ctx.threads:
+            thread.join(30)
+    assert answer.status == case.status, answer
+    assert case.text in answer.text, answer
+    if case.status == "success":
+        expected = case.sizes() if case.sizes else [None] * len(case.links)
+        assert len(answer.sizes) == len(case.links) and all(answer.sizes), answer
+        assert case.sizes is None or answer.sizes == expected, answer
+    if case.events is not None:
+        case.events()
+    for r in emu.link_requests:
+        assert "Authorization" not in r.headers and "Cookie" not in r.headers  # never a credential
 
 
 # ---------------------------------------------------------------------------------------------
@@ -337,53 +465,6 @@ def counting_size_reads() -> Iterator[list[int]]:
         yield calls
     finally:
         UncReader.size = real  # type: ignore[method-assign]
-
-
-@pytest.mark.samba
-@pytest.mark.parametrize("path", PATHS)
-def test_unc_ready_and_pending_then_ready(smb_emu: CloudmaxEmulator, path: str) -> None:
-    smb_emu.settings.link_ready_after = 3600  # mode 0 files held until released
-    smb_emu.settings.split_links = True
-    links = request_links([1, 2], response_mode=0)
-    with counting_size_reads() as reads:
-        release = release_after(smb_emu, lambda: reads[0], 4)
-        answer = WAIT[path](links, 30, "smb_ready")
-        release.join()
-    assert answer.status == "success"
-    assert answer.sizes == [smb_emu.unc_to_local(link).stat().st_size for link in links]
-
-
-@pytest.mark.samba
-@pytest.mark.parametrize("path", PATHS)
-def test_unc_growing_file_is_ready_once_stable(smb_emu: CloudmaxEmulator, samba: SambaServer, path: str) -> None:
-    folder = samba.share_dir / f"growing_{path}"
-    folder.mkdir(exist_ok=True)
-    target = folder / "r.csv"
-    target.write_bytes(b"a,b\r\n")
-    link = rf"\\CMXFILE01\reports\growing_{path}\r.csv"
-    with counting_size_reads() as reads:
-
-        def grow() -> None:  # after each of the first 4 size reads the file grows: never the same size twice
-            for n in range(1, 5):
-                while reads[0] < n:
-                    time.sleep(0.002)
-                with target.open("ab") as fh:
-                    fh.write(b"1,2\r\n")
-
-        grower = threading.Thread(target=grow, daemon=True)
-        grower.start()
-        answer = WAIT[path]([link], 30, "smb_ready")
-        grower.join()
-    assert answer.status == "success"
-    assert answer.sizes == [target.stat().st_size] == [5 + 4 * 5]  # only the final size was ever stable
-    assert reads[0] >= 6  # 4 reads saw it grow, then the same size twice
-
-
-@pytest.mark.samba
-@pytest.mark.parametrize("path", PATHS)
-def test_unc_refused_share_fails(smb_emu: CloudmaxEmulator, path: str) -> None:
-    answer = WAIT[path]([r"\\CMXFILE01\nosuchshare\x.csv"], 10, "smb_ready")
-    assert answer.status == "failed"
 
 
 @pytest.mark.samba
