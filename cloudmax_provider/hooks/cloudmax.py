@@ -20,7 +20,7 @@ import contextlib
 import functools
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -486,6 +486,15 @@ class CloudmaxHook(BaseHook):
     def stability(self) -> StabilityRule:
         """The rule that makes a UNC file ready (``unc_stable_checks`` sizes over ``unc_stable_seconds``)."""
         return StabilityRule(self.unc_stable_checks, self.unc_stable_seconds)
+
+    def next_probe_in(self, links: Iterable[str], interval: float) -> float:
+        """Seconds to wait before probing ``links`` again: ``interval``, or less when a UNC file whose
+        size this hook has seen could be found stable sooner (a loop of probes never waits for nothing)."""
+        import time
+
+        times = [self.stability.recheck_at(self.unc_seen.get(str(link))) for link in links]
+        soonest = min((t for t in times if t is not None), default=None)
+        return interval if soonest is None else min(interval, max(0.05, soonest - time.time()))
 
     def _get_link(self, url: str, headers: dict[str, str] | None = None) -> requests.Response:
         """GET a link (streamed) with the link session, following redirects as

@@ -502,6 +502,8 @@ class CloudmaxReportOperator(BaseOperator):
                         smb_conn_id=self.smb_conn_id,
                         poll_interval=self.poll_interval,
                         deadline=deadline,
+                        stability=hook.stability,
+                        unc_seen=hook.unc_seen,
                     ),
                     method_name="execute_complete",
                     kwargs={"links": list(links)},
@@ -510,8 +512,9 @@ class CloudmaxReportOperator(BaseOperator):
                 raise CloudmaxLinkError(
                     f"DOWNLOADLINK file(s) not ready after link_timeout={self.link_timeout:g}s: {pending[:5]}"
                 )
-            self.log.info("%d DOWNLOADLINK file(s) not ready; checking again in %gs", len(pending), self.poll_interval)
-            time.sleep(self.poll_interval)
+            wait = hook.next_probe_in(pending, self.poll_interval)  # sooner when a UNC size could be stable
+            self.log.info("%d DOWNLOADLINK file(s) not ready; checking again in %gs", len(pending), wait)
+            time.sleep(wait)
 
     def _ready(self, hook: CloudmaxHook, link: str) -> bool:
         from cloudmax_provider.links import LinkState
