@@ -180,7 +180,7 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
             verify=self.verify,
             request_timeout=self.request_timeout,
             retry=self.retry,
-            stability=StabilityRule(self.unc_stable_checks, self.unc_stable_seconds),
+            stability=_stability_rule(self.unc_stable_checks, self.unc_stable_seconds),
             unc_seen=seen,
         )
 
@@ -332,6 +332,8 @@ def _wake(future: asyncio.Future[None]) -> None:
 
 #: Retry settings are frozen: triggers with the same ones share one object.
 _retry_settings = functools.lru_cache(maxsize=64)(RetrySettings)
+#: Stability rules are frozen too: one object per (checks, seconds).
+_stability_rule = functools.lru_cache(maxsize=64)(StabilityRule)
 
 
 # ---- one HTTP session per event loop, shared by every trigger on it ----------------------------------------
