@@ -515,9 +515,13 @@ def test_smb_growing_file_is_ready_only_once_stable(smb_emu: CloudmaxEmulator, s
     payload = asyncio.run(main())
     assert payload["status"] == "success"
     assert payload["links"][0]["size"] == path.stat().st_size == 5 + 6 * 5
-    # the sync hook waits unc_stable_seconds between its two checks
+    # the sync hook applies the same rule across its probes: a first probe only sees the size, a probe
+    # unc_stable_seconds later finds it unchanged
     hook = CloudmaxHook("cloudmax_default", smb_conn_id="smb_dl")
-    hook.unc_stable_seconds = 0.2  # type: ignore[attr-defined]
+    hook.unc_stable_seconds = 0.2
+    first = hook.probe_link(link)
+    assert (first.state, first.size) == (LinkState.PENDING, 35)
+    time.sleep(0.2)
     probe = hook.probe_link(link)
     assert (probe.state, probe.size) == (LinkState.READY, 35)
     missing = hook.probe_link(r"\\CMXFILE01\reports\growing\none.csv")

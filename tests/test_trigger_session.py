@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from cloudmax_provider.hooks.cloudmax import CloudmaxHook
+from cloudmax_provider.hooks.cloudmax_async import CloudmaxAsyncLinkHook
 from cloudmax_provider.testing.emulator import CloudmaxEmulator
 from cloudmax_provider.triggers import download_link
 from cloudmax_provider.triggers.download_link import CloudmaxDownloadLinkTrigger, acquire_session, release_session
@@ -181,7 +182,7 @@ def test_probes_in_flight_are_capped_per_event_loop(emu, monkeypatch):
     )
     monkeypatch.setattr(download_link, "SESSION_CONNECTIONS", 7)
     in_flight = {"now": 0, "max": 0}
-    real_get_head = CloudmaxDownloadLinkTrigger._get_head
+    real_get_head = CloudmaxAsyncLinkHook._get_head
 
     async def counting_get_head(self, *args, **kwargs):
         in_flight["now"] += 1
@@ -191,7 +192,7 @@ def test_probes_in_flight_are_capped_per_event_loop(emu, monkeypatch):
         finally:
             in_flight["now"] -= 1
 
-    monkeypatch.setattr(CloudmaxDownloadLinkTrigger, "_get_head", counting_get_head)
+    monkeypatch.setattr(CloudmaxAsyncLinkHook, "_get_head", counting_get_head)
 
     async def main() -> list[dict[str, Any]]:
         return await asyncio.gather(*(payload(trigger([link])) for link in links))

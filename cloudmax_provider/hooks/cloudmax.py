@@ -20,7 +20,7 @@ import contextlib
 import functools
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -39,15 +39,14 @@ from cloudmax_provider.errors import (
     CloudmaxTransientError,
 )
 from cloudmax_provider.links import (
-    MAX_REDIRECTS,
     PROBE_RANGE,
     DownloadLink,
     LinkProbe,
     LinkState,
     check_link_allowed,
     judge_http_probe,
-    redirect_target,
 )
+from cloudmax_provider.readiness import SizeSeen, StabilityRule, judge_unc_error, next_hop
 from cloudmax_provider.request import (
     ReportRequest,
     ResponseMode,
@@ -166,7 +165,9 @@ class CloudmaxHook(BaseHook):
         self.smb_conn_id = smb_conn_id
         self._retry_active = False
         self.error_100 = ErrorCode100Policy()  # this task try's rule for ErrorCode 100 (see retry.py)
-        self.unc_stable_seconds = 1.0  # a UNC file is ready when its size holds this long
+        self.unc_stable_seconds = 1.0  # a UNC file is ready when its size holds this long ...
+        self.unc_stable_checks = 2  # ... over this many probes (see cloudmax_provider.readiness)
+        self.unc_seen: dict[str, SizeSeen] = {}  # UNC link -> its last observation, kept between probes
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
@@ -461,7 +462,12 @@ class CloudmaxHook(BaseHook):
         return parsed
 
     def probe_link(self, link: str | DownloadLink) -> LinkProbe:
-        """Check once whether a link's file is ready (HTTP ranged GET, or SMB stat)."""
+        """Check once whether a link's file is ready (HTTP ranged GET, or one SMB size read); never waits.
+
+        A UNC file is ready when this hook has seen its size unchanged over ``unc_stable_checks`` probes
+        at least ``unc_stable_seconds`` apart (:class:`~cloudmax_provider.readiness.StabilityRule`): the
+        first probe of a file is "pending" and the hook keeps the observation (:attr:`unc_seen`) for the next.
+        """
         parsed = self.check_link(link)
         if parsed.kind == "unc":
             return self._probe_unc(parsed)
@@ -476,50 +482,56 @@ class CloudmaxHook(BaseHook):
         except CloudmaxLinkError as exc:
             return LinkProbe(parsed.url, LinkState.FAILED, message=str(exc))
 
+    @property
+    def stability(self) -> StabilityRule:
+        """The rule that makes a UNC file ready (``unc_stable_checks`` sizes over ``unc_stable_seconds``)."""
+        return StabilityRule(self.unc_stable_checks, self.unc_stable_seconds)
+
+    def next_probe_in(self, links: Iterable[str], interval: float) -> float:
+        """Seconds to wait before probing ``links`` again: ``interval``, or less when a UNC file whose
+        size this hook has seen could be found stable sooner (a loop of probes never waits for nothing)."""
+        import time
+
+        times = [self.stability.recheck_at(self.unc_seen.get(str(link))) for link in links]
+        soonest = min((t for t in times if t is not None), default=None)
+        return interval if soonest is None else min(interval, max(0.05, soonest - time.time()))
+
     def _get_link(self, url: str, headers: dict[str, str] | None = None) -> requests.Response:
-        """GET a link (streamed) with the link session, following at most MAX_REDIRECTS redirects,
-        each to an allowed http(s) host only (see :func:`~cloudmax_provider.links.redirect_target`)."""
+        """GET a link (streamed) with the link session, following redirects as
+        :func:`~cloudmax_provider.readiness.next_hop` decides (at most MAX_REDIRECTS, allowed hosts only)."""
         s = self.settings
-        for _ in range(MAX_REDIRECTS + 1):
+        link, hops = url, 0
+        while True:
             resp = self._link_session.get(
                 url, headers=headers, timeout=s.timeout, verify=s.verify, stream=True, allow_redirects=False
             )
             try:
-                target = redirect_target(url, resp.status_code, resp.headers, s.api_host, s.allowed_link_hosts)
+                target = next_hop(link, url, resp.status_code, resp.headers, hops, s.api_host, s.allowed_link_hosts)
             except BaseException:
                 resp.close()
                 raise
             if target is None:
                 return resp
             resp.close()
-            url = target
-        raise CloudmaxLinkError(f"DOWNLOADLINK {url} redirects more than {MAX_REDIRECTS} times")
+            url, hops = target, hops + 1
 
     def _probe_unc(self, link: DownloadLink) -> LinkProbe:
-        """Ready when the size is > 0 and unchanged over ``unc_stable_seconds`` (a file still being
-        written keeps growing). An unreachable server is "not yet"; a refused login, denied access,
-        a missing share or a directory fail the link."""
+        """One SMB size read, judged with the previous one (:attr:`unc_seen`). An unreachable server is
+        "not yet"; a refused login, denied access, a missing share or a directory fail the link."""
         import time
 
         try:
             with self._unc_reader(link) as reader:
                 size = reader.size(link.url)
-                if size:
-                    time.sleep(self.unc_stable_seconds)
-                    again = reader.size(link.url)
-                    if again != size:
-                        return LinkProbe(
-                            link.url, LinkState.PENDING, again, f"still being written ({size} -> {again} bytes)"
-                        )
-        except (ConnectionError, TimeoutError) as exc:
-            return LinkProbe(link.url, LinkState.PENDING, message=f"SMB server not reachable: {exc}"[:300])
         except (OSError, ValueError) as exc:
-            return LinkProbe(link.url, LinkState.FAILED, message=f"{type(exc).__name__}: {exc}"[:500])
-        if size is None:
-            return LinkProbe(link.url, LinkState.PENDING, None, "the file does not exist yet")
-        if size == 0:
-            return LinkProbe(link.url, LinkState.PENDING, 0, "the file is empty so far")
-        return LinkProbe(link.url, LinkState.READY, size, "exists, size stable")
+            self.unc_seen.pop(link.url, None)
+            return judge_unc_error(link.url, exc)
+        probe, seen = self.stability.observe(link.url, size, time.time(), self.unc_seen.get(link.url))
+        if seen is None:
+            self.unc_seen.pop(link.url, None)
+        else:
+            self.unc_seen[link.url] = seen
+        return probe
 
     def _unc_reader(self, link: DownloadLink) -> Any:
         from cloudmax_provider.unc import SmbTarget, UncPath, UncReader

@@ -417,6 +417,8 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
                 smb_conn_id=self.smb_conn_id,
                 poll_interval=self.poll_interval,
                 deadline=deadline,
+                stability=hook.stability,
+                unc_seen=hook.unc_seen,  # the sizes this check saw: the trigger decides at its next round
             ),
             method_name="execute_complete",
             kwargs={"links": list(links)},

@@ -1,9 +1,13 @@
 r"""Wait until Report.aspx DOWNLOADLINK files exist (ResponseMode 0: UNC, 1: HTTP).
 
-Poke mode probes with :meth:`CloudmaxHook.probe_link` (ranged GET / SMB size); deferrable mode
-pokes once (files already there never wait) and then hands the waiting to
+Poke mode probes with :meth:`CloudmaxHook.probe_link` (ranged GET / one SMB size read; a poke never
+sleeps: the sensor's hook keeps each UNC file's last size until the next poke, and the file is ready when
+the size held, see :mod:`cloudmax_provider.readiness`); deferrable mode pokes once (files already there
+never wait) and then hands the waiting, and the UNC sizes seen, to
 :class:`~cloudmax_provider.triggers.download_link.CloudmaxDownloadLinkTrigger`. Either way the
 task returns ``[{"link": ..., "size": ...}, ...]`` (to XCom), one per link in the order given.
+In ``mode="reschedule"`` the sensor is built afresh for each poke and cannot remember a size, so a UNC
+file seen with a size is read once more in the same poke, ``unc_stable_seconds`` later.
 
 Example::
 
@@ -85,7 +89,7 @@ class CloudmaxDownloadLinkSensor(BaseSensorOperator):
         for link in links:
             if link.url in self._ready:
                 continue
-            probe = self.hook.probe_link(link)
+            probe = self._probe(link)
             if probe.state is LinkState.FAILED:
                 raise CloudmaxLinkError(f"DOWNLOADLINK {link.url}: {probe.message}")
             if probe.state is LinkState.READY:
@@ -103,6 +107,19 @@ class CloudmaxDownloadLinkSensor(BaseSensorOperator):
             )
             return False
         return PokeReturnValue(is_done=True, xcom_value=[{"link": u.url, "size": self._ready[u.url]} for u in links])
+
+    def _probe(self, link: DownloadLink) -> LinkProbe:
+        """One probe; in reschedule mode (nothing survives until the next poke) a UNC file whose size
+        was seen is read again once its size could have held long enough."""
+        probe = self.hook.probe_link(link)
+        if self.reschedule and link.kind == "unc" and probe.state is LinkState.PENDING and probe.size:
+            recheck = self.hook.stability.recheck_at(self.hook.unc_seen.get(link.url))
+            for _ in range(self.hook.stability.checks - 1):
+                time.sleep(max(0.0, (recheck or 0.0) - time.time()))
+                probe = self.hook.probe_link(link)
+                if probe.state is not LinkState.PENDING or not probe.size:
+                    break
+        return probe
 
     def execute(self, context: Any) -> Any:
         if not self.deferrable:
@@ -125,6 +142,8 @@ class CloudmaxDownloadLinkSensor(BaseSensorOperator):
                 smb_conn_id=self.smb_conn_id,
                 poll_interval=float(self.poke_interval),
                 deadline=deadline,
+                stability=self.hook.stability,
+                unc_seen=self.hook.unc_seen,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=max(0.0, deadline - time.time())),

@@ -9,11 +9,15 @@ still-pending link once per ``poll_interval`` and fires exactly one event:
      "links": [LinkProbe.to_dict(), ...],   # one per link, in the order given
      "message": "..."}
 
-Events never hold a body. Readiness is judged by :func:`cloudmax_provider.links.judge_http_probe`
-(the same code the sync hook uses) on a ranged GET of at most 4 KiB; a UNC file is ready when its
-size is > 0 and the same over ``unc_stable_checks`` consecutive checks. No cookie, password or auth
-header is ever sent to a link, redirects are not followed, and a link whose host is not allowed
-fails at once without any request.
+Events never hold a body. The I/O is :class:`~cloudmax_provider.hooks.cloudmax_async.CloudmaxAsyncLinkHook`
+(a ranged GET of at most 4 KiB, or one SMB size read per round); readiness is decided by the pure core
+:mod:`cloudmax_provider.readiness`, the code the sync hook (the sensor's pokes) feeds too: an http link by
+:func:`~cloudmax_provider.links.judge_http_probe`; a UNC file when its size is > 0 and the same over
+``unc_stable_checks`` consecutive rounds spanning at least ``unc_stable_seconds`` (nothing sleeps inside a
+probe: the next round is scheduled early enough to decide). Redirects are followed, at most
+:data:`~cloudmax_provider.links.MAX_REDIRECTS` hops, each target only if it is an http(s) URL on an allowed
+host (:func:`~cloudmax_provider.readiness.next_hop`). No cookie, password or auth header is ever sent to a
+link, and a link whose host is not allowed fails at once without any request.
 
 Example::
 
@@ -37,27 +41,16 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from cloudmax_provider.errors import CloudmaxError, CloudmaxLinkError, CloudmaxTransientError
-from cloudmax_provider.links import (
-    MAX_REDIRECTS,
-    PROBE_RANGE,
-    DownloadLink,
-    LinkProbe,
-    LinkState,
-    check_link_allowed,
-    judge_http_probe,
-    redirect_target,
-)
-from cloudmax_provider.retry import RetrySettings, is_retryable, retry_args
+from cloudmax_provider.errors import CloudmaxError
+from cloudmax_provider.hooks.cloudmax_async import PROBE_BYTES, CloudmaxAsyncLinkHook
+from cloudmax_provider.links import DownloadLink, LinkProbe, LinkState, check_link_allowed
+from cloudmax_provider.readiness import SizeSeen, StabilityRule
+from cloudmax_provider.retry import RetrySettings
 
 if TYPE_CHECKING:
     import aiohttp
 
     from cloudmax_provider.connection import CloudmaxSettings
-    from cloudmax_provider.unc import UncReader
-
-#: Bytes read from a link to judge it (the ranged GET asks for no more).
-PROBE_BYTES = 4096
 #: Shortest pause between two rounds, whatever ``poll_interval`` says (a trigger never spins).
 MIN_POLL_INTERVAL = 0.05
 #: No per-trigger limit (a round probing one link).
@@ -75,7 +68,10 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
     :param deadline: epoch seconds; the ``timeout`` event fires at that moment (None: wait forever).
     :param verify: TLS verification (bool) or a CA bundle path.
     :param request_timeout: seconds allowed for one probe.
-    :param unc_stable_checks: consecutive equal sizes (> 0) that make a UNC file ready.
+    :param unc_stable_checks: consecutive equal sizes (> 0) that make a UNC file ready ...
+    :param unc_stable_seconds: ... when the first of them is at least this many seconds old.
+    :param unc_seen: UNC observations made before the trigger (the sensor's first poke):
+        ``{link: [size, since, checks]}`` (:meth:`~cloudmax_provider.readiness.SizeSeen.to_list`).
     """
 
     #: Probes in flight at once, per trigger.
@@ -93,6 +89,8 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
         verify: bool | str = True,
         request_timeout: float = 60.0,
         unc_stable_checks: int = 2,
+        unc_stable_seconds: float = 1.0,
+        unc_seen: dict[str, list[float]] | None = None,
         retries: int = 1,
         retry_min_wait: float = 1.0,
         retry_max_wait: float = 30.0,
@@ -107,14 +105,12 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
         self.verify = verify
         self.request_timeout = float(request_timeout)
         self.unc_stable_checks = max(1, int(unc_stable_checks))
+        self.unc_stable_seconds = max(0.0, float(unc_stable_seconds))
+        self.unc_seen = {str(k): list(v) for k, v in unc_seen.items()} if unc_seen else None
         self.retry = _retry_settings(max(1, int(retries)), float(retry_min_wait), float(retry_max_wait))
 
-    # A triggerer holds thousands of these at once: per-trigger state is created only when needed
-    # (UNC state on the first UNC probe), and all instances share one logger.
-    #: UNC links: the last sizes seen, per link.
-    _sizes: dict[str, list[int | None]] | None = None
-    #: UNC links: one reader (SMB connection) and its lock per server name.
-    _readers: dict[str, tuple[UncReader, asyncio.Lock]] | None = None
+    # A triggerer holds thousands of these at once: per-run state (the async hook, UNC observations and
+    # SMB connections) is created in run(), and all instances share one logger.
 
     @property
     def log(self) -> Any:
@@ -134,6 +130,8 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
                 "verify": self.verify,
                 "request_timeout": self.request_timeout,
                 "unc_stable_checks": self.unc_stable_checks,
+                "unc_stable_seconds": self.unc_stable_seconds,
+                "unc_seen": self.unc_seen,
                 "retries": self.retry.max_attempts,
                 "retry_min_wait": self.retry.min_wait,
                 "retry_max_wait": self.retry.max_wait,
@@ -149,8 +147,12 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
         smb_conn_id: str | None,
         poll_interval: float,
         deadline: float | None,
+        stability: StabilityRule | None = None,
+        unc_seen: dict[str, SizeSeen] | None = None,
     ) -> CloudmaxDownloadLinkTrigger:
-        """The trigger for ``links`` with a ``cloudmax`` connection's hosts, TLS, timeout and retry policy."""
+        """The trigger for ``links`` with a ``cloudmax`` connection's hosts, TLS, timeout and retry policy,
+        the sync hook's UNC ``stability`` rule and the UNC observations it made already (``unc_seen``)."""
+        rule = stability or StabilityRule()
         return cls(
             links=list(links),
             api_host=settings.api_host,
@@ -163,6 +165,23 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
             retries=settings.retry.max_attempts,
             retry_min_wait=settings.retry.min_wait,
             retry_max_wait=settings.retry.max_wait,
+            unc_stable_checks=rule.checks,
+            unc_stable_seconds=rule.seconds,
+            unc_seen={link: seen.to_list() for link, seen in (unc_seen or {}).items()} or None,
+        )
+
+    def _hook(self) -> CloudmaxAsyncLinkHook:
+        """This run's async hook: the I/O of the probes, and the UNC observations between rounds."""
+        seen = {link: SizeSeen.from_list(v) for link, v in self.unc_seen.items()} if self.unc_seen else None
+        return CloudmaxAsyncLinkHook(
+            api_host=self.api_host,
+            allowed_link_hosts=self.allowed_link_hosts,
+            smb_conn_id=self.smb_conn_id,
+            verify=self.verify,
+            request_timeout=self.request_timeout,
+            retry=self.retry,
+            stability=_stability_rule(self.unc_stable_checks, self.unc_stable_seconds),
+            unc_seen=seen,
         )
 
     # ---- the event ---------------------------------------------------------------------------
@@ -182,13 +201,14 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
         loop = asyncio.get_running_loop()
         deadline = None if self.deadline is None else loop.time() + (self.deadline - time.time())
         shared = await acquire_session()
+        hook = self._hook()
         scope = asyncio.timeout_at(deadline)
         try:
             async with scope:
                 rounds, last_waiting = 1, -1
-                while (payload := await self._round(shared, probes, rounds)) is None:
+                while (payload := await self._round(shared, hook, probes, rounds)) is None:
                     last_waiting = self._log_waiting(probes, last_waiting)
-                    await _sleep_until(loop, loop.time() + self.poll_interval)  # a real sleep, never a spin
+                    await _sleep_until(loop, self._next_round(loop, hook, probes))  # a real sleep, never a spin
                     rounds += 1
         except TimeoutError:
             if not scope.expired():
@@ -196,9 +216,22 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
             payload = self._timeout(probes)
         finally:
             await asyncio.shield(release_session(shared))
-            if self._readers:
-                await asyncio.shield(self._close_readers())
+            if hook.readers:
+                await asyncio.shield(hook.close())
         yield TriggerEvent(payload)
+
+    def _next_round(
+        self, loop: asyncio.AbstractEventLoop, hook: CloudmaxAsyncLinkHook, probes: dict[str, LinkProbe]
+    ) -> float:
+        """The loop time of the next round: ``poll_interval`` on, or sooner when a UNC file settling now
+        could be found stable then (no probe waits for stability; the round is timed to decide it)."""
+        wait = self.poll_interval
+        if hook.unc_seen:
+            pending = [link for link, p in probes.items() if p.state is LinkState.PENDING]
+            recheck = hook.recheck_at(pending)
+            if recheck is not None:
+                wait = min(wait, max(MIN_POLL_INTERVAL, recheck - time.time()))
+        return loop.time() + wait
 
     def _payload(self, status: str, probes: dict[str, LinkProbe], message: str) -> dict[str, Any]:
         return {"status": status, "links": [probes[link].to_dict() for link in self.links], "message": message}
@@ -239,15 +272,17 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
             f"{len(pending)} of {len(self.links)} DOWNLOADLINK(s) not ready at the deadline: {waited}{more}",
         )
 
-    async def _round(self, shared: SharedSession, probes: dict[str, LinkProbe], rounds: int) -> dict[str, Any] | None:
+    async def _round(
+        self, shared: SharedSession, hook: CloudmaxAsyncLinkHook, probes: dict[str, LinkProbe], rounds: int
+    ) -> dict[str, Any] | None:
         """Probe every pending link once (``probes`` gets the results); the event's payload if this round
         decides it (a link failed, or all are ready), else None."""
         pending = [link for link, p in probes.items() if p.state is LinkState.PENDING]
         if len(pending) == 1:  # the common case (one sensor, one link): no task, no gather, no semaphore
-            results = [await self._probe(shared, pending[0])]
+            results = [await self._probe(shared, hook, pending[0])]
         else:
             limit = asyncio.Semaphore(self.max_concurrency)  # this trigger's probes in flight in this round
-            results = await asyncio.gather(*(self._probe(shared, link, limit) for link in pending))
+            results = await asyncio.gather(*(self._probe(shared, hook, link, limit) for link in pending))
         for link, probe in zip(pending, results, strict=True):
             if probes[link].state != probe.state:
                 self.log.debug("%s: %s (%s)", probe.link, probe.state.value, probe.message)
@@ -265,126 +300,17 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
 
     # ---- probes ------------------------------------------------------------------------------
 
-    async def _probe(self, shared: SharedSession, link: str, limit: asyncio.Semaphore | None = None) -> LinkProbe:
+    async def _probe(
+        self, shared: SharedSession, hook: CloudmaxAsyncLinkHook, link: str, limit: asyncio.Semaphore | None = None
+    ) -> LinkProbe:
         # Parsed again each round (microseconds) rather than kept: a waiting trigger holds only its strings.
         parsed = DownloadLink.parse(link)
         # This trigger's own limit, then the event loop's: at most SESSION_CONNECTIONS probes of all the
         # triggers exist at once, so thousands of waiting triggers hold no request state, only a place in line.
         async with limit or _NO_LIMIT, shared.slots:
             if parsed.kind == "unc":
-                return await self._probe_unc(parsed)
-            return await self._probe_http(shared.session, parsed)
-
-    async def _probe_http(self, session: aiohttp.ClientSession, link: DownloadLink) -> LinkProbe:
-        """One ranged GET (at most :data:`PROBE_BYTES` read), judged like the sync hook does.
-
-        Network errors and timeouts are retried with the provider's one policy (tenacity's
-        ``AsyncRetrying`` with the connection's ``retry_args``); still failing, the link stays
-        pending and the next round tries again. The deadline interrupts any back-off.
-        """
-        import aiohttp
-        from tenacity import AsyncRetrying
-        from yarl import URL
-
-        try:
-            url = URL(link.url).with_user(None)  # credentials in a link are never sent
-            async for attempt in AsyncRetrying(**retry_args(self.retry)):
-                with attempt:
-                    try:
-                        return await self._get_head(session, url, link.url)
-                    except (aiohttp.InvalidURL, aiohttp.ClientConnectorCertificateError, ValueError):
-                        raise
-                    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                        raise CloudmaxTransientError(f"{type(exc).__name__}: {exc}") from None
-        except (aiohttp.InvalidURL, aiohttp.ClientConnectorCertificateError, ValueError) as exc:
-            error: BaseException = exc  # a URL aiohttp cannot use, a TLS certificate we do not trust
-        except CloudmaxTransientError as exc:
-            error = exc
-        if is_retryable(error):
-            return LinkProbe(link.url, LinkState.PENDING, message=f"not reachable yet: {error}"[:300])
-        return LinkProbe(link.url, LinkState.FAILED, message=f"cannot be fetched: {error}"[:300])
-
-    async def _get_head(self, session: aiohttp.ClientSession, url: Any, link: str) -> LinkProbe:
-        """The ranged GET, following at most MAX_REDIRECTS redirects to allowed hosts (the sync hook's rule)."""
-        import aiohttp
-        from yarl import URL
-
-        for _ in range(MAX_REDIRECTS + 1):
-            async with session.get(
-                url,
-                headers={"Range": PROBE_RANGE},
-                allow_redirects=False,
-                auth=None,
-                ssl=_ssl_arg(self.verify),
-                timeout=aiohttp.ClientTimeout(total=self.request_timeout),
-            ) as resp:
-                try:
-                    target = redirect_target(
-                        str(url), resp.status, resp.headers, self.api_host, self.allowed_link_hosts
-                    )
-                except CloudmaxLinkError as exc:
-                    return LinkProbe(link, LinkState.FAILED, message=str(exc))
-                if target is not None:
-                    url = URL(target).with_user(None)
-                    continue
-                head = b""
-                while len(head) < PROBE_BYTES:
-                    chunk = await resp.content.read(PROBE_BYTES - len(head))
-                    if not chunk:
-                        break
-                    head += chunk
-                if not resp.content.at_eof():
-                    resp.close()  # the server ignored Range: drop the connection, never drain the body
-                return judge_http_probe(link, resp.status, resp.headers, head)
-        return LinkProbe(link, LinkState.FAILED, message=f"redirects more than {MAX_REDIRECTS} times")
-
-    async def _probe_unc(self, link: DownloadLink) -> LinkProbe:
-        """SMB size in a thread; ready when > 0 and equal over ``unc_stable_checks`` checks."""
-        try:
-            reader, lock = await self._reader_for(link)
-            async with lock:  # one smbclient call at a time per connection
-                size = await asyncio.to_thread(reader.size, link.url)
-        except (ConnectionError, TimeoutError) as exc:  # SmbUnreachableError: may come back
-            if self._sizes is not None:
-                self._sizes.pop(link.url, None)
-            return LinkProbe(link.url, LinkState.PENDING, message=f"SMB server not reachable: {exc}"[:300])
-        except Exception as exc:  # login refused, access denied, no share, a directory, bad path
-            return LinkProbe(link.url, LinkState.FAILED, message=f"{type(exc).__name__}: {exc}"[:500])
-        if self._sizes is None:
-            self._sizes = {}
-        history = self._sizes.setdefault(link.url, [])
-        history.append(size)
-        del history[: -self.unc_stable_checks]
-        if size is None:
-            return LinkProbe(link.url, LinkState.PENDING, None, "the file does not exist yet")
-        if size == 0:
-            return LinkProbe(link.url, LinkState.PENDING, 0, "the file is empty so far")
-        if len(history) == self.unc_stable_checks and len(set(history)) == 1:
-            return LinkProbe(link.url, LinkState.READY, size, f"size stable over {self.unc_stable_checks} checks")
-        return LinkProbe(link.url, LinkState.PENDING, size, f"{size} bytes so far; waiting for the size to settle")
-
-    async def _reader_for(self, link: DownloadLink) -> tuple[UncReader, asyncio.Lock]:
-        """One reader (one SMB connection) per UNC server name, kept for the trigger's life."""
-        from cloudmax_provider.unc import SmbTarget, UncPath, UncReader
-
-        unc = UncPath.parse(link.url)
-        key = unc.server.lower()
-        if self._readers is None:
-            self._readers = {}
-        readers = self._readers
-        if key not in readers:
-            # From a worker thread the SDK's sync connection lookup goes through the triggerer's comms.
-            target = await asyncio.to_thread(SmbTarget.from_airflow_connection, self.smb_conn_id, unc)
-            if key not in readers:
-                reader = UncReader(target, connection_timeout=max(1.0, self.request_timeout))
-                readers[key] = (reader, asyncio.Lock())
-        return readers[key]
-
-    async def _close_readers(self) -> None:
-        readers, self._readers = list((self._readers or {}).values()), None
-        for reader, lock in readers:
-            async with lock:
-                await asyncio.to_thread(reader.close)
+                return await hook.probe_unc(parsed)
+            return await hook.probe_http(shared.session, parsed)
 
 
 def _sleep_until(loop: asyncio.AbstractEventLoop, when: float) -> asyncio.Future[None]:
@@ -406,16 +332,8 @@ def _wake(future: asyncio.Future[None]) -> None:
 
 #: Retry settings are frozen: triggers with the same ones share one object.
 _retry_settings = functools.lru_cache(maxsize=64)(RetrySettings)
-
-
-@functools.lru_cache(maxsize=32)
-def _ssl_arg(verify: bool | str) -> Any:
-    """aiohttp's ``ssl=``: True (verify), False (don't), or a context trusting a CA bundle path (one per path)."""
-    if isinstance(verify, str):
-        import ssl
-
-        return ssl.create_default_context(cafile=verify)
-    return bool(verify)
+#: Stability rules are frozen too: one object per (checks, seconds).
+_stability_rule = functools.lru_cache(maxsize=64)(StabilityRule)
 
 
 # ---- one HTTP session per event loop, shared by every trigger on it ----------------------------------------

@@ -1,0 +1,116 @@
+"""Is a DOWNLOADLINK's file ready? Decided from observations: pure code, no I/O, no clock of its own.
+
+The sync hook (:meth:`CloudmaxHook.probe_link <cloudmax_provider.hooks.cloudmax.CloudmaxHook.probe_link>`,
+which the sensor's pokes call) and the async hook
+(:class:`~cloudmax_provider.hooks.cloudmax_async.CloudmaxAsyncLinkHook`, the trigger's rounds) only do
+the I/O and feed what they saw here, so both paths give the same answer for the same observations:
+
+* **HTTP** (ResponseMode 1): every answer to a link's ranged GET goes to :func:`next_hop` (a redirect to
+  follow, and where; at most :data:`~cloudmax_provider.links.MAX_REDIRECTS` hops, each target an allowed
+  http(s) host), the last one to :func:`~cloudmax_provider.links.judge_http_probe` (ready, not yet, failed).
+* **UNC** (ResponseMode 0): every size read goes to :meth:`StabilityRule.observe` with the link's previous
+  observation (:class:`SizeSeen`). A file is ready when its size is > 0 and the same in ``checks``
+  consecutive observations (2 by default), the first at least ``seconds`` (1.0 by default) before the last:
+  a file still being written keeps growing. An observation is one size read: nothing waits inside a probe;
+  the caller keeps the :class:`SizeSeen` until its next poke or round (:meth:`StabilityRule.recheck_at`
+  says when one could decide).
+* Errors: :func:`judge_unc_error` sorts an SMB failure into "not yet" (server unreachable) or failed.
+
+Times are epoch seconds (``time.time()``), so an observation made by a sensor's poke in a worker can be
+handed to the trigger in the triggerer (:meth:`SizeSeen.to_list`).
+
+Example::
+
+    >>> rule = StabilityRule(checks=2, seconds=1.0)
+    >>> probe, seen = rule.observe("//srv/share/r.csv", 35, 100.0, None)
+    >>> probe.state.value, seen
+    ('pending', SizeSeen(size=35, since=100.0, checks=1))
+    >>> rule.observe("//srv/share/r.csv", 35, 101.0, seen)[0].state.value
+    'ready'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from cloudmax_provider.errors import CloudmaxLinkError
+from cloudmax_provider.links import MAX_REDIRECTS, LinkProbe, LinkState, redirect_target
+
+
+def next_hop(
+    link: str, url: str, status: int, headers: Mapping[str, str], hops: int, api_host: str, allowed: Iterable[str]
+) -> str | None:
+    """Where to go after ``url`` answered ``status``: None when it is not a redirect (judge this answer),
+    else the target to request next. ``hops`` counts the redirects of ``link`` already followed.
+
+    Raises :class:`~cloudmax_provider.errors.CloudmaxLinkError` (the link fails) for a redirect without
+    a Location, to a scheme other than http(s) or to a host that is not allowed, or for one redirect more
+    than :data:`~cloudmax_provider.links.MAX_REDIRECTS` (a loop ends there too).
+    """
+    target = redirect_target(url, status, headers, api_host, allowed)
+    if target is not None and hops >= MAX_REDIRECTS:
+        raise CloudmaxLinkError(f"DOWNLOADLINK {link} redirects more than {MAX_REDIRECTS} times")
+    return target
+
+
+@dataclass(frozen=True, slots=True)
+class SizeSeen:
+    """A UNC file's size as last observed: ``checks`` consecutive observations saw ``size``, the first at ``since``."""
+
+    size: int
+    since: float
+    checks: int = 1
+
+    def to_list(self) -> list[float]:
+        """``[size, since, checks]``: JSON primitives for a trigger's kwargs."""
+        return [self.size, self.since, self.checks]
+
+    @classmethod
+    def from_list(cls, data: Sequence[float]) -> SizeSeen:
+        return cls(int(data[0]), float(data[1]), int(data[2]))
+
+
+@dataclass(frozen=True, slots=True)
+class StabilityRule:
+    """When a UNC file's size says it is complete: > 0 and the same over ``checks`` consecutive
+    observations spanning at least ``seconds``."""
+
+    checks: int = 2
+    seconds: float = 1.0
+
+    def observe(
+        self, link: str, size: int | None, now: float, before: SizeSeen | None
+    ) -> tuple[LinkProbe, SizeSeen | None]:
+        """Judge one size read of ``link`` at ``now`` (None: no such file yet), given the link's previous
+        observation; returns the probe and the observation to keep for the next one."""
+        if size is None:
+            return LinkProbe(link, LinkState.PENDING, None, "the file does not exist yet"), None
+        if size == 0:
+            return LinkProbe(link, LinkState.PENDING, 0, "the file is empty so far"), None
+        same = before is not None and before.size == size
+        seen = SizeSeen(size, before.since, before.checks + 1) if before is not None and same else SizeSeen(size, now)
+        held = now - seen.since
+        if seen.checks >= self.checks and held >= self.seconds:
+            message = f"size stable over {seen.checks} checks ({held:.1f}s)"
+            return LinkProbe(link, LinkState.READY, size, message), seen
+        if before is not None and not same:
+            message = f"still being written ({before.size} -> {size} bytes)"
+        else:
+            message = f"{size} bytes so far; waiting for the size to settle"
+        return LinkProbe(link, LinkState.PENDING, size, message), seen
+
+    def recheck_at(self, seen: SizeSeen | None) -> float | None:
+        """The earliest time another observation could find the file ready (None: no size seen yet)."""
+        return None if seen is None else seen.since + self.seconds
+
+
+def judge_unc_error(link: str, exc: BaseException) -> LinkProbe:
+    """An SMB failure: an unreachable server is "not yet"; a refused login, denied access, a missing
+    share, a directory or a bad path fail the link."""
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return LinkProbe(link, LinkState.PENDING, message=f"SMB server not reachable: {exc}"[:300])
+    return LinkProbe(link, LinkState.FAILED, message=f"{type(exc).__name__}: {exc}"[:500])
+
+
+__all__ = ["SizeSeen", "StabilityRule", "judge_unc_error", "next_hop"]
