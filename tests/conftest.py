@@ -24,6 +24,9 @@ os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
 
 import pytest  # noqa: E402
 
+# The emulator fixtures (cloudmax_emulator, cloudmax_emulator_server) are opt-in: no pytest11 entry point.
+pytest_plugins = ["cloudmax_provider.testing.pytest_plugin"]
+
 
 @pytest.fixture(scope="session")
 def airflow_db() -> Path:
