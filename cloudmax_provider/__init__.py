@@ -102,8 +102,14 @@ def get_provider_info() -> dict[str, Any]:
                 "conn-fields": CONN_FIELDS,
             }
         ],
+        # every module of hooks/, operators/, sensors/ and triggers/ (tests/test_provider_info.py walks them)
         "hooks": [{"integration-name": "Cloudmax", "python-modules": ["cloudmax_provider.hooks.cloudmax"]}],
-        "operators": [{"integration-name": "Cloudmax", "python-modules": ["cloudmax_provider.operators.report"]}],
+        "operators": [
+            {
+                "integration-name": "Cloudmax",
+                "python-modules": ["cloudmax_provider.operators.download_links", "cloudmax_provider.operators.report"],
+            }
+        ],
         "sensors": [{"integration-name": "Cloudmax", "python-modules": ["cloudmax_provider.sensors.download_link"]}],
         "triggers": [{"integration-name": "Cloudmax", "python-modules": ["cloudmax_provider.triggers.download_link"]}],
     }
