@@ -72,7 +72,7 @@ CONN_FIELDS: dict[str, Any] = {
         "description": "Per HTTP request (connect and read).",
         "schema": {"type": ["number", "null"], "default": 60},
     },
-    "retries": {
+    "attempts": {  # was "retries" (read with a deprecation warning)
         "label": "Attempts",
         "description": "Attempts for transient failures (5xx, 429, timeouts, connection resets).",
         "schema": {"type": ["integer", "null"], "default": 4},

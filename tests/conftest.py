@@ -63,7 +63,7 @@ def cloudmax_conn_json(emu: Any, **extra: Any) -> str:
     """An ``AIRFLOW_CONN_*`` JSON for the emulator, with fast retries."""
     login = extra.pop("login", "demo")
     password = extra.pop("password", "demo-password")
-    extras = {"retries": 3, "retry_min_wait": 0.05, "retry_max_wait": 0.2, "timeout": 10, **extra}
+    extras = {"attempts": 3, "retry_min_wait": 0.05, "retry_max_wait": 0.2, "timeout": 10, **extra}
     return json.dumps(
         {"conn_type": "cloudmax", "host": emu.base_url, "login": login, "password": password, "extra": extras}
     )

@@ -221,7 +221,7 @@ def test_retries_are_bounded(cloudmax_emulator, cloudmax_conn):
     hook = CloudmaxHook()
     with pytest.raises(CloudmaxTransientError, match="503"):
         hook.request_links(req(hook, mode=1))
-    assert len(cloudmax_emulator.api_requests) == 3  # retries=3 in the test connection
+    assert len(cloudmax_emulator.api_requests) == 3  # attempts=3 in the test connection
 
 
 def test_slow_server_times_out_and_is_retried(cloudmax_emulator, cloudmax_conn):
@@ -406,7 +406,7 @@ def test_test_connection_messages(cloudmax_emulator, cloudmax_conn):
     cloudmax_conn(endpoint="/WebAPI/Nope.aspx")
     ok, msg = CloudmaxHook().test_connection()
     assert not ok and "endpoint" in msg
-    cloudmax_conn(retries=1, timeout=0.5)
+    cloudmax_conn(attempts=1, timeout=0.5)
     import os
 
     conn = json.loads(os.environ["AIRFLOW_CONN_CLOUDMAX_DEFAULT"])
