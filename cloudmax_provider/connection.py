@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
 import warnings
 from collections.abc import Mapping
@@ -69,7 +70,10 @@ DEFAULT_ENDPOINT = "/WebAPI/Report.aspx"
 DEFAULT_TIMEZONE = "Asia/Taipei"
 
 
-def _bool(name: str, value: Any) -> bool | str:
+def _verify(value: Any, conn_id: str) -> bool | str:
+    """The ``verify`` extra: a bool (or its text: true/false, yes/no, on/off, 1/0) or the path of an existing
+    CA bundle file or directory. Anything else is refused here, before a request is sent: requests would take
+    ``"ture"`` for a CA path and fail every TLS handshake with an error that does not name the extra."""
     if isinstance(value, bool):
         return value
     text = str(value).strip()
@@ -77,6 +81,11 @@ def _bool(name: str, value: Any) -> bool | str:
         return True
     if text.lower() in ("false", "0", "no", "off"):
         return False
+    if not isinstance(value, str) or not text or not os.path.exists(text):
+        raise CloudmaxConfigError(
+            f"connection {conn_id!r} extra verify={value!r} is neither true/false nor an existing CA bundle; "
+            "set it to true (verify TLS), false (don't) or the path of a CA bundle file or directory on the worker"
+        )
     return text  # a CA bundle path
 
 
@@ -265,7 +274,7 @@ class CloudmaxSettings:
             request_format=request_format,
             timezone=timezone,
             timeout=_number("timeout", extra.get("timeout"), 60.0, minimum=0.1),
-            verify=_bool("verify", extra.get("verify", True)),
+            verify=_verify(extra.get("verify", True), conn_id),
             retry=RetrySettings(
                 max_attempts=_attempts(extra, conn_id),
                 min_wait=_number("retry_min_wait", extra.get("retry_min_wait"), RetrySettings.min_wait),

@@ -78,3 +78,54 @@ def test_the_form_field_is_attempts() -> None:
     assert "attempts" in CONN_FIELDS and "retries" not in CONN_FIELDS
     assert conn_type["conn-fields"] is CONN_FIELDS
     assert CONN_FIELDS["attempts"]["schema"] == {"type": ["integer", "null"], "default": 4}
+
+
+# ---- verify --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (True, True),
+        (False, False),
+        ("true", True),
+        ("False", False),
+        ("yes", True),
+        ("no", False),
+        ("on", True),
+        ("off", False),
+        ("1", True),
+        ("0", False),
+        (1, True),
+        (0, False),
+        (" TRUE ", True),
+    ],
+)
+def test_verify_as_a_bool(value: Any, expected: bool) -> None:
+    assert settings(verify=value).verify is expected
+
+
+def test_verify_as_an_existing_ca_file_or_directory(tmp_path) -> None:
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    assert settings(verify=str(bundle)).verify == str(bundle)
+    assert settings(verify=str(tmp_path)).verify == str(tmp_path)  # a c_rehash'd directory
+
+
+@pytest.mark.parametrize("value", ["ture", "/no/such.pem", "verify", 2, 0.5, ["/etc/ssl"], {"ca": "x"}])
+def test_verify_anything_else_is_refused_naming_the_field_and_the_fix(value: Any) -> None:
+    with pytest.raises(CloudmaxConfigError) as info:
+        settings(verify=value)
+    message = str(info.value)
+    assert f"verify={value!r}" in message and "'cmx'" in message
+    assert "set it to true (verify TLS), false (don't) or the path of a CA bundle" in message
+
+
+def test_a_bad_verify_fails_before_anything_is_sent(cloudmax_emulator, cloudmax_conn) -> None:
+    from cloudmax_provider.hooks.cloudmax import CloudmaxHook
+
+    cloudmax_conn(verify="/no/such.pem")
+    hook = CloudmaxHook()
+    with pytest.raises(CloudmaxConfigError, match=r"verify='/no/such.pem' is neither true/false"):
+        hook.get_rows(hook.build_request(2100199, [1234], "2026-11-01 00:00:00", "2026-11-02 00:00:00"))
+    assert cloudmax_emulator.requests == []
