@@ -72,7 +72,7 @@ CONN_FIELDS: dict[str, Any] = {
         "description": "Per HTTP request (connect and read).",
         "schema": {"type": ["number", "null"], "default": 60},
     },
-    "retries": {
+    "attempts": {  # was "retries" (read with a deprecation warning)
         "label": "Attempts",
         "description": "Attempts for transient failures (5xx, 429, timeouts, connection resets).",
         "schema": {"type": ["integer", "null"], "default": 4},
@@ -102,6 +102,7 @@ def get_provider_info() -> dict[str, Any]:
                 "conn-fields": CONN_FIELDS,
             }
         ],
+        # every module of hooks/, operators/, sensors/ and triggers/ (tests/test_provider_info.py walks them)
         "hooks": [{"integration-name": "Cloudmax", "python-modules": ["cloudmax_provider.hooks.cloudmax"]}],
         "operators": [
             {

@@ -32,6 +32,20 @@ AIRFLOW_V_3_2_PLUS: bool = AIRFLOW_VERSION >= (3, 2, 0)
 AIRFLOW_V_3_3_PLUS: bool = AIRFLOW_VERSION >= (3, 3, 0)
 
 
+def provider_deprecation_warning() -> type[DeprecationWarning]:
+    """The warning class for a deprecated provider feature: Airflow's ``AirflowProviderDeprecationWarning``
+    (every supported version has it in ``airflow.exceptions``), else ``DeprecationWarning``.
+
+    >>> issubclass(provider_deprecation_warning(), DeprecationWarning)
+    True
+    """
+    try:
+        from airflow.exceptions import AirflowProviderDeprecationWarning
+    except ImportError:  # pragma: no cover - every supported Airflow has it
+        return DeprecationWarning
+    return AirflowProviderDeprecationWarning
+
+
 def connection_form_widgets(conn_fields: dict[str, Any]) -> dict[str, Any]:
     """The connection form's extra fields as wtforms fields, for the Airflow versions that build the form from
     a hook's ``get_connection_form_widgets()`` (below 3.2; 3.2+ reads ``conn-fields`` from the provider info).
@@ -60,7 +74,9 @@ def connection_form_widgets(conn_fields: dict[str, Any]) -> dict[str, Any]:
             description = f"{description} One of: {', '.join(map(str, schema['enum']))}."
         field_class = IntegerField if "integer" in types else StringField
         widgets[name] = field_class(
-            label=field.get("label", name), description=description, default=schema.get("default"),
+            label=field.get("label", name),
+            description=description,
+            default=schema.get("default"),
             validators=[Optional()],
         )
     return widgets

@@ -14,13 +14,16 @@ method              ``POST``                    ``GET`` for servers whose Web.co
 request_format      ``fields``                  ``xml`` (XmlRequest) or ``xml_file`` (XmlReqFilePath)
 timezone            ``Asia/Taipei``             the account's clock (IANA name)
 timeout             ``60``                      seconds per HTTP request (connect and read)
-verify              ``true``                    TLS verification: bool or a CA bundle path
-retries             ``4``                       attempts for transient failures
+verify              ``true``                    TLS verification: true/false or a CA bundle path
+attempts            ``4``                       attempts for transient failures (the first included)
 retry_min_wait      ``1``                       first back-off, seconds
 retry_max_wait      ``30``                      longest back-off, seconds
 allowed_link_hosts  ``[]``                      other hosts whose DOWNLOADLINKs may be fetched
 scheme              ``https``                   for a host given without ``http(s)://``
 ==================  ==========================  ===============================================
+
+``retries``, the old name of ``attempts`` (it always counted attempts), is still read with a deprecation
+warning; giving both is refused.
 
 Example (environment)::
 
@@ -32,7 +35,9 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,7 +57,8 @@ EXTRAS = frozenset(
         "timezone",
         "timeout",
         "verify",
-        "retries",
+        "attempts",
+        "retries",  # the old name of "attempts": read with a deprecation warning
         "retry_min_wait",
         "retry_max_wait",
         "allowed_link_hosts",
@@ -64,7 +70,10 @@ DEFAULT_ENDPOINT = "/WebAPI/Report.aspx"
 DEFAULT_TIMEZONE = "Asia/Taipei"
 
 
-def _bool(name: str, value: Any) -> bool | str:
+def _verify(value: Any, conn_id: str) -> bool | str:
+    """The ``verify`` extra: a bool (or its text: true/false, yes/no, on/off, 1/0) or the path of an existing
+    CA bundle file or directory. Anything else is refused here, before a request is sent: requests would take
+    ``"ture"`` for a CA path and fail every TLS handshake with an error that does not name the extra."""
     if isinstance(value, bool):
         return value
     text = str(value).strip()
@@ -72,6 +81,11 @@ def _bool(name: str, value: Any) -> bool | str:
         return True
     if text.lower() in ("false", "0", "no", "off"):
         return False
+    if not isinstance(value, str) or not text or not os.path.exists(text):
+        raise CloudmaxConfigError(
+            f"connection {conn_id!r} extra verify={value!r} is neither true/false nor an existing CA bundle; "
+            "set it to true (verify TLS), false (don't) or the path of a CA bundle file or directory on the worker"
+        )
     return text  # a CA bundle path
 
 
@@ -85,6 +99,26 @@ def _number(name: str, value: Any, default: float, *, minimum: float = 0) -> flo
     if not number >= minimum:
         raise CloudmaxConfigError(f"connection extra {name}={value!r} must be a number >= {minimum:g}")
     return number
+
+
+def _attempts(extra: Mapping[str, Any], conn_id: str) -> int:
+    """The ``attempts`` extra; its old name ``retries`` is read with a deprecation warning, both are refused."""
+    if "retries" not in extra:
+        return int(_number("attempts", extra.get("attempts"), RetrySettings.max_attempts, minimum=1))
+    if "attempts" in extra:
+        raise CloudmaxConfigError(
+            f"connection {conn_id!r} gives both extras 'attempts'={extra['attempts']!r} and "
+            f"'retries'={extra['retries']!r} ('retries' is the old name of 'attempts'); remove 'retries'"
+        )
+    from cloudmax_provider.compat import provider_deprecation_warning
+
+    warnings.warn(
+        f"connection {conn_id!r}: the extra 'retries' counts attempts and is deprecated; "
+        "rename the extra 'retries' to 'attempts'",
+        provider_deprecation_warning(),
+        stacklevel=4,
+    )
+    return int(_number("retries", extra["retries"], RetrySettings.max_attempts, minimum=1))
 
 
 def _with_port(host: str, parts: Any, port: Any, conn_id: str) -> str:
@@ -240,9 +274,9 @@ class CloudmaxSettings:
             request_format=request_format,
             timezone=timezone,
             timeout=_number("timeout", extra.get("timeout"), 60.0, minimum=0.1),
-            verify=_bool("verify", extra.get("verify", True)),
+            verify=_verify(extra.get("verify", True), conn_id),
             retry=RetrySettings(
-                max_attempts=int(_number("retries", extra.get("retries"), RetrySettings.max_attempts, minimum=1)),
+                max_attempts=_attempts(extra, conn_id),
                 min_wait=_number("retry_min_wait", extra.get("retry_min_wait"), RetrySettings.min_wait),
                 max_wait=_number("retry_max_wait", extra.get("retry_max_wait"), RetrySettings.max_wait),
             ),

@@ -251,7 +251,7 @@ _NUMPY_MIN_CHUNK = 64 << 10
 
 
 class CsvRowCounter:
-    """Counts CSV records in a stream of text or ASCII-compatible bytes: newlines outside quotes (RFC 4180).
+    r"""Counts CSV records in a stream of text or ASCII-compatible bytes: newlines outside quotes (RFC 4180).
 
     Reading taken: a record ends at LF (CRLF and LF endings agree with Python's ``csv``; a lone CR is not
     a line end), a ``"`` toggles quoting (an escaped ``""`` toggles twice). Bytes are counted without

@@ -29,8 +29,8 @@ from cloudmax_provider.errors import (
 
 @dataclass(frozen=True)
 class RetrySettings:
-    """How often and how patiently to retry; from the connection extras ``retries``,
-    ``retry_min_wait`` and ``retry_max_wait`` (seconds)."""
+    """How often and how patiently to retry; from the connection extras ``attempts`` (formerly
+    ``retries``; the first attempt included), ``retry_min_wait`` and ``retry_max_wait`` (seconds)."""
 
     max_attempts: int = 4
     min_wait: float = 1.0
@@ -48,7 +48,7 @@ class ErrorCode100Policy:
     """When an ErrorCode 100 "Exception" is retried (one instance per hook, i.e. per task try).
 
     The spec documents 100 only as "Exception", and a server may word a refused login any way it
-    likes, so a 100 is never simply "transient": retrying a refused login ``retries`` times, times
+    likes, so a 100 is never simply "transient": retrying a refused login ``attempts`` times, times
     Airflow's task retries, can lock the account. From what a client can know:
 
     * a 100 whose message speaks of the login or password is :class:`CloudmaxAuthError`: never retried;

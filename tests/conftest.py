@@ -24,6 +24,9 @@ os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
 
 import pytest  # noqa: E402
 
+# The emulator fixtures (cloudmax_emulator, cloudmax_emulator_server) are opt-in: no pytest11 entry point.
+pytest_plugins = ["cloudmax_provider.testing.pytest_plugin"]
+
 
 @pytest.fixture(scope="session")
 def airflow_db() -> Path:
@@ -60,7 +63,7 @@ def cloudmax_conn_json(emu: Any, **extra: Any) -> str:
     """An ``AIRFLOW_CONN_*`` JSON for the emulator, with fast retries."""
     login = extra.pop("login", "demo")
     password = extra.pop("password", "demo-password")
-    extras = {"retries": 3, "retry_min_wait": 0.05, "retry_max_wait": 0.2, "timeout": 10, **extra}
+    extras = {"attempts": 3, "retry_min_wait": 0.05, "retry_max_wait": 0.2, "timeout": 10, **extra}
     return json.dumps(
         {"conn_type": "cloudmax", "host": emu.base_url, "login": login, "password": password, "extra": extras}
     )

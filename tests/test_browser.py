@@ -233,7 +233,7 @@ def stored_connection(server: Any, conn_id: str) -> dict[str, Any]:
 
 
 #: What the form stores in the extra when no Extra Field is touched: each field's typed default.
-FORM_DEFAULTS = {"timezone": "Asia/Taipei", "endpoint": "/WebAPI/Report.aspx", "timeout": 60, "retries": 4}
+FORM_DEFAULTS = {"timezone": "Asia/Taipei", "endpoint": "/WebAPI/Report.aspx", "timeout": 60, "attempts": 4}
 
 
 def test_connection_form_save_and_test(api_server, emulator, browser):
@@ -245,7 +245,7 @@ def test_connection_form_save_and_test(api_server, emulator, browser):
     assert (stored["host"], stored["port"], stored["login"]) == (emulator.base_url, emulator.port, "demo")
     extra = json.loads(stored["extra"])
     assert extra == {**FORM_DEFAULTS, "allowed_link_hosts": ""}, stored["extra"]  # typed, no nulls
-    assert type(extra["timeout"]) is int and type(extra["retries"]) is int
+    assert type(extra["timeout"]) is int and type(extra["attempts"]) is int
     short = {k: v for k, v in extra.items() if isinstance(v, str) and 0 < len(v) < 5}
     assert not short, f"the form stores short strings {short}: every task log would warn 'too short'"
     kind, title, description = press_test(browser, api_server, "cloudmax_ui", "2-test-success")
@@ -255,10 +255,10 @@ def test_connection_form_save_and_test(api_server, emulator, browser):
 
     # the Base URL without a port, the port only in Port; typed extras as typed in
     no_port = {**fields, "host": f"http://{emulator.host}"}
-    extras = {"timeout": "90", "retries": "5", "allowed_link_hosts": "files.itpison.com"}
+    extras = {"timeout": "90", "attempts": "5", "allowed_link_hosts": "files.itpison.com"}
     add_cloudmax_connection(browser, api_server, "cloudmax_port_field", no_port, "1-port-field-only", extras)
     extra = json.loads(stored_connection(server, "cloudmax_port_field")["extra"])
-    assert extra == {**FORM_DEFAULTS, "timeout": 90, "retries": 5, "allowed_link_hosts": "files.itpison.com"}
+    assert extra == {**FORM_DEFAULTS, "timeout": 90, "attempts": 5, "allowed_link_hosts": "files.itpison.com"}
     kind, title, description = press_test(browser, api_server, "cloudmax_port_field", "2-test-port-field-only")
     assert (kind, description) == ("success", connected)
 

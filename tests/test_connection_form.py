@@ -107,7 +107,7 @@ def test_what_any_form_stored_reads_as_the_defaults(extra):
 
 
 def test_typed_form_values_are_read():
-    extra = {**FORM_DEFAULTS, "timeout": 2.5, "retries": 7, "allowed_link_hosts": "files.itpison.com, cdn.example"}
+    extra = {**FORM_DEFAULTS, "timeout": 2.5, "attempts": 7, "allowed_link_hosts": "files.itpison.com, cdn.example"}
     conn = Connection(
         conn_id="cmx",
         conn_type="cloudmax",

@@ -221,7 +221,7 @@ def test_retries_are_bounded(cloudmax_emulator, cloudmax_conn):
     hook = CloudmaxHook()
     with pytest.raises(CloudmaxTransientError, match="503"):
         hook.request_links(req(hook, mode=1))
-    assert len(cloudmax_emulator.api_requests) == 3  # retries=3 in the test connection
+    assert len(cloudmax_emulator.api_requests) == 3  # attempts=3 in the test connection
 
 
 def test_slow_server_times_out_and_is_retried(cloudmax_emulator, cloudmax_conn):
@@ -231,6 +231,54 @@ def test_slow_server_times_out_and_is_retried(cloudmax_emulator, cloudmax_conn):
     hook = CloudmaxHook()
     assert hook.request_links(req(hook, mode=1))
     assert len(cloudmax_emulator.api_requests) == 2
+
+
+def test_a_slow_answer_is_a_timeout_naming_the_extra(cloudmax_emulator, cloudmax_conn):
+    """No answer within ``timeout``: requests' ``ReadTimeout`` becomes a transient error naming the extra."""
+    cloudmax_conn(timeout=0.3, attempts=1)
+    cloudmax_emulator.settings.delay = 1.0
+    hook = CloudmaxHook()
+    with pytest.raises(CloudmaxTransientError) as info:
+        hook.request_links(req(hook, mode=1))
+    assert str(info.value).startswith("ReadTimeout while calling ")
+    assert "connection extra timeout=0.3 seconds" in str(info.value)
+
+
+def test_a_body_that_stalls_is_a_timeout_naming_the_extra(cloudmax_emulator, cloudmax_conn):
+    """A body that stops arriving mid-stream: urllib3's ``ReadTimeoutError`` (from ``raw.read``, not wrapped
+    by requests) is classified as a timeout too. The emulator's event loop is held by another request's
+    answer callback while the report streams, so the report's bytes stop after the socket buffers."""
+    import threading
+
+    import requests
+
+    cloudmax_conn(timeout=0.5, attempts=1)
+    cloudmax_emulator.settings.big_report_bytes = 24 * 2**20  # far more than loopback's socket buffers hold
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_loop(*_: object) -> None:
+        held.set()
+        release.wait(60)
+
+    hook = CloudmaxHook()
+    other = threading.Thread(target=lambda: requests.get(cloudmax_emulator.base_url + "/held", timeout=90))
+    try:
+        with hook.open_report(req(hook)) as stream, pytest.raises(CloudmaxTransientError) as info:
+            chunks = iter(stream.chunks)
+            assert next(chunks)
+            cloudmax_emulator.on_answer = hold_the_loop
+            other.start()
+            assert held.wait(30)
+            for _chunk in chunks:
+                pass
+    finally:
+        release.set()
+        cloudmax_emulator.on_answer = None
+        if other.is_alive():
+            other.join(60)
+    message = str(info.value)
+    assert message.startswith("ReadTimeoutError while downloading ") and " after " in message
+    assert "connection extra timeout=0.5 seconds" in message and "raise it" in message
 
 
 @pytest.mark.parametrize(
@@ -406,7 +454,7 @@ def test_test_connection_messages(cloudmax_emulator, cloudmax_conn):
     cloudmax_conn(endpoint="/WebAPI/Nope.aspx")
     ok, msg = CloudmaxHook().test_connection()
     assert not ok and "endpoint" in msg
-    cloudmax_conn(retries=1, timeout=0.5)
+    cloudmax_conn(attempts=1, timeout=0.5)
     import os
 
     conn = json.loads(os.environ["AIRFLOW_CONN_CLOUDMAX_DEFAULT"])

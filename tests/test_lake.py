@@ -294,7 +294,7 @@ def _start_times(emulator) -> list[str]:
 @pytest.mark.usefixtures("airflow_db")
 def test_31_days_in_daily_chunks_resume_after_a_failed_try(cloudmax_emulator, cloudmax_conn, tmp_path):
     """Day 17 fails until the first try gives up; the retry fetches day 17 onwards only."""
-    cloudmax_conn(retries=2)  # two attempts inside the hook per try
+    cloudmax_conn(attempts=2)  # two attempts inside the hook per try
     cloudmax_emulator.settings.fail_start_windows = [("2026-10-17 00:00:00", "2026-10-18 00:00:00")]
     cloudmax_emulator.settings.fail_start_first = 2  # both attempts of the first try
     lake = tmp_path / "clicks"
@@ -353,7 +353,7 @@ def test_31_days_in_daily_chunks_resume_after_a_failed_try(cloudmax_emulator, cl
 @pytest.mark.usefixtures("airflow_db")
 def test_chunks_and_manifest_on_s3_resume(cloudmax_emulator, cloudmax_conn, s3_bucket):
     bucket, client = s3_bucket
-    cloudmax_conn(retries=1)
+    cloudmax_conn(attempts=1)
     cloudmax_emulator.settings.fail_start_windows = [("2026-10-02 00:00:00", "2026-10-03 00:00:00")]
     cloudmax_emulator.settings.fail_start_first = 1
     source = CHUNK_DAG.format(

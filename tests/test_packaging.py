@@ -61,8 +61,24 @@ def test_wheel_contents(dists: dict[str, Path]) -> None:
     assert examples and examples <= names, examples - names
     assert not [n for n in names if n.startswith(("tests/", "bench/")) or "__pycache__" in n]
     assert "[apache_airflow_provider]\nprovider_info = cloudmax_provider:get_provider_info" in entry_points
+    assert "[pytest11]" not in entry_points  # the emulator fixtures are opt-in
     assert f"Version: {__version__}" in metadata
     assert get_provider_info()["versions"][0] == __version__
+
+
+def test_no_pytest_plugin_is_registered(request: pytest.FixtureRequest) -> None:
+    """The emulator fixtures load only where a suite asks for them: neither the installed distribution nor
+    pyproject.toml declares a ``pytest11`` entry point (which pytest would load in every run of every
+    deployment that installs the provider). This suite opts in (tests/conftest.py), as a user would."""
+    import tomllib
+    from importlib.metadata import distribution
+
+    dist = distribution("airflow-provider-cloudmax")
+    groups = {ep.group for ep in dist.entry_points}
+    assert "apache_airflow_provider" in groups and "pytest11" not in groups, groups
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert set(project["entry-points"]) == {"apache_airflow_provider"}
+    assert request.config.pluginmanager.has_plugin("cloudmax_provider.testing.pytest_plugin")
 
 
 def test_sdist_rebuilds_the_same_package(dists: dict[str, Path]) -> None:

@@ -93,7 +93,7 @@ def test_every_run_type_of_a_daily_dag_leaves_each_row_once(cloudmax_emulator, c
       11-23T00Z .. 11-24T00Z (``TriggerDAGRunPostBody``), widened to 11-23 and 11-24; a *cleared task* of
       the scheduled run (the same context executed again).
     """
-    cloudmax_conn(retries=1)  # one attempt per try: the injected failure fails the try
+    cloudmax_conn(attempts=1)  # one attempt per try: the injected failure fails the try
     cloudmax_emulator.settings.fail_start_windows = [("2026-11-19 00:00:00", "2026-11-19 00:00:01")]
     cloudmax_emulator.settings.fail_start_first = 1
     lake = tmp_path / "lake"

@@ -124,15 +124,14 @@ def _transport_error(exc: BaseException, what: str, timeout: float | None = None
     """The provider's error for a transport library's exception: a URL requests cannot use is the
     connection's fault (not retried); a timeout names the ``timeout`` extra; the rest is transient."""
     import requests
+    from urllib3.exceptions import ConnectTimeoutError, ReadTimeoutError
 
     detail = f"{type(exc).__name__} while {what}: {redact_text(str(exc))[:300]}"
     bad_url = requests.exceptions.InvalidURL | requests.exceptions.MissingSchema | requests.exceptions.InvalidSchema
     if isinstance(exc, bad_url):
         return CloudmaxConfigError(f"{detail}; fix the connection's host (Base URL), e.g. 'https://api.itpison.com'")
-    timed_out = isinstance(exc, requests.Timeout | TimeoutError) or type(exc).__name__ in (
-        "ReadTimeoutError",
-        "ConnectTimeoutError",
-    )
+    # requests' own (before the headers) and urllib3's (raw.read of a body that stalls)
+    timed_out = isinstance(exc, requests.Timeout | TimeoutError | ReadTimeoutError | ConnectTimeoutError)
     if timed_out and timeout is not None:
         return CloudmaxTransientError(
             f"{detail}; the server took longer than the connection extra timeout={timeout:g} seconds "

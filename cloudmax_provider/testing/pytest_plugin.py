@@ -1,4 +1,11 @@
-"""pytest fixtures for the Report.aspx emulator (registered as the ``pytest11`` entry point ``cloudmax``).
+"""pytest fixtures for the Report.aspx emulator, opt-in.
+
+The provider registers no ``pytest11`` entry point, so installing it loads nothing into anyone's pytest
+runs. A test suite that wants the fixtures names the plugin, in its top-level ``conftest.py``::
+
+    pytest_plugins = ["cloudmax_provider.testing.pytest_plugin"]
+
+or on the command line (``pytest -p cloudmax_provider.testing.pytest_plugin``, also in ``addopts``).
 
 * ``cloudmax_emulator_server`` (session): one running :class:`~cloudmax_provider.testing.emulator.CloudmaxEmulator`.
 * ``cloudmax_emulator`` (function): the same server after ``reset()`` (default settings, empty request

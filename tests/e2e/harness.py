@@ -253,7 +253,7 @@ def as_user(user: str) -> list[str]:
 
 def conn_json(base_url: str, login: str = EMULATOR_LOGIN, password: str = EMULATOR_PASSWORD, **extra: Any) -> str:
     """An ``AIRFLOW_CONN_*`` value (JSON) for a Cloudmax connection, with fast retries."""
-    extras = {"retries": 3, "retry_min_wait": 0.2, "retry_max_wait": 1, "timeout": 30, **extra}
+    extras = {"attempts": 3, "retry_min_wait": 0.2, "retry_max_wait": 1, "timeout": 30, **extra}
     return json.dumps(
         {"conn_type": "cloudmax", "host": base_url, "login": login, "password": password, "extra": extras}
     )

@@ -331,7 +331,7 @@ CONNECTIONS: list[tuple[str, dict[str, Any], str]] = [
         r"'xml_file' uploads a file: it needs method POST",
     ),
     ("conn-timeout-text", {"extra": {"timeout": "fast"}}, r"connection extra timeout='fast' must be a number >= 0.1"),
-    ("conn-retries-zero", {"extra": {"retries": 0}}, r"connection extra retries=0 must be a number >= 1"),
+    ("conn-attempts-zero", {"extra": {"attempts": 0}}, r"connection extra attempts=0 must be a number >= 1"),
 ]
 
 

@@ -31,7 +31,7 @@ def expected_bytes(emu) -> bytes:
 
 @pytest.mark.parametrize("failures", [1, 3])
 def test_5xx_then_success_lands_once(cloudmax_emulator, cloudmax_conn, tmp_path, failures):
-    cloudmax_conn(retries=4)
+    cloudmax_conn(attempts=4)
     cloudmax_emulator.settings.fail_first, cloudmax_emulator.settings.fail_with = failures, 503
     dest = tmp_path / "r.csv"
     result, xcoms = run_report(destination=f"file://{dest}")
@@ -43,11 +43,11 @@ def test_5xx_then_success_lands_once(cloudmax_emulator, cloudmax_conn, tmp_path,
 
 @pytest.mark.parametrize("status", [500, 502, 503, "reset"])
 def test_failing_forever_is_bounded_and_leaves_nothing(cloudmax_emulator, cloudmax_conn, tmp_path, status):
-    cloudmax_conn(retries=3)
+    cloudmax_conn(attempts=3)
     cloudmax_emulator.settings.fail_first, cloudmax_emulator.settings.fail_with = 10**9, status
     with pytest.raises(CloudmaxTransientError, match=r"HTTP 5|Connection|reset|aborted|closed"):
         run_report(destination=f"file://{tmp_path}/out/r.csv")
-    assert len(cloudmax_emulator.api_requests) == 3  # the connection's `retries`, then a clear failure
+    assert len(cloudmax_emulator.api_requests) == 3  # the connection's `attempts`, then a clear failure
     assert files_under(tmp_path) == []
     FIGURES["faults failing cleanly (nothing at the destination)"] += 1
 
@@ -86,7 +86,7 @@ def test_a_body_always_cut_leaves_nothing(cloudmax_emulator, cloudmax_conn, tmp_
 
 
 def test_a_slow_server_names_the_timeout_setting(cloudmax_emulator, cloudmax_conn, tmp_path):
-    cloudmax_conn(timeout=0.5, retries=2)
+    cloudmax_conn(timeout=0.5, attempts=2)
     cloudmax_emulator.settings.delay = 2.0
     with pytest.raises(CloudmaxTransientError) as info:
         run_report(destination=f"file://{tmp_path}/r.csv")
@@ -96,7 +96,7 @@ def test_a_slow_server_names_the_timeout_setting(cloudmax_emulator, cloudmax_con
 
 
 def test_429_waits_for_retry_after_and_never_hammers(cloudmax_emulator, cloudmax_conn, tmp_path):
-    cloudmax_conn(retries=4, retry_max_wait=5)
+    cloudmax_conn(attempts=4, retry_max_wait=5)
     s = cloudmax_emulator.settings
     s.fail_first, s.fail_with, s.retry_after = 2, 429, 1
     run_report(destination=f"file://{tmp_path}/r.csv")

@@ -38,7 +38,7 @@ def open_descriptors() -> tuple[int, int]:
 
 def test_fifty_reports_at_once(cloudmax_emulator, cloudmax_conn, s3_bucket, tmp_path, monkeypatch):
     bucket, client = s3_bucket
-    cloudmax_conn(retries=4)
+    cloudmax_conn(attempts=4)
     moves: list[tuple[str, str]] = []
     real_move = transfer._move
 

@@ -59,7 +59,7 @@ def secret_conn(cloudmax_emulator, cloudmax_conn):
     cloudmax_emulator.settings.accounts = {"demo": PASSWORD}
 
     def configure(method: str, request_format: str, **extra: Any) -> None:
-        cloudmax_conn(password=PASSWORD, method=method, request_format=request_format, retries=2, **extra)
+        cloudmax_conn(password=PASSWORD, method=method, request_format=request_format, attempts=2, **extra)
 
     return configure
 

@@ -37,7 +37,7 @@ def unc_emulator(cloudmax_emulator, cloudmax_conn, share, monkeypatch):
     cloudmax_emulator.settings.big_report_bytes = 3 << 20  # three 1 MiB reads: the cut comes mid-file
     conn = {"conn_type": "samba", "host": share.host, "port": share.port, "login": share.username}
     monkeypatch.setenv("AIRFLOW_CONN_SMB_REL", json.dumps({**conn, "password": share.password}))
-    cloudmax_conn(retries=3)
+    cloudmax_conn(attempts=3)
     return cloudmax_emulator
 
 

@@ -1,0 +1,72 @@
+"""``get_provider_info()`` names every hook, operator, sensor and trigger module the package has, and every
+module and class it names imports (Airflow's ``providers list``, its docs links and lineage read this list)."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+from typing import Any
+
+import pytest
+
+import cloudmax_provider
+from cloudmax_provider import get_provider_info
+
+KINDS = ("hooks", "operators", "sensors", "triggers")
+
+
+def _base_class(kind: str) -> type:
+    """The Airflow class every public class of a ``kind`` module derives from."""
+    if kind == "triggers":
+        from airflow.triggers.base import BaseTrigger
+
+        return BaseTrigger
+    from airflow.providers.common.compat import sdk
+
+    name = {"hooks": "BaseHook", "operators": "BaseOperator", "sensors": "BaseSensorOperator"}[kind]
+    return getattr(sdk, name)
+
+
+def _listed(kind: str) -> list[str]:
+    return [module for entry in get_provider_info()[kind] for module in entry["python-modules"]]
+
+
+def _present(kind: str) -> set[str]:
+    package = importlib.import_module(f"cloudmax_provider.{kind}")
+    return {info.name for info in pkgutil.iter_modules(package.__path__, f"{package.__name__}.")}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_module_is_listed_once(kind: str) -> None:
+    listed = _listed(kind)
+    assert len(listed) == len(set(listed)), listed
+    assert set(listed) == _present(kind), f"{kind}: listed {sorted(listed)}, in the package {sorted(_present(kind))}"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_listed_module_imports_and_defines_its_kind(kind: str) -> None:
+    base = _base_class(kind)
+    for name in _listed(kind):
+        module = importlib.import_module(name)
+        own: list[Any] = [
+            cls
+            for cls_name, cls in inspect.getmembers(module, inspect.isclass)
+            if cls.__module__ == name and not cls_name.startswith("_") and issubclass(cls, base)
+        ]
+        assert own, f"{name} defines no {base.__name__}"
+
+
+def test_the_connection_type_names_an_importable_hook() -> None:
+    (conn_type,) = get_provider_info()["connection-types"]
+    module_name, _, class_name = conn_type["hook-class-name"].rpartition(".")
+    hook = getattr(importlib.import_module(module_name), class_name)
+    assert hook.conn_type == conn_type["connection-type"] == "cloudmax"
+    assert module_name in _listed("hooks")
+
+
+def test_the_listed_packages_are_the_ones_airflow_knows() -> None:
+    info = get_provider_info()
+    assert info["package-name"] == "airflow-provider-cloudmax"
+    assert info["versions"] == [cloudmax_provider.__version__]
+    assert set(KINDS) <= set(info)
