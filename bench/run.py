@@ -138,7 +138,8 @@ def child_main(case: str, spec: dict[str, Any]) -> None:
     elif case == "provider_land":
         from airflow.providers.common.compat.sdk import ObjectStoragePath
 
-        import cloudmax_provider.transfer as transfer
+        import cloudmax_provider.atomic as atomic
+        from cloudmax_provider.landing import land_object, push_landed
 
         hook, request = _hook_and_request(spec)
         uri, conn_id = spec["uri"], spec.get("conn_id")
@@ -155,18 +156,18 @@ def child_main(case: str, spec: dict[str, Any]) -> None:
         warm.unlink()
         out["fs_setup_seconds"] = time.perf_counter() - t
         moves: list[float] = []
-        real_move = transfer._move
+        real_move = atomic._move
 
         def timed_move(tmp: Any, final: Any) -> None:  # times the final move (a server-side copy on S3)
             t = time.perf_counter()
             real_move(tmp, final)
             moves.append(time.perf_counter() - t)
 
-        transfer._move = timed_move
+        atomic._move = timed_move  # type: ignore[assignment]
         sink = XcomSink()
         with _Profile(spec.get("profile_svg")):
             t0, c0 = _start(out)
-            transfer.land_report({"ti": sink}, hook, hook.sources(request), uri, conn_id, "utf-8")
+            push_landed({"ti": sink}, [land_object(hook, hook.sources(request), uri, conn_id, "utf-8")])
             _stop(out, t0, c0)
         out["move_seconds"] = sum(moves)
         out["bytes_in"] = spec["source_bytes"]
@@ -356,7 +357,7 @@ def _stages(spec: dict[str, Any]) -> dict[str, Any]:
 
     from cloudmax_provider.hooks.cloudmax import CHUNK_SIZE
     from cloudmax_provider.response import CsvRowCounter, detect_encoding, transcode
-    from cloudmax_provider.transfer import Progress, csv_body
+    from cloudmax_provider.streams import Progress, csv_body
 
     def load(path: str) -> list[bytes]:
         chunks = []
@@ -788,7 +789,7 @@ class Bench:
             "land s3 utf-8",
             prov,
             "boto3 upload_fileobj",
-            "emulator -> land_report -> s3:// (s3fs client, parts uploaded concurrently)",
+            "emulator -> land_object -> s3:// (boto3 client, parts uploaded concurrently)",
         )
         if moto_hwm:
             print(f"  (moto's own peak RSS: {moto_hwm / 1024:.0f} MiB; a server figure, not a client one)", flush=True)

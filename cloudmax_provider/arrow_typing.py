@@ -32,15 +32,13 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from cloudmax_provider.errors import CloudmaxResponseError
 from cloudmax_provider.reports import ColumnType
-from cloudmax_provider.response import ChunkReader, RowTyper, transcode
-
-if TYPE_CHECKING:
-    from cloudmax_provider.hooks.cloudmax import ReportStream
+from cloudmax_provider.response import ChunkReader, RowTyper, to_jsonable, transcode
+from cloudmax_provider.streams import ReportStream
 
 __all__ = [
     "ArrowJsonLinesEncoder",
@@ -368,8 +366,6 @@ class ArrowJsonLinesEncoder(_ArrowEncoder):
 
     def encode(self, streams: Iterable[ReportStream]) -> Iterator[bytes]:
         import json
-
-        from cloudmax_provider.response import to_jsonable
 
         dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
         for _typer, tables in self.tables(streams):
