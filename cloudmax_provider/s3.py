@@ -4,7 +4,7 @@
   single ``put_object``); on any failure the parts in flight are waited for and the upload is aborted, so
   nothing appears and an older object stays as it was.
 * Memory is bounded: at most ``max_concurrency`` parts upload at once, from reused buffers (one per part
-  in flight, plus the one filling); the stream waits for the oldest part when all are busy.
+  in flight, plus the one filling); the stream waits for a part to finish when all are busy.
 * A writer killed mid-upload (SIGKILL, OOM, a lost host) leaves an open multipart upload, invisible but
   billed. The uploads of the same key open before a write starts are aborted once that write completes
   (the S3 counterpart of the stale ``.partial`` files swept beside local files). An upload another run is
@@ -172,7 +172,7 @@ class _MultipartUpload:
         if filled:
             self._send(buffer, filled)
         while self.in_flight:
-            self._wait_oldest()
+            self._wait_any()
         parts = sorted(self.done, key=lambda part: part["PartNumber"])
         self.client.complete_multipart_upload(
             Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, MultipartUpload={"Parts": parts}
@@ -209,16 +209,24 @@ class _MultipartUpload:
         )
         self.in_flight.append((number, buf, future))
         while len(self.in_flight) >= self.max_concurrency:
-            self._wait_oldest()
+            self._wait_any()
 
-    def _wait_oldest(self) -> None:
-        number, buf, future = self.in_flight.popleft()
-        answer = future.result()
-        part = {"PartNumber": number, "ETag": answer["ETag"]}
-        if self.checksummed:
-            part |= {k: v for k, v in answer.items() if k.startswith("Checksum") and k != "ChecksumType"}
-        self.done.append(part)
-        self.free.append(buf)
+    def _wait_any(self) -> None:
+        """Wait until a part in flight is done (any: a slow part does not hold the others' buffers); collect
+        every part done by then, raising the first part's error."""
+        concurrent.futures.wait([f for _, _, f in self.in_flight], return_when=concurrent.futures.FIRST_COMPLETED)
+        still: deque[tuple[int, bytearray, concurrent.futures.Future[Any]]] = deque()
+        for number, buf, future in self.in_flight:
+            if not future.done():
+                still.append((number, buf, future))
+                continue
+            answer = future.result()
+            part = {"PartNumber": number, "ETag": answer["ETag"]}
+            if self.checksummed:
+                part |= {k: v for k, v in answer.items() if k.startswith("Checksum") and k != "ChecksumType"}
+            self.done.append(part)
+            self.free.append(buf)
+        self.in_flight = still
 
     def _abort(self) -> None:
         """Wait for the parts in flight (those not started are cancelled), then abort the upload."""
