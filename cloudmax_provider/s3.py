@@ -31,6 +31,8 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
+from cloudmax_provider.compat import object_storage_conn_id
+
 __all__ = ["MAX_CONCURRENCY", "PART_SIZE", "client_for", "write_s3"]
 
 log = logging.getLogger(__name__)
@@ -73,7 +75,7 @@ def _new_client(dest: Any) -> Any:
             aws_session_token=options.get("token"),
             **client_kwargs,
         )
-    return S3Hook(aws_conn_id=getattr(dest, "conn_id", None)).get_conn()
+    return S3Hook(aws_conn_id=object_storage_conn_id(dest)).get_conn()
 
 
 def write_s3(
