@@ -21,7 +21,7 @@ with offset, escaped strings, ``null``), equal to ``json.dumps(to_jsonable(row))
 Example::
 
     encoder = ArrowParquetEncoder(typing, "Writing x", log, batch_size=65536)
-    write_atomically(dest, encoder.encode(open_each(hook.sources(request))))
+    atomic.write(dest, encoder.encode(open_each(hook.sources(request))))
 """
 
 from __future__ import annotations
