@@ -154,6 +154,10 @@ def child_main(case: str, spec: dict[str, Any]) -> None:
         with warm.open("wb") as fh:  # the first open() also starts Airflow's hook-lineage collector (plugins)
             fh.write(b"x")
         warm.unlink()
+        if dest.protocol in ("s3", "s3a"):  # the boto3 client the writer uses, as the baseline's is made first
+            from cloudmax_provider import s3
+
+            s3.client_for(dest)
         out["fs_setup_seconds"] = time.perf_counter() - t
         moves: list[float] = []
         real_move = atomic._move
