@@ -49,7 +49,7 @@ def proc_status_kib(field: str) -> int:
 
 
 class XcomSink:
-    """Stands in for the task instance in ``context["ti"]``: ``land_report`` only calls ``xcom_push``."""
+    """Stands in for the task instance in ``context["ti"]``: ``land_object`` only calls ``xcom_push``."""
 
     def __init__(self) -> None:
         self.pushed: dict[str, Any] = {}

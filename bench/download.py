@@ -1,5 +1,5 @@
-"""The download part: the big report downloaded (curl, ``open_report``) and landed to a file (``land_report``),
-UTF-8 and UTF-16, each against curl; and the CPU cost of each step of land_report's pipeline in memory.
+"""The download part: the big report downloaded (curl, ``open_report``) and landed to a file (``land_object``),
+UTF-8 and UTF-16, each against curl; and the CPU cost of each step of land_object's pipeline in memory.
 
 The ``provider_land`` child is also the landing case of the S3 and RSS parts.
 """
@@ -53,10 +53,11 @@ def _provider_devnull(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _provider_land(spec: dict[str, Any]) -> dict[str, Any]:
-    """``land_report`` to ``spec["uri"]`` (a file or an S3 key), the final move timed apart."""
+    """``land_object`` to ``spec["uri"]`` (a file or an S3 key), the final move timed apart."""
     from airflow.providers.common.compat.sdk import ObjectStoragePath
 
-    import cloudmax_provider.transfer as transfer
+    import cloudmax_provider.atomic as atomic
+    from cloudmax_provider.landing import land_object, push_landed
 
     out: dict[str, Any] = {}
     hook, request = hook_and_request(spec)
@@ -72,20 +73,24 @@ def _provider_land(spec: dict[str, Any]) -> dict[str, Any]:
     with warm.open("wb") as fh:  # the first open() also starts Airflow's hook-lineage collector (plugins)
         fh.write(b"x")
     warm.unlink()
+    if dest.protocol in ("s3", "s3a"):  # the boto3 client the writer uses, as the baseline's is made first
+        from cloudmax_provider import s3
+
+        s3.client_for(dest)
     out["fs_setup_seconds"] = time.perf_counter() - t
     moves: list[float] = []
-    real_move = transfer._move
+    real_move = atomic._move
 
     def timed_move(tmp: Any, dest: Any) -> None:  # times the final move (a server-side copy on S3)
         t = time.perf_counter()
         real_move(tmp, dest)
         moves.append(time.perf_counter() - t)
 
-    transfer._move = timed_move
+    atomic._move = timed_move  # type: ignore[assignment]
     sink = XcomSink()
     with Profile(spec.get("profile_svg")):
         t0, c0 = start(out)
-        transfer.land_report({"ti": sink}, hook, hook.sources(request), uri, conn_id, "utf-8")
+        push_landed({"ti": sink}, [land_object(hook, hook.sources(request), uri, conn_id, "utf-8")])
         stop(out, t0, c0)
     out["move_seconds"] = sum(moves)
     out["bytes_in"] = spec["source_bytes"]
@@ -95,7 +100,7 @@ def _provider_land(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _stages(spec: dict[str, Any]) -> dict[str, Any]:
-    """CPU cost of each step of land_report's pipeline, in this process, over chunks already in memory.
+    """CPU cost of each step of land_object's pipeline, in this process, over chunks already in memory.
 
     The chunks are the first ``spec["stage_bytes"]`` of each report file, cut in the hook's CHUNK_SIZE.
     """
@@ -103,7 +108,7 @@ def _stages(spec: dict[str, Any]) -> dict[str, Any]:
 
     from cloudmax_provider.hooks.cloudmax import CHUNK_SIZE
     from cloudmax_provider.response import CsvRowCounter, detect_encoding, transcode
-    from cloudmax_provider.transfer import Progress, csv_body
+    from cloudmax_provider.streams import Progress, csv_body
 
     def load(path: str) -> list[bytes]:
         chunks = []
@@ -130,9 +135,9 @@ def _stages(spec: dict[str, Any]) -> dict[str, Any]:
         ("transcode utf-8 -> utf-8", utf8, lambda c: drain(transcode(c, enc8, "utf-8"))),
         ("transcode utf-16 -> utf-8", utf16, lambda c: drain(transcode(c, enc16, "utf-8"))),
         ("CsvRowCounter.feed", utf8, feed),
-        ("land_report pipeline utf-8", utf8, lambda c: drain(Progress("x").track(csv_body(True, c, enc8, "utf-8")))),
+        ("land_object pipeline utf-8", utf8, lambda c: drain(Progress("x").track(csv_body(True, c, enc8, "utf-8")))),
         (
-            "land_report pipeline utf-16",
+            "land_object pipeline utf-16",
             utf16,
             lambda c: drain(Progress("x").track(csv_body(True, c, enc16, "utf-8"))),
         ),
@@ -153,9 +158,9 @@ def _stages(spec: dict[str, Any]) -> dict[str, Any]:
 STAGE_NOTES = {
     "transcode utf-8 -> utf-8": "csv_body/transcode with output_encoding='utf-8' on a UTF-8 body",
     "CsvRowCounter.feed": "Progress.track's row count",
-    "land_report pipeline utf-8": "csv_body + Progress.track, i.e. land_report minus I/O",
+    "land_object pipeline utf-8": "csv_body + Progress.track, i.e. land_object minus I/O",
     "transcode utf-16 -> utf-8": "decode + encode",
-    "land_report pipeline utf-16": "csv_body + Progress.track, i.e. land_report minus I/O",
+    "land_object pipeline utf-16": "csv_body + Progress.track, i.e. land_object minus I/O",
 }
 
 
@@ -253,7 +258,7 @@ def _record_download(
     else:
         print("  curl not found: no download baseline, ratios omitted", flush=True)
     bench.record(group, "provider open_report", samples["provider open_report"], base8, "chunks -> /dev/null")
-    bench.record(group, "land file utf-8", samples["land file utf-8"], base8, "land_report -> file://")
+    bench.record(group, "land file utf-8", samples["land file utf-8"], base8, "land_object -> file://")
     if have_curl:
         bench.record(
             group,
@@ -275,7 +280,7 @@ def _record_download(
         "land file utf-16",
         samples["land file utf-16"],
         base16,
-        "land_report -> file://, UTF-16 -> UTF-8 (rate of source bytes)",
+        "land_object -> file://, UTF-16 -> UTF-8 (rate of source bytes)",
     )
     return base8, base16
 
@@ -289,15 +294,15 @@ def _record_stages(
         "stages",
         {"path_utf8": str(infos["utf-8"][0]), "path_utf16": str(infos["utf-16"][0]), "stage_bytes": stage_bytes},
     )
-    group = f"land_report's pipeline steps, CPU only ({stage_bytes // MiB} MiB in memory, one process)"
+    group = f"land_object's pipeline steps, CPU only ({stage_bytes // MiB} MiB in memory, one process)"
     print(f"\n## {group}", flush=True)
     bench.info["stages"] = s["stages"]
     for name, base in (
         ("transcode utf-8 -> utf-8", base8),
         ("CsvRowCounter.feed", base8),
-        ("land_report pipeline utf-8", base8),
+        ("land_object pipeline utf-8", base8),
         ("transcode utf-16 -> utf-8", base16),
-        ("land_report pipeline utf-16", base16),
+        ("land_object pipeline utf-16", base16),
     ):
         st = s["stages"][name]
         sample = {"bytes_in": st["bytes"], "bytes_out": st["bytes"], "seconds": st["seconds"]}

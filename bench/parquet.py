@@ -3,8 +3,8 @@
 Run ``.venv/bin/python bench/parquet.py`` (1 GiB report) or ``--quick`` (64 MiB); ``make bench`` runs it
 after ``bench/run.py``. The parent starts the bundled Report.aspx emulator serving a big open-details report
 (2100199, ``big_report_bytes``) and lands it once per output format, each in a fresh child process (this file
-with ``--child``) that goes through the provider's real landing path (``transfer.write_report``: HTTP from the
-emulator -> encoder -> ``write_atomically`` into a local file). A child reports its RSS just before the transfer
+with ``--child``) that goes through the provider's real landing path (``landing.land_object``: HTTP from the
+emulator -> encoder -> ``atomic.write`` into a local file). A child reports its RSS just before the transfer
 and its peak RSS during it (``VmHWM`` reset through ``/proc/self/clear_refs``), so the growth is the transfer's.
 
 The **peer** is what a data engineer would do without the provider, measured in the same run on the same body:
@@ -58,7 +58,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
 
     from cloudmax_provider.formats import OutputFormat, RowTyping, require_pyarrow
     from cloudmax_provider.hooks.cloudmax import CloudmaxHook
-    from cloudmax_provider.transfer import write_report
+    from cloudmax_provider.landing import land_object
 
     hook = CloudmaxHook(CONN_ID)
     request = hook.build_request(REPORT_PART_ID, [1225], "2026-11-01", "2026-11-02", response_mode=3)
@@ -76,7 +76,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     rss_before = _status_kib("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
     t0 = time.perf_counter()
-    stats = write_report(hook, hook.sources(request), dest.as_uri(), None, "utf-8", output=output)
+    stats = land_object(hook, hook.sources(request), dest.as_uri(), None, "utf-8", output=output)
     seconds = time.perf_counter() - t0
     return {
         "format": fmt,

@@ -1,4 +1,4 @@
-"""The RSS part: peak RSS against report size, the provider (``land_report`` -> ``file://``) and the peer pattern
+"""The RSS part: peak RSS against report size, the provider (``land_object`` -> ``file://``) and the peer pattern
 (``requests.post(...).content``, then ``write_bytes``), one fresh process per point, and the plot."""
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def child(case: str, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(bench: Bench, emu: Any, sizes: list[int], fields: dict[str, str]) -> None:
-    """Peak RSS against report size: the provider (land_report -> file://) and the peer pattern."""
+    """Peak RSS against report size: the provider (land_object -> file://) and the peer pattern."""
     emu.settings.csv_encoding = "utf-8"
     points: list[dict[str, Any]] = []
     print(f"\n## peak RSS against report size ({', '.join(str(m // MiB) for m in sizes)} MiB)", flush=True)
@@ -77,7 +77,7 @@ def plot(bench: Bench, points: list[dict[str, Any]]) -> None:
         return
     sizes = [p["size_mib"] for p in points]
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
-    ax.plot(sizes, [p["provider_peak_mib"] for p in points], "o-", label="provider: land_report -> file://")
+    ax.plot(sizes, [p["provider_peak_mib"] for p in points], "o-", label="provider: land_object -> file://")
     ax.plot(sizes, [p["peer_peak_mib"] for p in points], "s--", label="peer: requests.post().content, then write")
     from matplotlib.ticker import ScalarFormatter
 

@@ -14,7 +14,7 @@ This file is the command line; the parts are modules of the ``bench`` package: `
 ``triggers``, ``fixed`` (each has its ``--no-PART``), ``goals``, and ``common`` for what they share.
 
 Nothing here touches the user's Airflow: ``AIRFLOW_HOME`` is a temporary directory, connections are
-``AIRFLOW_CONN_*`` environment variables, no metadata database is used. ``land_report`` gets
+``AIRFLOW_CONN_*`` environment variables, no metadata database is used. ``land_object`` gets
 ``{"ti": XcomSink()}`` as its context: it only ever calls ``context["ti"].xcom_push``.
 """
 

@@ -151,7 +151,7 @@ def run(bench: Bench, emu: Any, size: int) -> None:
     print(f"\n## {group}", flush=True)
     note = "the same CSV file from disk (TransferConfig defaults)"
     bench.record(group, "boto3 upload_fileobj", base, None, note, is_baseline=True)
-    note = "emulator -> land_report -> s3:// (s3fs client, parts uploaded concurrently)"
+    note = "emulator -> land_object -> s3:// (boto3 client, parts uploaded concurrently)"
     bench.record(group, "land s3 utf-8", prov, "boto3 upload_fileobj", note)
     if moto_hwm:
         print(f"  (moto's own peak RSS: {moto_hwm / 1024:.0f} MiB; a server figure, not a client one)", flush=True)

@@ -21,7 +21,7 @@ with offset, escaped strings, ``null``), equal to ``json.dumps(to_jsonable(row))
 Example::
 
     encoder = ArrowParquetEncoder(typing, "Writing x", log, batch_size=65536)
-    write_atomically(dest, encoder.encode(open_each(hook.sources(request))))
+    atomic.write(dest, encoder.encode(open_each(hook.sources(request))))
 """
 
 from __future__ import annotations
@@ -32,15 +32,13 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from cloudmax_provider.errors import CloudmaxResponseError
 from cloudmax_provider.reports import ColumnType
-from cloudmax_provider.response import ChunkReader, RowTyper, transcode
-
-if TYPE_CHECKING:
-    from cloudmax_provider.hooks.cloudmax import ReportStream
+from cloudmax_provider.response import ChunkReader, RowTyper, to_jsonable, transcode
+from cloudmax_provider.streams import ReportStream
 
 __all__ = [
     "ArrowJsonLinesEncoder",
@@ -368,8 +366,6 @@ class ArrowJsonLinesEncoder(_ArrowEncoder):
 
     def encode(self, streams: Iterable[ReportStream]) -> Iterator[bytes]:
         import json
-
-        from cloudmax_provider.response import to_jsonable
 
         dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
         for _typer, tables in self.tables(streams):

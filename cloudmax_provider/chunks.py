@@ -1,16 +1,17 @@
 """Long windows in chunks: one request and one object per partition, and retries that resume.
 
 With ``chunk=`` a window is requested one partition of the grid at a time (:mod:`cloudmax_provider.partitions`:
-an hour, day or month of the account's clock), and each partition is one object (:func:`land_chunks`), named
-by its window in account time (:func:`chunk_object_name`)::
+an hour, day or month of the account's clock), and each partition is one object
+(:func:`cloudmax_provider.landing.land_chunks`), named by its window in account time (:func:`chunk_object_name`)::
 
     <prefix>2026-10-01T00-00-00_2026-10-02T00-00-00.parquet
 
 so the names sort by time and a prefix reads as one dataset.
 
-**Resume.** After each chunk lands, a small JSON manifest beside the chunks is rewritten (atomically,
-through the same :func:`~cloudmax_provider.transfer.write_atomically` as the data, so it works on any
-object store and keeps no state on the worker)::
+**Resume.** After each chunk lands, a small JSON manifest beside the chunks is rewritten
+(:class:`cloudmax_provider.landing.ChunkManifest`; atomically, through the same
+:func:`cloudmax_provider.atomic.write` as the data, so it works on any object store and keeps no state on
+the worker)::
 
     <prefix>_cloudmax_manifests/<dag_id>.<task_id>.<map_index>.<run_id>-<hash>.json
 
@@ -29,23 +30,18 @@ mapping: :func:`expand_windows` turns a window into the keyword arguments of eac
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import logging
 import re
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from cloudmax_provider.errors import CloudmaxConfigError
 
 __all__ = [
-    "ChunkManifest",
+    "MANIFEST_FOLDER",
     "chunk_object_name",
     "chunk_windows",
     "expand_windows",
-    "land_chunks",
     "manifest_prefix",
 ]
 
@@ -150,68 +146,6 @@ def expand_windows(
     return out
 
 
-@dataclasses.dataclass
-class ChunkManifest:
-    """The chunks one run of one task instance has landed under a prefix (see the module docstring)."""
-
-    uri: str
-    fingerprint: str
-    chunks: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
-
-    @staticmethod
-    def location(prefix: str, context: Any) -> str:
-        ti = context["ti"]
-        map_index = getattr(ti, "map_index", -1)
-        key = f"{ti.dag_id}.{ti.task_id}.{map_index}.{context['run_id']}"
-        digest = hashlib.sha256(key.encode()).hexdigest()[:10]
-        return f"{prefix}{MANIFEST_FOLDER}/{_UNSAFE.sub('_', key)[:180]}-{digest}.json"
-
-    @classmethod
-    def load(cls, uri: str, conn_id: str | None, fingerprint: str, logger: Any = log) -> ChunkManifest:
-        """The manifest at ``uri``; an empty one if there is none or it is for another request."""
-        from airflow.providers.common.compat.sdk import ObjectStoragePath
-
-        path = ObjectStoragePath(uri, conn_id=conn_id)
-        if not path.exists():
-            return cls(uri, fingerprint)
-        try:
-            data = json.loads(path.read_text())
-        except (ValueError, OSError) as exc:
-            logger.warning("Ignoring the unreadable manifest %s (%s): every chunk is fetched", uri, exc)
-            return cls(uri, fingerprint)
-        if data.get("fingerprint") != fingerprint:
-            logger.info("The manifest %s is for other arguments: every chunk is fetched afresh", uri)
-            return cls(uri, fingerprint)
-        return cls(uri, fingerprint, {c["uri"]: c for c in data.get("chunks", [])})
-
-    def save(self, conn_id: str | None) -> None:
-        from airflow.providers.common.compat.sdk import ObjectStoragePath
-
-        from cloudmax_provider.transfer import write_atomically
-
-        body = json.dumps({"version": 1, "fingerprint": self.fingerprint, "chunks": list(self.chunks.values())})
-        write_atomically(ObjectStoragePath(self.uri, conn_id=conn_id), [body.encode()])
-
-    def delete(self, conn_id: str | None) -> None:
-        from airflow.providers.common.compat.sdk import ObjectStoragePath
-
-        path = ObjectStoragePath(self.uri, conn_id=conn_id)
-        if path.exists():
-            path.unlink()
-
-
-def _fingerprint(request: Any, grid: str, output: Any, output_encoding: str | None) -> str:
-    fields = {k: v for k, v in request.fields().items() if k not in ("ResponseMode",)}
-    key = {
-        "fields": fields,
-        "grid": grid,
-        "format": output.name,
-        "compression": output.compression if output.name == "parquet" else None,
-        "encoding": output_encoding if output.name == "csv" else None,
-    }
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
-
-
 def manifest_prefix(destination: str) -> str:
     """The folder of a destination that names partitions, where its resume manifests live: the text before
     the first placeholder, up to its last ``/``.
@@ -221,64 +155,3 @@ def manifest_prefix(destination: str) -> str:
     """
     static = destination.split("{", 1)[0]
     return static[: static.rfind("/") + 1]
-
-
-def land_chunks(
-    context: Any,
-    hook: Any,
-    request: Any,
-    partitions: list[tuple[datetime, datetime]],
-    name_of: Callable[[datetime, datetime], str],
-    conn_id: str | None,
-    output_encoding: str | None,
-    output: Any,
-    logger: Any = log,
-    *,
-    resume: bool = True,
-    folder: str,
-    grid: str = "day",
-) -> list[dict[str, Any]]:
-    """Land ``request``'s window one object per partition, named ``name_of(start, end)``; return
-    ``[{start, end, uri, rows, bytes}]`` for every partition (those an earlier try landed included).
-
-    With several partitions and ``resume``, a manifest under ``folder`` lets a retry skip the partitions an
-    earlier try landed (see the module docstring)."""
-    from airflow.providers.common.compat.sdk import ObjectStoragePath
-
-    from cloudmax_provider.transfer import write_report
-
-    uris = [name_of(start, end) for start, end in partitions]
-    if len(set(uris)) != len(uris):
-        raise CloudmaxConfigError(f"two partitions of {request.start} .. {request.end} would land at one name")
-    resume = resume and len(partitions) > 1  # one partition: a retry requests it again anyway
-    manifest = ChunkManifest(
-        ChunkManifest.location(folder, context), _fingerprint(request, grid, output, output_encoding)
-    )
-    if resume:
-        manifest = ChunkManifest.load(manifest.uri, conn_id, manifest.fingerprint, logger)
-        logger.info(
-            "%d partition(s) of %s; resume manifest %s (%d landed by earlier tries)",
-            len(partitions),
-            grid,
-            manifest.uri,
-            len(manifest.chunks),
-        )
-    landed: list[dict[str, Any]] = []
-    for (start, end), uri in zip(partitions, uris, strict=True):
-        done = manifest.chunks.get(uri)
-        if done is not None and ObjectStoragePath(uri, conn_id=conn_id).exists():
-            logger.info("Partition %s .. %s: landed by an earlier try, not requested again: %s", start, end, uri)
-            landed.append(done)
-            continue
-        sub = dataclasses.replace(request, start=start, end=end)
-        logger.info("Partition %s .. %s: requesting %s", start, end, sub.describe())
-        stats = write_report(hook, hook.sources(sub), uri, conn_id, output_encoding, logger, output=output)
-        entry: dict[str, Any] = {"start": start.isoformat(), "end": end.isoformat(), "uri": uri}
-        entry |= {"rows": stats.rows, "bytes": stats.bytes}
-        landed.append(entry)
-        if resume:
-            manifest.chunks[uri] = entry
-            manifest.save(conn_id)
-    if resume:
-        manifest.delete(conn_id)  # complete: a later clear of this (successful) task fetches everything again
-    return landed

@@ -104,3 +104,12 @@ def write_dags_to_db(*dags: Any) -> None:
         DAG.bulk_write_to_db("dags-folder", None, scheduler_dags)
     else:
         DAG.bulk_write_to_db(dags)
+
+
+def object_storage_conn_id(path: Any) -> str | None:
+    """The connection id an ``ObjectStoragePath`` was made with: its ``conn_id`` property on the Task SDK's
+    path (3.3 here), ``storage_options["conn_id"]`` on 2.11 and 3.0's ``airflow.io.path``."""
+    conn_id = getattr(path, "conn_id", None)
+    if conn_id is None:
+        conn_id = (getattr(path, "storage_options", None) or {}).get("conn_id")
+    return conn_id

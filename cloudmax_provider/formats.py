@@ -1,9 +1,9 @@
 """Output formats: what a report body becomes at its destination — CSV as served, Parquet or JSON Lines.
 
 One interface for every format (:class:`Encoder`): the report's bodies go in (one
-:class:`~cloudmax_provider.hooks.cloudmax.ReportStream` per source, opened in turn), the bytes of one
-object come out, and the encoder counts the data rows it wrote. ``land_report`` writes those bytes with
-``write_atomically``, whatever the format, so Parquet and JSON Lines are as atomic as CSV.
+:class:`~cloudmax_provider.streams.ReportStream` per source, opened in turn), the bytes of one
+object come out, and the encoder counts the data rows it wrote. Landing writes those bytes with
+:func:`cloudmax_provider.atomic.write`, whatever the format, so Parquet and JSON Lines are as atomic as CSV.
 
 * ``csv``: the bytes as served, transcoded to ``output_encoding`` (several sources: header once).
 * ``jsonl``: one UTF-8 JSON object per row, typed exactly as XCom rows are (``RowTyper`` then
@@ -22,7 +22,7 @@ Example::
 
     output = OutputFormat("parquet", typing=RowTyping(get_report_part(21002), ZoneInfo("Asia/Taipei")))
     encoder = output.encoder(target_encoding=None, progress=Progress("Writing x"))
-    write_atomically(dest, encoder.encode(open_each(hook.sources(request))))
+    atomic.write(dest, encoder.encode(open_each(hook.sources(request))))
 """
 
 from __future__ import annotations
@@ -32,20 +32,23 @@ import dataclasses
 import gc
 import json
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+from cloudmax_provider.arrow_typing import (
+    ArrowJsonLinesEncoder,
+    ArrowParquetEncoder,
+    TypedEncoderBase,
+    arrow_type,
+    vectorised_column,
+)
 from cloudmax_provider.arrow_typing import ParquetSink as _Sink
-from cloudmax_provider.arrow_typing import TypedEncoderBase, arrow_type, vectorised_column
 from cloudmax_provider.errors import CloudmaxConfigError
 from cloudmax_provider.reports import ColumnType, ReportPart
 from cloudmax_provider.response import RowTyper, read_typed, to_jsonable
-
-if TYPE_CHECKING:
-    from cloudmax_provider.hooks.cloudmax import ReportStream
-    from cloudmax_provider.transfer import Progress
+from cloudmax_provider.streams import Progress, ReportStream, csv_body
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -56,7 +59,6 @@ __all__ = [
     "arrow_schema",
     "arrow_type",
     "check_output_args",
-    "open_each",
     "require_pyarrow",
 ]
 
@@ -93,14 +95,6 @@ def require_pyarrow() -> tuple[Any, Any]:
             f"output_format='parquet' needs pyarrow, which is not installed ({exc}); {PARQUET_EXTRA_HINT}"
         ) from None
     return pyarrow, pyarrow.parquet
-
-
-def open_each(sources: Iterable[Callable[[], Any]]) -> Iterator[ReportStream]:
-    """Open the sources (context managers yielding a ReportStream) one after the other; each is closed
-    when the consumer asks for the next, or stops."""
-    for open_source in sources:
-        with open_source() as stream:
-            yield stream
 
 
 @dataclass(frozen=True)
@@ -161,13 +155,9 @@ class OutputFormat:
         arrow = self.engine == "arrow" and _has_pyarrow()
         if self.name == "jsonl":
             if arrow:
-                from cloudmax_provider.arrow_typing import ArrowJsonLinesEncoder
-
                 return ArrowJsonLinesEncoder(self.typing, progress.label, logger)
             return JsonLinesEncoder(self.typing, progress.label, logger)
         if arrow:
-            from cloudmax_provider.arrow_typing import ArrowParquetEncoder
-
             return ArrowParquetEncoder(self.typing, progress.label, logger, self.batch_size, self.compression)
         return ParquetEncoder(self.typing, progress.label, logger, self.batch_size, self.compression)
 
@@ -184,7 +174,7 @@ def _has_pyarrow() -> bool:
 
 class CsvEncoder:
     """The bytes as served, transcoded to ``target_encoding`` (None: untouched); header once over several
-    sources. Rows are counted (and progress logged) by :class:`~cloudmax_provider.transfer.Progress`."""
+    sources. Rows are counted (and progress logged) by :class:`~cloudmax_provider.streams.Progress`."""
 
     def __init__(self, target_encoding: str | None, progress: Progress) -> None:
         self.target, self.progress = target_encoding, progress
@@ -194,8 +184,6 @@ class CsvEncoder:
         return self.progress.rows
 
     def encode(self, streams: Iterable[ReportStream]) -> Iterator[bytes]:
-        from cloudmax_provider.transfer import csv_body
-
         for i, stream in enumerate(streams):
             chunks = csv_body(i == 0, stream.chunks, stream.encoding, self.target)
             yield from self.progress.track(chunks, self.target or stream.encoding.name)

@@ -1,6 +1,6 @@
 """Typed formats through Arrow's streaming CSV reader (issue 18): the same rows as XCom, whatever the body.
 
-Each test lands a body through the real landing path (``write_report``: encoder -> ``write_atomically`` into a
+Each test lands a body through the real landing path (``land_object``: encoder -> ``atomic.write`` into a
 real file) and compares it with the XCom path's rows for the same bytes (``read_typed`` + ``type_row``).
 """
 
@@ -21,8 +21,8 @@ HEADER = "LaunchID,AcceptCount,SendTime,CompleteTime,OpenCount\r\n"  # report 20
 
 
 def _source(body: bytes, pieces: int = 3):
-    from cloudmax_provider.hooks.cloudmax import ReportStream
     from cloudmax_provider.response import Encoding
+    from cloudmax_provider.streams import ReportStream
 
     size = max(1, len(body) // pieces)
 
@@ -60,18 +60,18 @@ logging.getLogger("tests.arrow_typing").addHandler(LOG)
 
 
 def _land(tmp_path, body: bytes, fmt: str, report_part_id: int = 20003, **options):
-    """Land ``body`` through write_report; the written rows as XCom would hold them."""
+    """Land ``body`` through land_object; the written rows as XCom would hold them."""
     LOG.text = ""
     from cloudmax_provider.formats import OutputFormat, RowTyping
     from cloudmax_provider.hooks.cloudmax import CloudmaxHook
+    from cloudmax_provider.landing import land_object
     from cloudmax_provider.reports import get_report_part
     from cloudmax_provider.response import to_jsonable
-    from cloudmax_provider.transfer import write_report
 
     path = tmp_path / f"out.{fmt}"
     output = OutputFormat(fmt, typing=RowTyping(get_report_part(report_part_id), TZ), **options)
     logger = logging.getLogger("tests.arrow_typing")
-    stats = write_report(CloudmaxHook(), [_source(body)], path.as_uri(), None, "utf-8", logger, output=output)
+    stats = land_object(CloudmaxHook(), [_source(body)], path.as_uri(), None, "utf-8", logger, output=output)
     if fmt == "parquet":
         rows = [to_jsonable(r) for r in pq.read_table(path).to_pylist()]
     else:
@@ -102,8 +102,9 @@ def test_ragged_records_get_the_xcom_rule_in_place(cloudmax_emulator, cloudmax_c
 
 def test_arrow_encoders_raise_ragged_rows_and_the_rule_does_not_hide_them():
     from cloudmax_provider.arrow_typing import ArrowParquetEncoder, RaggedRows
-    from cloudmax_provider.formats import RowTyping, open_each
+    from cloudmax_provider.formats import RowTyping
     from cloudmax_provider.reports import get_report_part
+    from cloudmax_provider.streams import open_each
 
     encoder = ArrowParquetEncoder(RowTyping(get_report_part(20003), TZ), "x", None, 4)
     with pytest.raises(RaggedRows, match="2 cells where the header has 5"):
@@ -185,7 +186,7 @@ def test_a_body_cut_mid_stream_is_retried_from_scratch(cloudmax_emulator, cloudm
     """The cut surfaces through Arrow's reader thread as the transport's own error, so the hook retries it."""
     from cloudmax_provider.formats import OutputFormat, RowTyping
     from cloudmax_provider.hooks.cloudmax import CloudmaxHook
-    from cloudmax_provider.transfer import write_report
+    from cloudmax_provider.landing import land_object
 
     s = cloudmax_emulator.settings
     s.big_report_bytes = 3 << 20  # several blocks: the cut comes mid-stream
@@ -195,7 +196,7 @@ def test_a_body_cut_mid_stream_is_retried_from_scratch(cloudmax_emulator, cloudm
     request = hook.build_request(21002, [1], "2026-10-01 00:00:00", "2026-10-02 00:00:00", response_mode=3)
     dest = tmp_path / f"r.{fmt}"
     output = OutputFormat(fmt, typing=RowTyping.for_request(request, TZ))
-    stats = write_report(hook, hook.sources(request), dest.as_uri(), None, "utf-8", output=output)
+    stats = land_object(hook, hook.sources(request), dest.as_uri(), None, "utf-8", output=output)
     assert len(cloudmax_emulator.api_requests) == 2  # the cut attempt, then the whole one
     written = pq.read_metadata(dest).num_rows if fmt == "parquet" else len(dest.read_bytes().splitlines())
     assert stats.rows == written == rows

@@ -33,10 +33,10 @@ ARROW_TYPES = {
 
 def _land(hook, request, path: Path, output_format: str, **options):
     from cloudmax_provider.formats import OutputFormat, RowTyping
-    from cloudmax_provider.transfer import write_report
+    from cloudmax_provider.landing import land_object
 
     output = OutputFormat(output_format, typing=RowTyping.for_request(request, TZ), **options)
-    return write_report(hook, hook.sources(request), path.as_uri(), None, "utf-8", output=output)
+    return land_object(hook, hook.sources(request), path.as_uri(), None, "utf-8", output=output)
 
 
 def _jsonable(rows):
@@ -116,11 +116,10 @@ def test_renamed_columns_keep_their_catalog_type_and_times_hold_the_instant(clou
 
 
 def test_cells_that_do_not_fit_are_null_in_parquet(tmp_path, caplog):
-    from cloudmax_provider.formats import OutputFormat, RowTyping, open_each
-    from cloudmax_provider.hooks.cloudmax import ReportStream
+    from cloudmax_provider.formats import OutputFormat, RowTyping
     from cloudmax_provider.reports import get_report_part
     from cloudmax_provider.response import Encoding
-    from cloudmax_provider.transfer import Progress
+    from cloudmax_provider.streams import Progress, ReportStream, open_each
 
     body = b"LaunchID,AcceptCount,SendTime,CompleteTime,OpenCount\r\n1,n/a,2026-10-01 10:00:00,,3\r\n"
 
@@ -142,11 +141,10 @@ def test_cells_that_do_not_fit_are_null_in_parquet(tmp_path, caplog):
 
 
 def _encode_body(body: bytes, report_part_id: int, **options) -> bytes:
-    from cloudmax_provider.formats import OutputFormat, RowTyping, open_each
-    from cloudmax_provider.hooks.cloudmax import ReportStream
+    from cloudmax_provider.formats import OutputFormat, RowTyping
     from cloudmax_provider.reports import get_report_part
     from cloudmax_provider.response import Encoding
-    from cloudmax_provider.transfer import Progress
+    from cloudmax_provider.streams import Progress, ReportStream, open_each
 
     class Source:
         def __enter__(self):

@@ -10,7 +10,8 @@ import time
 import requests
 from airflow.providers.common.compat.sdk import ObjectStoragePath
 
-from cloudmax_provider.transfer import remove_stale_partials, write_atomically
+from cloudmax_provider import atomic
+from cloudmax_provider.atomic import remove_stale_partials
 
 
 def test_next_write_removes_a_killed_writers_partial(tmp_path):
@@ -21,7 +22,7 @@ def test_next_write_removes_a_killed_writers_partial(tmp_path):
     others = [tmp_path / ".clicks.csv.0123456789ab.partial", tmp_path / ".opens.csv.partial", tmp_path / "x.csv"]
     for other in others:
         other.write_bytes(b"keep")
-    assert write_atomically(dest, [b"a,b\r\n", b"1,2\r\n"]) == 10
+    assert atomic.write(dest, [b"a,b\r\n", b"1,2\r\n"]) == 10
     assert (tmp_path / "opens.csv").read_bytes() == b"a,b\r\n1,2\r\n"
     assert not killed.exists()
     assert all(other.read_bytes() == b"keep" for other in others)  # other destinations' files stay
@@ -36,7 +37,7 @@ def test_a_partial_still_being_written_is_kept(tmp_path):
     os.utime(live, (time.time() - 60, time.time() - 60))
     with live.open("rb") as held:
         fcntl.flock(held.fileno(), fcntl.LOCK_EX)  # what a live writer holds
-        assert write_atomically(dest, [b"a,b\r\n"]) == 5
+        assert atomic.write(dest, [b"a,b\r\n"]) == 5
         assert live.exists()
     assert len(remove_stale_partials(dest)) == 1  # its writer is gone now
     assert not live.exists()

@@ -373,7 +373,7 @@ def test_launch_ids_from_an_upstream_task(cloudmax_emulator, cloudmax_conn):
 def test_progress_is_logged_with_bytes_rows_and_rate(caplog):
     import logging
 
-    from cloudmax_provider.transfer import Progress
+    from cloudmax_provider.streams import Progress
 
     caplog.set_level(logging.INFO)
     progress = Progress("Writing x", every=0.0, logger=logging.getLogger("cmx.progress"))

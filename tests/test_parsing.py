@@ -28,7 +28,7 @@ from cloudmax_provider.response import (
     sniff_kind,
     transcode,
 )
-from cloudmax_provider.transfer import csv_body
+from cloudmax_provider.streams import csv_body
 
 TZ = ZoneInfo("Asia/Taipei")
 TEXT = (
@@ -98,7 +98,7 @@ def test_transcode_in_pieces_splits_characters_anywhere(monkeypatch, codec, piec
     import cloudmax_provider.response as response
 
     monkeypatch.setattr(response, "TRANSCODE_PIECE", piece)
-    text = ("LaunchID,名稱,City\r\n" + "".join(f'{i},"臺北市 {i}",板橋區\r\n' for i in range(3000)))
+    text = "LaunchID,名稱,City\r\n" + "".join(f'{i},"臺北市 {i}",板橋區\r\n' for i in range(3000))
     raw = text.encode(codec)
     enc = response.Encoding(codec, 0)
     for size in (len(raw), 100_003, 65_537):

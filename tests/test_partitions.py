@@ -383,7 +383,7 @@ def test_link_modes_name_the_one_partition_or_refuse_several(cloudmax_emulator, 
 def test_destination_errors_say_what_works_in_every_run_type(destination, says):
     """No error suggests Jinja's ``{{ ds }}`` (absent in runs without a logical date); an absolute path is not
     called relative."""
-    from cloudmax_provider.transfer import check_destination
+    from cloudmax_provider.destinations import check_destination
 
     with pytest.raises(CloudmaxConfigError) as info:
         check_destination(destination)

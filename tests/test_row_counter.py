@@ -117,7 +117,7 @@ def test_progress_counts_in_its_thread_like_csv(monkeypatch, with_numpy):
     """Progress.track over > 4 MiB (so the counting thread runs), with numpy and without (forced)."""
     import threading
 
-    from cloudmax_provider.transfer import Progress
+    from cloudmax_provider.streams import Progress
 
     if not with_numpy:
         monkeypatch.setattr(response, "_NUMPY", None)

@@ -21,7 +21,6 @@ import functools
 import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus
@@ -60,7 +59,6 @@ from cloudmax_provider.response import (
     MAX_XML_BYTES,
     SNIFF_BYTES,
     ApiAnswer,
-    Encoding,
     detect_encoding,
     parse_api_xml,
     parse_redirect,
@@ -69,6 +67,7 @@ from cloudmax_provider.response import (
     sniff_kind,
 )
 from cloudmax_provider.retry import ErrorCode100Policy, retry_args
+from cloudmax_provider.streams import ReportStream
 
 if TYPE_CHECKING:
     import requests
@@ -85,18 +84,6 @@ def redact_text(text: str) -> str:
 
 class TooManyRowsError(CloudmaxConfigError):
     """A report too large for XCom."""
-
-
-@dataclass
-class ReportStream:
-    """An open report body: iterate ``chunks`` once. ``encoding`` was told from the first bytes."""
-
-    chunks: Iterator[bytes]
-    encoding: Encoding
-    source: str  # secret-free: a redacted URL or the link
-    filename: str = "report.csv"
-    content_type: str = ""
-    size: int | None = None
 
 
 class _RedactingFilter(logging.Filter):

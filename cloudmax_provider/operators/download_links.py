@@ -93,7 +93,7 @@ class CloudmaxDownloadLinksOperator(BaseOperator):
 
         if not isinstance(window, timedelta) or window <= timedelta(0):
             raise CloudmaxConfigError(f"window={window!r} must be a positive timedelta, e.g. timedelta(days=1)")
-        from cloudmax_provider.transfer import check_landing_args
+        from cloudmax_provider.destinations import check_landing_args
 
         check_landing_args(destination, output_encoding, one_object_per_link=one_object_per_link)
         from cloudmax_provider.partitions import check_partition
@@ -130,10 +130,10 @@ class CloudmaxDownloadLinksOperator(BaseOperator):
     def execute(self, context: Context) -> str | list[str]:
         from cloudmax_provider.formats import OutputFormat, RowTyping
         from cloudmax_provider.hooks.cloudmax import CloudmaxHook
+        from cloudmax_provider.landing import land, push_landed
         from cloudmax_provider.links import parse_links
         from cloudmax_provider.reports import get_report_part
         from cloudmax_provider.request import get_timezone
-        from cloudmax_provider.transfer import land
 
         hook = CloudmaxHook(self.cloudmax_conn_id, smb_conn_id=self.smb_conn_id)
         links = [link.url for link in parse_links(self.links)]
@@ -143,12 +143,11 @@ class CloudmaxDownloadLinksOperator(BaseOperator):
             typing = RowTyping(part, get_timezone(hook.settings.timezone), header=part.column_names)
         output = OutputFormat(self.output_format, self.batch_size, self.compression, typing)
         destination = self._named(context, get_timezone(hook.settings.timezone))
-        from cloudmax_provider.transfer import check_destination, preflight_destination
+        from cloudmax_provider.destinations import check_destination, preflight_destination
 
         check_destination(destination, one_object_per_link=self.one_object_per_link)  # as rendered
         preflight_destination(destination, self.destination_conn_id or None)  # before any link is fetched
-        return land(  # pushes rows and bytes (totals) and, per link, chunks
-            context,
+        landed = land(
             hook,
             hook.sources(None, links),
             destination,
@@ -159,6 +158,8 @@ class CloudmaxDownloadLinksOperator(BaseOperator):
             one_object_per_link=self.one_object_per_link,
             output=output,
         )
+        per_link = self.one_object_per_link and bool(links)
+        return push_landed(context, landed, per_link=per_link)  # rows and bytes (totals), per link chunks
 
     def _named(self, context: Context, tz: ZoneInfo) -> str:
         """The destination, its placeholders filled with the run's window: one partition of the grid."""

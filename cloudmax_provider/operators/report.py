@@ -220,7 +220,7 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         if mode is None and self.response_mode is None and self.destination is not None:
             mode = ResponseMode.ATTACHMENT
         self._check_mode(mode)
-        from cloudmax_provider.transfer import check_landing_args
+        from cloudmax_provider.destinations import check_landing_args
 
         self._validate_output()
         check_landing_args(self.destination, self.output_encoding, one_object_per_link=self._lands_in_prefix)
@@ -248,7 +248,7 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         self._check_mode(request.response_mode)
         self._check_smb_connection(request.response_mode)
         if self.destination is not None:
-            from cloudmax_provider.transfer import check_destination, preflight_destination
+            from cloudmax_provider.destinations import check_destination, preflight_destination
 
             self._check_chunk_destination(self.destination)
             check_destination(self.destination, one_object_per_link=self._lands_in_prefix)
@@ -459,19 +459,19 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
             rows = hook.get_rows(request, max_rows=self.max_xcom_rows, links=links)
             self.log.info("Pushing %d typed rows to XCom", len(rows))
             return [to_jsonable(row) for row in rows]
-        from cloudmax_provider.transfer import land_each_link, write_report
+        from cloudmax_provider.landing import land_object, land_per_link
 
         output = self._output(hook, request)
         sources = hook.sources(request, links)
         conn_id = self.destination_conn_id or None  # a template may render to ''
         window = {"start": request.start.isoformat(), "end": request.end.isoformat()}
         if self.one_object_per_link and links:
-            each = land_each_link(hook, sources, links, destination, conn_id, self.output_encoding, self.log, output)
-            landed = [{**window, **entry} for entry in each]
+            each = land_per_link(hook, sources, links, destination, conn_id, self.output_encoding, self.log, output)
+            landed = [{**window, **entry.as_xcom()} for entry in each]
             self._push_landed(context, landed)
             self.chunk_uris = [c["uri"] for c in landed]
             return self.chunk_uris
-        stats = write_report(hook, sources, destination, conn_id, self.output_encoding, self.log, output=output)
+        stats = land_object(hook, sources, destination, conn_id, self.output_encoding, self.log, output=output)
         self._push_landed(context, [{**window, "uri": destination, "rows": stats.rows, "bytes": stats.bytes}])
         if destination != self.destination:
             self._lineage_name = destination
@@ -491,7 +491,8 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
 
     def _land_chunks(self, context: Context, hook: CloudmaxHook, request: ReportRequest) -> Any:
         """One request per partition: typed rows into XCom, or one object per partition."""
-        from cloudmax_provider.chunks import chunk_object_name, land_chunks, manifest_prefix
+        from cloudmax_provider.chunks import chunk_object_name, manifest_prefix
+        from cloudmax_provider.landing import land_chunks
 
         if request.response_mode.returns_links:
             raise CloudmaxConfigError("chunk= needs response_mode 2 or 3 (the report as the answer), not a link mode")

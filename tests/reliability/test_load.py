@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cloudmax_provider import transfer
+from cloudmax_provider import atomic
 from tests.reliability.conftest import FIGURES, WINDOW, files_under, run_report
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("airflow_db")]
@@ -40,13 +40,13 @@ def test_fifty_reports_at_once(cloudmax_emulator, cloudmax_conn, s3_bucket, tmp_
     bucket, client = s3_bucket
     cloudmax_conn(attempts=4)
     moves: list[tuple[str, str]] = []
-    real_move = transfer._move
+    real_move = atomic._move
 
     def recording_move(tmp, dest):
         moves.append((tmp.path, dest.path))
         real_move(tmp, dest)
 
-    monkeypatch.setattr(transfer, "_move", recording_move)
+    monkeypatch.setattr(atomic, "_move", recording_move)
 
     def one(i: int, batch: int) -> tuple[int, str]:
         launch = 1000 + i

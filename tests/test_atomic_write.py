@@ -1,17 +1,19 @@
-"""write_atomically: concurrent S3 multipart uploads on moto's server, the writer thread, local files.
+"""atomic.write: concurrent S3 multipart uploads (boto3) on moto's server, the writer thread, local files.
 
 Atomicity is checked from inside the stream: while parts are uploading, the key does not exist; after a
-failure it still does not (or keeps its old content) and no multipart upload is left behind.
+failure it still does not (or keeps its old content) and no multipart upload is left behind. The S3 client
+is the real one (boto3 against moto on loopback); tests watch or fail its calls through botocore's public
+event hooks (``before-call`` / ``after-call``).
 """
 
 from __future__ import annotations
 
 import threading
+import weakref
 
 import pytest
 
-from cloudmax_provider import transfer
-from cloudmax_provider.transfer import write_atomically
+from cloudmax_provider import atomic, s3
 
 MiB = 1 << 20
 
@@ -34,29 +36,45 @@ def uploads(client, bucket: str) -> list[dict]:
     return client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
 
 
-def test_s3_parts_upload_concurrently_and_the_key_appears_only_when_complete(s3_bucket, monkeypatch):
+@pytest.fixture
+def writer_client(monkeypatch):
+    """The boto3 client the writer will use for a path, fresh for this test (so event handlers registered on
+    it do not outlive the test)."""
+    monkeypatch.setattr(s3, "_clients", weakref.WeakKeyDictionary())
+    return s3.client_for
+
+
+def test_s3_client_is_the_connections(s3_bucket, writer_client):
+    """The AWS provider's client for the path's connection: its endpoint (moto) and region."""
+    client = writer_client(s3_path(s3_bucket[0], "x.csv"))
+    assert client.meta.endpoint_url.startswith("http://127.0.0.1:")
+    assert client.meta.region_name == "us-east-1"
+    assert writer_client(s3_path(s3_bucket[0], "y.csv")) is client  # one client per connection's filesystem
+
+
+def test_s3_parts_upload_concurrently_and_the_key_appears_only_when_complete(s3_bucket, writer_client):
     bucket, client = s3_bucket
     seen: list[tuple[bool, int]] = []
     calls: list[str] = []
     in_flight = {"now": 0, "max": 0}
     lock = threading.Lock()
     dest = s3_path(bucket, "r/big.csv")
-    real_call = dest.fs._call_s3
+    events = writer_client(dest).meta.events
 
-    async def counting_call(method, *args, **kwargs):  # counts upload_part calls running at once
-        calls.append(method)
-        if method != "upload_part":
-            return await real_call(method, *args, **kwargs)
-        with lock:
-            in_flight["now"] += 1
-            in_flight["max"] = max(in_flight["max"], in_flight["now"])
-        try:
-            return await real_call(method, *args, **kwargs)
-        finally:
+    def before(model, **_):  # counts upload_part calls running at once
+        calls.append(model.name)
+        if model.name == "UploadPart":
+            with lock:
+                in_flight["now"] += 1
+                in_flight["max"] = max(in_flight["max"], in_flight["now"])
+
+    def after(model, **_):
+        if model.name == "UploadPart":
             with lock:
                 in_flight["now"] -= 1
 
-    monkeypatch.setattr(dest.fs, "_call_s3", counting_call)
+    events.register("before-call.s3", before)
+    events.register("after-call.s3", after)
     chunks = body(48)
 
     def stream():
@@ -65,11 +83,11 @@ def test_s3_parts_upload_concurrently_and_the_key_appears_only_when_complete(s3_
                 seen.append((key_exists(client, bucket, "r/big.csv"), len(uploads(client, bucket))))
             yield chunk
 
-    written = write_atomically(dest, stream(), block_size=5 * MiB, max_concurrency=4)
+    written = atomic.write(dest, stream(), block_size=5 * MiB, max_concurrency=4)
     assert written == 48 * MiB
     assert seen == [(False, 1), (False, 1)]
     assert client.get_object(Bucket=bucket, Key="r/big.csv")["Body"].read() == b"".join(chunks)
-    assert calls.count("upload_part") == 10  # 9 parts of 5 MiB and the 3 MiB rest
+    assert calls.count("UploadPart") == 10  # 9 parts of 5 MiB and the 3 MiB rest
     assert in_flight["max"] > 1  # concurrent
     assert uploads(client, bucket) == []
 
@@ -83,28 +101,28 @@ def test_s3_failure_mid_stream_aborts_the_upload_and_keeps_the_old_object(s3_buc
         raise ConnectionError("the report body was cut")
 
     with pytest.raises(ConnectionError):
-        write_atomically(s3_path(bucket, "r/big.csv"), stream(), block_size=5 * MiB, max_concurrency=3)
+        atomic.write(s3_path(bucket, "r/big.csv"), stream(), block_size=5 * MiB, max_concurrency=3)
     assert client.get_object(Bucket=bucket, Key="r/big.csv")["Body"].read() == b"yesterday"
     assert [o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]] == ["r/big.csv"]
     assert uploads(client, bucket) == []  # aborted: no orphan multipart upload
 
 
-def test_s3_failing_part_upload_aborts_and_raises(s3_bucket, monkeypatch):
+def test_s3_failing_part_upload_aborts_and_raises(s3_bucket, writer_client):
     bucket, client = s3_bucket
     dest = s3_path(bucket, "r/fail.csv")
-    real_call = dest.fs._call_s3
     parts = {"n": 0}
+    lock = threading.Lock()
 
-    async def failing_call(method, *args, **kwargs):
-        if method == "upload_part":
-            parts["n"] += 1
-            if parts["n"] == 3:
-                raise PermissionError("AccessDenied on part 3")
-        return await real_call(method, *args, **kwargs)
+    def failing(model, **_):
+        if model.name == "UploadPart":
+            with lock:
+                parts["n"] += 1
+                if parts["n"] == 3:
+                    raise PermissionError("AccessDenied on part 3")
 
-    monkeypatch.setattr(dest.fs, "_call_s3", failing_call)
+    writer_client(dest).meta.events.register("before-call.s3", failing)
     with pytest.raises(PermissionError, match="part 3"):
-        write_atomically(dest, iter(body(40)), block_size=5 * MiB, max_concurrency=2)
+        atomic.write(dest, iter(body(40)), block_size=5 * MiB, max_concurrency=2)
     assert not key_exists(client, bucket, "r/fail.csv")
     assert uploads(client, bucket) == []
 
@@ -117,17 +135,62 @@ def test_s3_parts_cut_across_chunks_in_reused_buffers(s3_bucket):
     rng = random.Random(7)
     chunks = [rng.randbytes(rng.randint(1, 1_500_000)) for _ in range(40)]
     dest = s3_path(bucket, "r/odd.csv")
-    assert write_atomically(dest, iter(chunks), block_size=5 * MiB, max_concurrency=2) == sum(map(len, chunks))
+    assert atomic.write(dest, iter(chunks), block_size=5 * MiB, max_concurrency=2) == sum(map(len, chunks))
     assert client.get_object(Bucket=bucket, Key="r/odd.csv")["Body"].read() == b"".join(chunks)
     assert uploads(client, bucket) == []
 
 
 def test_s3_small_body_is_one_put(s3_bucket):
     bucket, client = s3_bucket
-    assert write_atomically(s3_path(bucket, "small.csv"), [b"a,b\r\n", b"1,2\r\n"]) == 10
+    assert atomic.write(s3_path(bucket, "small.csv"), [b"a,b\r\n", b"1,2\r\n"]) == 10
     assert client.get_object(Bucket=bucket, Key="small.csv")["Body"].read() == b"a,b\r\n1,2\r\n"
-    assert write_atomically(s3_path(bucket, "empty.csv"), []) == 0
+    assert atomic.write(s3_path(bucket, "empty.csv"), []) == 0
     assert client.get_object(Bucket=bucket, Key="empty.csv")["Body"].read() == b""
+    assert uploads(client, bucket) == []
+
+
+KILLED_WRITER = """
+import sys, time
+from airflow.providers.common.compat.sdk import ObjectStoragePath
+from cloudmax_provider import atomic
+
+def stream():
+    yield b"x" * (6 << 20)  # one whole part of 5 MiB goes out ...
+    print("PART SENT", flush=True)
+    while True:  # ... and the body never ends: the writer is killed here
+        time.sleep(60)
+        yield b""
+
+atomic.write(ObjectStoragePath(sys.argv[1], conn_id="aws_moto"), stream(), block_size=5 << 20)
+"""
+
+
+def test_s3_upload_of_a_killed_writer_is_aborted_by_the_next_write(s3_bucket):
+    """A writer SIGKILLed mid-upload leaves an open multipart upload; the next write of that key aborts it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    bucket, client = s3_bucket
+    uri = f"s3://{bucket}/r/killed.csv"
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, uri], stdout=subprocess.PIPE, text=True, env=dict(os.environ)
+    )
+    try:
+        assert child.stdout is not None
+        lines = iter(child.stdout.readline, "")  # Airflow logs to stdout too
+        assert any(line.strip() == "PART SENT" for line in lines)  # the upload exists, a part in flight
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert [u["Key"] for u in uploads(client, bucket)] == ["r/killed.csv"]  # left behind by the killed writer
+    client.create_multipart_upload(Bucket=bucket, Key="r/other.csv")  # another key's upload: not swept
+    atomic.write(s3_path(bucket, "r/killed.csv"), [b"a,b\r\n", b"1,2\r\n"])
+    assert client.get_object(Bucket=bucket, Key="r/killed.csv")["Body"].read() == b"a,b\r\n1,2\r\n"
+    assert [u["Key"] for u in uploads(client, bucket)] == ["r/other.csv"]
+    for upload in uploads(client, bucket):
+        client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
     assert uploads(client, bucket) == []
 
 
@@ -141,7 +204,7 @@ def test_local_write_stays_atomic(tmp_path):
             assert not (tmp_path / "out" / "r.csv").exists()
             yield chunk
 
-    assert write_atomically(dest, stream()) == 6 * MiB
+    assert atomic.write(dest, stream()) == 6 * MiB
     assert (tmp_path / "out" / "r.csv").read_bytes() == b"".join(body(6))
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["r.csv"]
 
@@ -150,7 +213,7 @@ def test_local_write_stays_atomic(tmp_path):
         raise ConnectionError("cut")
 
     with pytest.raises(ConnectionError):
-        write_atomically(ObjectStoragePath(f"file://{tmp_path}/out/r.csv"), broken())
+        atomic.write(ObjectStoragePath(f"file://{tmp_path}/out/r.csv"), broken())
     assert (tmp_path / "out" / "r.csv").read_bytes() == b"".join(body(6))  # the old file stays
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["r.csv"]
 
@@ -173,7 +236,7 @@ def test_a_failing_write_stops_the_stream_with_the_writer_error():
             yield b"x" * MiB
 
     with pytest.raises(OSError, match="disk full"):
-        transfer._write_all(Sink(), stream())
+        atomic._write_into(Sink(), stream())
     assert len(pulled) < 1000  # stopped early, not after reading everything
 
 
@@ -186,12 +249,12 @@ def test_writes_happen_in_the_writer_thread_in_order():
             written.append((threading.current_thread().name, chunk))
 
     chunks = [bytes([i]) * MiB for i in range(12)]
-    assert transfer._write_all(Sink(), iter(chunks)) == 12 * MiB
+    assert atomic._write_into(Sink(), iter(chunks)) == 12 * MiB
     assert b"".join(bytes(c) for _, c in written) == b"".join(chunks)
     # each MiB in slices of WRITE_SLICE (cache-sized writes); the first 4 MiB inline (a small report starts
     # no thread), the rest in the writer thread
-    assert {len(c) for _, c in written} == {transfer.WRITE_SLICE}
-    per_mib = MiB // transfer.WRITE_SLICE
+    assert {len(c) for _, c in written} == {atomic.WRITE_SLICE}
+    per_mib = MiB // atomic.WRITE_SLICE
     assert [name for name, _ in written] == ["MainThread"] * 4 * per_mib + ["cloudmax-writer"] * 8 * per_mib
 
 
@@ -206,15 +269,15 @@ def test_local_file_written_by_the_reading_thread_through_one_new_descriptor(tmp
     real_open = builtins.open
     monkeypatch.setattr(builtins, "open", lambda f, *a, **k: (opened.append(f), real_open(f, *a, **k))[1])
     names: set[str] = set()
-    real_write = transfer._write_sliced
+    real_write = atomic._write_sliced
     monkeypatch.setattr(
-        transfer, "_write_sliced", lambda out, c: (names.add(threading.current_thread().name), real_write(out, c))
+        atomic, "_write_sliced", lambda out, c: (names.add(threading.current_thread().name), real_write(out, c))
     )
     recorded: list[str] = []
-    monkeypatch.setattr(transfer, "record_output_lineage", lambda dest: recorded.append(str(dest)))
+    monkeypatch.setattr(atomic, "record_output_lineage", lambda dest: recorded.append(str(dest)))
     dest = ObjectStoragePath((tmp_path / "r.csv").as_uri())
     body = [b"a,b\r\n"] + [b"1,2\r\n" * 200_000] * 12
-    assert transfer.write_atomically(dest, iter(body)) == sum(map(len, body))
+    assert atomic.write(dest, iter(body)) == sum(map(len, body))
     assert (tmp_path / "r.csv").read_bytes() == b"".join(body)
     assert names == {threading.current_thread().name}
     assert not [f for f in opened if str(f).endswith(".partial")]  # never reopened by name (O_TRUNC)
@@ -222,14 +285,13 @@ def test_local_file_written_by_the_reading_thread_through_one_new_descriptor(tmp
     assert recorded == [str(dest)]
 
 
-
 LINEAGE_PROBE = """
 from airflow.providers.common.compat.lineage.hook import get_hook_lineage_collector
 from airflow.providers.common.compat.sdk import ObjectStoragePath
-from cloudmax_provider import transfer
+from cloudmax_provider import atomic
 
 dest = ObjectStoragePath({uri!r})
-transfer.write_atomically(dest, iter([b"a,b\\r\\n", b"1,2\\r\\n"]))
+atomic.write(dest, iter([b"a,b\\r\\n", b"1,2\\r\\n"]))
 for output in get_hook_lineage_collector().collected_assets.outputs:
     print("OUTPUT", getattr(output, "asset", None) or output.dataset)
 """

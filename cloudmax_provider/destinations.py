@@ -1,0 +1,180 @@
+"""Destinations: what a destination URI may be, and whether its store can be written, checked before a
+report is requested.
+
+* :func:`check_landing_args` when the DAG is parsed (literal values), :func:`check_destination` on the
+  rendered URI (pure, no I/O), :func:`preflight_destination` at the start of ``execute`` (one cheap call
+  to the store).
+* What kind of store a URI names: :data:`COMMIT_ON_CLOSE` (uploads appear whole, can be aborted),
+  :data:`S3_PROTOCOLS`, :func:`is_remote`.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import re
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from cloudmax_provider.errors import CloudmaxConfigError
+
+__all__ = [
+    "COMMIT_ON_CLOSE",
+    "S3_PROTOCOLS",
+    "check_destination",
+    "check_landing_args",
+    "is_remote",
+    "preflight_destination",
+]
+
+#: Stores whose uploads appear only when complete, and can be aborted.
+COMMIT_ON_CLOSE = frozenset({"s3", "s3a", "gs", "gcs"})
+#: Stores written with concurrent multipart uploads (boto3's client).
+S3_PROTOCOLS = frozenset({"s3", "s3a"})
+
+
+def is_remote(path: Any) -> bool:
+    """Whether an ``ObjectStoragePath`` names something else than a file on this machine."""
+    return (getattr(path, "protocol", "") or "file") not in ("file", "local")
+
+
+def check_landing_args(destination: Any, output_encoding: str | None, *, one_object_per_link: bool = False) -> None:
+    """Refuse, when the DAG is parsed, a literal destination :func:`check_destination` refuses, or an
+    unknown encoding. Templated values (``{{ ... }}``) and XComArgs are checked when rendered, before
+    anything is sent (the operators call :func:`check_destination` and :func:`preflight_destination`)."""
+    from cloudmax_provider.templating import is_literal
+
+    if isinstance(destination, str) and is_literal(destination):
+        check_destination(destination, one_object_per_link=one_object_per_link)
+    if output_encoding is not None:
+        try:
+            codecs.lookup(output_encoding)
+        except LookupError:
+            raise CloudmaxConfigError(
+                f"output_encoding={output_encoding!r} is not a known encoding; use e.g. 'utf-8' or None"
+            ) from None
+
+
+_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*$")
+
+
+def check_destination(uri: Any, *, one_object_per_link: bool = False) -> None:
+    """Refuse a destination that would land somewhere else than it says (pure; no I/O).
+
+    An absolute URI with a scheme (a rendered ``"2026-11-01/x.csv"`` would land in the worker's working
+    directory; ``/data/x.csv`` is meant as ``file:///data/x.csv``); ``file://`` with an absolute path
+    (``file://data/x.csv`` names a host ``data``); no ``.`` or ``..`` segment (a traversal out of the
+    folder it names); with ``one_object_per_link`` a prefix ending in ``/``, else an object name (not a
+    bare bucket or a folder).
+
+    >>> check_destination("s3://lake/cloudmax/2026-11-01/opens.csv")
+    """
+    fix = "use e.g. 's3://bucket/cloudmax/{window_start:%Y-%m-%d}.csv' or 'file:///data/cloudmax/report.csv'"
+    if not isinstance(uri, str):
+        raise CloudmaxConfigError(f"destination={uri!r} is a {type(uri).__name__}, not a URI string; {fix}")
+    parts = urlsplit(uri)
+    if "://" not in uri or not _SCHEME.match(parts.scheme):
+        if uri.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:[/\\]", uri):
+            raise CloudmaxConfigError(
+                f"destination={uri!r} is a path without a scheme; write it as a URI, "
+                f"{'file://' + uri if uri.startswith('/') else 'file:///' + uri.replace(chr(92), '/')!r} (a file on "
+                "the worker) or an object store's, e.g. 's3://bucket/cloudmax/{window_start:%Y-%m-%d}.csv'"
+            )
+        raise CloudmaxConfigError(
+            f"destination={uri!r} is not a URI (a relative path would land in the worker's working directory); {fix}"
+        )
+    if parts.scheme == "file" and parts.netloc not in ("", "localhost"):
+        raise CloudmaxConfigError(
+            f"destination={uri!r} names a host {parts.netloc!r}: a file URI needs an absolute path, "
+            f"'file:///{parts.netloc}{parts.path}' (three slashes)"
+        )
+    segments = re.split(r"[/\\]", parts.path)
+    if any(seg in (".", "..") for seg in segments):
+        raise CloudmaxConfigError(
+            f"destination={uri!r} has a '.' or '..' segment, which would land outside the folder it names; "
+            "write the normalised path"
+        )
+    if parts.query or parts.fragment:
+        raise CloudmaxConfigError(f"destination={uri!r} has a query or fragment ('?', '#'); {fix}")
+    if one_object_per_link:
+        if not uri.endswith("/"):
+            raise CloudmaxConfigError(
+                f"destination={uri!r} must be a prefix ending in '/' with one_object_per_link=True (each "
+                f"DOWNLOADLINK lands as <prefix>/<file name>); write {uri + '/'!r}"
+            )
+    elif uri.endswith("/") or not parts.path.strip("/"):
+        raise CloudmaxConfigError(
+            f"destination={uri!r} names a folder or bucket, not an object; add the object's name, e.g. "
+            f"{uri.rstrip('/') + '/report.csv'!r} (or set one_object_per_link=True for a prefix)"
+        )
+
+
+def preflight_destination(uri: str, conn_id: str | None) -> None:
+    """Cheap checks of the destination's store, at the start of execute, before Report.aspx is called,
+    so a report is never requested only to fail at the write:
+
+    1. ``destination_conn_id``, when given, names an existing connection (the stores' hooks would
+       otherwise fall back to default credentials silently);
+    2. Airflow has a filesystem for the scheme (a provider registers it: ``s3://`` needs the Amazon one);
+    3. the store would not be used anonymously (Airflow's S3 filesystem falls back to anonymous access
+       when it finds no credentials; anonymous access cannot write);
+    4. one metadata call: the bucket exists and these credentials can see it (s3, gs), or the nearest
+       existing local folder is a writable directory.
+
+    It writes nothing, so it cannot prove permission to write that key: that shows at the write, which
+    is atomic (nothing half-written is left).
+    """
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
+
+    if conn_id:
+        from airflow.providers.common.compat.sdk import BaseHook
+
+        try:
+            BaseHook.get_connection(conn_id)
+        except Exception as exc:
+            if "NotFound" not in type(exc).__name__:
+                raise
+            raise CloudmaxConfigError(
+                f"destination_conn_id={conn_id!r} is not a connection; create it (Admin > Connections or "
+                f"AIRFLOW_CONN_{conn_id.upper()}) or fix the name"
+            ) from None
+    scheme = urlsplit(uri).scheme
+    try:
+        fs = ObjectStoragePath(uri, conn_id=conn_id).fs
+    except ValueError as exc:
+        raise CloudmaxConfigError(
+            f"destination={uri!r}: Airflow has no filesystem for {scheme}:// ({exc}); install the provider "
+            "that registers it (e.g. apache-airflow-providers-amazon[s3fs] for s3://) or use file:// or s3://"
+        ) from None
+    if getattr(fs, "anon", False):
+        raise CloudmaxConfigError(
+            f"destination={uri!r}: no credentials found for {scheme}:// (Airflow would write anonymously, which "
+            "fails); set destination_conn_id to a connection with credentials, e.g. 'aws_default'"
+        )
+    try:
+        if scheme in COMMIT_ON_CLOSE:
+            bucket = urlsplit(uri).netloc
+            if not fs.exists(bucket):
+                raise CloudmaxConfigError(
+                    f"destination={uri!r}: bucket {bucket!r} does not exist or destination_conn_id={conn_id!r} "
+                    "cannot see it; create it or fix the destination/connection"
+                )
+        elif scheme in ("file", "local"):
+            _check_local_folder(uri)
+    except CloudmaxConfigError:
+        raise
+    except Exception as exc:
+        raise CloudmaxConfigError(
+            f"destination={uri!r} cannot be reached with destination_conn_id={conn_id!r}: "
+            f"{type(exc).__name__}: {str(exc)[:300]}; check the connection's credentials and endpoint"
+        ) from None
+
+
+def _check_local_folder(uri: str) -> None:
+    folder = os.path.dirname(unquote(urlsplit(uri).path)) or "/"
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
+        raise CloudmaxConfigError(
+            f"destination={uri!r}: {folder!r} is not a writable folder on this worker; fix the path or permissions"
+        )

@@ -1,0 +1,303 @@
+"""Landing a report: its bodies, encoded in the output format, written atomically at a destination.
+
+The vocabulary: *write* puts bytes into one storage object atomically (:func:`cloudmax_provider.atomic.write`);
+*land* puts a report (its streams) into a destination, one object or one object per DOWNLOADLINK, and
+returns what was landed (:class:`Landed`).
+
+* :func:`land`: one object, or with ``one_object_per_link`` one per link under a prefix.
+* :func:`land_object`: one report into one object (what the others call).
+* :func:`land_per_link`: each DOWNLOADLINK's body into ``<prefix>/<its file name>``.
+* :func:`land_chunks`: a long window one object per partition, resuming from a manifest
+  (:class:`ChunkManifest`, see :mod:`cloudmax_provider.chunks`).
+* :func:`push_landed`: the XComs ``rows``, ``bytes`` (and ``chunks``) of what was landed.
+
+Example::
+
+    landed = land_object(hook, hook.sources(request), "s3://lake/opens/2026-11-01.csv", "aws_default", "utf-8")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cloudmax_provider import atomic
+from cloudmax_provider.arrow_typing import RaggedRows
+from cloudmax_provider.chunks import MANIFEST_FOLDER
+from cloudmax_provider.errors import CloudmaxConfigError, CloudmaxLinkError
+from cloudmax_provider.formats import OutputFormat
+from cloudmax_provider.links import DownloadLink
+from cloudmax_provider.streams import Progress, open_each
+
+__all__ = ["ChunkManifest", "Landed", "land", "land_chunks", "land_object", "land_per_link", "push_landed"]
+
+log = logging.getLogger(__name__)
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class Landed:
+    """One object landed: where, its data rows (header excluded), its bytes, the seconds it took."""
+
+    uri: str
+    rows: int
+    bytes: int
+    seconds: float = 0.0
+
+    @property
+    def rate_mb_s(self) -> float:
+        """Megabytes (10**6 bytes) a second."""
+        return self.bytes / 1e6 / self.seconds if self.seconds > 0 else 0.0
+
+    def as_xcom(self) -> dict[str, Any]:
+        """``{uri, rows, bytes}``, as the ``chunks`` XCom lists each object."""
+        return {"uri": self.uri, "rows": self.rows, "bytes": self.bytes}
+
+
+def land(
+    hook: Any,
+    sources: list[Any],
+    destination: str,
+    conn_id: str | None,
+    output_encoding: str | None,
+    logger: Any = log,
+    *,
+    links: list[str] | None = None,
+    one_object_per_link: bool = False,
+    output: OutputFormat | None = None,
+) -> list[Landed]:
+    """Land a report's bodies at ``destination``: one merged object, or with ``one_object_per_link``
+    one object per DOWNLOADLINK under the prefix ``destination`` (named by the link's file name, its
+    extension replaced by the output format's). Returns each object landed."""
+    if one_object_per_link and links:
+        return land_per_link(hook, sources, links, destination, conn_id, output_encoding, logger, output)
+    return [land_object(hook, sources, destination, conn_id, output_encoding, logger, output=output)]
+
+
+def push_landed(context: Any, landed: list[Landed], *, per_link: bool = False) -> str | list[str]:
+    """Push the XComs ``rows`` and ``bytes`` (totals over every object) and, ``per_link``, ``chunks``
+    (``[{uri, rows, bytes}]``, one an object); return the URI landed (``per_link``: the list of them)."""
+    ti = context["ti"]
+    ti.xcom_push(key="rows", value=sum(entry.rows for entry in landed))
+    ti.xcom_push(key="bytes", value=sum(entry.bytes for entry in landed))
+    if not per_link:
+        return landed[0].uri
+    ti.xcom_push(key="chunks", value=[entry.as_xcom() for entry in landed])
+    return [entry.uri for entry in landed]
+
+
+def land_per_link(
+    hook: Any,
+    sources: list[Any],
+    links: list[str],
+    destination: str,
+    conn_id: str | None,
+    output_encoding: str | None,
+    logger: Any = log,
+    output: OutputFormat | None = None,
+) -> list[Landed]:
+    """Land each DOWNLOADLINK's body at ``<destination>/<its file name>``; what was landed, link by link.
+
+    Example: ``land_per_link(hook, hook.sources(None, links), links, "s3://lake/clicks/", "aws_default", "utf-8")``.
+    """
+    prefix = destination.rstrip("/")
+    names = [_with_extension(DownloadLink.parse(link).filename, output) for link in links]  # safe base names
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise CloudmaxLinkError(
+            f"several DOWNLOADLINKs have the file name {twice[0]!r}: one object per link would overwrite "
+            "another; set one_object_per_link=False to merge them into one report"
+        )
+    return [
+        land_object(hook, [source], f"{prefix}/{name}", conn_id, output_encoding, logger, output=output)
+        for source, name in zip(sources, names, strict=True)
+    ]
+
+
+def _with_extension(filename: str, output: OutputFormat | None) -> str:
+    if output is None or output.name == "csv":
+        return filename
+    stem = filename.rsplit(".", 1)[0] if "." in filename else filename
+    return f"{stem}.{output.extension}"
+
+
+def land_object(
+    hook: Any,
+    sources: list[Any],
+    uri: str,
+    conn_id: str | None,
+    output_encoding: str | None,
+    logger: Any = log,
+    *,
+    output: OutputFormat | None = None,
+) -> Landed:
+    """Stream ``sources`` (openers of :class:`~cloudmax_provider.streams.ReportStream`) into the object
+    ``uri`` as one object (CSV with the header once, or ``output``'s format), atomically, retrying the
+    whole write on transient failures; return what was landed.
+
+    Several sources are merged in one encoding: ``output_encoding``, or UTF-8 when bytes are otherwise kept
+    as served. A typed format whose body has a record with too few or too many cells is written again with
+    the row-by-row typer (XCom's rule: padded with empty cells, extra cells dropped, in place); the first
+    write left nothing behind, as every write is atomic."""
+    output = output or OutputFormat()
+    try:
+        return _land_object(hook, sources, uri, conn_id, output_encoding, logger, output)
+    except RaggedRows as exc:
+        logger.warning("%s: %s; writing it again record by record (XCom's rule for such records)", uri, exc)
+        return _land_object(hook, sources, uri, conn_id, output_encoding, logger, output.row_by_row())
+
+
+def _land_object(
+    hook: Any,
+    sources: list[Any],
+    uri: str,
+    conn_id: str | None,
+    output_encoding: str | None,
+    logger: Any,
+    output: OutputFormat,
+) -> Landed:
+    from airflow.providers.common.compat.sdk import ObjectStoragePath  # Airflow's filesystems: at run time only
+
+    dest = ObjectStoragePath(uri, conn_id=conn_id)
+    target = output_encoding or ("utf-8" if len(sources) > 1 else None)
+    started = time.monotonic()
+    rows = written = 0
+    for attempt in hook.retrying():
+        with attempt:
+            progress = Progress(f"Writing {uri}", logger=logger)
+            encoder = output.encoder(target, progress, logger)
+            written = atomic.write(dest, encoder.encode(open_each(sources)))
+            rows = encoder.rows
+    landed = Landed(uri, rows, written, time.monotonic() - started)
+    logger.info(
+        "Wrote %s: %d rows, %d bytes in %.1fs (%.1f MB/s)", uri, rows, written, landed.seconds, landed.rate_mb_s
+    )
+    return landed
+
+
+@dataclasses.dataclass
+class ChunkManifest:
+    """The chunks one run of one task instance has landed under a prefix (the resume of
+    :mod:`cloudmax_provider.chunks`)."""
+
+    uri: str
+    fingerprint: str
+    chunks: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+    @staticmethod
+    def location(prefix: str, context: Any) -> str:
+        ti = context["ti"]
+        map_index = getattr(ti, "map_index", -1)
+        key = f"{ti.dag_id}.{ti.task_id}.{map_index}.{context['run_id']}"
+        digest = hashlib.sha256(key.encode()).hexdigest()[:10]
+        return f"{prefix}{MANIFEST_FOLDER}/{_UNSAFE.sub('_', key)[:180]}-{digest}.json"
+
+    @classmethod
+    def load(cls, uri: str, conn_id: str | None, fingerprint: str, logger: Any = log) -> ChunkManifest:
+        """The manifest at ``uri``; an empty one if there is none or it is for another request."""
+        from airflow.providers.common.compat.sdk import ObjectStoragePath
+
+        path = ObjectStoragePath(uri, conn_id=conn_id)
+        if not path.exists():
+            return cls(uri, fingerprint)
+        try:
+            data = json.loads(path.read_text())
+        except (ValueError, OSError) as exc:
+            logger.warning("Ignoring the unreadable manifest %s (%s): every chunk is fetched", uri, exc)
+            return cls(uri, fingerprint)
+        if data.get("fingerprint") != fingerprint:
+            logger.info("The manifest %s is for other arguments: every chunk is fetched afresh", uri)
+            return cls(uri, fingerprint)
+        return cls(uri, fingerprint, {c["uri"]: c for c in data.get("chunks", [])})
+
+    def save(self, conn_id: str | None) -> None:
+        from airflow.providers.common.compat.sdk import ObjectStoragePath
+
+        body = json.dumps({"version": 1, "fingerprint": self.fingerprint, "chunks": list(self.chunks.values())})
+        atomic.write(ObjectStoragePath(self.uri, conn_id=conn_id), [body.encode()])
+
+    def delete(self, conn_id: str | None) -> None:
+        from airflow.providers.common.compat.sdk import ObjectStoragePath
+
+        path = ObjectStoragePath(self.uri, conn_id=conn_id)
+        if path.exists():
+            path.unlink()
+
+
+def _fingerprint(request: Any, grid: str, output: Any, output_encoding: str | None) -> str:
+    fields = {k: v for k, v in request.fields().items() if k not in ("ResponseMode",)}
+    key = {
+        "fields": fields,
+        "grid": grid,
+        "format": output.name,
+        "compression": output.compression if output.name == "parquet" else None,
+        "encoding": output_encoding if output.name == "csv" else None,
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def land_chunks(
+    context: Any,
+    hook: Any,
+    request: Any,
+    partitions: list[tuple[datetime, datetime]],
+    name_of: Callable[[datetime, datetime], str],
+    conn_id: str | None,
+    output_encoding: str | None,
+    output: Any,
+    logger: Any = log,
+    *,
+    resume: bool = True,
+    folder: str,
+    grid: str = "day",
+) -> list[dict[str, Any]]:
+    """Land ``request``'s window one object per partition, named ``name_of(start, end)``; return
+    ``[{start, end, uri, rows, bytes}]`` for every partition (those an earlier try landed included).
+
+    With several partitions and ``resume``, a manifest under ``folder`` lets a retry skip the partitions an
+    earlier try landed (see :mod:`cloudmax_provider.chunks`)."""
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
+
+    uris = [name_of(start, end) for start, end in partitions]
+    if len(set(uris)) != len(uris):
+        raise CloudmaxConfigError(f"two partitions of {request.start} .. {request.end} would land at one name")
+    resume = resume and len(partitions) > 1  # one partition: a retry requests it again anyway
+    manifest = ChunkManifest(
+        ChunkManifest.location(folder, context), _fingerprint(request, grid, output, output_encoding)
+    )
+    if resume:
+        manifest = ChunkManifest.load(manifest.uri, conn_id, manifest.fingerprint, logger)
+        logger.info(
+            "%d partition(s) of %s; resume manifest %s (%d landed by earlier tries)",
+            len(partitions),
+            grid,
+            manifest.uri,
+            len(manifest.chunks),
+        )
+    landed: list[dict[str, Any]] = []
+    for (start, end), uri in zip(partitions, uris, strict=True):
+        done = manifest.chunks.get(uri)
+        if done is not None and ObjectStoragePath(uri, conn_id=conn_id).exists():
+            logger.info("Partition %s .. %s: landed by an earlier try, not requested again: %s", start, end, uri)
+            landed.append(done)
+            continue
+        sub = dataclasses.replace(request, start=start, end=end)
+        logger.info("Partition %s .. %s: requesting %s", start, end, sub.describe())
+        landed_one = land_object(hook, hook.sources(sub), uri, conn_id, output_encoding, logger, output=output)
+        entry: dict[str, Any] = {"start": start.isoformat(), "end": end.isoformat(), **landed_one.as_xcom()}
+        landed.append(entry)
+        if resume:
+            manifest.chunks[uri] = entry
+            manifest.save(conn_id)
+    if resume:
+        manifest.delete(conn_id)  # complete: a later clear of this (successful) task fetches everything again
+    return landed
