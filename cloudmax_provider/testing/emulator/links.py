@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote
 
 from aiohttp import web
@@ -20,7 +20,22 @@ from aiohttp import web
 from cloudmax_provider.testing.emulator.settings import HTML, LINK_PREFIX, Reply, not_found
 
 if TYPE_CHECKING:
-    from cloudmax_provider.testing.emulator.app import CloudmaxEmulator
+    from cloudmax_provider.testing.emulator.settings import EmulatorSettings
+
+
+class LinkOwner(Protocol):
+    """What the link host needs of its emulator (``app.LinkOwner``; no import of it: app imports us)."""
+
+    settings: EmulatorSettings
+
+    @property
+    def base_url(self) -> str: ...
+
+    @property
+    def unc_root_path(self) -> Path: ...
+
+    def _work(self, sub: str) -> Path: ...
+
 
 __all__ = ["LinkFile", "LinkHost"]
 
@@ -38,7 +53,7 @@ class LinkFile:
 class LinkHost:
     """The link files of one emulator (its settings, work directory, share and event loop)."""
 
-    def __init__(self, emulator: CloudmaxEmulator) -> None:
+    def __init__(self, emulator: LinkOwner) -> None:
         self._emu = emulator
         self._lock = threading.Lock()
         self.files: dict[str, LinkFile] = {}  # by token (the link's first path segment)

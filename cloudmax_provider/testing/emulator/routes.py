@@ -14,7 +14,7 @@ from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import quote, urlencode, urlsplit
 from xml.sax.saxutils import escape as xml_escape
 
@@ -22,8 +22,9 @@ from aiohttp import ClientSession, ClientTimeout, web
 from lxml import etree
 
 from cloudmax_provider.reports import REPORT_PARTS
-from cloudmax_provider.testing.emulator.data import charset, csv_bytes, parse_time
-from cloudmax_provider.testing.emulator.faults import hostile_reply, window_fault_reply
+from cloudmax_provider.testing.emulator.data import BigReports, charset, csv_bytes, parse_time
+from cloudmax_provider.testing.emulator.faults import FaultCounters, hostile_reply, window_fault_reply
+from cloudmax_provider.testing.emulator.links import LinkHost
 from cloudmax_provider.testing.emulator.settings import (
     ERROR_MESSAGES,
     LOGIN_FAILED_MSG,
@@ -39,8 +40,15 @@ from cloudmax_provider.testing.rows import (
     report_header,
 )
 
-if TYPE_CHECKING:
-    from cloudmax_provider.testing.emulator.app import CloudmaxEmulator
+
+class RouteContext(Protocol):
+    """What Report.aspx's routes need of the emulator (``app.RouteContext``; no import of it: app imports us)."""
+
+    settings: EmulatorSettings
+    _big: BigReports
+    _faults: FaultCounters
+    _link_host: LinkHost
+
 
 __all__ = ["ApiError", "Query", "report_aspx", "validate", "xml_params"]
 
@@ -316,7 +324,7 @@ def redirect_or_xml(
 
 
 async def report_aspx(
-    emu: CloudmaxEmulator,
+    emu: RouteContext,
     request: web.Request,
     fields: dict[str, str],
     files: dict[str, bytes],
@@ -360,7 +368,7 @@ async def report_aspx(
     return redirect_or_xml(s, low, 0, "", links, ",".join(str(i) for i in q.launch_ids))
 
 
-def _report_body(emu: CloudmaxEmulator, q: Query, big: tuple[Path, int, int] | None) -> Reply:
+def _report_body(emu: RouteContext, q: Query, big: tuple[Path, int, int] | None) -> Reply:
     """Modes 2 and 3: the CSV as the body (mode 3 as an attachment)."""
     s = emu.settings
     headers = {"Content-Type": f"text/csv; charset={charset(s.csv_encoding)}"}
@@ -375,7 +383,7 @@ def _report_body(emu: CloudmaxEmulator, q: Query, big: tuple[Path, int, int] | N
     return Reply(200, headers, csv_bytes(s, q.part_id, q.launch_ids, q.start, q.end, q.columns, q.language))
 
 
-async def _links(emu: CloudmaxEmulator, q: Query, big: tuple[Path, int, int] | None) -> list[str]:
+async def _links(emu: RouteContext, q: Query, big: tuple[Path, int, int] | None) -> list[str]:
     """Modes 0 and 1: one file per link (per LaunchID with ``split_links``), the links to them."""
     s = emu.settings
     ctype = f"text/csv; charset={charset(s.csv_encoding)}"
