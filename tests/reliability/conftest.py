@@ -55,10 +55,32 @@ def task_context(params: dict[str, Any] | None = None, **overrides: Any) -> dict
 
 
 def render_and_execute(task: Any, context: dict[str, Any]) -> Any:
-    """What a worker does with a task: render its templated fields with Airflow's Jinja, then execute."""
+    """What a worker does with a task: render its templated fields with Airflow's Jinja, then execute.
+
+    A task that defers is resumed as Airflow does it: its trigger runs (here, in this process) until its
+    first event, then the method it named gets that event.
+    """
+    import asyncio
+
+    from airflow.providers.common.compat.sdk import TaskDeferred
+
     task.render_template_fields(context)
     allow_direct_execute_in_this_thread()
-    return task.execute(context)
+    resume: Any = task.execute
+    kwargs: dict[str, Any] = {}
+    while True:
+        try:
+            return resume(context, **kwargs)
+        except TaskDeferred as deferred:
+            event = asyncio.run(_first_event(deferred.trigger))
+            resume = getattr(task, deferred.method_name)
+            kwargs = {**(deferred.kwargs or {}), "event": event.payload}
+
+
+async def _first_event(trigger: Any) -> Any:
+    async for event in trigger.run():
+        return event
+    raise AssertionError(f"{trigger!r} ended without an event")
 
 
 @pytest.fixture
