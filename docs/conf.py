@@ -60,7 +60,10 @@ import os as _os
 import tempfile as _tempfile
 
 _os.environ.setdefault("AIRFLOW_HOME", _tempfile.mkdtemp(prefix="cloudmax-doctest-"))
-for _name in ("hooks.cloudmax", "windows", "chunks", "reports", "testing.emulator.cli", "arrow_typing"):
+# the names of every module whose docstrings hold examples (tests/test_doctests.py runs each in its own namespace)
+for _name in ("errors", "reports", "request", "response", "retry", "partitions", "windows", "links", "readiness",
+              "unc", "templating", "compat", "destinations", "chunks", "hooks.cloudmax", "testing.emulator.cli",
+              "arrow_typing"):
     _module = _importlib.import_module("cloudmax_provider." + _name)
     globals().update({k: v for k, v in vars(_module).items() if not k.startswith("__")})
 """
@@ -78,3 +81,26 @@ html_sidebars = {"**": ["about.html", "navigation.html", "relations.html", "sear
 # Exception messages are compared too (Sphinx's default ignores their detail).
 doctest_default_flags = doctest.ELLIPSIS | doctest.DONT_ACCEPT_TRUE_FOR_1 | doctest.NORMALIZE_WHITESPACE
 html_show_sphinx = False  # no "Powered by" links leaving the site
+
+
+# A type hint of a builtin (``bytes``, ``str``...) is looked up by suffix when no object has that exact name, and
+# ``bytes`` then matched the documented ``TransferStats.bytes`` and ``Landed.bytes`` fields ("more than one target
+# found"; with one such field it linked the builtin to the field). Builtins are never our objects: no suffix
+# search for them, so they stay plain text.
+_BUILTIN_TYPES = {"bytes", "str", "int", "float", "bool", "dict", "list", "tuple", "set", "object", "type", "None"}
+
+
+def _no_suffix_match_for_builtins() -> None:
+    from sphinx.domains.python import PythonDomain
+
+    find_obj = PythonDomain.find_obj
+
+    def find_obj_not_builtins(self, env, modname, classname, name, type, searchmode=0):
+        if searchmode == 1 and name in _BUILTIN_TYPES:
+            return []
+        return find_obj(self, env, modname, classname, name, type, searchmode)
+
+    PythonDomain.find_obj = find_obj_not_builtins  # type: ignore[method-assign]
+
+
+_no_suffix_match_for_builtins()
