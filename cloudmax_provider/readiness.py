@@ -100,6 +100,16 @@ class StabilityRule:
             message = f"{size} bytes so far; waiting for the size to settle"
         return LinkProbe(link, LinkState.PENDING, size, message), seen
 
+    def observe_into(self, link: str, size: int | None, now: float, memory: dict[str, SizeSeen]) -> LinkProbe:
+        """:meth:`observe` with the previous observation taken from, and the new one kept in, ``memory``
+        (the sensor's hook between pokes, the trigger's async hook across rounds)."""
+        probe, seen = self.observe(link, size, now, memory.get(link))
+        if seen is None:
+            memory.pop(link, None)
+        else:
+            memory[link] = seen
+        return probe
+
     def recheck_at(self, seen: SizeSeen | None) -> float | None:
         """The earliest time another observation could find the file ready (None: no size seen yet)."""
         return None if seen is None else seen.since + self.seconds

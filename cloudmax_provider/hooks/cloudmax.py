@@ -512,12 +512,7 @@ class CloudmaxHook(BaseHook):
         except (OSError, ValueError) as exc:
             self.unc_seen.pop(link.url, None)
             return judge_unc_error(link.url, exc)
-        probe, seen = self.stability.observe(link.url, size, time.time(), self.unc_seen.get(link.url))
-        if seen is None:
-            self.unc_seen.pop(link.url, None)
-        else:
-            self.unc_seen[link.url] = seen
-        return probe
+        return self.stability.observe_into(link.url, size, time.time(), self.unc_seen)
 
     def _unc_reader(self, link: DownloadLink) -> Any:
         from cloudmax_provider.unc import SmbTarget, UncPath, UncReader

@@ -163,12 +163,7 @@ class CloudmaxAsyncLinkHook:
             return judge_unc_error(link.url, exc)
         if self.unc_seen is None:
             self.unc_seen = {}
-        probe, seen = self.stability.observe(link.url, size, time.time(), self.unc_seen.get(link.url))
-        if seen is None:
-            self.unc_seen.pop(link.url, None)
-        else:
-            self.unc_seen[link.url] = seen
-        return probe
+        return self.stability.observe_into(link.url, size, time.time(), self.unc_seen)
 
     def recheck_at(self, links: list[str]) -> float | None:
         """The earliest epoch time a probe could find one of these UNC ``links`` ready (None: no size seen)."""
