@@ -127,13 +127,11 @@ def preflight_destination(uri: str, conn_id: str | None) -> None:
     from airflow.providers.common.compat.sdk import ObjectStoragePath
 
     if conn_id:
-        from airflow.providers.common.compat.sdk import BaseHook
+        from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 
         try:
             BaseHook.get_connection(conn_id)
-        except Exception as exc:
-            if "NotFound" not in type(exc).__name__:
-                raise
+        except AirflowNotFoundException:
             raise CloudmaxConfigError(
                 f"destination_conn_id={conn_id!r} is not a connection; create it (Admin > Connections or "
                 f"AIRFLOW_CONN_{conn_id.upper()}) or fix the name"

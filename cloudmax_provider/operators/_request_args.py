@@ -125,13 +125,11 @@ class ReportRequestArgs:
         self._check_unc(mode)
         if mode is not ResponseMode.UNC_LINK:
             return
-        from airflow.providers.common.compat.sdk import BaseHook
+        from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 
         try:
             conn = BaseHook.get_connection(str(self.smb_conn_id))
-        except Exception as exc:
-            if "NotFound" not in type(exc).__name__:
-                raise
+        except AirflowNotFoundException:
             raise CloudmaxConfigError(
                 f"smb_conn_id={self.smb_conn_id!r} is not a connection; create a 'samba' connection whose "
                 "host/port say where the UNC share is reached, or fix the name"
