@@ -92,6 +92,52 @@ def test_s3_parts_upload_concurrently_and_the_key_appears_only_when_complete(s3_
     assert uploads(client, bucket) == []
 
 
+def _multipart_calls(dest) -> list[tuple[str, dict]]:
+    """The multipart calls (name, parameters) the writer's client makes, recorded through botocore's events."""
+    calls: list[tuple[str, dict]] = []
+
+    def before(model, params, **_):
+        if model.name in ("CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload"):
+            calls.append((model.name, {k: v for k, v in params.items() if k != "Body"}))
+
+    s3.client_for(dest).meta.events.register("before-parameter-build.s3", before)
+    return calls
+
+
+def test_s3_parts_carry_a_crc32_that_s3_checks_as_boto3_transfers_do(s3_bucket, writer_client):
+    """Each part names a CRC32 (S3 checks it on arrival), the upload is created with that algorithm and
+    completed with the parts' checksums: the object's checksum is S3's composite CRC32, as after boto3's
+    upload_fileobj, not one S3 has to compute over the whole object at completion."""
+    bucket, client = s3_bucket
+    dest = s3_path(bucket, "r/checked.csv")
+    calls = _multipart_calls(dest)
+    atomic.write(dest, body(12), block_size=5 * MiB)
+    names = [name for name, _ in calls]
+    assert names == ["CreateMultipartUpload", "UploadPart", "UploadPart", "UploadPart", "CompleteMultipartUpload"]
+    assert calls[0][1]["ChecksumAlgorithm"] == "CRC32"
+    assert all(params["ChecksumAlgorithm"] == "CRC32" for name, params in calls if name == "UploadPart")
+    parts = calls[-1][1]["MultipartUpload"]["Parts"]
+    assert [sorted(p) for p in parts] == [["ChecksumCRC32", "ETag", "PartNumber"]] * 3
+    head = client.head_object(Bucket=bucket, Key="r/checked.csv", ChecksumMode="ENABLED")
+    assert head["ChecksumCRC32"] and "ChecksumCRC64NVME" not in head  # combined from the parts' CRC32s
+    assert client.get_object(Bucket=bucket, Key="r/checked.csv")["Body"].read() == b"".join(body(12))
+
+
+def test_s3_client_computing_checksums_only_when_required_sends_none(s3_bucket, writer_client, monkeypatch):
+    """A client configured with request_checksum_calculation="when_required" (for S3-compatible stores
+    without flexible checksums) gets no ChecksumAlgorithm, as boto3's transfers send none then."""
+    bucket, client = s3_bucket
+    dest = s3_path(bucket, "r/plain.csv")
+    config = s3.client_for(dest).meta.config
+    monkeypatch.setattr(config, "request_checksum_calculation", "when_required")
+    calls = _multipart_calls(dest)
+    atomic.write(dest, body(12), block_size=5 * MiB)
+    assert len(calls) == 5
+    assert all("ChecksumAlgorithm" not in params for _, params in calls)
+    assert all(sorted(p) == ["ETag", "PartNumber"] for p in calls[-1][1]["MultipartUpload"]["Parts"])
+    assert client.get_object(Bucket=bucket, Key="r/plain.csv")["Body"].read() == b"".join(body(12))
+
+
 def test_s3_failure_mid_stream_aborts_the_upload_and_keeps_the_old_object(s3_bucket):
     bucket, client = s3_bucket
     client.put_object(Bucket=bucket, Key="r/big.csv", Body=b"yesterday")
