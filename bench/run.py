@@ -66,7 +66,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--repeat", type=int, default=3, help="runs of each download case; the median is shown (3)")
     ap.add_argument("--s3-cap-mb", type=int, default=256, help="largest S3 upload in MiB (default 256)")
-    ap.add_argument("--s3-repeat", type=int, default=3, help="runs of each S3 case (3; 1 with --quick)")
+    ap.add_argument("--s3-repeat", type=int, default=5, help="runs of each S3 case, in turns (5; 1 with --quick)")
     ap.add_argument("--no-s3", action="store_true", help="skip the S3 part")
     ap.add_argument("--no-download", action="store_true", help="skip the download part")
     ap.add_argument("--no-rss", action="store_true", help="skip peak RSS against report size (and the plot)")
