@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,22 @@ os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_HOME / "dags")
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
+
+
+def _refuse_opening_the_live_db(event: str, args: tuple[Any, ...]) -> None:
+    """Audit hook: this process never opens the session's SQLite files itself (SQLite opens them in C, which
+    raises no ``open`` event). Closing such a descriptor drops every POSIX lock the process holds on the file,
+    SQLite's included; the next ``airflow`` subprocess then deletes the WAL under this process's connections
+    and every later DB test fails on "database disk image is malformed" (the corruption issue 20 asked about;
+    the secrets test did it). Read them from another process (tests/reliability/test_secrets.py)."""
+    if event != "open" or not args or not isinstance(args[0], str | bytes | os.PathLike):
+        return
+    path = os.path.abspath(os.fsdecode(args[0]))
+    if os.path.dirname(path) == str(_HOME) and os.path.basename(path).startswith("airflow.db"):
+        raise PermissionError(f"tests must not open the live SQLite file {path} in the pytest process (see conftest)")
+
+
+sys.addaudithook(_refuse_opening_the_live_db)
 
 import pytest  # noqa: E402
 

@@ -143,14 +143,36 @@ def test_no_password_in_any_artefact_of_real_dag_runs(cloudmax_emulator, secret_
     artefacts: dict[str, str | bytes] = {"task output": task_output()}
     artefacts.update(_database_artefacts(runs))
     home = Path(__import__("os").environ["AIRFLOW_HOME"])
-    for path in [*home.glob("logs/**/*"), *home.glob("airflow.db*"), *tmp_path.rglob("*")]:
+    for path in [*home.glob("logs/**/*"), *tmp_path.rglob("*")]:
         if path.is_file():
             artefacts[str(path)] = path.read_bytes()
+    artefacts.update(_live_database_files(home))
     found = [hit for name, artefact in artefacts.items() for hit in hits(name, artefact)]
     assert found == []
     assert any("rel_secret" in str(a) for a in artefacts.values())  # the scan saw the runs
     FIGURES["secrets: artefacts scanned (DAG runs: logs, XComs, rendered fields, TIs, triggers, DB)"] += len(artefacts)
     FIGURES["secrets: password hits"] += len(found)
+
+
+def _live_database_files(home: Path) -> dict[str, bytes]:
+    """The bytes of the SQLite files (``airflow.db``, ``-wal``, ``-shm``), read by another process.
+
+    Never open them in this process while SQLite has them open: closing any descriptor of a file drops
+    every POSIX lock this process holds on it, SQLite's included. The next process to open the database
+    (an ``airflow`` CLI test, say) then believes it is the only one, and on closing checkpoints and deletes
+    the WAL under this process's connections: "database disk image is malformed" / "disk I/O error" in
+    every later DB test. (SQLite's "How To Corrupt An SQLite Database File", 2.2.1; this test did that.)
+    """
+    import subprocess
+    import sys
+
+    read = "import sys; sys.stdout.buffer.write(open(sys.argv[1], 'rb').read())"
+    files = sorted(str(p) for p in home.glob("airflow.db*"))
+    out: dict[str, bytes] = {}
+    for path in files:
+        out[path] = subprocess.run([sys.executable, "-c", read, path], capture_output=True, check=True).stdout
+    assert str(home / "airflow.db") in out, files
+    return out
 
 
 def _database_artefacts(runs: list[Any]) -> dict[str, str]:
