@@ -4,12 +4,20 @@
 
 * S3: a multipart upload through boto3's public API, parts in flight concurrently
   (:mod:`cloudmax_provider.s3`); the object appears at completion, the upload is aborted on failure.
-* GCS: the filesystem's resumable upload, committed at ``close()``, discarded on failure.
+* GCS (``gs://``): gcsfs's resumable upload (``fs.open(path, "wb")``): chunks go to an upload session and
+  the object appears with the final one, at ``close()``; on failure the session is cancelled
+  (``discard()``, a ``DELETE`` of the session). Zonal (Rapid) buckets are not atomic: gcsfs writes them as
+  appendable objects whose ``discard()`` does nothing.
+* Azure Blob (``abfs://``, ``abfss://``, ``az://``): adlfs stages blocks (Put Block) and commits the
+  block list at ``close()``; on failure nothing is committed. Uncommitted blocks are invisible; Azure
+  drops them when the next block list of that blob is committed (the next successful write of the same
+  key), else after a week.
 * Everything else (local files, stores without atomic uploads): a temporary object beside the
   destination (``.<name>.<uuid>.partial``), moved onto it when complete (``os.replace`` locally),
   removed on failure. A process killed mid-write (SIGKILL, OOM, a lost host) cannot remove its
   temporary object: the next successful write of the same destination does
-  (:func:`remove_stale_partials`; on S3 the next write aborts the killed writer's open upload).
+  (:func:`remove_stale_partials`; on S3 the next write aborts the killed writer's open upload, on Azure
+  it discards its blocks, on GCS a killed writer's session holds no object and expires after a week).
 
 A re-run for the same window overwrites the same object.
 
@@ -187,13 +195,20 @@ def _writer_alive(path: str) -> bool:
 
 
 def _write_committed_on_close(dest: Any, chunks: Iterable[bytes], block_size: int) -> int:
-    """GCS (and S3 without boto3): the filesystem's own upload, committed at ``close()``."""
+    """GCS, Azure (and S3 without boto3): the filesystem's own upload, committed at ``close()``.
+
+    On failure ``discard()`` cancels it (gcsfs: the resumable session; s3fs: the multipart upload; adlfs
+    has nothing to cancel: its staged blocks stay uncommitted) and the file is marked closed, so neither
+    ``close()`` nor garbage collection commits the part written.
+    """
     out = dest.fs.open(dest.path, "wb", block_size=block_size)
     try:
         written = _write_into(out, chunks)
     except BaseException:
         try:
             out.discard()  # abort the multipart/resumable upload: nothing becomes visible
+        except Exception as exc:  # the original error matters more than a failed cancel
+            log.warning("Could not cancel the upload to %s: %s", dest, exc)
         finally:
             out.closed = True  # never let close() (or garbage collection) commit a partial object
         raise
