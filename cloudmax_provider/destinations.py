@@ -115,6 +115,15 @@ def check_destination(uri: Any, *, one_object_per_link: bool = False) -> None:
         )
     if parts.query or parts.fragment:
         raise CloudmaxConfigError(f"destination={uri!r} has a query or fragment ('?', '#'); {fix}")
+    if parts.scheme in AZURE_PROTOCOLS and parts.netloc.lower().endswith(".core.windows.net"):
+        # Airflow reads scheme://conn_id@bucket/key: the container would be taken as the connection id and
+        # the path's first folder as the container
+        container = parts.netloc.partition("@")[0]
+        raise CloudmaxConfigError(
+            f"destination={uri!r} names the storage account in the URI, which Airflow's ObjectStoragePath "
+            f"reads as a connection id; write {parts.scheme + '://' + container + parts.path!r} and name the "
+            "account in destination_conn_id's connection"
+        )
     if one_object_per_link:
         if not uri.endswith("/"):
             raise CloudmaxConfigError(

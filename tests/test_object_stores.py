@@ -22,6 +22,7 @@ import re
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -191,9 +192,13 @@ def container(azure_fs: Any, azurite: str) -> str:
 
 def block_lists(azurite: str, container: str, key: str) -> tuple[list[Any], list[Any]]:
     """(committed, uncommitted) blocks of a blob, as Azure's Get Block List reports them."""
+    from azure.core.exceptions import ResourceNotFoundError
     from azure.storage.blob import BlobClient
 
-    return BlobClient.from_connection_string(azurite, container, key).get_block_list("all")
+    try:
+        return BlobClient.from_connection_string(azurite, container, key).get_block_list("all")
+    except ResourceNotFoundError:  # no block staged yet
+        return [], []
 
 
 @pytest.mark.parametrize("protocol", sorted(AZURE_PROTOCOLS))
@@ -260,6 +265,35 @@ def test_azure_next_write_discards_the_failed_writes_blocks(azure_fs, azurite, c
     assert azure_fs.cat(f"{container}/opens.csv") == b"".join(parts)
 
 
+def test_azure_two_writers_of_one_key_the_first_to_commit_wins(azure_fs, azurite, container):
+    """Committing B's block list discards A's staged blocks: A's commit then fails (InvalidBlockList) and
+    the key keeps B's object whole, never a mix."""
+    dest = storage_path(f"abfs://{container}/opens.csv", AZ_CONN)
+    b_done = threading.Event()
+    a_error: list[BaseException] = []
+
+    def a_stream() -> Iterator[bytes]:
+        yield from chunks(8, 256 * KiB, seed=1)
+        wait_until(lambda: len(block_lists(azurite, container, "opens.csv")[1]) >= 2, "A's blocks")
+        assert b_done.wait(30)
+
+    def write_a() -> None:
+        try:
+            atomic.write(dest, a_stream(), block_size=MiB)
+        except Exception as exc:
+            a_error.append(exc)
+
+    a = threading.Thread(target=write_a)
+    a.start()
+    wait_until(lambda: len(block_lists(azurite, container, "opens.csv")[1]) >= 2, "A's blocks")
+    b_parts = chunks(6, 256 * KiB, seed=2)
+    atomic.write(dest, b_parts, block_size=MiB)
+    b_done.set()
+    a.join(30)
+    assert a_error and "block list is invalid" in str(a_error[0])
+    assert azure_fs.cat(f"{container}/opens.csv") == b"".join(b_parts)
+
+
 def test_azure_empty_write_is_an_empty_blob(azure_fs, container):
     assert atomic.write(storage_path(f"abfs://{container}/empty.csv", AZ_CONN), []) == 0
     assert azure_fs.cat(f"{container}/empty.csv") == b""
@@ -316,6 +350,17 @@ def test_land_object_to_azure(azure_fs, container, cloudmax_conn):
     landed = land_object(CloudmaxHook(), [report_source(body)], f"abfs://{container}/opens.csv", AZ_CONN, "utf-8")
     assert landed.rows == 50_000
     assert azure_fs.cat(f"{container}/opens.csv") == body
+
+
+def test_an_azure_uri_with_the_account_is_refused():
+    """Airflow's ObjectStoragePath reads abfs://container@account.dfs.core.windows.net/key as connection id
+    ``container`` and container = the key's first folder: refused before anything is sent, with the fix."""
+    from cloudmax_provider.destinations import check_destination
+
+    with pytest.raises(CloudmaxConfigError, match=r"'abfs://lake/cloudmax/opens.csv'"):
+        check_destination("abfs://lake@acct.dfs.core.windows.net/cloudmax/opens.csv")
+    check_destination("abfs://lake/cloudmax/opens.csv")
+    check_destination("abfs://wasb_default@lake/cloudmax/opens.csv")  # Airflow's conn_id@container
 
 
 def report_source(body: bytes, pieces: int = 5) -> Any:
