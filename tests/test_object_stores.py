@@ -17,6 +17,7 @@ libraries' real ones; tests only watch the file object the filesystem opens.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import re
 import shutil
@@ -138,12 +139,11 @@ def azurite_blob() -> Path:
     if npm is None:
         pytest.skip("npm is not installed: Azurite (npm package azurite) cannot be installed")
     AZURITE_PREFIX.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [npm, "install", "--prefix", str(AZURITE_PREFIX), "--no-audit", "--no-fund", f"azurite@{AZURITE_VERSION}"],
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
+    with open(AZURITE_PREFIX.parent / "azurite.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another pytest of this checkout may be installing it
+        if not binary.exists():
+            argv = [npm, "install", "--prefix", str(AZURITE_PREFIX), "--no-audit", "--no-fund"]
+            subprocess.run([*argv, f"azurite@{AZURITE_VERSION}"], check=True, capture_output=True, timeout=600)
     return binary
 
 
@@ -486,6 +486,10 @@ def test_gcs_preflight(gcs_fs, bucket, monkeypatch):
     preflight_destination(f"gs://{bucket}/opens.csv", GCS_CONN)
     with pytest.raises(CloudmaxConfigError, match="does not exist"):
         preflight_destination(f"gs://missing-{bucket}/opens.csv", GCS_CONN)
+    # Airflow's scheme://conn_id@bucket/key: the bucket is after the '@'
+    preflight_destination(f"gs://{GCS_CONN}@{bucket}/opens.csv", None)
+    with pytest.raises(CloudmaxConfigError, match=f"bucket 'missing-{bucket}' does not exist"):
+        preflight_destination(f"gs://{GCS_CONN}@missing-{bucket}/opens.csv", None)
 
 
 def test_land_object_to_gcs(gcs_fs, bucket, cloudmax_conn):
