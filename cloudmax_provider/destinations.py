@@ -5,7 +5,7 @@ report is requested.
   rendered URI (pure, no I/O), :func:`preflight_destination` at the start of ``execute`` (one cheap call
   to the store).
 * What kind of store a URI names: :data:`COMMIT_ON_CLOSE` (uploads appear whole, can be aborted),
-  :data:`S3_PROTOCOLS`, :data:`AZURE_PROTOCOLS`, :func:`is_remote`.
+  :data:`S3_PROTOCOLS`, :data:`GCS_PROTOCOLS`, :data:`AZURE_PROTOCOLS`, :func:`is_remote`.
 
 What each store does with an upload that fails (:mod:`cloudmax_provider.atomic` writes through these):
 
@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "AZURE_PROTOCOLS",
     "COMMIT_ON_CLOSE",
+    "GCS_PROTOCOLS",
     "S3_PROTOCOLS",
     "check_destination",
     "check_landing_args",
@@ -42,12 +43,14 @@ __all__ = [
     "preflight_destination",
 ]
 
+#: Google Cloud Storage through gcsfs.
+GCS_PROTOCOLS = frozenset({"gs", "gcs"})
 #: Azure Blob Storage through adlfs (``abfs://container/key``; ``abfss``, ``az`` are the same filesystem).
 AZURE_PROTOCOLS = frozenset({"abfs", "abfss", "az"})
 #: Stores whose uploads appear only when complete and leave nothing visible when abandoned: the
 #: filesystem's file in "wb" mode is written, then committed by ``close()`` (S3 multipart, GCS resumable,
 #: Azure block list). Others are written through a temporary object moved into place.
-COMMIT_ON_CLOSE = frozenset({"s3", "s3a", "gs", "gcs"}) | AZURE_PROTOCOLS
+COMMIT_ON_CLOSE = frozenset({"s3", "s3a"}) | GCS_PROTOCOLS | AZURE_PROTOCOLS
 #: Stores written with concurrent multipart uploads (boto3's client).
 S3_PROTOCOLS = frozenset({"s3", "s3a"})
 
