@@ -497,7 +497,9 @@ def test_land_object_to_gcs(gcs_fs, bucket, cloudmax_conn):
     from cloudmax_provider.landing import land_object
 
     body = b"LaunchID,OpenCount\r\n" + b"".join(b"%d,%d\r\n" % (i, i % 7) for i in range(50_000))
-    landed = land_object(CloudmaxHook(), [report_source(body)], f"gs://{bucket}/opens.csv", GCS_CONN, "utf-8")
+    with opened_files(gcs_fs) as opened:
+        landed = land_object(CloudmaxHook(), [report_source(body)], f"gs://{bucket}/opens.csv", GCS_CONN, "utf-8")
+    assert opened[0].blocksize == atomic.GCS_CHUNK  # the resumable upload's chunk unless told otherwise
     assert landed.rows == 50_000
     gcs_fs.invalidate_cache()
     assert gcs_fs.cat(f"{bucket}/opens.csv") == body
