@@ -486,10 +486,11 @@ def test_gcs_preflight(gcs_fs, bucket, monkeypatch):
     preflight_destination(f"gs://{bucket}/opens.csv", GCS_CONN)
     with pytest.raises(CloudmaxConfigError, match="does not exist"):
         preflight_destination(f"gs://missing-{bucket}/opens.csv", GCS_CONN)
-    # Airflow's scheme://conn_id@bucket/key: the bucket is after the '@'
-    preflight_destination(f"gs://{GCS_CONN}@{bucket}/opens.csv", None)
+    # Airflow's scheme://conn_id@bucket/key: the bucket is after the '@' (Airflow 2.11 also needs the
+    # conn_id passed: an explicit conn_id=None there overrides the URI's)
+    preflight_destination(f"gs://{GCS_CONN}@{bucket}/opens.csv", GCS_CONN)
     with pytest.raises(CloudmaxConfigError, match=f"bucket 'missing-{bucket}' does not exist"):
-        preflight_destination(f"gs://{GCS_CONN}@missing-{bucket}/opens.csv", None)
+        preflight_destination(f"gs://{GCS_CONN}@missing-{bucket}/opens.csv", GCS_CONN)
 
 
 def test_land_object_to_gcs(gcs_fs, bucket, cloudmax_conn):
