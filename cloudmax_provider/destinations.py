@@ -185,7 +185,8 @@ def preflight_destination(uri: str, conn_id: str | None) -> None:
     try:
         if scheme in COMMIT_ON_CLOSE:
             bucket = urlsplit(uri).netloc.rpartition("@")[2]  # Airflow's scheme://conn_id@bucket/key
-            if not (_azure_container_exists(fs, bucket) if scheme in AZURE_PROTOCOLS else fs.exists(bucket)):
+            adlfs = scheme in AZURE_PROTOCOLS and hasattr(fs, "service_client")
+            if not (_azure_container_exists(fs, bucket) if adlfs else fs.exists(bucket)):
                 raise CloudmaxConfigError(
                     f"destination={uri!r}: bucket {bucket!r} does not exist or destination_conn_id={conn_id!r} "
                     "cannot see it; create it or fix the destination/connection"
