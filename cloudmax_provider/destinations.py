@@ -5,12 +5,24 @@ report is requested.
   rendered URI (pure, no I/O), :func:`preflight_destination` at the start of ``execute`` (one cheap call
   to the store).
 * What kind of store a URI names: :data:`COMMIT_ON_CLOSE` (uploads appear whole, can be aborted),
-  :data:`S3_PROTOCOLS`, :func:`is_remote`.
+  :data:`S3_PROTOCOLS`, :data:`GCS_PROTOCOLS`, :data:`AZURE_PROTOCOLS`, :func:`is_remote`.
+
+What each store does with an upload that fails (:mod:`cloudmax_provider.atomic` writes through these):
+
+* S3 (``s3``, ``s3a``): a multipart upload, aborted on failure; one left open by a killed writer is
+  aborted by the next successful write of the same key (and by a bucket's lifecycle rule).
+* GCS (``gs``, ``gcs``): gcsfs's resumable upload session, cancelled (``DELETE``) on failure; nothing
+  is visible before the final chunk. A session left by a killed writer holds no object and expires
+  after a week on GCS's side.
+* Azure Blob (``abfs``, ``abfss``, ``az``): adlfs stages blocks (Put Block) and commits the block list
+  only at ``close()``; uncommitted blocks are invisible. A failed or killed writer's blocks are discarded
+  by Azure when the key's next block list is committed (the next successful write), else after a week.
 """
 
 from __future__ import annotations
 
 import codecs
+import logging
 import os
 import re
 from typing import Any
@@ -18,8 +30,12 @@ from urllib.parse import unquote, urlsplit
 
 from cloudmax_provider.errors import CloudmaxConfigError
 
+log = logging.getLogger(__name__)
+
 __all__ = [
+    "AZURE_PROTOCOLS",
     "COMMIT_ON_CLOSE",
+    "GCS_PROTOCOLS",
     "S3_PROTOCOLS",
     "check_destination",
     "check_landing_args",
@@ -27,8 +43,14 @@ __all__ = [
     "preflight_destination",
 ]
 
-#: Stores whose uploads appear only when complete, and can be aborted.
-COMMIT_ON_CLOSE = frozenset({"s3", "s3a", "gs", "gcs"})
+#: Google Cloud Storage through gcsfs.
+GCS_PROTOCOLS = frozenset({"gs", "gcs"})
+#: Azure Blob Storage through adlfs (``abfs://container/key``; ``abfss``, ``az`` are the same filesystem).
+AZURE_PROTOCOLS = frozenset({"abfs", "abfss", "az"})
+#: Stores whose uploads appear only when complete and leave nothing visible when abandoned: the
+#: filesystem's file in "wb" mode is written, then committed by ``close()`` (S3 multipart, GCS resumable,
+#: Azure block list). Others are written through a temporary object moved into place.
+COMMIT_ON_CLOSE = frozenset({"s3", "s3a"}) | GCS_PROTOCOLS | AZURE_PROTOCOLS
 #: Stores written with concurrent multipart uploads (boto3's client).
 S3_PROTOCOLS = frozenset({"s3", "s3a"})
 
@@ -96,6 +118,15 @@ def check_destination(uri: Any, *, one_object_per_link: bool = False) -> None:
         )
     if parts.query or parts.fragment:
         raise CloudmaxConfigError(f"destination={uri!r} has a query or fragment ('?', '#'); {fix}")
+    if parts.scheme in AZURE_PROTOCOLS and parts.netloc.lower().endswith(".core.windows.net"):
+        # Airflow reads scheme://conn_id@bucket/key: the container would be taken as the connection id and
+        # the path's first folder as the container
+        container = parts.netloc.partition("@")[0]
+        raise CloudmaxConfigError(
+            f"destination={uri!r} names the storage account in the URI, which Airflow's ObjectStoragePath "
+            f"reads as a connection id; write {parts.scheme + '://' + container + parts.path!r} and name the "
+            "account in destination_conn_id's connection"
+        )
     if one_object_per_link:
         if not uri.endswith("/"):
             raise CloudmaxConfigError(
@@ -118,8 +149,8 @@ def preflight_destination(uri: str, conn_id: str | None) -> None:
     2. Airflow has a filesystem for the scheme (a provider registers it: ``s3://`` needs the Amazon one);
     3. the store would not be used anonymously (Airflow's S3 filesystem falls back to anonymous access
        when it finds no credentials; anonymous access cannot write);
-    4. one metadata call: the bucket exists and these credentials can see it (s3, gs), or the nearest
-       existing local folder is a writable directory.
+    4. one metadata call: the bucket (Azure: container) exists and these credentials can see it (s3, gs,
+       abfs), or the nearest existing local folder is a writable directory.
 
     It writes nothing, so it cannot prove permission to write that key: that shows at the write, which
     is atomic (nothing half-written is left).
@@ -151,8 +182,9 @@ def preflight_destination(uri: str, conn_id: str | None) -> None:
         )
     try:
         if scheme in COMMIT_ON_CLOSE:
-            bucket = urlsplit(uri).netloc
-            if not fs.exists(bucket):
+            bucket = urlsplit(uri).netloc.rpartition("@")[2]  # Airflow's scheme://conn_id@bucket/key
+            adlfs = scheme in AZURE_PROTOCOLS and hasattr(fs, "service_client")
+            if not (_azure_container_exists(fs, bucket) if adlfs else fs.exists(bucket)):
                 raise CloudmaxConfigError(
                     f"destination={uri!r}: bucket {bucket!r} does not exist or destination_conn_id={conn_id!r} "
                     "cannot see it; create it or fix the destination/connection"
@@ -166,6 +198,42 @@ def preflight_destination(uri: str, conn_id: str | None) -> None:
             f"destination={uri!r} cannot be reached with destination_conn_id={conn_id!r}: "
             f"{type(exc).__name__}: {str(exc)[:300]}; check the connection's credentials and endpoint"
         ) from None
+
+
+#: 403s of credentials scoped below the container (a SAS that may write blobs but not read the container).
+_AZURE_SCOPE_ERRORS = frozenset({"AuthorizationPermissionMismatch", "AuthorizationResourceTypeMismatch"})
+
+
+def _azure_container_exists(fs: Any, container: str) -> bool:
+    """Whether an Azure container exists, asked with the filesystem's own client (adlfs).
+
+    Not ``fs.exists(container)``: by default (``assume_container_exists=None``) adlfs answers True, with a
+    warning, when the check itself fails (wrong key, unreachable endpoint), which is what this check is for.
+    Failed authentication and other errors are raised; a 403 for credentials scoped below the container (a
+    SAS that may write blobs but not read the container's properties) is only logged: the write tells.
+    """
+    from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
+    from fsspec.asyn import sync
+
+    async def properties() -> None:
+        async with fs.service_client.get_container_client(container) as client:
+            await client.get_container_properties()
+
+    try:
+        sync(fs.loop, properties)
+    except ResourceNotFoundError:
+        return False
+    except ClientAuthenticationError:
+        raise
+    except HttpResponseError as exc:
+        code = getattr(exc, "error_code", None)  # set by azure-storage from x-ms-error-code: an enum or a str
+        code = getattr(code, "value", code)
+        if exc.status_code != 403 or code not in _AZURE_SCOPE_ERRORS:
+            raise
+        log.warning(
+            "Cannot read the properties of Azure container %r (%s); its existence is not checked", container, code
+        )
+    return True
 
 
 def _check_local_folder(uri: str) -> None:
