@@ -23,10 +23,13 @@ export AIRFLOW_VERSION
 env: $(STAMP)
 
 # constraints/airflow-<version>.txt pins the versions the suite last passed with (`make lock` remakes it).
+# --compile-bytecode: every module is byte-compiled once, here. Without it a Python started with
+# PYTHONDONTWRITEBYTECODE=1 (as CI shells may be) compiles Airflow from source in every process: ~2.3 s per
+# `airflow` subprocess and test child, and a lazy import (numpy) inside a measured transfer.
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip uv
-	$(VENV)/bin/uv pip install --python $(PY) -q -e '.[test]' -c $(CONSTRAINTS)
+	$(VENV)/bin/uv pip install --python $(PY) -q --compile-bytecode -e '.[test]' -c $(CONSTRAINTS)
 	@touch $@
 
 $(CONSTRAINTS):
@@ -75,7 +78,7 @@ docs: $(DOCS_STAMP)
 # Benchmarks (bench/README.md): the `bench` extra adds matplotlib (the RSS plot) and py-spy (flame graphs).
 BENCH_STAMP := $(VENV)/.bench-stamp
 $(BENCH_STAMP): $(STAMP)
-	$(VENV)/bin/uv pip install --python $(PY) -q -e '.[test,bench]' -c $(CONSTRAINTS)
+	$(VENV)/bin/uv pip install --python $(PY) -q --compile-bytecode -e '.[test,bench]' -c $(CONSTRAINTS)
 	@touch $@
 
 bench: $(BENCH_STAMP)
