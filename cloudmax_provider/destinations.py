@@ -43,6 +43,8 @@ __all__ = [
     "preflight_destination",
 ]
 
+#: Stores written with concurrent multipart uploads (boto3's client).
+S3_PROTOCOLS = frozenset({"s3", "s3a"})
 #: Google Cloud Storage through gcsfs.
 GCS_PROTOCOLS = frozenset({"gs", "gcs"})
 #: Azure Blob Storage through adlfs (``abfs://container/key``; ``abfss``, ``az`` are the same filesystem).
@@ -50,9 +52,7 @@ AZURE_PROTOCOLS = frozenset({"abfs", "abfss", "az"})
 #: Stores whose uploads appear only when complete and leave nothing visible when abandoned: the
 #: filesystem's file in "wb" mode is written, then committed by ``close()`` (S3 multipart, GCS resumable,
 #: Azure block list). Others are written through a temporary object moved into place.
-COMMIT_ON_CLOSE = frozenset({"s3", "s3a"}) | GCS_PROTOCOLS | AZURE_PROTOCOLS
-#: Stores written with concurrent multipart uploads (boto3's client).
-S3_PROTOCOLS = frozenset({"s3", "s3a"})
+COMMIT_ON_CLOSE = S3_PROTOCOLS | GCS_PROTOCOLS | AZURE_PROTOCOLS
 
 
 def is_remote(path: Any) -> bool:
