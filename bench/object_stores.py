@@ -29,7 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cloudmax_provider import atomic
+from cloudmax_provider.landing import atomic
 from tests.test_object_stores import (
     AZURITE_PREFIX,
     attach,

@@ -56,9 +56,9 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     logging.basicConfig(level=logging.WARNING)
     from airflow.providers.common.compat.sdk import ObjectStoragePath
 
-    from cloudmax_provider.formats import OutputFormat, RowTyping, require_pyarrow
+    from cloudmax_provider.formats.writers import OutputFormat, RowTyping, require_pyarrow
     from cloudmax_provider.hooks.cloudmax import CloudmaxHook
-    from cloudmax_provider.landing import land_object
+    from cloudmax_provider.landing.land import land_object
 
     hook = CloudmaxHook(CONN_ID)
     request = hook.build_request(REPORT_PART_ID, [1225], "2026-11-01", "2026-11-02", response_mode=3)
@@ -100,9 +100,9 @@ def peer(spec: dict[str, Any]) -> dict[str, Any]:
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    from cloudmax_provider.arrow_typing import TIME_FORMATS
+    from cloudmax_provider.api.catalog import ColumnType
+    from cloudmax_provider.formats.arrow_typing import TIME_FORMATS
     from cloudmax_provider.hooks.cloudmax import CloudmaxHook
-    from cloudmax_provider.reports import ColumnType
 
     hook = CloudmaxHook(CONN_ID)
     request = hook.build_request(REPORT_PART_ID, [1225], "2026-11-01", "2026-11-02", response_mode=3)

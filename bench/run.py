@@ -131,7 +131,7 @@ def isolate_airflow(work: Path) -> None:
 
 def connect(emu: Any, login: str, password: str) -> dict[str, str]:
     """The bench connection (an env variable) to the emulator; returns the provider's exact POST form."""
-    from cloudmax_provider.request import Credentials, build_report_request, encode_request
+    from cloudmax_provider.api.request import Credentials, build_report_request, encode_request
 
     os.environ[f"AIRFLOW_CONN_{CLOUDMAX_CONN_ID.upper()}"] = json.dumps(
         {

@@ -58,7 +58,7 @@ def _report_request() -> tuple[Any, Any]:
     streaming, counting or parsing in the baseline's path)."""
     import requests
 
-    from cloudmax_provider.request import encode_request
+    from cloudmax_provider.api.request import encode_request
 
     hook, request = hook_and_request({})
     s = hook.settings

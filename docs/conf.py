@@ -2,7 +2,7 @@
 
 Laid out as Apache Airflow's own providers are: connection and operator how-tos whose code is included
 from the tested example DAGs, an API reference from the docstrings (autodoc), the changelog. Pages are
-MyST Markdown; the report catalog is generated from ``cloudmax_provider/reports.py`` at build time.
+MyST Markdown; the report catalog is generated from ``cloudmax_provider/api/catalog.py`` at build time.
 """
 
 from __future__ import annotations

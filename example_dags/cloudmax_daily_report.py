@@ -2,7 +2,7 @@
 
 ``cloudmax_daily_report`` (the DAG ``make demo`` runs) lands, for the run's window (daily at the account's midnight: the
 day before the run; a trigger without a logical date: the day before the trigger; see
-:func:`cloudmax_provider.windows.report_window`), four detail reports as CSV objects partitioned by the
+:func:`cloudmax_provider.windows.window.report_window`), four detail reports as CSV objects partitioned by the
 window's day - ``{window_start:%Y-%m-%d}`` is filled by the operator with the window it asked for, so
 an object's name always matches its rows:
 

@@ -1,7 +1,7 @@
 """Daily campaign summaries as typed rows in XCom, and a downstream task that uses them.
 
 For the run's window (daily at the account's midnight: the day before the run; a trigger without a logical date: the
-day before the trigger, see :func:`cloudmax_provider.windows.report_window`):
+day before the trigger, see :func:`cloudmax_provider.windows.window.report_window`):
 
 * ``send_summary`` - 20001 (Email send summary): one row per LaunchID, counts as ints;
 * ``read_summary`` - 30023 (Combined read summary): counts as ints, rates as floats;

@@ -49,7 +49,7 @@ with DAG(
         """The LaunchIDs to map over, from the ``cloudmax_launch_ids`` Variable."""
         from airflow.providers.common.compat.sdk import Variable
 
-        from cloudmax_provider.request import parse_launch_ids
+        from cloudmax_provider.api.request import parse_launch_ids
 
         return list(parse_launch_ids(Variable.get("cloudmax_launch_ids", "1225,1116")))
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from cloudmax_provider.compat import AIRFLOW_V_3_0_PLUS, AIRFLOW_V_3_2_PLUS, AIRFLOW_VERSION
+from cloudmax_provider.utils.compat import AIRFLOW_V_3_0_PLUS, AIRFLOW_V_3_2_PLUS, AIRFLOW_VERSION
 
 
 def secrets_masker() -> Any:

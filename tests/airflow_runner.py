@@ -14,7 +14,7 @@ from typing import Any
 
 import pendulum
 
-from cloudmax_provider.compat import AIRFLOW_V_3_0_PLUS, write_dags_to_db
+from cloudmax_provider.utils.compat import AIRFLOW_V_3_0_PLUS, write_dags_to_db
 
 # dag.test()'s argument was execution_date before Airflow 3.
 LOGICAL_DATE_KWARG = "logical_date" if AIRFLOW_V_3_0_PLUS else "execution_date"

@@ -21,8 +21,8 @@ HEADER = "LaunchID,AcceptCount,SendTime,CompleteTime,OpenCount\r\n"  # report 20
 
 
 def _source(body: bytes, pieces: int = 3):
-    from cloudmax_provider.response import Encoding
-    from cloudmax_provider.streams import ReportStream
+    from cloudmax_provider.api.response import Encoding
+    from cloudmax_provider.formats.streams import ReportStream
 
     size = max(1, len(body) // pieces)
 
@@ -37,8 +37,8 @@ def _source(body: bytes, pieces: int = 3):
 
 
 def _xcom_rows(body: bytes, report_part_id: int = 20003) -> list[dict]:
-    from cloudmax_provider.reports import get_report_part
-    from cloudmax_provider.response import Encoding, read_typed, to_jsonable
+    from cloudmax_provider.api.catalog import get_report_part
+    from cloudmax_provider.api.response import Encoding, read_typed, to_jsonable
 
     typer, records = read_typed([body], Encoding("utf_8"), get_report_part(report_part_id), TZ)
     return [to_jsonable(typer.type_row(cells)) for cells in records]
@@ -62,11 +62,11 @@ logging.getLogger("tests.arrow_typing").addHandler(LOG)
 def _land(tmp_path, body: bytes, fmt: str, report_part_id: int = 20003, **options):
     """Land ``body`` through land_object; the written rows as XCom would hold them."""
     LOG.text = ""
-    from cloudmax_provider.formats import OutputFormat, RowTyping
+    from cloudmax_provider.api.catalog import get_report_part
+    from cloudmax_provider.api.response import to_jsonable
+    from cloudmax_provider.formats.writers import OutputFormat, RowTyping
     from cloudmax_provider.hooks.cloudmax import CloudmaxHook
-    from cloudmax_provider.landing import land_object
-    from cloudmax_provider.reports import get_report_part
-    from cloudmax_provider.response import to_jsonable
+    from cloudmax_provider.landing.land import land_object
 
     path = tmp_path / f"out.{fmt}"
     output = OutputFormat(fmt, typing=RowTyping(get_report_part(report_part_id), TZ), **options)
@@ -101,10 +101,10 @@ def test_ragged_records_get_the_xcom_rule_in_place(cloudmax_emulator, cloudmax_c
 
 
 def test_arrow_encoders_raise_ragged_rows_and_the_rule_does_not_hide_them():
-    from cloudmax_provider.arrow_typing import ArrowParquetEncoder, RaggedRows
-    from cloudmax_provider.formats import RowTyping
-    from cloudmax_provider.reports import get_report_part
-    from cloudmax_provider.streams import open_each
+    from cloudmax_provider.api.catalog import get_report_part
+    from cloudmax_provider.formats.arrow_typing import ArrowParquetEncoder, RaggedRows
+    from cloudmax_provider.formats.streams import open_each
+    from cloudmax_provider.formats.writers import RowTyping
 
     encoder = ArrowParquetEncoder(RowTyping(get_report_part(20003), TZ), "x", None, 4)
     with pytest.raises(RaggedRows, match="2 cells where the header has 5"):
@@ -130,7 +130,7 @@ def test_misfits_are_null_in_parquet_and_kept_as_text_in_jsonl_as_in_xcom(cloudm
 
 
 def test_row_groups_are_exactly_batch_size_across_blocks(cloudmax_emulator, cloudmax_conn, tmp_path, monkeypatch):
-    import cloudmax_provider.arrow_typing as arrow_typing
+    import cloudmax_provider.formats.arrow_typing as arrow_typing
 
     monkeypatch.setattr(arrow_typing, "BLOCK_SIZE", 256)  # many blocks of a few records each
     body = (HEADER + "".join(f"{i},{i},2026-10-01 10:00:00,,{i}\r\n" for i in range(100))).encode()
@@ -142,7 +142,7 @@ def test_row_groups_are_exactly_batch_size_across_blocks(cloudmax_emulator, clou
 
 def test_json_lines_equal_json_dumps_of_the_xcom_rows():
     """Escapes, control characters, integral floats, microseconds, offsets of a zone with DST, nulls."""
-    from cloudmax_provider.arrow_typing import json_lines
+    from cloudmax_provider.formats.arrow_typing import json_lines
 
     texts = ['a"b', "c\\d", "e\nf", "\tg\r", "\x01h", '雙11 "加碼"\n第二行', "", None, "\u2028x", "\b\f"]
     floats = [0.5, 3.0, 1e16, 1.5e-7, -0.0, float("inf"), 123456789.0, None, 2.5, 1e-3]
@@ -173,7 +173,7 @@ def test_json_lines_equal_json_dumps_of_the_xcom_rows():
 
 
 def test_header_split_and_empty_body():
-    from cloudmax_provider.arrow_typing import split_header
+    from cloudmax_provider.formats.arrow_typing import split_header
 
     header, rest = split_header([b'a,"b\r\n', b'c",d\r\n1,2,3'])
     assert header == ["a", "b\r\nc", "d"] and b"".join(rest) == b"1,2,3"
@@ -184,9 +184,9 @@ def test_header_split_and_empty_body():
 @pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
 def test_a_body_cut_mid_stream_is_retried_from_scratch(cloudmax_emulator, cloudmax_conn, tmp_path, fmt):
     """The cut surfaces through Arrow's reader thread as the transport's own error, so the hook retries it."""
-    from cloudmax_provider.formats import OutputFormat, RowTyping
+    from cloudmax_provider.formats.writers import OutputFormat, RowTyping
     from cloudmax_provider.hooks.cloudmax import CloudmaxHook
-    from cloudmax_provider.landing import land_object
+    from cloudmax_provider.landing.land import land_object
 
     s = cloudmax_emulator.settings
     s.big_report_bytes = 3 << 20  # several blocks: the cut comes mid-stream

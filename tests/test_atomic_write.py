@@ -198,8 +198,7 @@ def test_s3_small_body_is_one_put(s3_bucket):
 KILLED_WRITER = """
 import sys, time
 from airflow.providers.common.compat.sdk import ObjectStoragePath
-from cloudmax_provider import atomic
-
+from cloudmax_provider.landing import atomic
 def stream():
     yield b"x" * (6 << 20)  # one whole part of 5 MiB goes out ...
     print("PART SENT", flush=True)
@@ -334,8 +333,7 @@ def test_local_file_written_by_the_reading_thread_through_one_new_descriptor(tmp
 LINEAGE_PROBE = """
 from airflow.providers.common.compat.lineage.hook import get_hook_lineage_collector
 from airflow.providers.common.compat.sdk import ObjectStoragePath
-from cloudmax_provider import atomic
-
+from cloudmax_provider.landing import atomic
 dest = ObjectStoragePath({uri!r})
 atomic.write(dest, iter([b"a,b\\r\\n", b"1,2\\r\\n"]))
 for output in get_hook_lineage_collector().collected_assets.outputs:

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from airflow.models.connection import Connection
 
-from cloudmax_provider.compat import provider_deprecation_warning
-from cloudmax_provider.connection import CloudmaxSettings
-from cloudmax_provider.errors import CloudmaxConfigError
+from cloudmax_provider.api.connection import CloudmaxSettings
+from cloudmax_provider.exceptions import CloudmaxConfigError
+from cloudmax_provider.utils.compat import provider_deprecation_warning
 
 
 def settings(**extra: Any) -> CloudmaxSettings:

@@ -8,9 +8,9 @@ import pytest
 from airflow.providers.common.compat.sdk import Connection
 
 from cloudmax_provider import CONN_FIELDS, UI_FIELD_BEHAVIOUR
-from cloudmax_provider.compat import AIRFLOW_V_3_1_PLUS
-from cloudmax_provider.connection import CloudmaxSettings
-from cloudmax_provider.errors import CloudmaxConfigError
+from cloudmax_provider.api.connection import CloudmaxSettings
+from cloudmax_provider.exceptions import CloudmaxConfigError
+from cloudmax_provider.utils.compat import AIRFLOW_V_3_1_PLUS
 from tests.airflow_runner import run_dag, task_states, xcom
 
 

@@ -8,7 +8,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import cloudmax_provider
-from cloudmax_provider.reports import catalog_markdown
+from cloudmax_provider.api.catalog import catalog_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")

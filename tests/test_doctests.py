@@ -22,7 +22,11 @@ MODULES = sorted(
     if not info.name.endswith(".__main__")
 )
 # Modules whose docstrings hold examples: a finder that silently found none would pass every test above.
-WITH_EXAMPLES = {"cloudmax_provider.windows", "cloudmax_provider.partitions", "cloudmax_provider.retry"}
+WITH_EXAMPLES = {
+    "cloudmax_provider.windows.window",
+    "cloudmax_provider.windows.partitions",
+    "cloudmax_provider.api.retry",
+}
 
 
 def _run(name: str) -> doctest.TestResults:

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from cloudmax_provider.hooks.cloudmax import CloudmaxHook
-from cloudmax_provider.links import LinkProbe, LinkState
+from cloudmax_provider.links.download_link import LinkProbe, LinkState
 from cloudmax_provider.testing.emulator import CloudmaxEmulator
 from cloudmax_provider.testing.samba import SambaServer, samba_unavailable_reason
 from cloudmax_provider.triggers.download_link import CloudmaxDownloadLinkTrigger
@@ -174,7 +174,7 @@ class ReleaseAfterProbes(threading.Thread):
 @contextlib.contextmanager
 def counting_unc_probes() -> Iterator[list[int]]:
     """Count the size checks of UNC files (poke and trigger both use ``UncReader.size``), calling through."""
-    from cloudmax_provider.unc import UncReader
+    from cloudmax_provider.links.unc import UncReader
 
     calls = [0]
     real = UncReader.size

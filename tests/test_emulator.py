@@ -20,7 +20,7 @@ import pytest
 import requests
 from lxml import etree
 
-from cloudmax_provider.reports import REMOVAL_STATUSES, REPORT_PARTS, get_report_part
+from cloudmax_provider.api.catalog import REMOVAL_STATUSES, REPORT_PARTS, get_report_part
 from cloudmax_provider.testing.emulator import LOGIN_FAILED_MSG, CloudmaxEmulator, RecordedRequest
 from cloudmax_provider.testing.rows import INVENTED_COLUMNS, REMOVAL_STATUSES_ZH
 

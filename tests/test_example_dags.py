@@ -11,7 +11,7 @@ import pendulum
 import pytest
 from airflow.providers.common.compat.sdk import DAG
 
-from cloudmax_provider.compat import AIRFLOW_V_3_0_PLUS, write_dags_to_db
+from cloudmax_provider.utils.compat import AIRFLOW_V_3_0_PLUS, write_dags_to_db
 from tests.airflow_compat import dag_bag
 from tests.airflow_runner import dag_test, dags_folder, task_states, xcom
 

@@ -11,7 +11,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from cloudmax_provider import CONN_FIELDS
-from cloudmax_provider.errors import (
+from cloudmax_provider.api.catalog import ReportPart
+from cloudmax_provider.api.request import ReportRequest, ResponseMode
+from cloudmax_provider.api.response import parse_api_xml
+from cloudmax_provider.exceptions import (
     CloudmaxAuthError,
     CloudmaxConfigError,
     CloudmaxIncorrectReportPartError,
@@ -25,9 +28,6 @@ from cloudmax_provider.errors import (
     CloudmaxTransientError,
 )
 from cloudmax_provider.hooks.cloudmax import CloudmaxHook, TooManyRowsError
-from cloudmax_provider.reports import ReportPart
-from cloudmax_provider.request import ReportRequest, ResponseMode
-from cloudmax_provider.response import parse_api_xml
 
 TZ = ZoneInfo("Asia/Taipei")
 START, END = "2026-11-01 00:00:00", "2026-11-02 00:00:00"

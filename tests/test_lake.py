@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from cloudmax_provider.errors import CloudmaxConfigError
-from cloudmax_provider.reports import REPORT_PARTS, ColumnType
+from cloudmax_provider.api.catalog import REPORT_PARTS, ColumnType
+from cloudmax_provider.exceptions import CloudmaxConfigError
 from cloudmax_provider.testing.rows import TIME_FORMATS
 from tests.airflow_runner import run_dag, task_states, xcom
 
@@ -32,15 +32,15 @@ ARROW_TYPES = {
 
 
 def _land(hook, request, path: Path, output_format: str, **options):
-    from cloudmax_provider.formats import OutputFormat, RowTyping
-    from cloudmax_provider.landing import land_object
+    from cloudmax_provider.formats.writers import OutputFormat, RowTyping
+    from cloudmax_provider.landing.land import land_object
 
     output = OutputFormat(output_format, typing=RowTyping.for_request(request, TZ), **options)
     return land_object(hook, hook.sources(request), path.as_uri(), None, "utf-8", output=output)
 
 
 def _jsonable(rows):
-    from cloudmax_provider.response import to_jsonable
+    from cloudmax_provider.api.response import to_jsonable
 
     return [to_jsonable(r) for r in rows]
 
@@ -106,7 +106,7 @@ def test_renamed_columns_keep_their_catalog_type_and_times_hold_the_instant(clou
     )
     served = [row[1] for row in cells]
     assert any("下午" in text for text in served) or any("上午" in text for text in served)
-    from cloudmax_provider.response import parse_cell_time
+    from cloudmax_provider.api.response import parse_cell_time
 
     instants = [parse_cell_time(text, TZ) for text in served]
     assert table.column("removed_at").to_pylist() == instants
@@ -116,10 +116,10 @@ def test_renamed_columns_keep_their_catalog_type_and_times_hold_the_instant(clou
 
 
 def test_cells_that_do_not_fit_are_null_in_parquet(tmp_path, caplog):
-    from cloudmax_provider.formats import OutputFormat, RowTyping
-    from cloudmax_provider.reports import get_report_part
-    from cloudmax_provider.response import Encoding
-    from cloudmax_provider.streams import Progress, ReportStream, open_each
+    from cloudmax_provider.api.catalog import get_report_part
+    from cloudmax_provider.api.response import Encoding
+    from cloudmax_provider.formats.streams import Progress, ReportStream, open_each
+    from cloudmax_provider.formats.writers import OutputFormat, RowTyping
 
     body = b"LaunchID,AcceptCount,SendTime,CompleteTime,OpenCount\r\n1,n/a,2026-10-01 10:00:00,,3\r\n"
 
@@ -141,10 +141,10 @@ def test_cells_that_do_not_fit_are_null_in_parquet(tmp_path, caplog):
 
 
 def _encode_body(body: bytes, report_part_id: int, **options) -> bytes:
-    from cloudmax_provider.formats import OutputFormat, RowTyping
-    from cloudmax_provider.reports import get_report_part
-    from cloudmax_provider.response import Encoding
-    from cloudmax_provider.streams import Progress, ReportStream, open_each
+    from cloudmax_provider.api.catalog import get_report_part
+    from cloudmax_provider.api.response import Encoding
+    from cloudmax_provider.formats.streams import Progress, ReportStream, open_each
+    from cloudmax_provider.formats.writers import OutputFormat, RowTyping
 
     class Source:
         def __enter__(self):
@@ -161,9 +161,9 @@ def test_arrow_fast_path_and_cell_by_cell_typing_agree(monkeypatch):
     """Columns Arrow can read are typed vectorised, the others cell by cell: both give the XCom values."""
     import io
 
-    import cloudmax_provider.formats as formats
-    from cloudmax_provider.reports import get_report_part
-    from cloudmax_provider.response import Encoding, RowTyper, iter_csv_records
+    import cloudmax_provider.formats.writers as formats
+    from cloudmax_provider.api.catalog import get_report_part
+    from cloudmax_provider.api.response import Encoding, RowTyper, iter_csv_records
 
     monkeypatch.setattr(formats, "_TYPE_EVERY", 3)  # several typed slices per row group
     body = (
@@ -193,7 +193,7 @@ def test_arrow_fast_path_and_cell_by_cell_typing_agree(monkeypatch):
 
 
 def test_missing_pyarrow_names_the_extra(monkeypatch):
-    from cloudmax_provider.formats import require_pyarrow
+    from cloudmax_provider.formats.writers import require_pyarrow
 
     monkeypatch.setitem(sys.modules, "pyarrow", None)
     monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
@@ -231,7 +231,7 @@ def test_output_arguments_are_checked_at_parse_time():
 
 
 def test_chunk_windows_and_names():
-    from cloudmax_provider.chunks import chunk_object_name, chunk_windows
+    from cloudmax_provider.windows.chunks import chunk_object_name, chunk_windows
 
     start, end = datetime(2026, 10, 1, tzinfo=TZ), datetime(2026, 10, 3, 12, tzinfo=TZ)
     windows = chunk_windows(start, end, timedelta(days=1))
@@ -249,7 +249,7 @@ def test_chunk_windows_and_names():
 
 
 def test_expand_windows_for_dynamic_task_mapping():
-    from cloudmax_provider.chunks import expand_windows
+    from cloudmax_provider.windows.chunks import expand_windows
 
     utc = ZoneInfo("UTC")  # Airflow's data interval is in UTC; chunks are cut in account time
     out = expand_windows(

@@ -10,8 +10,8 @@ import time
 import requests
 from airflow.providers.common.compat.sdk import ObjectStoragePath
 
-from cloudmax_provider import atomic
-from cloudmax_provider.atomic import remove_stale_partials
+from cloudmax_provider.landing import atomic
+from cloudmax_provider.landing.atomic import remove_stale_partials
 
 
 def test_next_write_removes_a_killed_writers_partial(tmp_path):

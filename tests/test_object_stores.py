@@ -33,9 +33,9 @@ from typing import Any
 
 import pytest
 
-from cloudmax_provider import atomic
-from cloudmax_provider.destinations import AZURE_PROTOCOLS, preflight_destination
-from cloudmax_provider.errors import CloudmaxConfigError
+from cloudmax_provider.exceptions import CloudmaxConfigError
+from cloudmax_provider.landing import atomic
+from cloudmax_provider.landing.destinations import AZURE_PROTOCOLS, preflight_destination
 
 REPO = Path(__file__).resolve().parents[1]
 AZURITE_VERSION = "3.35.0"
@@ -344,7 +344,7 @@ def test_azure_preflight_and_write_with_a_container_sas(azure_fs, azurite, conta
 
 def test_land_object_to_azure(azure_fs, container, cloudmax_conn):
     from cloudmax_provider.hooks.cloudmax import CloudmaxHook
-    from cloudmax_provider.landing import land_object
+    from cloudmax_provider.landing.land import land_object
 
     body = b"LaunchID,OpenCount\r\n" + b"".join(b"%d,%d\r\n" % (i, i % 7) for i in range(50_000))
     landed = land_object(CloudmaxHook(), [report_source(body)], f"abfs://{container}/opens.csv", AZ_CONN, "utf-8")
@@ -355,7 +355,7 @@ def test_land_object_to_azure(azure_fs, container, cloudmax_conn):
 def test_an_azure_uri_with_the_account_is_refused():
     """Airflow's ObjectStoragePath reads abfs://container@account.dfs.core.windows.net/key as connection id
     ``container`` and container = the key's first folder: refused before anything is sent, with the fix."""
-    from cloudmax_provider.destinations import check_destination
+    from cloudmax_provider.landing.destinations import check_destination
 
     with pytest.raises(CloudmaxConfigError, match=r"'abfs://lake/cloudmax/opens.csv'"):
         check_destination("abfs://lake@acct.dfs.core.windows.net/cloudmax/opens.csv")
@@ -364,8 +364,8 @@ def test_an_azure_uri_with_the_account_is_refused():
 
 
 def report_source(body: bytes, pieces: int = 5) -> Any:
-    from cloudmax_provider.response import Encoding
-    from cloudmax_provider.streams import ReportStream
+    from cloudmax_provider.api.response import Encoding
+    from cloudmax_provider.formats.streams import ReportStream
 
     size = max(1, len(body) // pieces)
 
@@ -495,7 +495,7 @@ def test_gcs_preflight(gcs_fs, bucket, monkeypatch):
 
 def test_land_object_to_gcs(gcs_fs, bucket, cloudmax_conn):
     from cloudmax_provider.hooks.cloudmax import CloudmaxHook
-    from cloudmax_provider.landing import land_object
+    from cloudmax_provider.landing.land import land_object
 
     body = b"LaunchID,OpenCount\r\n" + b"".join(b"%d,%d\r\n" % (i, i % 7) for i in range(50_000))
     with opened_files(gcs_fs) as opened:

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from cloudmax_provider.errors import CloudmaxConfigError
+from cloudmax_provider.exceptions import CloudmaxConfigError
 from tests.airflow_runner import run_dag, task_states, xcom
 from tests.conftest import smb_conn_json
 
@@ -373,7 +373,7 @@ def test_launch_ids_from_an_upstream_task(cloudmax_emulator, cloudmax_conn):
 def test_progress_is_logged_with_bytes_rows_and_rate(caplog):
     import logging
 
-    from cloudmax_provider.streams import Progress
+    from cloudmax_provider.formats.streams import Progress
 
     caplog.set_level(logging.INFO)
     progress = Progress("Writing x", every=0.0, logger=logging.getLogger("cmx.progress"))

@@ -11,11 +11,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from cloudmax_provider.errors import CloudmaxLinkError, CloudmaxResponseError
-from cloudmax_provider.links import DownloadLink, LinkState, check_link_allowed, judge_http_probe
-from cloudmax_provider.reports import REMOVAL_STATUSES, REPORT_PARTS, ColumnType, get_report_part
-from cloudmax_provider.request import redact_url
-from cloudmax_provider.response import (
+from cloudmax_provider.api.catalog import REMOVAL_STATUSES, REPORT_PARTS, ColumnType, get_report_part
+from cloudmax_provider.api.request import redact_url
+from cloudmax_provider.api.response import (
     CsvRowCounter,
     Encoding,
     RowTyper,
@@ -28,7 +26,9 @@ from cloudmax_provider.response import (
     sniff_kind,
     transcode,
 )
-from cloudmax_provider.streams import csv_body
+from cloudmax_provider.exceptions import CloudmaxLinkError, CloudmaxResponseError
+from cloudmax_provider.formats.streams import csv_body
+from cloudmax_provider.links.download_link import DownloadLink, LinkState, check_link_allowed, judge_http_probe
 
 TZ = ZoneInfo("Asia/Taipei")
 TEXT = (
@@ -95,7 +95,7 @@ def test_transcode_and_parse_across_any_chunk_boundary(encoding, size):
 def test_transcode_in_pieces_splits_characters_anywhere(monkeypatch, codec, piece):
     """Big chunks are transcoded in pieces of TRANSCODE_PIECE bytes: a character cut between two pieces
     (or two chunks) comes out whole, and the output equals a one-shot decode + encode."""
-    import cloudmax_provider.response as response
+    import cloudmax_provider.api.response as response
 
     monkeypatch.setattr(response, "TRANSCODE_PIECE", piece)
     text = "LaunchID,名稱,City\r\n" + "".join(f'{i},"臺北市 {i}",板橋區\r\n' for i in range(3000))

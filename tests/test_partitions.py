@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import pendulum
 import pytest
 
-from cloudmax_provider.errors import CloudmaxConfigError
+from cloudmax_provider.exceptions import CloudmaxConfigError
 from tests.airflow_runner import load_dag, task_states, xcom
 
 pa = pytest.importorskip("pyarrow")
@@ -321,7 +321,7 @@ def test_download_links_refuse_to_name_one_partition_after_a_window_of_two(cloud
 
 def test_expand_windows_with_a_destination_maps_whole_partitions():
     """Mapped instances name objects like chunk= does, so they are partitions too (widened, never cut)."""
-    from cloudmax_provider.chunks import expand_windows
+    from cloudmax_provider.windows.chunks import expand_windows
 
     out = expand_windows(
         "2026-10-01 06:00:00",
@@ -383,7 +383,7 @@ def test_link_modes_name_the_one_partition_or_refuse_several(cloudmax_emulator, 
 def test_destination_errors_say_what_works_in_every_run_type(destination, says):
     """No error suggests Jinja's ``{{ ds }}`` (absent in runs without a logical date); an absolute path is not
     called relative."""
-    from cloudmax_provider.destinations import check_destination
+    from cloudmax_provider.landing.destinations import check_destination
 
     with pytest.raises(CloudmaxConfigError) as info:
         check_destination(destination)

@@ -21,15 +21,15 @@ from typing import Any
 
 import pytest
 
-from cloudmax_provider.errors import CloudmaxLinkError
+from cloudmax_provider.exceptions import CloudmaxLinkError
 from cloudmax_provider.hooks.cloudmax import CloudmaxHook
-from cloudmax_provider.links import MAX_REDIRECTS, LinkProbe, LinkState
-from cloudmax_provider.readiness import SizeSeen, StabilityRule, next_hop
+from cloudmax_provider.links.download_link import MAX_REDIRECTS, LinkProbe, LinkState
+from cloudmax_provider.links.readiness import SizeSeen, StabilityRule, next_hop
+from cloudmax_provider.links.unc import UncReader
 from cloudmax_provider.sensors.download_link import CloudmaxDownloadLinkSensor
 from cloudmax_provider.testing.emulator import CloudmaxEmulator
 from cloudmax_provider.testing.samba import SambaServer, samba_unavailable_reason
 from cloudmax_provider.triggers.download_link import CloudmaxDownloadLinkTrigger
-from cloudmax_provider.unc import UncReader
 from tests.conftest import cloudmax_conn_json
 
 PATHS = ["sync", "async"]

@@ -1,11 +1,11 @@
 """CloudmaxRequestLinksOperator (request -> wait -> download, step one) inside real Airflow, against the
-emulator; and the one "known at parse time?" check (cloudmax_provider.templating) the operators share."""
+emulator; and the one "known at parse time?" check (cloudmax_provider.utils.templating) the operators share."""
 
 from __future__ import annotations
 
 import pytest
 
-from cloudmax_provider.errors import CloudmaxConfigError
+from cloudmax_provider.exceptions import CloudmaxConfigError
 from tests.airflow_runner import load_dag, run_dag, task_states, xcom
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
@@ -102,7 +102,7 @@ def test_a_templated_mode_is_checked_once_rendered(cloudmax_emulator, cloudmax_c
 
 
 def test_is_templated_knows_xcomargs_by_type_and_jinja_anywhere():
-    from cloudmax_provider.templating import is_literal, is_templated
+    from cloudmax_provider.utils.templating import is_literal, is_templated
 
     dag = load_dag(
         """

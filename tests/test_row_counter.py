@@ -13,8 +13,8 @@ import random
 
 import pytest
 
-from cloudmax_provider import response
-from cloudmax_provider.response import CsvRowCounter
+from cloudmax_provider.api import response
+from cloudmax_provider.api.response import CsvRowCounter
 
 np = pytest.importorskip("numpy")  # the test extra installs it; the fallback is forced below
 
@@ -117,7 +117,7 @@ def test_progress_counts_in_its_thread_like_csv(monkeypatch, with_numpy):
     """Progress.track over > 4 MiB (so the counting thread runs), with numpy and without (forced)."""
     import threading
 
-    from cloudmax_provider.streams import Progress
+    from cloudmax_provider.formats.streams import Progress
 
     if not with_numpy:
         monkeypatch.setattr(response, "_NUMPY", None)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from cloudmax_provider.links.unc import SmbTarget, UncPath, UncReader, is_unc
 from cloudmax_provider.testing.samba import SambaServer, samba_unavailable_reason
-from cloudmax_provider.unc import SmbTarget, UncPath, UncReader, is_unc
 
 CJK_NAME = "報表_開信明細_2026.csv"
 BIG_SIZE = 20 * 1024 * 1024 + 12345  # not a multiple of the chunk size

@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo
 import pendulum
 import pytest
 
-from cloudmax_provider.compat import AIRFLOW_V_3_0_PLUS
-from cloudmax_provider.windows import fill_window_placeholders, human_duration, report_window, report_window_of
+from cloudmax_provider.utils.compat import AIRFLOW_V_3_0_PLUS
+from cloudmax_provider.windows.window import fill_window_placeholders, human_duration, report_window, report_window_of
 
 UTC = pendulum.UTC
 DAY = timedelta(days=1)
@@ -111,7 +111,7 @@ def test_placeholders():
 
 
 def taipei_day():
-    from cloudmax_provider.partitions import PartitionGrid
+    from cloudmax_provider.windows.partitions import PartitionGrid
 
     return PartitionGrid.of("day", "Asia/Taipei")
 
@@ -154,7 +154,7 @@ def test_on_the_grid_a_data_interval_is_widened_to_the_partitions_it_touches():
 
 
 def test_grid_units_and_window_lengths():
-    from cloudmax_provider.partitions import PartitionGrid
+    from cloudmax_provider.windows.partitions import PartitionGrid
 
     tz = ZoneInfo("Asia/Taipei")
     at = datetime(2026, 11, 28, 14, 32, tzinfo=tz)
@@ -175,7 +175,7 @@ def test_grid_units_and_window_lengths():
 
 def test_a_day_grid_with_daylight_saving_time():
     """New York's days of 23 and 25 hours are one partition each; hours are elapsed hours."""
-    from cloudmax_provider.partitions import PartitionGrid
+    from cloudmax_provider.windows.partitions import PartitionGrid
 
     ny = PartitionGrid.of("day", "America/New_York")
     days = ny.partitions(*ny.widen(datetime(2026, 3, 7, 12, tzinfo=ny.tz), datetime(2026, 3, 9, 1, tzinfo=ny.tz)))
@@ -197,8 +197,8 @@ def test_a_day_grid_with_daylight_saving_time():
     ],
 )
 def test_unknown_placeholders_are_refused_with_did_you_mean(template, message):
-    from cloudmax_provider.errors import CloudmaxConfigError
-    from cloudmax_provider.windows import check_placeholders
+    from cloudmax_provider.exceptions import CloudmaxConfigError
+    from cloudmax_provider.windows.window import check_placeholders
 
     with pytest.raises(CloudmaxConfigError, match=message) as info:
         check_placeholders(template)
@@ -206,8 +206,8 @@ def test_unknown_placeholders_are_refused_with_did_you_mean(template, message):
 
 
 def test_placeholders_must_name_each_partition_apart():
-    from cloudmax_provider.errors import CloudmaxConfigError
-    from cloudmax_provider.windows import check_names_partitions
+    from cloudmax_provider.exceptions import CloudmaxConfigError
+    from cloudmax_provider.windows.window import check_names_partitions
 
     check_names_partitions("s3://l/date={window_start:%Y-%m-%d}/part.parquet", "day")
     check_names_partitions("s3://l/{window_start:%Y-%m}.csv", "month")

@@ -27,26 +27,8 @@ from urllib.parse import quote, quote_plus
 
 from airflow.providers.common.compat.sdk import BaseHook
 
-from cloudmax_provider.connection import CloudmaxSettings
-from cloudmax_provider.errors import (
-    CloudmaxAPIError,
-    CloudmaxAuthError,
-    CloudmaxConfigError,
-    CloudmaxError,
-    CloudmaxLinkError,
-    CloudmaxResponseError,
-    CloudmaxTransientError,
-)
-from cloudmax_provider.links import (
-    PROBE_RANGE,
-    DownloadLink,
-    LinkProbe,
-    LinkState,
-    check_link_allowed,
-    judge_http_probe,
-)
-from cloudmax_provider.readiness import SizeSeen, StabilityRule, judge_unc_error, next_hop
-from cloudmax_provider.request import (
+from cloudmax_provider.api.connection import CloudmaxSettings
+from cloudmax_provider.api.request import (
     ReportRequest,
     ResponseMode,
     WireRequest,
@@ -55,7 +37,7 @@ from cloudmax_provider.request import (
     get_timezone,
     redact_url,
 )
-from cloudmax_provider.response import (
+from cloudmax_provider.api.response import (
     MAX_XML_BYTES,
     SNIFF_BYTES,
     ApiAnswer,
@@ -66,8 +48,26 @@ from cloudmax_provider.response import (
     safe_filename,
     sniff_kind,
 )
-from cloudmax_provider.retry import ErrorCode100Policy, retry_args
-from cloudmax_provider.streams import ReportStream
+from cloudmax_provider.api.retry import ErrorCode100Policy, retry_args
+from cloudmax_provider.exceptions import (
+    CloudmaxAPIError,
+    CloudmaxAuthError,
+    CloudmaxConfigError,
+    CloudmaxError,
+    CloudmaxLinkError,
+    CloudmaxResponseError,
+    CloudmaxTransientError,
+)
+from cloudmax_provider.formats.streams import ReportStream
+from cloudmax_provider.links.download_link import (
+    PROBE_RANGE,
+    DownloadLink,
+    LinkProbe,
+    LinkState,
+    check_link_allowed,
+    judge_http_probe,
+)
+from cloudmax_provider.links.readiness import SizeSeen, StabilityRule, judge_unc_error, next_hop
 
 if TYPE_CHECKING:
     import requests
@@ -152,14 +152,14 @@ class CloudmaxHook(BaseHook):
         self._retry_active = False
         self.error_100 = ErrorCode100Policy()  # this task try's rule for ErrorCode 100 (see retry.py)
         self.unc_stable_seconds = 1.0  # a UNC file is ready when its size holds this long ...
-        self.unc_stable_checks = 2  # ... over this many probes (see cloudmax_provider.readiness)
+        self.unc_stable_checks = 2  # ... over this many probes (see cloudmax_provider.links.readiness)
         self.unc_seen: dict[str, SizeSeen] = {}  # UNC link -> its last observation, kept between probes
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
         """The form's extra fields for Airflow < 3.2 (newer versions read ``conn-fields`` from the provider info)."""
         from cloudmax_provider import CONN_FIELDS
-        from cloudmax_provider.compat import connection_form_widgets
+        from cloudmax_provider.utils.compat import connection_form_widgets
 
         return connection_form_widgets(CONN_FIELDS)
 
@@ -442,7 +442,7 @@ class CloudmaxHook(BaseHook):
     # ---- DOWNLOADLINKs -----------------------------------------------------------------------
 
     def check_link(self, link: str | DownloadLink) -> DownloadLink:
-        """Parse ``link`` and refuse it if its host is not allowed (see :mod:`cloudmax_provider.links`)."""
+        """Parse ``link`` and refuse it if its host is not allowed (:mod:`~cloudmax_provider.links.download_link`)."""
         parsed = link if isinstance(link, DownloadLink) else DownloadLink.parse(link)
         check_link_allowed(parsed, self.settings.api_host, self.settings.allowed_link_hosts)
         return parsed
@@ -451,7 +451,7 @@ class CloudmaxHook(BaseHook):
         """Check once whether a link's file is ready (HTTP ranged GET, or one SMB size read); never waits.
 
         A UNC file is ready when this hook has seen its size unchanged over ``unc_stable_checks`` probes
-        at least ``unc_stable_seconds`` apart (:class:`~cloudmax_provider.readiness.StabilityRule`): the
+        at least ``unc_stable_seconds`` apart (:class:`~cloudmax_provider.links.readiness.StabilityRule`): the
         first probe of a file is "pending" and the hook keeps the observation (:attr:`unc_seen`) for the next.
         """
         parsed = self.check_link(link)
@@ -484,7 +484,7 @@ class CloudmaxHook(BaseHook):
 
     def _get_link(self, url: str, headers: dict[str, str] | None = None) -> requests.Response:
         """GET a link (streamed) with the link session, following redirects as
-        :func:`~cloudmax_provider.readiness.next_hop` decides (at most MAX_REDIRECTS, allowed hosts only)."""
+        :func:`~cloudmax_provider.links.readiness.next_hop` decides (at most MAX_REDIRECTS, allowed hosts only)."""
         s = self.settings
         link, hops = url, 0
         while True:
@@ -515,7 +515,7 @@ class CloudmaxHook(BaseHook):
         return self.stability.observe_into(link.url, size, time.time(), self.unc_seen)
 
     def _unc_reader(self, link: DownloadLink) -> Any:
-        from cloudmax_provider.unc import SmbTarget, UncPath, UncReader
+        from cloudmax_provider.links.unc import SmbTarget, UncPath, UncReader
 
         return UncReader(SmbTarget.from_airflow_connection(self.smb_conn_id, UncPath.parse(link.url)))
 

@@ -1,8 +1,8 @@
 r"""CloudmaxAsyncLinkHook: the async I/O of DOWNLOADLINK probes (aiohttp, SMB in a thread), for the trigger.
 
 It only reads: a ranged GET of a link (at most :data:`PROBE_BYTES`, redirects followed as
-:func:`~cloudmax_provider.readiness.next_hop` decides) or one SMB size read of a UNC file; what that
-means comes from the pure readiness core (:mod:`cloudmax_provider.readiness`), the same code the sync
+:func:`~cloudmax_provider.links.readiness.next_hop` decides) or one SMB size read of a UNC file; what that
+means comes from the pure readiness core (:mod:`cloudmax_provider.links.readiness`), the same code the sync
 :class:`~cloudmax_provider.hooks.cloudmax.CloudmaxHook` feeds, so both paths give the same answers.
 
 A triggerer holds thousands of these, one per waiting trigger: it is a small slotted object, not a
@@ -25,15 +25,15 @@ import functools
 import time
 from typing import TYPE_CHECKING, Any
 
-from cloudmax_provider.errors import CloudmaxLinkError, CloudmaxTransientError
-from cloudmax_provider.links import PROBE_RANGE, DownloadLink, LinkProbe, LinkState, judge_http_probe
-from cloudmax_provider.readiness import SizeSeen, StabilityRule, judge_unc_error, next_hop
-from cloudmax_provider.retry import RetrySettings, is_retryable, retry_args
+from cloudmax_provider.api.retry import RetrySettings, is_retryable, retry_args
+from cloudmax_provider.exceptions import CloudmaxLinkError, CloudmaxTransientError
+from cloudmax_provider.links.download_link import PROBE_RANGE, DownloadLink, LinkProbe, LinkState, judge_http_probe
+from cloudmax_provider.links.readiness import SizeSeen, StabilityRule, judge_unc_error, next_hop
 
 if TYPE_CHECKING:
     import aiohttp
 
-    from cloudmax_provider.unc import UncReader
+    from cloudmax_provider.links.unc import UncReader
 
 #: Bytes read from a link to judge it (the ranged GET asks for no more).
 PROBE_BYTES = 4096
@@ -117,7 +117,7 @@ class CloudmaxAsyncLinkHook:
         return LinkProbe(link.url, LinkState.FAILED, message=f"cannot be fetched: {error}"[:300])
 
     async def _get_head(self, session: aiohttp.ClientSession, link: str) -> LinkProbe:
-        """The ranged GET, following redirects as :func:`~cloudmax_provider.readiness.next_hop` decides."""
+        """The ranged GET, following redirects as :func:`~cloudmax_provider.links.readiness.next_hop` decides."""
         import aiohttp
         from yarl import URL
 
@@ -174,7 +174,7 @@ class CloudmaxAsyncLinkHook:
 
     async def _reader_for(self, link: DownloadLink) -> tuple[UncReader, asyncio.Lock]:
         """One reader (one SMB connection) per UNC server name, kept for the hook's life."""
-        from cloudmax_provider.unc import SmbTarget, UncPath, UncReader
+        from cloudmax_provider.links.unc import SmbTarget, UncPath, UncReader
 
         unc = UncPath.parse(link.url)
         key = unc.server.lower()

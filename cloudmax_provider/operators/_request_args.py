@@ -4,7 +4,7 @@
 and :class:`~cloudmax_provider.operators.request_links.CloudmaxRequestLinksOperator`: the same arguments
 (``report_part_id``, ``launch_ids``, ``start_time``/``end_time``/``window``, ``columns``, ``language``,
 ``response_mode``, ``extra_fields``, the connections), checked the same way when literal at parse time,
-and turned into a :class:`~cloudmax_provider.request.ReportRequest` by one window rule
+and turned into a :class:`~cloudmax_provider.api.request.ReportRequest` by one window rule
 (:func:`resolve_window`, then :meth:`CloudmaxHook.build_request`). Where the report lands is not this
 module's concern. Like the operators, it imports no HTTP, SMB or cloud library.
 """
@@ -15,19 +15,19 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from cloudmax_provider.errors import CloudmaxConfigError, CloudmaxWindowError
-from cloudmax_provider.reports import get_report_part
-from cloudmax_provider.request import ResponseMode, parse_columns, parse_language, parse_launch_ids
-from cloudmax_provider.templating import is_literal
-from cloudmax_provider.windows import human_duration, report_window_of
+from cloudmax_provider.api.catalog import get_report_part
+from cloudmax_provider.api.request import ResponseMode, parse_columns, parse_language, parse_launch_ids
+from cloudmax_provider.exceptions import CloudmaxConfigError, CloudmaxWindowError
+from cloudmax_provider.utils.templating import is_literal
+from cloudmax_provider.windows.window import human_duration, report_window_of
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
+    from cloudmax_provider.api.catalog import ReportPart
+    from cloudmax_provider.api.request import ReportRequest
     from cloudmax_provider.hooks.cloudmax import CloudmaxHook
-    from cloudmax_provider.partitions import PartitionGrid
-    from cloudmax_provider.reports import ReportPart
-    from cloudmax_provider.request import ReportRequest
+    from cloudmax_provider.windows.partitions import PartitionGrid
 
 #: The templated request arguments (an operator adds its own, e.g. ``destination``).
 REQUEST_TEMPLATE_FIELDS: Sequence[str] = (
@@ -76,7 +76,7 @@ class ReportRequestArgs:
     def _validate_request_literals(self) -> ReportPart | None:
         """Check the literal request arguments, so a typo never reaches the scheduler; the report part
         when ``report_part_id`` is literal."""
-        from cloudmax_provider.request import check_literal_window, parse_extra_fields, to_account_time
+        from cloudmax_provider.api.request import check_literal_window, parse_extra_fields, to_account_time
 
         if not isinstance(self.window, timedelta) or self.window <= timedelta(0):
             raise CloudmaxConfigError(f"window={self.window!r} must be a positive timedelta, e.g. timedelta(days=1)")
@@ -149,8 +149,8 @@ class ReportRequestArgs:
         self, context: Context, timezone: str, grid: PartitionGrid | None = None
     ) -> tuple[Any, Any, str]:
         """The (start, end) to send, and why: explicit arguments, else the run's window
-        (:func:`cloudmax_provider.windows.report_window`, on ``grid`` when one is given)."""
-        from cloudmax_provider.request import get_timezone, to_account_time
+        (:func:`cloudmax_provider.windows.window.report_window`, on ``grid`` when one is given)."""
+        from cloudmax_provider.api.request import get_timezone, to_account_time
 
         start, end = self.start_time, self.end_time
         if not _blank(start) and not _blank(end):

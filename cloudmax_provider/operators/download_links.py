@@ -11,7 +11,7 @@ The last step of a request -> wait -> download DAG::
     ).expand(links=ready.output)
 
 ``{window_start:<strftime>}`` / ``{window_end:<strftime>}`` in ``destination`` are filled, after Jinja,
-with the run's report window on the partition grid (:func:`cloudmax_provider.windows.report_window` with
+with the run's report window on the partition grid (:func:`cloudmax_provider.windows.window.report_window` with
 ``partition``, by default the account's day, in the connection's timezone): the same window
 :class:`~cloudmax_provider.operators.request_links.CloudmaxRequestLinksOperator` requests with the same
 ``partition``. A window
@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
-from cloudmax_provider.templating import is_literal
-from cloudmax_provider.windows import (
+from cloudmax_provider.utils.templating import is_literal
+from cloudmax_provider.windows.window import (
     check_names_partitions,
     check_placeholders,
     fill_window_placeholders,
@@ -87,16 +87,16 @@ class CloudmaxDownloadLinksOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        from cloudmax_provider.errors import CloudmaxConfigError
-        from cloudmax_provider.formats import check_output_args
-        from cloudmax_provider.reports import get_report_part
+        from cloudmax_provider.api.catalog import get_report_part
+        from cloudmax_provider.exceptions import CloudmaxConfigError
+        from cloudmax_provider.formats.writers import check_output_args
 
         if not isinstance(window, timedelta) or window <= timedelta(0):
             raise CloudmaxConfigError(f"window={window!r} must be a positive timedelta, e.g. timedelta(days=1)")
-        from cloudmax_provider.destinations import check_landing_args
+        from cloudmax_provider.landing.destinations import check_landing_args
 
         check_landing_args(destination, output_encoding, one_object_per_link=one_object_per_link)
-        from cloudmax_provider.partitions import check_partition
+        from cloudmax_provider.windows.partitions import check_partition
 
         if partition is not None:
             check_partition(partition)
@@ -128,12 +128,12 @@ class CloudmaxDownloadLinksOperator(BaseOperator):
         self.partition = partition
 
     def execute(self, context: Context) -> str | list[str]:
-        from cloudmax_provider.formats import OutputFormat, RowTyping
+        from cloudmax_provider.api.catalog import get_report_part
+        from cloudmax_provider.api.request import get_timezone
+        from cloudmax_provider.formats.writers import OutputFormat, RowTyping
         from cloudmax_provider.hooks.cloudmax import CloudmaxHook
-        from cloudmax_provider.landing import land, push_landed
-        from cloudmax_provider.links import parse_links
-        from cloudmax_provider.reports import get_report_part
-        from cloudmax_provider.request import get_timezone
+        from cloudmax_provider.landing.land import land, push_landed
+        from cloudmax_provider.links.download_link import parse_links
 
         hook = CloudmaxHook(self.cloudmax_conn_id, smb_conn_id=self.smb_conn_id)
         links = [link.url for link in parse_links(self.links)]
@@ -143,7 +143,7 @@ class CloudmaxDownloadLinksOperator(BaseOperator):
             typing = RowTyping(part, get_timezone(hook.settings.timezone), header=part.column_names)
         output = OutputFormat(self.output_format, self.batch_size, self.compression, typing)
         destination = self._named(context, get_timezone(hook.settings.timezone))
-        from cloudmax_provider.destinations import check_destination, preflight_destination
+        from cloudmax_provider.landing.destinations import check_destination, preflight_destination
 
         check_destination(destination, one_object_per_link=self.one_object_per_link)  # as rendered
         preflight_destination(destination, self.destination_conn_id or None)  # before any link is fetched
@@ -167,8 +167,8 @@ class CloudmaxDownloadLinksOperator(BaseOperator):
         check_placeholders(destination)  # as rendered
         if not has_window_placeholders(destination):
             return destination
-        from cloudmax_provider.errors import CloudmaxConfigError
-        from cloudmax_provider.partitions import PartitionGrid
+        from cloudmax_provider.exceptions import CloudmaxConfigError
+        from cloudmax_provider.windows.partitions import PartitionGrid
 
         grid = PartitionGrid.of(self.partition, tz)
         check_names_partitions(destination, grid.unit)

@@ -10,7 +10,7 @@ Example::
         destination_conn_id="aws_default",
     )
 
-The window is one function of the run (:func:`cloudmax_provider.windows.report_window`): a non-empty
+The window is one function of the run (:func:`cloudmax_provider.windows.window.report_window`): a non-empty
 data interval; else ``window`` (one day) ending at the logical date; else ending at the run's
 ``run_after`` (runs triggered without a logical date, asset-triggered runs). The log says which.
 ``{window_start:%Y-%m-%d}`` / ``{window_end:...}`` in ``destination`` are filled with the window
@@ -39,14 +39,14 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
-from cloudmax_provider.errors import CloudmaxConfigError, CloudmaxLinkError
-from cloudmax_provider.formats import DEFAULT_BATCH_SIZE
+from cloudmax_provider.api.catalog import get_report_part
+from cloudmax_provider.api.request import ResponseMode
+from cloudmax_provider.api.response import to_jsonable
+from cloudmax_provider.exceptions import CloudmaxConfigError, CloudmaxLinkError
+from cloudmax_provider.formats.writers import DEFAULT_BATCH_SIZE
 from cloudmax_provider.operators._request_args import REQUEST_TEMPLATE_FIELDS, ReportRequestArgs
-from cloudmax_provider.reports import get_report_part
-from cloudmax_provider.request import ResponseMode
-from cloudmax_provider.response import to_jsonable
-from cloudmax_provider.templating import is_literal
-from cloudmax_provider.windows import (
+from cloudmax_provider.utils.templating import is_literal
+from cloudmax_provider.windows.window import (
     check_names_partitions,
     check_placeholders,
     fill_window_placeholders,
@@ -56,10 +56,10 @@ from cloudmax_provider.windows import (
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
-    from cloudmax_provider.formats import OutputFormat
+    from cloudmax_provider.api.request import ReportRequest
+    from cloudmax_provider.formats.writers import OutputFormat
     from cloudmax_provider.hooks.cloudmax import CloudmaxHook
-    from cloudmax_provider.partitions import PartitionGrid
-    from cloudmax_provider.request import ReportRequest
+    from cloudmax_provider.windows.partitions import PartitionGrid
 
 
 class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
@@ -79,7 +79,8 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
 
     :param report_part_id: a ReportPartID (``31033``) or its catalog slug (``"removals"``).
     :param launch_ids: LaunchIDs: an int, a list, a CSV string ``"1225,1116"`` or an XComArg.
-    :param start_time: window start (datetime or string); default: see :func:`~cloudmax_provider.windows.report_window`.
+    :param start_time: window start (datetime or string); default: see
+        :func:`~cloudmax_provider.windows.window.report_window`.
     :param end_time: window end; default: see ``report_window``.
     :param window: the window's length when the data interval is empty (``"@daily"``, manual and
         asset-triggered runs) or when only one of start_time/end_time is given. Default one day. When the
@@ -107,11 +108,11 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         ``timezone``). Such a destination gets one object per partition; a run requests whole partitions
         only, widening its window to the partitions it touches (logged), and a run without a data interval
         takes the last complete partition(s) before its logical date or ``run_after``.
-        See ``docs/partitions.md`` and :mod:`cloudmax_provider.partitions`.
+        See ``docs/partitions.md`` and :mod:`cloudmax_provider.windows.partitions`.
     :param chunk: ``True`` (or ``timedelta(days=1)`` / ``timedelta(hours=1)``, the day/hour grid): the window
         is requested partition by partition, one request and one object each, named by its window under
         ``destination`` (a prefix ending in ``/``); a retry skips the partitions an earlier try of the run
-        landed. See :mod:`cloudmax_provider.chunks`.
+        landed. See :mod:`cloudmax_provider.windows.chunks`.
     :param resume: with ``chunk``, keep a manifest beside the chunks so retries resume (default True).
     :param max_xcom_rows: the most rows pushed to XCom; past it the task fails and says to set destination.
     :param cloudmax_conn_id: the ``cloudmax`` connection.
@@ -220,7 +221,7 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         if mode is None and self.response_mode is None and self.destination is not None:
             mode = ResponseMode.ATTACHMENT
         self._check_mode(mode)
-        from cloudmax_provider.destinations import check_landing_args
+        from cloudmax_provider.landing.destinations import check_landing_args
 
         self._validate_output()
         check_landing_args(self.destination, self.output_encoding, one_object_per_link=self._lands_in_prefix)
@@ -248,7 +249,7 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         self._check_mode(request.response_mode)
         self._check_smb_connection(request.response_mode)
         if self.destination is not None:
-            from cloudmax_provider.destinations import check_destination, preflight_destination
+            from cloudmax_provider.landing.destinations import check_destination, preflight_destination
 
             self._check_chunk_destination(self.destination)
             check_destination(self.destination, one_object_per_link=self._lands_in_prefix)
@@ -256,7 +257,7 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
 
     def _validate_output(self) -> None:
         """output_format, batch_size, compression and chunk: each alone, then how they combine."""
-        from cloudmax_provider.formats import check_output_args
+        from cloudmax_provider.formats.writers import check_output_args
 
         check_output_args(self.output_format, self.batch_size, self.compression)
         if self.output_format != "csv" and self.destination is None:
@@ -276,7 +277,7 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
 
     def _validate_partitions(self) -> None:
         """The grid, ``chunk`` as one partition of it, and placeholders that name each partition alike never."""
-        from cloudmax_provider.partitions import check_partition, partition_of_chunk
+        from cloudmax_provider.windows.partitions import check_partition, partition_of_chunk
 
         if self.chunk is not None and self.chunk is not False:
             self.partition = partition_of_chunk(self.chunk, self.partition)
@@ -294,8 +295,8 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         return self.chunk is not None or has_window_placeholders(self.destination)
 
     def _grid(self, timezone: str) -> PartitionGrid:
-        from cloudmax_provider.partitions import PartitionGrid
-        from cloudmax_provider.request import get_timezone
+        from cloudmax_provider.api.request import get_timezone
+        from cloudmax_provider.windows.partitions import PartitionGrid
 
         return PartitionGrid.of(self.partition, get_timezone(timezone))
 
@@ -394,7 +395,7 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
 
     def _not_ready(self, hook: CloudmaxHook, links: list[str]) -> list[str]:
         """The links whose files are not there yet (one check each); a failed link fails the task."""
-        from cloudmax_provider.links import LinkState
+        from cloudmax_provider.links.download_link import LinkState
 
         pending = []
         for link in links:
@@ -438,8 +439,8 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
     # ---- landing -----------------------------------------------------------------------------
 
     def _output(self, hook: CloudmaxHook, request: ReportRequest) -> OutputFormat:
-        from cloudmax_provider.formats import OutputFormat, RowTyping
-        from cloudmax_provider.request import get_timezone
+        from cloudmax_provider.api.request import get_timezone
+        from cloudmax_provider.formats.writers import OutputFormat, RowTyping
 
         typing = None
         if self.output_format != "csv":
@@ -459,7 +460,7 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
             rows = hook.get_rows(request, max_rows=self.max_xcom_rows, links=links)
             self.log.info("Pushing %d typed rows to XCom", len(rows))
             return [to_jsonable(row) for row in rows]
-        from cloudmax_provider.landing import land_object, land_per_link
+        from cloudmax_provider.landing.land import land_object, land_per_link
 
         output = self._output(hook, request)
         sources = hook.sources(request, links)
@@ -491,8 +492,8 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
 
     def _land_chunks(self, context: Context, hook: CloudmaxHook, request: ReportRequest) -> Any:
         """One request per partition: typed rows into XCom, or one object per partition."""
-        from cloudmax_provider.chunks import chunk_object_name, manifest_prefix
-        from cloudmax_provider.landing import land_chunks
+        from cloudmax_provider.landing.land import land_chunks
+        from cloudmax_provider.windows.chunks import chunk_object_name, manifest_prefix
 
         if request.response_mode.returns_links:
             raise CloudmaxConfigError("chunk= needs response_mode 2 or 3 (the report as the answer), not a link mode")
@@ -582,7 +583,7 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         """The catalog's columns (or the requested ones) with the types the output holds."""
         from airflow.providers.common.compat.openlineage.facet import SchemaDatasetFacet, SchemaDatasetFacetFields
 
-        from cloudmax_provider.request import parse_columns
+        from cloudmax_provider.api.request import parse_columns
 
         if part.columns is None:
             return None

@@ -12,7 +12,7 @@ The first step of request -> wait -> download, three operators::
 
 The window is the one the download operator names its destination by: the run's data interval widened
 to whole partitions of ``partition`` (the account's day by default), or the last complete partition(s)
-before the logical date or ``run_after`` (:func:`cloudmax_provider.windows.report_window_of` with the
+before the logical date or ``run_after`` (:func:`cloudmax_provider.windows.window.report_window_of` with the
 grid); explicit ``start_time``/``end_time`` are sent as given. This module imports no HTTP or SMB library.
 """
 
@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
-from cloudmax_provider.errors import CloudmaxConfigError
+from cloudmax_provider.api.request import ResponseMode
+from cloudmax_provider.exceptions import CloudmaxConfigError
 from cloudmax_provider.operators._request_args import REQUEST_TEMPLATE_FIELDS, ReportRequestArgs
-from cloudmax_provider.request import ResponseMode
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -97,7 +97,7 @@ class CloudmaxRequestLinksOperator(ReportRequestArgs, BaseOperator):
         )
         self.partition = partition
         if partition is not None:
-            from cloudmax_provider.partitions import check_partition
+            from cloudmax_provider.windows.partitions import check_partition
 
             check_partition(partition)
         self._validate_request_literals()
@@ -115,8 +115,8 @@ class CloudmaxRequestLinksOperator(ReportRequestArgs, BaseOperator):
 
     def execute(self, context: Context) -> list[str]:
         """Send the request; return its DOWNLOADLINKs."""
-        from cloudmax_provider.partitions import PartitionGrid
-        from cloudmax_provider.request import get_timezone
+        from cloudmax_provider.api.request import get_timezone
+        from cloudmax_provider.windows.partitions import PartitionGrid
 
         hook = self._hook()
         mode = ResponseMode.coerce(self.response_mode)  # type: ignore[arg-type]

@@ -2,7 +2,7 @@ r"""Wait until Report.aspx DOWNLOADLINK files exist (ResponseMode 0: UNC, 1: HTT
 
 Poke mode probes with :meth:`CloudmaxHook.probe_link` (ranged GET / one SMB size read; a poke never
 sleeps: the sensor's hook keeps each UNC file's last size until the next poke, and the file is ready when
-the size held, see :mod:`cloudmax_provider.readiness`); deferrable mode pokes once (files already there
+the size held, see :mod:`cloudmax_provider.links.readiness`); deferrable mode pokes once (files already there
 never wait) and then hands the waiting, and the UNC sizes seen, to
 :class:`~cloudmax_provider.triggers.download_link.CloudmaxDownloadLinkTrigger`. Either way the
 task returns ``[{"link": ..., "size": ...}, ...]`` (to XCom), one per link in the order given.
@@ -36,8 +36,8 @@ from airflow.providers.common.compat.sdk import (
     conf,
 )
 
-from cloudmax_provider.errors import CloudmaxLinkError
-from cloudmax_provider.links import DownloadLink, LinkProbe, LinkState, parse_links
+from cloudmax_provider.exceptions import CloudmaxLinkError
+from cloudmax_provider.links.download_link import DownloadLink, LinkProbe, LinkState, parse_links
 
 if TYPE_CHECKING:  # imported where used: DAG files parse this module often
     from cloudmax_provider.hooks.cloudmax import CloudmaxHook

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         spec.loader.exec_module(module)
         from airflow.providers.common.compat.sdk import DAG
 
-        from cloudmax_provider.compat import write_dags_to_db
+        from cloudmax_provider.utils.compat import write_dags_to_db
 
         write_dags_to_db(*(value for value in vars(module).values() if isinstance(value, DAG)))
         run = module.dag.test()

@@ -5,7 +5,7 @@ formatting settings, so a test can compute, with :func:`generate_rows`, exactly 
 serves. Rows of one LaunchID do not depend on the other LaunchIDs of the request (a split link file
 holds the same rows as the matching slice of the combined file).
 
-Values are typed by the catalog's rule (:func:`cloudmax_provider.reports.column_type`): ints, floats
+Values are typed by the catalog's rule (:func:`cloudmax_provider.api.catalog.column_type`): ints, floats
 with four decimals (rates, latitude, longitude), times inside ``[StartTime, EndTime)`` in the chosen
 ``time_format``; text is deliberately hostile: commas, double quotes, embedded newlines, CJK, quoted
 e-mail local parts, IPv6, phone numbers with leading zeros, and some empty cells.
@@ -23,7 +23,7 @@ import random
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 
-from cloudmax_provider.reports import REMOVAL_STATUSES, ColumnType, column_type, get_report_part
+from cloudmax_provider.api.catalog import REMOVAL_STATUSES, ColumnType, column_type, get_report_part
 
 __all__ = [
     "INVENTED_COLUMNS",

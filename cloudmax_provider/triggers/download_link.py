@@ -11,12 +11,13 @@ still-pending link once per ``poll_interval`` and fires exactly one event:
 
 Events never hold a body. The I/O is :class:`~cloudmax_provider.hooks.cloudmax_async.CloudmaxAsyncLinkHook`
 (a ranged GET of at most 4 KiB, or one SMB size read per round); readiness is decided by the pure core
-:mod:`cloudmax_provider.readiness`, the code the sync hook (the sensor's pokes) feeds too: an http link by
-:func:`~cloudmax_provider.links.judge_http_probe`; a UNC file when its size is > 0 and the same over
+:mod:`cloudmax_provider.links.readiness`, the code the sync hook (the sensor's pokes) feeds too: an http link by
+:func:`~cloudmax_provider.links.download_link.judge_http_probe`; a UNC file when its size is > 0 and the same over
 ``unc_stable_checks`` consecutive rounds spanning at least ``unc_stable_seconds`` (nothing sleeps inside a
 probe: the next round is scheduled early enough to decide). Redirects are followed, at most
-:data:`~cloudmax_provider.links.MAX_REDIRECTS` hops, each target only if it is an http(s) URL on an allowed
-host (:func:`~cloudmax_provider.readiness.next_hop`). No cookie, password or auth header is ever sent to a
+:data:`~cloudmax_provider.links.download_link.MAX_REDIRECTS` hops, each
+target only if it is an http(s) URL on an allowed
+host (:func:`~cloudmax_provider.links.readiness.next_hop`). No cookie, password or auth header is ever sent to a
 link, and a link whose host is not allowed fails at once without any request.
 
 Example::
@@ -41,16 +42,16 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from cloudmax_provider.errors import CloudmaxError
+from cloudmax_provider.api.retry import RetrySettings
+from cloudmax_provider.exceptions import CloudmaxError
 from cloudmax_provider.hooks.cloudmax_async import PROBE_BYTES, CloudmaxAsyncLinkHook
-from cloudmax_provider.links import DownloadLink, LinkProbe, LinkState, check_link_allowed
-from cloudmax_provider.readiness import SizeSeen, StabilityRule
-from cloudmax_provider.retry import RetrySettings
+from cloudmax_provider.links.download_link import DownloadLink, LinkProbe, LinkState, check_link_allowed
+from cloudmax_provider.links.readiness import SizeSeen, StabilityRule
 
 if TYPE_CHECKING:
     import aiohttp
 
-    from cloudmax_provider.connection import CloudmaxSettings
+    from cloudmax_provider.api.connection import CloudmaxSettings
 #: Shortest pause between two rounds, whatever ``poll_interval`` says (a trigger never spins).
 MIN_POLL_INTERVAL = 0.05
 #: No per-trigger limit (a round probing one link).
@@ -71,7 +72,7 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
     :param unc_stable_checks: consecutive equal sizes (> 0) that make a UNC file ready ...
     :param unc_stable_seconds: ... when the first of them is at least this many seconds old.
     :param unc_seen: UNC observations made before the trigger (the sensor's first poke):
-        ``{link: [size, since, checks]}`` (:meth:`~cloudmax_provider.readiness.SizeSeen.to_list`).
+        ``{link: [size, since, checks]}`` (:meth:`~cloudmax_provider.links.readiness.SizeSeen.to_list`).
     """
 
     #: Probes in flight at once, per trigger.

@@ -1,6 +1,6 @@
 """Sphinx extension of the cloudmax docs: writes ``_generated/catalog.md`` from the provider's report catalog.
 
-The catalog page includes it, so the published catalog is always ``cloudmax_provider.reports`` as built.
+The catalog page includes it, so the published catalog is always ``cloudmax_provider.api.catalog`` as built.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import Any
 
 
 def write_catalog(app: Any) -> None:
-    """Generate ``docs/_generated/catalog.md`` (the table of :func:`cloudmax_provider.reports.catalog_markdown`)."""
-    from cloudmax_provider.reports import catalog_markdown
+    """Generate ``docs/_generated/catalog.md`` (the table of :func:`cloudmax_provider.api.catalog.catalog_markdown`)."""
+    from cloudmax_provider.api.catalog import catalog_markdown
 
     out = Path(app.srcdir) / "_generated" / "catalog.md"
     out.parent.mkdir(exist_ok=True)

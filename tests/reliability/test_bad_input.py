@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from cloudmax_provider.errors import CloudmaxConfigError
+from cloudmax_provider.exceptions import CloudmaxConfigError
 from cloudmax_provider.operators.report import CloudmaxReportOperator
 from tests.airflow_runner import run_dag, task_states
 from tests.conftest import cloudmax_conn_json

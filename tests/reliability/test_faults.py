@@ -11,7 +11,7 @@ import itertools
 
 import pytest
 
-from cloudmax_provider.errors import (
+from cloudmax_provider.exceptions import (
     CloudmaxError,
     CloudmaxResponseError,
     CloudmaxServerExceptionNotRetried,

@@ -11,7 +11,7 @@ import tracemalloc
 
 import pytest
 
-from cloudmax_provider.errors import CloudmaxLinkError, CloudmaxResponseError
+from cloudmax_provider.exceptions import CloudmaxLinkError, CloudmaxResponseError
 from tests.reliability.conftest import FIGURES, files_under, run_report
 
 pytestmark = pytest.mark.usefixtures("airflow_db")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cloudmax_provider import atomic
+from cloudmax_provider.landing import atomic
 from tests.reliability.conftest import FIGURES, WINDOW, files_under, run_report
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("airflow_db")]

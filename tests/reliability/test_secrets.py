@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from cloudmax_provider.errors import CloudmaxError
+from cloudmax_provider.exceptions import CloudmaxError
 from cloudmax_provider.hooks.cloudmax import CloudmaxHook, password_forms
 from tests.reliability.conftest import FIGURES, WINDOW
 

@@ -11,9 +11,9 @@ import socket
 
 import pytest
 
-from cloudmax_provider.errors import CloudmaxTransientError
+from cloudmax_provider.exceptions import CloudmaxTransientError
+from cloudmax_provider.links.unc import UncReader
 from cloudmax_provider.testing.samba import SambaServer, samba_unavailable_reason
-from cloudmax_provider.unc import UncReader
 from tests.reliability.conftest import FIGURES, files_under, run_report
 
 pytestmark = [pytest.mark.samba, pytest.mark.slow, pytest.mark.usefixtures("airflow_db")]

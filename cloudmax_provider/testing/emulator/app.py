@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, quote
 
 from aiohttp import web
 
-from cloudmax_provider.reports import get_report_part
+from cloudmax_provider.api.catalog import get_report_part
 from cloudmax_provider.testing.emulator.data import BigReports, as_launch_ids, as_time
 from cloudmax_provider.testing.emulator.faults import Fault, FaultCounters, fail_with_reply, fault_note, send_faulted
 from cloudmax_provider.testing.emulator.links import LinkHost

@@ -21,7 +21,7 @@ from xml.sax.saxutils import escape as xml_escape
 from aiohttp import ClientSession, ClientTimeout, web
 from lxml import etree
 
-from cloudmax_provider.reports import REPORT_PARTS
+from cloudmax_provider.api.catalog import REPORT_PARTS
 from cloudmax_provider.testing.emulator.data import BigReports, charset, csv_bytes, parse_time
 from cloudmax_provider.testing.emulator.faults import FaultCounters, hostile_reply, window_fault_reply
 from cloudmax_provider.testing.emulator.links import LinkHost

@@ -19,7 +19,7 @@ from typing import Any
 
 from tenacity import RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential
 
-from cloudmax_provider.errors import (
+from cloudmax_provider.exceptions import (
     CloudmaxAPIError,
     CloudmaxServerException,
     CloudmaxServerExceptionNotRetried,

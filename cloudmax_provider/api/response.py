@@ -35,8 +35,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo
 
-from cloudmax_provider.errors import CloudmaxResponseError, error_for_code
-from cloudmax_provider.reports import ColumnType, ReportPart
+from cloudmax_provider.api.catalog import ColumnType, ReportPart
+from cloudmax_provider.exceptions import CloudmaxResponseError, error_for_code
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,9 @@ which the sensor's pokes call) and the async hook
 the I/O and feed what they saw here, so both paths give the same answer for the same observations:
 
 * **HTTP** (ResponseMode 1): every answer to a link's ranged GET goes to :func:`next_hop` (a redirect to
-  follow, and where; at most :data:`~cloudmax_provider.links.MAX_REDIRECTS` hops, each target an allowed
-  http(s) host), the last one to :func:`~cloudmax_provider.links.judge_http_probe` (ready, not yet, failed).
+  follow, and where; at most :data:`~cloudmax_provider.links.download_link.MAX_REDIRECTS` hops, each target an allowed
+  http(s) host), the last one to
+  :func:`~cloudmax_provider.links.download_link.judge_http_probe` (ready, not yet, failed).
 * **UNC** (ResponseMode 0): every size read goes to :meth:`StabilityRule.observe` with the link's previous
   observation (:class:`SizeSeen`). A file is ready when its size is > 0 and the same in ``checks``
   consecutive observations (2 by default), the first at least ``seconds`` (1.0 by default) before the last:
@@ -34,8 +35,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from cloudmax_provider.errors import CloudmaxLinkError
-from cloudmax_provider.links import MAX_REDIRECTS, LinkProbe, LinkState, redirect_target
+from cloudmax_provider.exceptions import CloudmaxLinkError
+from cloudmax_provider.links.download_link import MAX_REDIRECTS, LinkProbe, LinkState, redirect_target
 
 
 def next_hop(
@@ -44,9 +45,9 @@ def next_hop(
     """Where to go after ``url`` answered ``status``: None when it is not a redirect (judge this answer),
     else the target to request next. ``hops`` counts the redirects of ``link`` already followed.
 
-    Raises :class:`~cloudmax_provider.errors.CloudmaxLinkError` (the link fails) for a redirect without
+    Raises :class:`~cloudmax_provider.exceptions.CloudmaxLinkError` (the link fails) for a redirect without
     a Location, to a scheme other than http(s) or to a host that is not allowed, or for one redirect more
-    than :data:`~cloudmax_provider.links.MAX_REDIRECTS` (a loop ends there too).
+    than :data:`~cloudmax_provider.links.download_link.MAX_REDIRECTS` (a loop ends there too).
     """
     target = redirect_target(url, status, headers, api_host, allowed)
     if target is not None and hops >= MAX_REDIRECTS:

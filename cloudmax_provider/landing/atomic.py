@@ -3,7 +3,7 @@
 :func:`write` is all or nothing, the way each store allows it cheaply:
 
 * S3: a multipart upload through boto3's public API, parts in flight concurrently
-  (:mod:`cloudmax_provider.s3`); the object appears at completion, the upload is aborted on failure.
+  (:mod:`cloudmax_provider.landing.s3`); the object appears at completion, the upload is aborted on failure.
 * GCS (``gs://``): gcsfs's resumable upload (``fs.open(path, "wb")``): chunks go to an upload session and
   the object appears with the final one, at ``close()``; on failure the session is cancelled
   (``discard()``, a ``DELETE`` of the session). Zonal (Rapid) buckets are not atomic: gcsfs writes them as
@@ -40,9 +40,9 @@ import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from cloudmax_provider.destinations import COMMIT_ON_CLOSE, GCS_PROTOCOLS, S3_PROTOCOLS, is_remote
-from cloudmax_provider.s3 import MAX_CONCURRENCY, PART_SIZE, write_s3
-from cloudmax_provider.streams import OrderedWorker
+from cloudmax_provider.formats.streams import OrderedWorker
+from cloudmax_provider.landing.destinations import COMMIT_ON_CLOSE, GCS_PROTOCOLS, S3_PROTOCOLS, is_remote
+from cloudmax_provider.landing.s3 import MAX_CONCURRENCY, PART_SIZE, write_s3
 
 try:
     import fcntl
@@ -60,7 +60,7 @@ def write(
     """Write ``chunks`` to ``dest`` (an ``ObjectStoragePath``) all or nothing; returns bytes written.
 
     ``block_size`` is the part size of multipart/resumable uploads and Azure's block size (default
-    :data:`~cloudmax_provider.s3.PART_SIZE`; :data:`GCS_CHUNK` on GCS); on S3 up to ``max_concurrency`` parts
+    :data:`~cloudmax_provider.landing.s3.PART_SIZE`; :data:`GCS_CHUNK` on GCS); on S3 up to ``max_concurrency`` parts
     upload at once while the next chunks arrive. A local file is written by the calling thread in
     cache-sized slices; other stores through a writer thread, so a slow upload overlaps the next read.
     Airflow's hook lineage is told of ``dest`` once it is whole.

@@ -3,11 +3,11 @@
 Permanent errors also derive from :class:`AirflowFailException`, so a task that hits one fails
 at once instead of burning its retries (retrying a wrong password can lock the account).
 Transient ones (:class:`CloudmaxTransientError`) are retried inside the hook by
-:mod:`cloudmax_provider.retry`; an ErrorCode 100 "Exception" only under the narrow rule of
-:class:`cloudmax_provider.retry.ErrorCode100Policy` (a 100 may be a refused login).
+:mod:`cloudmax_provider.api.retry`; an ErrorCode 100 "Exception" only under the narrow rule of
+:class:`cloudmax_provider.api.retry.ErrorCode100Policy` (a 100 may be a refused login).
 
 No message built here ever holds a password: the API echoes none, and URLs are redacted
-before they get here (:func:`cloudmax_provider.request.redact_url`).
+before they get here (:func:`cloudmax_provider.api.request.redact_url`).
 
 Example::
 
@@ -91,7 +91,7 @@ class CloudmaxServerException(CloudmaxAPIError):
     """ErrorCode 100 "Exception": a server-side failure, or a login the server refused in other words.
 
     Retried at most once, and only after the credentials were proven by an earlier answer in the
-    same task try (:class:`cloudmax_provider.retry.ErrorCode100Policy`).
+    same task try (:class:`cloudmax_provider.api.retry.ErrorCode100Policy`).
     """
 
     default_msg = "Exception"
@@ -130,7 +130,7 @@ class CloudmaxIncorrectReportPartError(CloudmaxAPIError, AirflowFailException):
 
     permanent = True
     default_msg = "Incorrect ReportPartID"
-    hint = "Use a ReportPartID of cloudmax_provider.reports.REPORT_PARTS."
+    hint = "Use a ReportPartID of cloudmax_provider.api.catalog.REPORT_PARTS."
 
 
 class CloudmaxTimeFormatError(CloudmaxAPIError, AirflowFailException):

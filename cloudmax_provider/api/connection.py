@@ -43,9 +43,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from cloudmax_provider.errors import CloudmaxConfigError
-from cloudmax_provider.request import Credentials, get_timezone
-from cloudmax_provider.retry import RetrySettings
+from cloudmax_provider.api.request import Credentials, get_timezone
+from cloudmax_provider.api.retry import RetrySettings
+from cloudmax_provider.exceptions import CloudmaxConfigError
 
 DEFAULT_HOST = "https://api.itpison.com"  # only a hint in messages: a connection must name its host
 #: The extras a ``cloudmax`` connection understands; anything else is refused, naming the nearest one.
@@ -110,7 +110,7 @@ def _attempts(extra: Mapping[str, Any], conn_id: str) -> int:
             f"connection {conn_id!r} gives both extras 'attempts'={extra['attempts']!r} and "
             f"'retries'={extra['retries']!r} ('retries' is the old name of 'attempts'); remove 'retries'"
         )
-    from cloudmax_provider.compat import provider_deprecation_warning
+    from cloudmax_provider.utils.compat import provider_deprecation_warning
 
     warnings.warn(
         f"connection {conn_id!r}: the extra 'retries' counts attempts and is deprecated; "

@@ -29,7 +29,7 @@ import dataclasses
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from cloudmax_provider.errors import CloudmaxConfigError
+from cloudmax_provider.exceptions import CloudmaxConfigError
 
 __all__ = ["DEFAULT_PARTITION", "PARTITION_UNITS", "PartitionGrid", "check_partition", "partition_of_chunk"]
 

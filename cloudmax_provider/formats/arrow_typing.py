@@ -2,7 +2,7 @@
 
 The body streams through Arrow's streaming CSV reader (C++; one block at a time, so memory is bounded by
 ``block_size`` and one row group, whatever the report's size). Every column is read as text, then typed a
-block at a time by the same rules as XCom rows (:class:`~cloudmax_provider.response.RowTyper`):
+block at a time by the same rules as XCom rows (:class:`~cloudmax_provider.api.response.RowTyper`):
 
 * ints and floats by Arrow's strict casts after trimming blanks; times by ``strptime`` in the layouts the
   server writes (ISO, ``yyyy/M/d``, zh-TW ``上午``/``下午``, en-US ``M/d/yyyy h:mm:ss tt``), then made aware in
@@ -35,10 +35,10 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from cloudmax_provider.errors import CloudmaxResponseError
-from cloudmax_provider.reports import ColumnType
-from cloudmax_provider.response import ChunkReader, RowTyper, to_jsonable, transcode
-from cloudmax_provider.streams import ReportStream
+from cloudmax_provider.api.catalog import ColumnType
+from cloudmax_provider.api.response import ChunkReader, RowTyper, to_jsonable, transcode
+from cloudmax_provider.exceptions import CloudmaxResponseError
+from cloudmax_provider.formats.streams import ReportStream
 
 __all__ = [
     "ArrowJsonLinesEncoder",
@@ -59,7 +59,7 @@ log = logging.getLogger(__name__)
 BLOCK_SIZE = 1 << 20
 USE_THREADS = True
 
-#: Time layouts Arrow's strptime reads as :func:`~cloudmax_provider.response.parse_cell_time` does (zh-TW's
+#: Time layouts Arrow's strptime reads as :func:`~cloudmax_provider.api.response.parse_cell_time` does (zh-TW's
 #: 上午/下午 replaced by AM/PM first). A block in any other layout is typed cell by cell.
 TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %p %I:%M:%S", "%m/%d/%Y %I:%M:%S %p")
 
@@ -253,7 +253,7 @@ def _typed(typer: RowTyper, body: _Body, null_misfits: Callable[[str, list[Any]]
 
 
 class TypedEncoderBase:
-    """Shared by every typed encoder (here and in :mod:`cloudmax_provider.formats`): one header over every
+    """Shared by every typed encoder (here and in :mod:`cloudmax_provider.formats.writers`): one header over every
     source, misfit cells made null once per column in the log, row counting and progress in the log."""
 
     def __init__(self, typing: Any, label: str, logger: Any = log, every: float = 5.0) -> None:

@@ -1,6 +1,6 @@
 """Landing a report: its bodies, encoded in the output format, written atomically at a destination.
 
-The vocabulary: *write* puts bytes into one storage object atomically (:func:`cloudmax_provider.atomic.write`);
+The vocabulary: *write* puts bytes into one storage object atomically (:func:`cloudmax_provider.landing.atomic.write`);
 *land* puts a report (its streams) into a destination, one object or one object per DOWNLOADLINK, and
 returns what was landed (:class:`Landed`).
 
@@ -8,7 +8,7 @@ returns what was landed (:class:`Landed`).
 * :func:`land_object`: one report into one object (what the others call).
 * :func:`land_per_link`: each DOWNLOADLINK's body into ``<prefix>/<its file name>``.
 * :func:`land_chunks`: a long window one object per partition, resuming from a manifest
-  (:class:`ChunkManifest`, see :mod:`cloudmax_provider.chunks`).
+  (:class:`ChunkManifest`, see :mod:`cloudmax_provider.windows.chunks`).
 * :func:`push_landed`: the XComs ``rows``, ``bytes`` (and ``chunks``) of what was landed.
 
 Example::
@@ -29,13 +29,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cloudmax_provider import atomic
-from cloudmax_provider.arrow_typing import RaggedRows
-from cloudmax_provider.chunks import MANIFEST_FOLDER
-from cloudmax_provider.errors import CloudmaxConfigError, CloudmaxLinkError
-from cloudmax_provider.formats import OutputFormat
-from cloudmax_provider.links import DownloadLink
-from cloudmax_provider.streams import Progress, open_each
+from cloudmax_provider.exceptions import CloudmaxConfigError, CloudmaxLinkError
+from cloudmax_provider.formats.arrow_typing import RaggedRows
+from cloudmax_provider.formats.streams import Progress, open_each
+from cloudmax_provider.formats.writers import OutputFormat
+from cloudmax_provider.landing import atomic
+from cloudmax_provider.links.download_link import DownloadLink
+from cloudmax_provider.windows.chunks import MANIFEST_FOLDER
 
 __all__ = ["ChunkManifest", "Landed", "land", "land_chunks", "land_object", "land_per_link", "push_landed"]
 
@@ -140,7 +140,7 @@ def land_object(
     *,
     output: OutputFormat | None = None,
 ) -> Landed:
-    """Stream ``sources`` (openers of :class:`~cloudmax_provider.streams.ReportStream`) into the object
+    """Stream ``sources`` (openers of :class:`~cloudmax_provider.formats.streams.ReportStream`) into the object
     ``uri`` as one object (CSV with the header once, or ``output``'s format), atomically, retrying the
     whole write on transient failures; return what was landed.
 
@@ -187,7 +187,7 @@ def _land_object(
 @dataclasses.dataclass
 class ChunkManifest:
     """The chunks one run of one task instance has landed under a prefix (the resume of
-    :mod:`cloudmax_provider.chunks`)."""
+    :mod:`cloudmax_provider.windows.chunks`)."""
 
     uri: str
     fingerprint: str
@@ -264,7 +264,7 @@ def land_chunks(
     ``[{start, end, uri, rows, bytes}]`` for every partition (those an earlier try landed included).
 
     With several partitions and ``resume``, a manifest under ``folder`` lets a retry skip the partitions an
-    earlier try landed (see :mod:`cloudmax_provider.chunks`)."""
+    earlier try landed (see :mod:`cloudmax_provider.windows.chunks`)."""
     from airflow.providers.common.compat.sdk import ObjectStoragePath
 
     uris = [name_of(start, end) for start, end in partitions]

@@ -414,7 +414,7 @@ def _nearest(key: str) -> str | None:
 
 
 def catalog_markdown() -> str:
-    """The catalog as the README's Markdown table (``python -m cloudmax_provider.reports``; a test keeps
+    """The catalog as the README's Markdown table (``python -m cloudmax_provider.api.catalog``; a test keeps
     the README equal to it): id, slug, names, kind, and every column with its type when not text."""
     lines = [
         "| ReportPartID | slug | report | kind | columns (type when not text) |",

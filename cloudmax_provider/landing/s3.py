@@ -31,7 +31,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from cloudmax_provider.compat import object_storage_conn_id
+from cloudmax_provider.utils.compat import object_storage_conn_id
 
 __all__ = ["MAX_CONCURRENCY", "PART_SIZE", "client_for", "write_s3"]
 

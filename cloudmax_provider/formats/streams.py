@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from cloudmax_provider.response import CsvRowCounter, Encoding, transcode
+from cloudmax_provider.api.response import CsvRowCounter, Encoding, transcode
 
 __all__ = ["OrderedWorker", "Progress", "ReportStream", "TransferStats", "csv_body", "open_each"]
 

@@ -1,15 +1,15 @@
 """Output formats: what a report body becomes at its destination — CSV as served, Parquet or JSON Lines.
 
 One interface for every format (:class:`Encoder`): the report's bodies go in (one
-:class:`~cloudmax_provider.streams.ReportStream` per source, opened in turn), the bytes of one
+:class:`~cloudmax_provider.formats.streams.ReportStream` per source, opened in turn), the bytes of one
 object come out, and the encoder counts the data rows it wrote. Landing writes those bytes with
-:func:`cloudmax_provider.atomic.write`, whatever the format, so Parquet and JSON Lines are as atomic as CSV.
+:func:`cloudmax_provider.landing.atomic.write`, whatever the format, so Parquet and JSON Lines are as atomic as CSV.
 
 * ``csv``: the bytes as served, transcoded to ``output_encoding`` (several sources: header once).
 * ``jsonl``: one UTF-8 JSON object per row, typed exactly as XCom rows are (``RowTyper`` then
   ``to_jsonable``: int, float, ISO-8601 time with offset, str, None for an empty cell).
 * Both typed formats are parsed by Arrow's streaming CSV reader and typed by Arrow kernels
-  (:mod:`cloudmax_provider.arrow_typing`, ``engine="arrow"``, the default when pyarrow is installed); the
+  (:mod:`cloudmax_provider.formats.arrow_typing`, ``engine="arrow"``, the default when pyarrow is installed); the
   encoders below (``engine="python"``) type record by record, for a body with ragged records.
 * ``parquet``: a schema from the catalog (:func:`arrow_type`), columns in the report's order, written in
   row groups of ``batch_size`` rows while the body streams: memory holds one batch, whatever the report's
@@ -37,18 +37,18 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from cloudmax_provider.arrow_typing import (
+from cloudmax_provider.api.catalog import ColumnType, ReportPart
+from cloudmax_provider.api.response import RowTyper, read_typed, to_jsonable
+from cloudmax_provider.exceptions import CloudmaxConfigError
+from cloudmax_provider.formats.arrow_typing import (
     ArrowJsonLinesEncoder,
     ArrowParquetEncoder,
     TypedEncoderBase,
     arrow_type,
     vectorised_column,
 )
-from cloudmax_provider.arrow_typing import ParquetSink as _Sink
-from cloudmax_provider.errors import CloudmaxConfigError
-from cloudmax_provider.reports import ColumnType, ReportPart
-from cloudmax_provider.response import RowTyper, read_typed, to_jsonable
-from cloudmax_provider.streams import Progress, ReportStream, csv_body
+from cloudmax_provider.formats.arrow_typing import ParquetSink as _Sink
+from cloudmax_provider.formats.streams import Progress, ReportStream, csv_body
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -109,7 +109,7 @@ class RowTyping:
 
     @classmethod
     def for_request(cls, request: Any, tz: ZoneInfo) -> RowTyping:
-        """From a :class:`~cloudmax_provider.request.ReportRequest` (its report and CustomColName columns)."""
+        """From a :class:`~cloudmax_provider.api.request.ReportRequest` (its report and CustomColName columns)."""
         part = request.report_part
         header = tuple(new or name for name, new in request.columns) or part.column_names
         return cls(part, tz, {new: name for name, new in request.columns if new}, header)
@@ -135,7 +135,7 @@ class OutputFormat:
     batch_size: int = DEFAULT_BATCH_SIZE
     compression: str | None = "snappy"
     typing: RowTyping | None = None
-    #: "arrow": typed formats through Arrow's streaming CSV reader (:mod:`cloudmax_provider.arrow_typing`);
+    #: "arrow": typed formats through Arrow's streaming CSV reader (:mod:`cloudmax_provider.formats.arrow_typing`);
     #: "python": record by record with ``RowTyper`` (what a body with ragged records is landed with)
     engine: str = "arrow"
 
@@ -174,7 +174,7 @@ def _has_pyarrow() -> bool:
 
 class CsvEncoder:
     """The bytes as served, transcoded to ``target_encoding`` (None: untouched); header once over several
-    sources. Rows are counted (and progress logged) by :class:`~cloudmax_provider.streams.Progress`."""
+    sources. Rows are counted (and progress logged) by :class:`~cloudmax_provider.formats.streams.Progress`."""
 
     def __init__(self, target_encoding: str | None, progress: Progress) -> None:
         self.target, self.progress = target_encoding, progress
@@ -353,7 +353,7 @@ _TYPE_EVERY = 8192
 
 def _vectorised(kind: ColumnType, texts: Sequence[str], arrow: Any, tz: ZoneInfo) -> Any:
     """A whole column typed by Arrow (C speed), or None when any cell needs Python's reading
-    (:func:`~cloudmax_provider.arrow_typing.vectorised_column` of the texts)."""
+    (:func:`~cloudmax_provider.formats.arrow_typing.vectorised_column` of the texts)."""
     import pyarrow as pa
 
     return vectorised_column(kind, pa.array(texts, pa.string()), arrow, tz)

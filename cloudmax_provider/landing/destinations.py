@@ -7,7 +7,7 @@ report is requested.
 * What kind of store a URI names: :data:`COMMIT_ON_CLOSE` (uploads appear whole, can be aborted),
   :data:`S3_PROTOCOLS`, :data:`GCS_PROTOCOLS`, :data:`AZURE_PROTOCOLS`, :func:`is_remote`.
 
-What each store does with an upload that fails (:mod:`cloudmax_provider.atomic` writes through these):
+What each store does with an upload that fails (:mod:`cloudmax_provider.landing.atomic` writes through these):
 
 * S3 (``s3``, ``s3a``): a multipart upload, aborted on failure; one left open by a killed writer is
   aborted by the next successful write of the same key (and by a bucket's lifecycle rule).
@@ -28,7 +28,7 @@ import re
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from cloudmax_provider.errors import CloudmaxConfigError
+from cloudmax_provider.exceptions import CloudmaxConfigError
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def check_landing_args(destination: Any, output_encoding: str | None, *, one_obj
     """Refuse, when the DAG is parsed, a literal destination :func:`check_destination` refuses, or an
     unknown encoding. Templated values (``{{ ... }}``) and XComArgs are checked when rendered, before
     anything is sent (the operators call :func:`check_destination` and :func:`preflight_destination`)."""
-    from cloudmax_provider.templating import is_literal
+    from cloudmax_provider.utils.templating import is_literal
 
     if isinstance(destination, str) and is_literal(destination):
         check_destination(destination, one_object_per_link=one_object_per_link)

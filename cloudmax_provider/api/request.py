@@ -38,8 +38,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cloudmax_provider.errors import CloudmaxConfigError, CloudmaxWindowError
-from cloudmax_provider.reports import ReportPart, get_report_part
+from cloudmax_provider.api.catalog import ReportPart, get_report_part
+from cloudmax_provider.exceptions import CloudmaxConfigError, CloudmaxWindowError
 
 SPEC_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 MAX_CUSTOM_COLUMNS = 99

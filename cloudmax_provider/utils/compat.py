@@ -4,7 +4,7 @@
 Every other module imports Airflow names through ``airflow.providers.common.compat.sdk`` (as
 Airflow's own providers do) and asks this module only for what differs in behaviour:
 
->>> from cloudmax_provider.compat import AIRFLOW_V_3_0_PLUS
+>>> from cloudmax_provider.utils.compat import AIRFLOW_V_3_0_PLUS
 >>> isinstance(AIRFLOW_V_3_0_PLUS, bool)
 True
 

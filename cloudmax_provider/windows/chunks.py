@@ -1,16 +1,16 @@
 """Long windows in chunks: one request and one object per partition, and retries that resume.
 
-With ``chunk=`` a window is requested one partition of the grid at a time (:mod:`cloudmax_provider.partitions`:
+With ``chunk=`` a window is requested one partition of the grid at a time (:mod:`cloudmax_provider.windows.partitions`:
 an hour, day or month of the account's clock), and each partition is one object
-(:func:`cloudmax_provider.landing.land_chunks`), named by its window in account time (:func:`chunk_object_name`)::
+(:func:`cloudmax_provider.landing.land.land_chunks`), named by its window in account time (:func:`chunk_object_name`)::
 
     <prefix>2026-10-01T00-00-00_2026-10-02T00-00-00.parquet
 
 so the names sort by time and a prefix reads as one dataset.
 
 **Resume.** After each chunk lands, a small JSON manifest beside the chunks is rewritten
-(:class:`cloudmax_provider.landing.ChunkManifest`; atomically, through the same
-:func:`cloudmax_provider.atomic.write` as the data, so it works on any object store and keeps no state on
+(:class:`cloudmax_provider.landing.land.ChunkManifest`; atomically, through the same
+:func:`cloudmax_provider.landing.atomic.write` as the data, so it works on any object store and keeps no state on
 the worker)::
 
     <prefix>_cloudmax_manifests/<dag_id>.<task_id>.<map_index>.<run_id>-<hash>.json
@@ -35,7 +35,7 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from cloudmax_provider.errors import CloudmaxConfigError
+from cloudmax_provider.exceptions import CloudmaxConfigError
 
 __all__ = [
     "MANIFEST_FOLDER",
@@ -110,7 +110,7 @@ def expand_windows(
     ``start``/``end`` are anything the operator accepts (datetime, ISO-8601, ``yyyy-MM-dd HH:mm:ss``;
     naive = account time). With ``destination`` (a prefix ending in ``/``) each dict also names the
     chunk's object by the same rule as ``chunk=`` does, and the chunks are the partitions of the grid
-    (``chunk`` one hour or one day, or ``partition=``; :mod:`cloudmax_provider.partitions`): the window is
+    (``chunk`` one hour or one day, or ``partition=``; :mod:`cloudmax_provider.windows.partitions`): the window is
     widened to the whole partitions it touches, so the objects line up with every other run's::
 
         @task
@@ -124,7 +124,7 @@ def expand_windows(
     >>> expand_windows("2026-10-01", "2026-10-02 12:00:00", timedelta(days=1))[1]
     {'start_time': '2026-10-02T00:00:00+08:00', 'end_time': '2026-10-02T12:00:00+08:00'}
     """
-    from cloudmax_provider.request import get_timezone, to_account_time
+    from cloudmax_provider.api.request import get_timezone, to_account_time
 
     tz = get_timezone(timezone)
     begin, stop = to_account_time(start, tz, "start"), to_account_time(end, tz, "end")
@@ -133,7 +133,7 @@ def expand_windows(
     if destination is None:
         windows = chunk_windows(begin, stop, chunk)
     else:
-        from cloudmax_provider.partitions import PartitionGrid, partition_of_chunk
+        from cloudmax_provider.windows.partitions import PartitionGrid, partition_of_chunk
 
         grid = PartitionGrid.of(partition_of_chunk(chunk, partition), tz)
         windows = grid.partitions(*grid.widen(begin, stop))

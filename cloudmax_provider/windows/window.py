@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from cloudmax_provider.partitions import PartitionGrid
+    from cloudmax_provider.windows.partitions import PartitionGrid
 
 #: ``{window_start}``, ``{window_end}``, optionally with a strftime format: ``{window_start:%Y-%m-%d}``.
 WINDOW_PLACEHOLDER = re.compile(r"\{(window_start|window_end)(?::([^{}]*))?\}")
@@ -72,9 +72,9 @@ def report_window(
     With a partition ``grid`` (what the operators use when the destination names partitions), a run without
     a data interval takes the last complete partition(s) covering ``window`` before its logical date or
     ``run_after`` instead of the ``window`` ending there, and a data interval is widened to the whole
-    partitions it touches (:mod:`cloudmax_provider.partitions`)::
+    partitions it touches (:mod:`cloudmax_provider.windows.partitions`)::
 
-        >>> from cloudmax_provider.partitions import PartitionGrid
+        >>> from cloudmax_provider.windows.partitions import PartitionGrid
         >>> trigger = datetime(2026, 11, 28, 6, 32, 15, tzinfo=PartitionGrid.of("day", "UTC").tz)
         >>> start, end, _ = report_window(None, None, None, trigger, grid=PartitionGrid.of("day", "Asia/Taipei"))
         >>> (start.isoformat(), end.isoformat())
@@ -183,12 +183,12 @@ def check_placeholders(template: Any, field_name: str = "destination") -> None:
     >>> check_placeholders("s3://lake/{window_strat:%Y-%m-%d}.csv")
     Traceback (most recent call last):
     ...
-    cloudmax_provider.errors.CloudmaxConfigError: destination='s3://lake/{window_strat:%Y-%m-%d}.csv': \
+    cloudmax_provider.exceptions.CloudmaxConfigError: destination='s3://lake/{window_strat:%Y-%m-%d}.csv': \
 {window_strat:%Y-%m-%d} is not a placeholder; did you mean {window_start:%Y-%m-%d}? ...
     """
     if not isinstance(template, str):
         return
-    from cloudmax_provider.errors import CloudmaxConfigError
+    from cloudmax_provider.exceptions import CloudmaxConfigError
 
     text = _JINJA.sub("", template)
     for match in _BRACED.finditer(text):
@@ -228,8 +228,8 @@ def check_names_partitions(template: Any, unit: str, field_name: str = "destinat
     """
     if not has_window_placeholders(template):
         return
-    from cloudmax_provider.errors import CloudmaxConfigError
-    from cloudmax_provider.partitions import PartitionGrid
+    from cloudmax_provider.exceptions import CloudmaxConfigError
+    from cloudmax_provider.windows.partitions import PartitionGrid
 
     grid = PartitionGrid.of(unit, "UTC")
     starts = [s.replace(tzinfo=grid.tz) for s in _SAMPLES[unit]]
