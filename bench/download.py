@@ -77,7 +77,7 @@ def _provider_land(spec: dict[str, Any]) -> dict[str, Any]:
 
     CsvRowCounter().feed(b'"a",1\r\n' * 40_000)  # imports numpy, as a task process does once: set-up, not transfer
     if dest.protocol in ("s3", "s3a"):  # the boto3 client the writer uses, as the baseline's is made first
-        from cloudmax_provider import s3
+        from cloudmax_provider.landing import s3
 
         s3.client_for(dest)
     out["fs_setup_seconds"] = time.perf_counter() - t

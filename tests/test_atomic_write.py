@@ -13,7 +13,7 @@ import weakref
 
 import pytest
 
-from cloudmax_provider import atomic, s3
+from cloudmax_provider.landing import atomic, s3
 
 MiB = 1 << 20
 
