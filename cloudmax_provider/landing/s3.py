@@ -1,10 +1,11 @@
-"""Writing one S3 object atomically with boto3's public multipart API, parts uploaded concurrently.
+"""Writing one S3 object atomically through boto3's managed transfer (``upload_fileobj``), parts uploaded
+concurrently while the stream is still being read.
 
-* The object appears only at ``complete_multipart_upload`` (or, for a body smaller than one part, at its
-  single ``put_object``); on any failure the parts in flight are waited for and the upload is aborted, so
-  nothing appears and an older object stays as it was.
-* Memory is bounded: at most ``max_concurrency`` parts upload at once, from reused buffers (one per part
-  in flight, plus the one filling); the stream waits for a part to finish when all are busy.
+* The object appears only when the transfer completes (``complete_multipart_upload``, or for a body
+  smaller than one part a single ``put_object``); on any failure, of the stream or of a part, s3transfer
+  aborts the multipart upload, so nothing appears and an older object stays as it was.
+* Memory is bounded by the transfer's queue of parts read ahead (``max_in_memory_upload_chunks``, sized
+  here from ``max_concurrency``).
 * A writer killed mid-upload (SIGKILL, OOM, a lost host) leaves an open multipart upload, invisible but
   billed. The uploads of the same key open before a write starts are aborted once that write completes
   (the S3 counterpart of the stale ``.partial`` files swept beside local files). An upload another run is
@@ -13,7 +14,8 @@
 * The client is the AWS provider's (``S3Hook(aws_conn_id=<the path's conn_id>).get_conn()``: the
   connection's credentials, region, endpoint and botocore config), or, without the provider, a boto3
   client built from the path's filesystem options (``key``, ``secret``, ``token``, ``endpoint_url``,
-  ``client_kwargs``).
+  ``client_kwargs``). Checksums are boto3's own (a CRC32 per part when the client computes them
+  "when supported").
 
 Example::
 
@@ -23,23 +25,23 @@ Example::
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
+import io
 import logging
 import weakref
-from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
+from cloudmax_provider.api.response import ChunkReader
 from cloudmax_provider.utils.compat import object_storage_conn_id
 
 __all__ = ["MAX_CONCURRENCY", "PART_SIZE", "client_for", "write_s3"]
 
 log = logging.getLogger(__name__)
 
-#: Part size of the first 1,000 parts (then twice, three times ... as the part number grows).
+#: Part size (S3 allows 10,000 parts: 8 MiB parts hold reports up to 78 GiB).
 PART_SIZE = 8 << 20
-#: S3 parts in flight at once (boto3's transfer manager uses 10); memory ~ (this + 2) x the part size.
+#: S3 parts in flight at once (boto3's transfer manager uses 10); parts read ahead: twice as many.
 MAX_CONCURRENCY = 6
 
 _clients: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
@@ -83,15 +85,38 @@ def write_s3(
 ) -> int:
     """Write ``chunks`` to the S3 object ``dest`` all or nothing (see the module docstring); returns the
     bytes written. Open uploads of the same key left by earlier, killed writers are aborted once it is whole."""
+    from boto3.s3.transfer import TransferConfig
+
     bucket, key = _bucket_and_key(dest)
     client = client_for(dest)
     stale = _open_uploads(client, bucket, key)  # listed before ours exists: all of earlier writers
+    reader = _CountingReader(chunks)
+    concurrency = max(1, max_concurrency)
+    config = TransferConfig(
+        multipart_threshold=part_size,
+        multipart_chunksize=part_size,
+        max_concurrency=concurrency,
+        max_io_queue=concurrency * 2,
+    )
     try:
-        written = _MultipartUpload(client, bucket, key, part_size, max(1, max_concurrency)).write(chunks)
+        client.upload_fileobj(io.BufferedReader(reader, buffer_size=1 << 20), bucket, key, Config=config)
     finally:
         dest.fs.invalidate_cache(dest.path)
     _abort_stale(client, bucket, key, stale)
-    return written
+    return reader.count
+
+
+class _CountingReader(ChunkReader):
+    """A :class:`ChunkReader` that counts the bytes it hands out (the bytes written, once the transfer is done)."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        super().__init__(chunks)
+        self.count = 0
+
+    def readinto(self, b: Any) -> int:
+        n = super().readinto(b)
+        self.count += n
+        return n
 
 
 def _bucket_and_key(dest: Any) -> tuple[str, str]:
@@ -122,137 +147,3 @@ def _abort_stale(client: Any, bucket: str, key: str, upload_ids: list[str]) -> N
         log.info(
             "Aborted %d multipart upload(s) of s3://%s/%s left by earlier, killed attempts", len(aborted), bucket, key
         )
-
-
-def _checksum_args(client: Any) -> dict[str, str]:
-    """What boto3's own transfers (s3transfer) send when the client computes checksums "when supported"
-    (botocore's default): a CRC32 per part, which S3 checks on arrival and combines at completion.
-
-    Without it S3 computes a full-object CRC64NVME itself at completion; S3-compatible servers may do
-    that in software (moto: ~1 s per 256 MiB, longer than the parts took). A client configured with
-    ``request_checksum_calculation="when_required"`` sends none, as boto3 does.
-    """
-    if getattr(client.meta.config, "request_checksum_calculation", "when_supported") != "when_supported":
-        return {}
-    return {"ChecksumAlgorithm": "CRC32"}
-
-
-class _MultipartUpload:
-    """One object's upload: parts cut from the stream into reused buffers and sent from a bounded pool.
-
-    Parts grow with the part number (``part_size`` for the first 1,000, then twice that, ...), so the
-    10,000-part limit is reached only past ~400 GiB with 8 MiB parts. Buffers are ``bytearray``: botocore
-    hashes and sends one in a piece with the GIL released.
-    """
-
-    def __init__(self, client: Any, bucket: str, key: str, part_size: int, max_concurrency: int) -> None:
-        self.client, self.bucket, self.key = client, bucket, key
-        self.part_size, self.max_concurrency = part_size, max_concurrency
-        self.upload_id: str | None = None
-        self.checksum = _checksum_args(client)  # {"ChecksumAlgorithm": "CRC32"} as boto3's transfers, or {}
-        self.pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self.in_flight: deque[tuple[int, bytearray, concurrent.futures.Future[Any]]] = deque()
-        self.done: list[dict[str, Any]] = []
-        self.free: list[bytearray] = []
-
-    def write(self, chunks: Iterable[bytes]) -> int:
-        """Upload the stream; the object appears whole at the end, or not at all (then this raises)."""
-        try:
-            written = self._stream(chunks)
-        except BaseException:
-            self._abort()
-            raise
-        finally:
-            if self.pool is not None:
-                self.pool.shutdown(wait=True, cancel_futures=True)
-        return written
-
-    def _stream(self, chunks: Iterable[bytes]) -> int:
-        written = filled = 0
-        buffer = self._buffer(1)
-        for chunk in chunks:
-            view = memoryview(chunk)
-            written += len(view)
-            while view:
-                take = min(len(view), len(buffer) - filled)
-                buffer[filled : filled + take] = view[:take]
-                filled += take
-                view = view[take:]
-                if filled == len(buffer):  # a whole part: send it, fill the next buffer
-                    self._send(buffer, filled)
-                    buffer, filled = self._buffer(self._next_number()), 0
-        if self.upload_id is None:  # smaller than one part: one PUT, visible only when whole
-            self.client.put_object(Bucket=self.bucket, Key=self.key, Body=bytes(buffer[:filled]))
-            return written
-        if filled:
-            self._send(buffer, filled)
-        while self.in_flight:
-            self._wait_any()
-        parts = sorted(self.done, key=lambda part: part["PartNumber"])
-        self.client.complete_multipart_upload(
-            Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, MultipartUpload={"Parts": parts}
-        )
-        return written
-
-    def _next_number(self) -> int:
-        return len(self.done) + len(self.in_flight) + 1
-
-    def _buffer(self, number: int) -> bytearray:
-        size = self.part_size * (1 + (number - 1) // 1000)
-        while self.free:
-            buf = self.free.pop()
-            if len(buf) == size:
-                return buf
-        return bytearray(size)
-
-    def _send(self, buf: bytearray, size: int) -> None:
-        """Send the first ``size`` bytes of ``buf`` as the next part (``buf`` is reused once it is done)."""
-        if self.upload_id is None:
-            created = self.client.create_multipart_upload(Bucket=self.bucket, Key=self.key, **self.checksum)
-            self.upload_id = created["UploadId"]
-            self.pool = concurrent.futures.ThreadPoolExecutor(self.max_concurrency, "cloudmax-s3-part")
-        assert self.pool is not None
-        number = self._next_number()
-        body = buf if size == len(buf) else buf[:size]
-        future = self.pool.submit(
-            self.client.upload_part,
-            Bucket=self.bucket,
-            Key=self.key,
-            UploadId=self.upload_id,
-            PartNumber=number,
-            Body=body,
-            **self.checksum,
-        )
-        self.in_flight.append((number, buf, future))
-        while len(self.in_flight) >= self.max_concurrency:
-            self._wait_any()
-
-    def _wait_any(self) -> None:
-        """Wait until a part in flight is done (any: a slow part does not hold the others' buffers); collect
-        every part done by then, raising the first part's error."""
-        concurrent.futures.wait([f for _, _, f in self.in_flight], return_when=concurrent.futures.FIRST_COMPLETED)
-        still: deque[tuple[int, bytearray, concurrent.futures.Future[Any]]] = deque()
-        for number, buf, future in self.in_flight:
-            if not future.done():
-                still.append((number, buf, future))
-                continue
-            answer = future.result()
-            part = {"PartNumber": number, "ETag": answer["ETag"]}
-            if self.checksum:  # the part's checksum, which S3 checked, named again at completion
-                member = f"Checksum{self.checksum['ChecksumAlgorithm']}"
-                part |= {member: answer[member]} if member in answer else {}
-            self.done.append(part)
-            self.free.append(buf)
-        self.in_flight = still
-
-    def _abort(self) -> None:
-        """Wait for the parts in flight (those not started are cancelled), then abort the upload."""
-        for _, _, future in self.in_flight:
-            future.cancel()
-        concurrent.futures.wait([future for _, _, future in self.in_flight])
-        if self.upload_id is None:
-            return
-        try:
-            self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
-        except Exception:  # the original error matters more; the next write of the key, or a lifecycle rule
-            log.warning("Could not abort the multipart upload %s of s3://%s/%s", self.upload_id, self.bucket, self.key)
