@@ -174,8 +174,8 @@ def test_s3_failing_part_upload_aborts_and_raises(s3_bucket, writer_client):
     assert uploads(client, bucket) == []
 
 
-def test_s3_parts_cut_across_chunks_in_reused_buffers(s3_bucket):
-    """Chunks that straddle part boundaries (boto3's transfer cuts the parts from the stream): the object is byte-exact."""
+def test_s3_parts_cut_across_chunks(s3_bucket):
+    """Chunks that straddle part boundaries (the transfer cuts the parts from the stream): byte-exact."""
     import random
 
     bucket, client = s3_bucket
