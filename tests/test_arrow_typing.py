@@ -96,19 +96,42 @@ def test_ragged_records_get_the_xcom_rule_in_place(cloudmax_emulator, cloudmax_c
     assert [r["LaunchID"] for r in expected] == [1, 4, 6, 9]  # the XCom path: padded, cut, in order
     assert expected[1] == {"LaunchID": 4, "AcceptCount": 5, "SendTime": None, "CompleteTime": None, "OpenCount": None}
     assert rows == expected
-    assert "writing it again record by record" in LOG.text  # Arrow met them, the row-by-row typer landed them
-    assert not list(tmp_path.glob(".*"))  # the first attempt left nothing behind
+    assert "A record has 2 cells where the header has 5" in LOG.text  # said once, with the record
+    assert "2 records had another number of cells" in LOG.text
+    assert not list(tmp_path.glob(".*"))  # one pass: nothing written twice, nothing left behind
 
 
-def test_arrow_encoders_raise_ragged_rows_and_the_rule_does_not_hide_them():
-    from cloudmax_provider.api.catalog import get_report_part
-    from cloudmax_provider.formats.arrow_typing import ArrowParquetEncoder, RaggedRows
-    from cloudmax_provider.formats.streams import open_each
-    from cloudmax_provider.formats.writers import RowTyping
+def _ragged_at(where: str, rows: int = 50_000) -> str:
+    """``rows`` whole records with one ragged record at the start, in the middle (a short one, then a long
+    one) or at the end (the last record cut short, no line end)."""
+    records = [f"{i},{i % 97},2026-10-01 10:00:00,,{i % 7}\r\n" for i in range(rows)]
+    at = {"start": 0, "middle": rows // 2, "end": rows - 1}[where]
+    records[at] = f"{at},{at % 97}" + ("" if where == "end" else "\r\n")
+    if where == "middle":
+        records[at + 1] = records[at + 1].replace("\r\n", ",x,y\r\n")
+    return HEADER + "".join(records)
 
-    encoder = ArrowParquetEncoder(RowTyping(get_report_part(20003), TZ), "x", None, 4)
-    with pytest.raises(RaggedRows, match="2 cells where the header has 5"):
-        b"".join(encoder.encode(open_each([_source(RAGGED.encode())])))
+
+@pytest.mark.parametrize("where", ["start", "middle", "end"])
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
+def test_one_ragged_record_among_many_blocks_stays_in_place(cloudmax_emulator, cloudmax_conn, tmp_path, fmt, where):
+    """Across many Arrow blocks, a ragged record (first, in the middle, or a last one cut short) is fitted
+    where it stands: the rows equal XCom's, in order."""
+    body = _ragged_at(where).encode()
+    rows = _land(tmp_path, body, fmt)
+    expected = _xcom_rows(body)
+    assert len(rows) == len(expected) == 50_000
+    assert rows == expected
+    assert "A record has 2 cells where the header has 5" in LOG.text
+
+
+def test_ragged_records_are_numbered_by_record_not_by_line():
+    """Quoted newlines and blank records before a ragged record keep it in place (Arrow numbers records)."""
+    from cloudmax_provider.formats.arrow_typing import _Body
+
+    rest = '"a\nb",1\r\n\r\n""\r\nc\r\n"d\n\ne",2\r\nf,3,extra\r\n'
+    got = [list(r.values()) for batch in _Body(iter([rest.encode()]), 2, 1 << 16).batches() for r in batch.to_pylist()]
+    assert got == [["a\nb", "1"], ["c", None], ["d\n\ne", "2"], ["f", "3"]]
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
@@ -116,7 +139,7 @@ def test_blank_records_are_skipped_without_falling_back(cloudmax_emulator, cloud
     body = (HEADER + "1,2,2026-10-01 10:00:00,,3\r\n\r\n" + '""\r\n' + "4,5,,,6\r\n").encode()
     rows = _land(tmp_path, body, fmt)
     assert rows == _xcom_rows(body) and [r["LaunchID"] for r in rows] == [1, 4]
-    assert "record by record" not in LOG.text
+    assert "cells where the header has" not in LOG.text  # blank records are not ragged ones
 
 
 def test_misfits_are_null_in_parquet_and_kept_as_text_in_jsonl_as_in_xcom(cloudmax_emulator, cloudmax_conn, tmp_path):

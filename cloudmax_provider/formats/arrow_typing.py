@@ -9,11 +9,9 @@ block at a time by the same rules as XCom rows (:class:`~cloudmax_provider.api.r
   the account's timezone; empty cells are null;
 * a block whose column Arrow cannot read that way (``1,234``, ``12.5%``, a time with a ``T``) is typed cell by
   cell by ``RowTyper.type_cell`` itself; a cell that fits no reading becomes null, logged once per column;
-* a record with too few or too many cells (Arrow's ``invalid_row_handler``): XCom pads it with empty cells
-  and drops extra ones, in place. Arrow's streaming reader cannot say where such a record was, so
-  :class:`RaggedRows` is raised and the caller lands the object again with the row-by-row typer, which applies
-  XCom's rule exactly (nothing is written in between: writes are atomic). A blank record is skipped, as XCom
-  skips it.
+* a record with too few or too many cells (Arrow's ``invalid_row_handler``) gets XCom's rule in the same
+  pass: padded with empty cells, extra cells dropped, in place (Arrow's serial reader gives each such record's
+  number, so it goes back between the rows around it). A blank record is skipped, as XCom skips it.
 
 :func:`json_lines` turns a typed table into JSON Lines with the same kernels (ints, floats, ISO-8601 times
 with offset, escaped strings, ``null``), equal to ``json.dumps(to_jsonable(row))`` once parsed.
@@ -31,6 +29,7 @@ import io
 import logging
 import re
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -44,7 +43,6 @@ __all__ = [
     "ArrowJsonLinesEncoder",
     "ArrowParquetEncoder",
     "ParquetSink",
-    "RaggedRows",
     "TypedEncoderBase",
     "arrow_type",
     "json_lines",
@@ -57,15 +55,10 @@ log = logging.getLogger(__name__)
 
 #: Bytes of CSV Arrow parses at a time (the streaming reader's block).
 BLOCK_SIZE = 1 << 20
-USE_THREADS = True
 
 #: Time layouts Arrow's strptime reads as :func:`~cloudmax_provider.api.response.parse_cell_time` does (zh-TW's
 #: 上午/下午 replaced by AM/PM first). A block in any other layout is typed cell by cell.
 TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %p %I:%M:%S", "%m/%d/%Y %I:%M:%S %p")
-
-
-class RaggedRows(Exception):
-    """A record with too few or too many cells: land the object with the row-by-row typer (XCom's rule)."""
 
 
 def arrow_type(kind: ColumnType, tz: ZoneInfo) -> Any:
@@ -167,19 +160,35 @@ def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
 
 
 class _Body:
-    """The records after the header of one body, as Arrow text batches (see :func:`typed_tables`)."""
+    """The records after the header of one body, as Arrow text batches (see :func:`typed_tables`).
 
-    def __init__(self, chunks: Iterator[bytes], width: int, block_size: int) -> None:
-        self.chunks, self.width, self.block_size = chunks, width, block_size
-        self.ragged: list[str] = []
+    Records Arrow cannot take (another number of cells than the header) come back through its
+    ``invalid_row_handler`` with their record number; they are fitted to the header (XCom's rule) and put
+    back between the rows around them. Arrow's reader is run serially: only then does it number them.
+    """
+
+    def __init__(self, chunks: Iterator[bytes], width: int, block_size: int, logger: Any = log) -> None:
+        self.chunks, self.width, self.block_size, self.log = chunks, width, block_size, logger
+        self.misfits: deque[tuple[int, list[str] | None]] = deque()  # (record number, cells; None: blank)
+        self.fitted = 0
+        self.next_record = 1  # the number of the next record to give, counting from 1 after the header
 
     def _invalid(self, row: Any) -> str:
-        """Arrow's invalid_row_handler: a blank record is skipped (as XCom skips it); other ragged records
-        are remembered, skipped here, and make the caller type the object row by row."""
+        """Arrow's invalid_row_handler: a blank record is skipped (as XCom skips it), another is fitted."""
         cells = next(csv.reader([row.text]), [])
         if cells == [] or (cells == [""] and self.width != 1):
+            self.misfits.append((row.number, None))
             return "skip"
-        self.ragged.append(row.text)
+        if not self.fitted:
+            self.log.warning(
+                "A record has %d cells where the header has %d: padded with empty cells or cut, as XCom rows are "
+                "(%r); later such records are counted at the end",
+                len(cells),
+                self.width,
+                row.text[:200],
+            )
+        self.fitted += 1
+        self.misfits.append((row.number, (cells + [""] * self.width)[: self.width]))
         return "skip"
 
     def batches(self) -> Iterator[Any]:
@@ -189,7 +198,7 @@ class _Body:
         names = [f"c{i}" for i in range(self.width)]
         reader = pacsv.open_csv(
             io.BufferedReader(ChunkReader(self.chunks), buffer_size=1 << 20),
-            read_options=pacsv.ReadOptions(column_names=names, block_size=self.block_size, use_threads=USE_THREADS),
+            read_options=pacsv.ReadOptions(column_names=names, block_size=self.block_size, use_threads=False),
             parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=self._invalid),
             convert_options=pacsv.ConvertOptions(
                 column_types=dict.fromkeys(names, pa.string()),
@@ -199,14 +208,40 @@ class _Body:
             ),
         )
         for batch in reader:
-            if self.ragged:
-                raise RaggedRows(
-                    f"a record has {len(next(csv.reader([self.ragged[0]]), []))} cells where the header has "
-                    f"{self.width}: {self.ragged[0][:200]!r}"
-                )
-            yield batch
-        if self.ragged:
-            raise RaggedRows(f"a record has not the header's {self.width} cells: {self.ragged[0][:200]!r}")
+            yield self._with_misfits(batch, pa)
+        if self.misfits:  # records after the last whole row (a last record cut short)
+            yield self._with_misfits(pa.RecordBatch.from_pylist([], schema=reader.schema), pa, final=True)
+        if self.fitted > 1:
+            self.log.warning("%d records had another number of cells than the header (fitted as XCom's)", self.fitted)
+
+    def _with_misfits(self, batch: Any, pa: Any, *, final: bool = False) -> Any:
+        """``batch`` with the fitted records that stand among its rows (or, ``final``, after them) put back in
+        place; blank records only advance the count."""
+        if not self.misfits:
+            self.next_record += batch.num_rows
+            return batch
+        pieces: list[Any] = []
+        offset = 0
+        while self.misfits:
+            number, cells = self.misfits[0]
+            left = batch.num_rows - offset
+            if number > self.next_record + left and not final:
+                break  # it stands after this batch's rows
+            take = min(left, max(0, number - self.next_record))
+            if take:
+                pieces.append(batch.slice(offset, take))
+                offset += take
+            self.misfits.popleft()
+            self.next_record = max(number, self.next_record) + 1
+            if cells is not None:
+                arrays = [pa.array([cell or None], pa.string()) for cell in cells]  # empty: null, as Arrow parses it
+                pieces.append(pa.RecordBatch.from_arrays(arrays, schema=batch.schema))
+        if offset < batch.num_rows:
+            pieces.append(batch.slice(offset))
+            self.next_record += batch.num_rows - offset
+        if not pieces:
+            return batch.slice(0, 0)
+        return pa.Table.from_batches(pieces, schema=batch.schema).combine_chunks().to_batches()[0]
 
 
 def typed_tables(
@@ -214,19 +249,19 @@ def typed_tables(
     typer_of: Callable[[list[str]], RowTyper],
     null_misfits: Callable[[str, list[Any]], list[Any] | None],
     block_size: int | None = None,
+    logger: Any = log,
 ) -> tuple[RowTyper | None, Iterator[Any]]:
     """The body's typer (None for an empty body) and its records as typed Arrow tables, a block at a time.
 
     ``typer_of(header)`` makes the typer; ``null_misfits(column, values)`` turns cells the typer kept as text
     into nulls (and logs it), or returns None to keep them: that block is then given as XCom rows (a list of
-    ``typer.type_row`` dicts) instead of a table. Raises :class:`RaggedRows` at a record with another number
-    of cells.
+    ``typer.type_row`` dicts) instead of a table. A record with another number of cells is fitted in place.
     """
     header, rest = split_header(transcode(stream.chunks, stream.encoding, "utf-8"))
     if header is None:
         return None, iter(())
     typer = typer_of(header)
-    return typer, _typed(typer, _Body(rest, len(header), block_size or BLOCK_SIZE), null_misfits)
+    return typer, _typed(typer, _Body(rest, len(header), block_size or BLOCK_SIZE, logger), null_misfits)
 
 
 def _typed(typer: RowTyper, body: _Body, null_misfits: Callable[[str, list[Any]], list[Any] | None]) -> Iterator[Any]:
@@ -299,7 +334,7 @@ class _ArrowEncoder(TypedEncoderBase):
         """Each non-empty source's typer and typed tables; every source must have the first one's header."""
         header: list[str] | None = None
         for stream in streams:
-            typer, tables = typed_tables(stream, self._typer, self.null_misfits)
+            typer, tables = typed_tables(stream, self._typer, self.null_misfits, logger=self.log)
             if typer is None:
                 continue  # an empty file
             header = self.same_header(header, typer, stream.source)

@@ -30,7 +30,6 @@ from datetime import datetime
 from typing import Any
 
 from cloudmax_provider.exceptions import CloudmaxConfigError, CloudmaxLinkError
-from cloudmax_provider.formats.arrow_typing import RaggedRows
 from cloudmax_provider.formats.streams import Progress, open_each
 from cloudmax_provider.formats.writers import OutputFormat
 from cloudmax_provider.landing import atomic
@@ -145,26 +144,8 @@ def land_object(
     whole write on transient failures; return what was landed.
 
     Several sources are merged in one encoding: ``output_encoding``, or UTF-8 when bytes are otherwise kept
-    as served. A typed format whose body has a record with too few or too many cells is written again with
-    the row-by-row typer (XCom's rule: padded with empty cells, extra cells dropped, in place); the first
-    write left nothing behind, as every write is atomic."""
-    output = output or OutputFormat()
-    try:
-        return _land_object(hook, sources, uri, conn_id, output_encoding, logger, output)
-    except RaggedRows as exc:
-        logger.warning("%s: %s; writing it again record by record (XCom's rule for such records)", uri, exc)
-        return _land_object(hook, sources, uri, conn_id, output_encoding, logger, output.row_by_row())
-
-
-def _land_object(
-    hook: Any,
-    sources: list[Any],
-    uri: str,
-    conn_id: str | None,
-    output_encoding: str | None,
-    logger: Any,
-    output: OutputFormat,
-) -> Landed:
+    as served. A record with too few or too many cells gets XCom's rule in the same pass (padded with empty
+    cells, extra cells dropped, in place)."""
     from airflow.providers.common.compat.sdk import ObjectStoragePath  # Airflow's filesystems: at run time only
 
     dest = ObjectStoragePath(uri, conn_id=conn_id)
@@ -174,7 +155,7 @@ def _land_object(
     for attempt in hook.retrying():
         with attempt:
             progress = Progress(f"Writing {uri}", logger=logger)
-            encoder = output.encoder(target, progress, logger)
+            encoder = (output or OutputFormat()).encoder(target, progress, logger)
             written = atomic.write(dest, encoder.encode(open_each(sources)))
             rows = encoder.rows
     landed = Landed(uri, rows, written, time.monotonic() - started)
