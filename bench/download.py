@@ -73,7 +73,7 @@ def _provider_land(spec: dict[str, Any]) -> dict[str, Any]:
     with warm.open("wb") as fh:  # the first open() also starts Airflow's hook-lineage collector (plugins)
         fh.write(b"x")
     warm.unlink()
-    from cloudmax_provider.api.response import CsvRowCounter
+    from cloudmax_provider.formats.row_counter import CsvRowCounter
 
     CsvRowCounter().feed(b'"a",1\r\n' * 40_000)  # imports numpy, as a task process does once: set-up, not transfer
     if dest.protocol in ("s3", "s3a"):  # the boto3 client the writer uses, as the baseline's is made first
@@ -109,7 +109,9 @@ def _stages(spec: dict[str, Any]) -> dict[str, Any]:
     """
     import codecs
 
-    from cloudmax_provider.api.response import CsvRowCounter, detect_encoding, transcode
+    from cloudmax_provider.api.body import detect_encoding
+    from cloudmax_provider.formats.encoding import transcode
+    from cloudmax_provider.formats.row_counter import CsvRowCounter
     from cloudmax_provider.formats.streams import Progress, csv_body
     from cloudmax_provider.hooks.cloudmax import CHUNK_SIZE
 

@@ -21,7 +21,7 @@ HEADER = "LaunchID,AcceptCount,SendTime,CompleteTime,OpenCount\r\n"  # report 20
 
 
 def _source(body: bytes, pieces: int = 3):
-    from cloudmax_provider.api.response import Encoding
+    from cloudmax_provider.api.body import Encoding
     from cloudmax_provider.formats.streams import ReportStream
 
     size = max(1, len(body) // pieces)
@@ -37,8 +37,9 @@ def _source(body: bytes, pieces: int = 3):
 
 
 def _xcom_rows(body: bytes, report_part_id: int = 20003) -> list[dict]:
+    from cloudmax_provider.api.body import Encoding
     from cloudmax_provider.api.catalog import get_report_part
-    from cloudmax_provider.api.response import Encoding, read_typed, to_jsonable
+    from cloudmax_provider.formats.cells import read_typed, to_jsonable
 
     typer, records = read_typed([body], Encoding("utf_8"), get_report_part(report_part_id), TZ)
     return [to_jsonable(typer.type_row(cells)) for cells in records]
@@ -63,7 +64,7 @@ def _land(tmp_path, body: bytes, fmt: str, report_part_id: int = 20003, **option
     """Land ``body`` through land_object; the written rows as XCom would hold them."""
     LOG.text = ""
     from cloudmax_provider.api.catalog import get_report_part
-    from cloudmax_provider.api.response import to_jsonable
+    from cloudmax_provider.formats.cells import to_jsonable
     from cloudmax_provider.formats.writers import OutputFormat, RowTyping
     from cloudmax_provider.hooks.cloudmax import CloudmaxHook
     from cloudmax_provider.landing.land import land_object

@@ -40,7 +40,7 @@ def _land(hook, request, path: Path, output_format: str, **options):
 
 
 def _jsonable(rows):
-    from cloudmax_provider.api.response import to_jsonable
+    from cloudmax_provider.formats.cells import to_jsonable
 
     return [to_jsonable(r) for r in rows]
 
@@ -106,7 +106,7 @@ def test_renamed_columns_keep_their_catalog_type_and_times_hold_the_instant(clou
     )
     served = [row[1] for row in cells]
     assert any("下午" in text for text in served) or any("上午" in text for text in served)
-    from cloudmax_provider.api.response import parse_cell_time
+    from cloudmax_provider.formats.cells import parse_cell_time
 
     instants = [parse_cell_time(text, TZ) for text in served]
     assert table.column("removed_at").to_pylist() == instants
@@ -116,8 +116,8 @@ def test_renamed_columns_keep_their_catalog_type_and_times_hold_the_instant(clou
 
 
 def test_cells_that_do_not_fit_are_null_in_parquet(tmp_path, caplog):
+    from cloudmax_provider.api.body import Encoding
     from cloudmax_provider.api.catalog import get_report_part
-    from cloudmax_provider.api.response import Encoding
     from cloudmax_provider.formats.streams import Progress, ReportStream, open_each
     from cloudmax_provider.formats.writers import OutputFormat, RowTyping
 
@@ -141,8 +141,8 @@ def test_cells_that_do_not_fit_are_null_in_parquet(tmp_path, caplog):
 
 
 def _encode_body(body: bytes, report_part_id: int, **options) -> bytes:
+    from cloudmax_provider.api.body import Encoding
     from cloudmax_provider.api.catalog import get_report_part
-    from cloudmax_provider.api.response import Encoding
     from cloudmax_provider.formats.streams import Progress, ReportStream, open_each
     from cloudmax_provider.formats.writers import OutputFormat, RowTyping
 
@@ -161,8 +161,10 @@ def test_arrow_fast_path_and_cell_by_cell_typing_agree():
     """Columns Arrow can read are typed vectorised, the others cell by cell: both give the XCom values."""
     import io
 
+    from cloudmax_provider.api.body import Encoding
     from cloudmax_provider.api.catalog import get_report_part
-    from cloudmax_provider.api.response import Encoding, RowTyper, iter_csv_records
+    from cloudmax_provider.formats.cells import RowTyper
+    from cloudmax_provider.formats.encoding import iter_csv_records
 
     body = (
         "SubmitTime,LaunchID,JobID,JobName,EmailCount,AcceptCount,ReturnEmailCount,SendSuccessEmailCount,"

@@ -364,7 +364,7 @@ def test_an_azure_uri_with_the_account_is_refused():
 
 
 def report_source(body: bytes, pieces: int = 5) -> Any:
-    from cloudmax_provider.api.response import Encoding
+    from cloudmax_provider.api.body import Encoding
     from cloudmax_provider.formats.streams import ReportStream
 
     size = max(1, len(body) // pieces)

@@ -11,22 +11,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from cloudmax_provider.api.body import Encoding, detect_encoding, safe_filename, sniff_kind
 from cloudmax_provider.api.catalog import REMOVAL_STATUSES, REPORT_PARTS, ColumnType, get_report_part
 from cloudmax_provider.api.request import redact_url
-from cloudmax_provider.api.response import (
-    CsvRowCounter,
-    Encoding,
-    RowTyper,
-    detect_encoding,
-    iter_csv_records,
-    parse_api_xml,
-    parse_cell_time,
-    parse_redirect,
-    safe_filename,
-    sniff_kind,
-    transcode,
-)
+from cloudmax_provider.api.response import parse_api_xml, parse_redirect
 from cloudmax_provider.exceptions import CloudmaxLinkError, CloudmaxResponseError
+from cloudmax_provider.formats.cells import RowTyper, parse_cell_time
+from cloudmax_provider.formats.encoding import iter_csv_records, transcode
+from cloudmax_provider.formats.row_counter import CsvRowCounter
 from cloudmax_provider.formats.streams import csv_body
 from cloudmax_provider.links.download_link import DownloadLink, LinkState, check_link_allowed, judge_http_probe
 
@@ -95,12 +87,12 @@ def test_transcode_and_parse_across_any_chunk_boundary(encoding, size):
 def test_transcode_in_pieces_splits_characters_anywhere(monkeypatch, codec, piece):
     """Big chunks are transcoded in pieces of TRANSCODE_PIECE bytes: a character cut between two pieces
     (or two chunks) comes out whole, and the output equals a one-shot decode + encode."""
-    import cloudmax_provider.api.response as response
+    import cloudmax_provider.formats.encoding as encoding_module
 
-    monkeypatch.setattr(response, "TRANSCODE_PIECE", piece)
+    monkeypatch.setattr(encoding_module, "TRANSCODE_PIECE", piece)
     text = "LaunchID,名稱,City\r\n" + "".join(f'{i},"臺北市 {i}",板橋區\r\n' for i in range(3000))
     raw = text.encode(codec)
-    enc = response.Encoding(codec, 0)
+    enc = Encoding(codec, 0)
     for size in (len(raw), 100_003, 65_537):
         out = b"".join(transcode(chunked(raw, size), enc, "utf-8"))
         assert out == text.encode("utf-8"), (size, piece)

@@ -13,8 +13,8 @@ import random
 
 import pytest
 
-from cloudmax_provider.api import response
-from cloudmax_provider.api.response import CsvRowCounter
+from cloudmax_provider.formats import row_counter
+from cloudmax_provider.formats.row_counter import CsvRowCounter
 
 np = pytest.importorskip("numpy")  # the test extra installs it; the fallback is forced below
 
@@ -58,7 +58,7 @@ def random_csv(seed: int, rows: int = 400) -> str:
 @pytest.mark.parametrize("vectorised", [True, False], ids=["numpy", "pure"])
 @pytest.mark.parametrize("text", SAMPLES)
 def test_every_split_point_agrees_with_csv(text, vectorised, monkeypatch):
-    monkeypatch.setattr(response, "_NUMPY_MIN_CHUNK", 1)  # let numpy see even tiny chunks
+    monkeypatch.setattr(row_counter, "_NUMPY_MIN_CHUNK", 1)  # let numpy see even tiny chunks
     data = text.encode()
     expected = csv_records(text)
     assert count([data], vectorised) == expected
@@ -76,7 +76,7 @@ def test_generated_csv_in_random_chunks_agrees_with_csv_both_ways(seed, monkeypa
     assert expected == 400
     rng = random.Random(seed)
     for min_chunk in (1, 4096):
-        monkeypatch.setattr(response, "_NUMPY_MIN_CHUNK", min_chunk)
+        monkeypatch.setattr(row_counter, "_NUMPY_MIN_CHUNK", min_chunk)
         cuts = sorted(rng.sample(range(1, len(data)), 40))
         chunks = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
         assert count(chunks, True) == count(chunks, False) == expected
@@ -103,7 +103,7 @@ def _week():
 
 def test_the_fallback_is_used_without_numpy(monkeypatch):
     """No numpy installed (forced): the default counter takes the pure path and counts the same."""
-    monkeypatch.setattr(response, "_NUMPY", None)
+    monkeypatch.setattr(row_counter, "_NUMPY", None)
     counter = CsvRowCounter()
     assert counter._np is None
     counter.feed(b"h\r\n" + b'"a\r\nb",1\r\n' * 2000)
@@ -120,7 +120,7 @@ def test_progress_counts_in_its_thread_like_csv(monkeypatch, with_numpy):
     from cloudmax_provider.formats.streams import Progress
 
     if not with_numpy:
-        monkeypatch.setattr(response, "_NUMPY", None)
+        monkeypatch.setattr(row_counter, "_NUMPY", None)
     threads: set[str] = set()
     real_feed = CsvRowCounter.feed
 

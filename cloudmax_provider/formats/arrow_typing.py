@@ -2,7 +2,7 @@
 
 The body streams through Arrow's streaming CSV reader (C++; one block at a time, so memory is bounded by
 ``block_size`` and one row group, whatever the report's size). Every column is read as text, then typed a
-block at a time by the same rules as XCom rows (:class:`~cloudmax_provider.api.response.RowTyper`):
+block at a time by the same rules as XCom rows (:class:`~cloudmax_provider.formats.cells.RowTyper`):
 
 * ints and floats by Arrow's strict casts after trimming blanks; times by ``strptime`` in the layouts the
   server writes (ISO, ``yyyy/M/d``, zh-TW ``上午``/``下午``, en-US ``M/d/yyyy h:mm:ss tt``), then made aware in
@@ -35,8 +35,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from cloudmax_provider.api.catalog import ColumnType
-from cloudmax_provider.api.response import ChunkReader, RowTyper, to_jsonable, transcode
 from cloudmax_provider.exceptions import CloudmaxResponseError
+from cloudmax_provider.formats.cells import RowTyper, to_jsonable
+from cloudmax_provider.formats.encoding import ChunkReader, transcode
 from cloudmax_provider.formats.streams import ReportStream
 
 __all__ = [
@@ -56,7 +57,7 @@ log = logging.getLogger(__name__)
 #: Bytes of CSV Arrow parses at a time (the streaming reader's block).
 BLOCK_SIZE = 1 << 20
 
-#: Time layouts Arrow's strptime reads as :func:`~cloudmax_provider.api.response.parse_cell_time` does (zh-TW's
+#: Time layouts Arrow's strptime reads as :func:`~cloudmax_provider.formats.cells.parse_cell_time` does (zh-TW's
 #: 上午/下午 replaced by AM/PM first). A block in any other layout is typed cell by cell.
 TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %p %I:%M:%S", "%m/%d/%Y %I:%M:%S %p")
 

@@ -22,7 +22,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from cloudmax_provider.api.response import CsvRowCounter, Encoding, transcode
+from cloudmax_provider.api.body import Encoding
+from cloudmax_provider.formats.encoding import transcode
+from cloudmax_provider.formats.row_counter import CsvRowCounter
 
 __all__ = ["OrderedWorker", "Progress", "ReportStream", "TransferStats", "csv_body", "open_each"]
 

@@ -34,9 +34,9 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from cloudmax_provider.api.catalog import ReportPart
-from cloudmax_provider.api.response import RowTyper
 from cloudmax_provider.exceptions import CloudmaxConfigError
 from cloudmax_provider.formats.arrow_typing import ArrowJsonLinesEncoder, ArrowParquetEncoder, arrow_type
+from cloudmax_provider.formats.cells import RowTyper
 from cloudmax_provider.formats.streams import Progress, ReportStream, csv_body
 
 __all__ = [

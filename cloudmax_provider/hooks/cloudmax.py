@@ -27,6 +27,7 @@ from urllib.parse import quote, quote_plus
 
 from airflow.providers.common.compat.sdk import BaseHook
 
+from cloudmax_provider.api.body import SNIFF_BYTES, detect_encoding, safe_filename, sniff_kind
 from cloudmax_provider.api.connection import CloudmaxSettings
 from cloudmax_provider.api.request import (
     ReportRequest,
@@ -37,17 +38,7 @@ from cloudmax_provider.api.request import (
     get_timezone,
     redact_url,
 )
-from cloudmax_provider.api.response import (
-    MAX_XML_BYTES,
-    SNIFF_BYTES,
-    ApiAnswer,
-    detect_encoding,
-    parse_api_xml,
-    parse_redirect,
-    read_typed,
-    safe_filename,
-    sniff_kind,
-)
+from cloudmax_provider.api.response import MAX_XML_BYTES, ApiAnswer, parse_api_xml, parse_redirect
 from cloudmax_provider.api.retry import ErrorCode100Policy, retry_args
 from cloudmax_provider.exceptions import (
     CloudmaxAPIError,
@@ -58,6 +49,7 @@ from cloudmax_provider.exceptions import (
     CloudmaxResponseError,
     CloudmaxTransientError,
 )
+from cloudmax_provider.formats.cells import read_typed
 from cloudmax_provider.formats.streams import ReportStream
 from cloudmax_provider.links.download_link import (
     PROBE_RANGE,

@@ -90,7 +90,7 @@ def _write_through_temporary(dest: Any, chunks: Iterable[bytes], block_size: int
         dest.parent.mkdir(parents=True, exist_ok=True)
         with _held_while_writing(tmp) as fd:
             # Through the filesystem, not ObjectStoragePath.open(): its file wrapper calls Airflow's lineage
-            # collector on every write() (~0.5 CPU s per GiB here), and would name the temporary file as the
+            # collector on every write() (CPU time that grows with the bytes), and would name the temporary file as the
             # output; write records the destination once instead.
             with (
                 tmp.fs.open(tmp.path, "wb", block_size=block_size)
@@ -98,7 +98,7 @@ def _write_through_temporary(dest: Any, chunks: Iterable[bytes], block_size: int
                 else open(fd, "wb", closefd=False) as out
             ):
                 # a local file is written by the thread that read the chunk, while it is still in that
-                # core's cache (a writer thread copied it from the other core's: ~2x slower here)
+                # core's cache (a writer thread would copy it from the other core's, which is slower)
                 written = _write_into(out, chunks, threaded=is_remote(dest))
             _move(tmp, dest)
     except BaseException:
@@ -164,7 +164,7 @@ def _held_while_writing(tmp: Any) -> Iterator[int | None]:
 
     The file is created new (``O_EXCL``: the name holds a random part) and written through this
     descriptor, never reopened with ``O_TRUNC``: on ext4 a truncation to zero bytes arms
-    ``auto_da_alloc``, which makes ``close()`` start writing back every dirty page (0.3 s per GiB here).
+    ``auto_da_alloc``, which makes ``close()`` start writing back every dirty page (a wait that grows with the size).
     """
     if is_remote(tmp):
         yield None
@@ -251,14 +251,14 @@ def _write_into(out: Any, chunks: Iterable[bytes], threaded: bool = True) -> int
 
 
 #: Chunk of GCS's resumable upload: each is one request, sent after the previous one is acknowledged (the
-#: protocol is sequential), so fewer, larger chunks cost fewer round trips. 64 MiB on fake-gcs-server took
-#: 0.75-1.0 s in 8 MiB chunks, 0.53-0.62 s in 32 MiB ones (bench/object_stores.py); gcsfs's put_file sends 50 MiB.
+#: protocol is sequential), so fewer, larger chunks cost fewer round trips (bench/object_stores.py measures
+#: the chunk sizes; gcsfs's own put_file sends chunks of a similar size).
 GCS_CHUNK = 32 << 20
 #: Chunks waiting for the writer thread at most.
 WRITE_QUEUE_CHUNKS = 8
 #: Largest single ``write()``: a chunk is written in slices of this size (views, no copy). The kernel copies
-#: each slice into the page cache while it is still in the CPU's L2 cache; one 1 MiB write() ran at
-#: ~0.4-1 GB/s here against ~2-4 GB/s in 128 KiB slices (``dd bs=1M`` vs ``bs=128K`` shows the same).
+#: each slice into the page cache while it is still in the CPU's L2 cache, which a write() of a whole
+#: chunk does not (``dd bs=1M`` vs ``bs=128K`` shows the same; docs/performance.md has the figures).
 WRITE_SLICE = 128 << 10
 
 

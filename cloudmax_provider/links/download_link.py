@@ -30,7 +30,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
-from cloudmax_provider.api.response import parse_api_xml, safe_name, sniff_kind
+from cloudmax_provider.api.body import safe_name, sniff_kind
+from cloudmax_provider.api.response import parse_api_xml
 from cloudmax_provider.exceptions import CloudmaxLinkError
 
 PROBE_RANGE = "bytes=0-4095"
@@ -63,7 +64,7 @@ class DownloadLink:
 
     @property
     def filename(self) -> str:
-        """The file's base name, safe to write under a prefix (:func:`~cloudmax_provider.api.response.safe_name`)."""
+        """The file's base name, safe to write under a prefix (:func:`~cloudmax_provider.api.body.safe_name`)."""
         path = urlsplit(self.url).path if self.kind == "http" else self.url
         return safe_name(re.split(r"[\\/]", path.rstrip("/\\"))[-1])
 

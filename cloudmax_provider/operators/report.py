@@ -41,8 +41,8 @@ from airflow.providers.common.compat.sdk import BaseOperator
 
 from cloudmax_provider.api.catalog import get_report_part
 from cloudmax_provider.api.request import ResponseMode
-from cloudmax_provider.api.response import to_jsonable
 from cloudmax_provider.exceptions import CloudmaxConfigError, CloudmaxLinkError
+from cloudmax_provider.formats.cells import to_jsonable
 from cloudmax_provider.formats.writers import DEFAULT_BATCH_SIZE
 from cloudmax_provider.operators._request_args import REQUEST_TEMPLATE_FIELDS, ReportRequestArgs
 from cloudmax_provider.utils.templating import is_literal

@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 from cloudmax_provider.api.catalog import get_report_part
 from cloudmax_provider.api.connection import CloudmaxSettings
 from cloudmax_provider.api.request import Credentials, build_xml_request
-from cloudmax_provider.api.response import CsvRowCounter, parse_api_xml, parse_redirect
+from cloudmax_provider.api.response import parse_api_xml, parse_redirect
 from cloudmax_provider.exceptions import CloudmaxConfigError, CloudmaxError
+from cloudmax_provider.formats.row_counter import CsvRowCounter
 from cloudmax_provider.hooks.cloudmax import CloudmaxHook
 from cloudmax_provider.testing.emulator import _xml_params
 from tests.reliability.conftest import FIGURES, WINDOW
