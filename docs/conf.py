@@ -84,7 +84,7 @@ html_show_sphinx = False  # no "Powered by" links leaving the site
 
 
 # A type hint of a builtin (``bytes``, ``str``...) is looked up by suffix when no object has that exact name, and
-# ``bytes`` then matched the documented ``TransferStats.bytes`` and ``Landed.bytes`` fields ("more than one target
+# ``bytes`` then matched the documented ``Landed.bytes`` field ("more than one target
 # found"; with one such field it linked the builtin to the field). Builtins are never our objects: no suffix
 # search for them, so they stay plain text.
 _BUILTIN_TYPES = {"bytes", "str", "int", "float", "bool", "dict", "list", "tuple", "set", "object", "type", "None"}

@@ -379,7 +379,7 @@ def test_progress_is_logged_with_bytes_rows_and_rate(caplog):
     progress = Progress("Writing x", every=0.0, logger=logging.getLogger("cmx.progress"))
     out = b"".join(progress.track([b"a,b\r\n", b'1,"x\r\ny"\r\n', b"2,z\r\n"]))
     assert out == b'a,b\r\n1,"x\r\ny"\r\n2,z\r\n'
-    assert progress.stats().rows == 2 and progress.stats().bytes == len(out)
+    assert progress.rows == 2 and progress.bytes == len(out)
     assert "Writing x:" in caplog.text and "rows" in caplog.text and "MB/s" in caplog.text
 
 

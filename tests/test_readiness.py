@@ -556,14 +556,3 @@ def test_the_trigger_schedules_a_round_when_a_size_could_be_stable() -> None:
 
     wait = asyncio.run(next_round())
     assert 1.5 < wait <= 2.0  # not 30 s, not 0
-
-
-def test_the_sync_hook_probes_again_when_a_size_could_be_stable() -> None:
-    """The report operator's loop of probes waits ``poll_interval``, or less for a settling UNC file."""
-    link = r"\\srv\share\r.csv"
-    hook = CloudmaxHook("unused", smb_conn_id=None)
-    hook.unc_stable_seconds = 2.0
-    assert hook.next_probe_in([link, "http://h/a.csv"], 30.0) == 30.0  # nothing seen: the interval
-    hook.unc_seen[link] = SizeSeen(5, time.time())
-    assert 1.5 < hook.next_probe_in([link, "http://h/a.csv"], 30.0) <= 2.0
-    assert hook.next_probe_in([link], 0.5) == 0.5

@@ -29,6 +29,11 @@ import enum
 from dataclasses import dataclass
 from functools import cache
 
+#: The account's clock when the connection names none: the platform is Taiwan's, its examples are in
+#: Taipei time. The one place it is written (the form schema in ``__init__`` repeats it as data, since that
+#: module imports nothing).
+DEFAULT_TIMEZONE = "Asia/Taipei"
+
 __all__ = [
     "REMOVAL_STATUSES",
     "REPORT_PARTS",
@@ -380,7 +385,8 @@ def _choices() -> str:
 def get_report_part(value: int | str | ReportPart) -> ReportPart:
     """Look a report up by id (``31033``, ``"31033"``) or slug (``"removals"``).
 
-    Raises ``ValueError`` naming ``report_part_id`` and listing the valid choices.
+    Raises :class:`~cloudmax_provider.exceptions.CloudmaxConfigError` (a ``ValueError``) naming
+    ``report_part_id`` and listing the valid choices; callers let it through as it is.
     """
     if isinstance(value, ReportPart):
         return value
@@ -393,7 +399,12 @@ def get_report_part(value: int | str | ReportPart) -> ReportPart:
     if part is None:
         near = _nearest(str(key).lower())
         hint = f"did you mean {near}? " if near else ""
-        raise ValueError(f"report_part_id={value!r} is not a Cloudmax ReportPartID; {hint}use one of: {_choices()}")
+        # imported here: the catalog is read by the emulator, which does not import Airflow
+        from cloudmax_provider.exceptions import CloudmaxConfigError
+
+        raise CloudmaxConfigError(
+            f"report_part_id={value!r} is not a Cloudmax ReportPartID; {hint}use one of: {_choices()}"
+        )
     return part
 
 

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from cloudmax_provider.api.catalog import DEFAULT_TIMEZONE
 from cloudmax_provider.api.request import Credentials, get_timezone
 from cloudmax_provider.api.retry import RetrySettings
 from cloudmax_provider.exceptions import CloudmaxConfigError
@@ -67,7 +68,6 @@ EXTRAS = frozenset(
 )
 _HOSTNAME = re.compile(r"^(?:[a-z0-9_][a-z0-9_-]{0,62}\.)*[a-z0-9_][a-z0-9_-]{0,62}\.?$|^[0-9a-f:.]+$")
 DEFAULT_ENDPOINT = "/WebAPI/Report.aspx"
-DEFAULT_TIMEZONE = "Asia/Taipei"
 
 
 def _verify(value: Any, conn_id: str) -> bool | str:

@@ -38,7 +38,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cloudmax_provider.api.catalog import ReportPart, get_report_part
+from cloudmax_provider.api.catalog import DEFAULT_TIMEZONE, ReportPart, get_report_part
 from cloudmax_provider.exceptions import CloudmaxConfigError, CloudmaxWindowError
 
 SPEC_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -384,17 +384,14 @@ def build_report_request(
     start_time: Any,
     end_time: Any,
     *,
-    timezone: str = "Asia/Taipei",
+    timezone: str = DEFAULT_TIMEZONE,
     columns: ColumnsArg = None,
     language: str | int | None = None,
     response_mode: int | str | ResponseMode = ResponseMode.CSV_BODY,
     extra_fields: Mapping[str, Any] | None = None,
 ) -> ReportRequest:
     """Validate every argument and return the request; raises :class:`CloudmaxConfigError` naming the field."""
-    try:
-        part = get_report_part(report_part_id)
-    except ValueError as exc:
-        raise CloudmaxConfigError(str(exc)) from None
+    part = get_report_part(report_part_id)
     tz = get_timezone(timezone)
     start = to_account_time(start_time, tz, "start_time")
     end = to_account_time(end_time, tz, "end_time")

@@ -19,6 +19,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +27,7 @@ from cloudmax_provider.api.body import Encoding
 from cloudmax_provider.formats.encoding import transcode
 from cloudmax_provider.formats.row_counter import CsvRowCounter
 
-__all__ = ["OrderedWorker", "Progress", "ReportStream", "TransferStats", "csv_body", "open_each"]
+__all__ = ["OrderedWorker", "Progress", "ReportStream", "StreamOpener", "csv_body", "open_each"]
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,11 @@ class ReportStream:
     size: int | None = None
 
 
-def open_each(sources: Iterable[Callable[[], Any]]) -> Iterator[ReportStream]:
+#: Opens one report body: a context manager yielding its :class:`ReportStream` (``hook.sources(...)`` gives them).
+StreamOpener = Callable[[], AbstractContextManager[ReportStream]]
+
+
+def open_each(sources: Iterable[StreamOpener]) -> Iterator[ReportStream]:
     """Open the sources (context managers yielding a ReportStream) one after the other; each is closed
     when the consumer asks for the next, or stops."""
     for open_source in sources:
@@ -69,20 +74,6 @@ def csv_body(first: bool, chunks: Iterable[bytes], source: Encoding, target: str
             chunk, buffered = buffered[idx + len(newline) :], None  # type: ignore[assignment]
         if chunk:
             yield chunk
-
-
-@dataclass
-class TransferStats:
-    """What one stream moved: data rows (header excluded), bytes, seconds."""
-
-    rows: int = 0
-    bytes: int = 0
-    seconds: float = 0.0
-
-    @property
-    def rate_mb_s(self) -> float:
-        """Megabytes (10**6 bytes) a second."""
-        return self.bytes / 1e6 / self.seconds if self.seconds > 0 else 0.0
 
 
 class Progress:
@@ -139,10 +130,6 @@ class Progress:
     def rows(self) -> int:
         """Data rows counted so far (the header excluded)."""
         return max(self.counter.records - 1, 0)
-
-    def stats(self) -> TransferStats:
-        """Rows, bytes and seconds so far."""
-        return TransferStats(self.rows, self.bytes, time.monotonic() - self.started)
 
 
 class OrderedWorker:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
 from cloudmax_provider.api.catalog import ReportPart
@@ -38,6 +38,9 @@ from cloudmax_provider.exceptions import CloudmaxConfigError
 from cloudmax_provider.formats.arrow_typing import ArrowJsonLinesEncoder, ArrowParquetEncoder, arrow_type
 from cloudmax_provider.formats.cells import RowTyper
 from cloudmax_provider.formats.streams import Progress, ReportStream, csv_body
+
+if TYPE_CHECKING:
+    from cloudmax_provider.api.request import ReportRequest
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -95,7 +98,7 @@ class RowTyping:
     header: tuple[str, ...] = ()  # the columns expected (requested or catalog), for an empty body's schema
 
     @classmethod
-    def for_request(cls, request: Any, tz: ZoneInfo) -> RowTyping:
+    def for_request(cls, request: ReportRequest, tz: ZoneInfo) -> RowTyping:
         """From a :class:`~cloudmax_provider.api.request.ReportRequest` (its report and CustomColName columns)."""
         part = request.report_part
         header = tuple(new or name for name, new in request.columns) or part.column_names

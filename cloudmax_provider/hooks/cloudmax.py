@@ -20,7 +20,7 @@ import contextlib
 import functools
 import logging
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus
@@ -50,7 +50,7 @@ from cloudmax_provider.exceptions import (
     CloudmaxTransientError,
 )
 from cloudmax_provider.formats.cells import read_typed
-from cloudmax_provider.formats.streams import ReportStream
+from cloudmax_provider.formats.streams import ReportStream, StreamOpener
 from cloudmax_provider.links.download_link import (
     PROBE_RANGE,
     DownloadLink,
@@ -396,7 +396,7 @@ class CloudmaxHook(BaseHook):
         if size is not None and received < size:
             raise CloudmaxTransientError(f"the body of {source} ended after {received} of {size} bytes")
 
-    def sources(self, request: ReportRequest | None, links: list[str] | None = None) -> list[Callable[[], Any]]:
+    def sources(self, request: ReportRequest | None, links: list[str] | None = None) -> list[StreamOpener]:
         """Openers (context managers yielding a :class:`ReportStream`) of a report's body or bodies:
         the report itself (ResponseMode 2/3), or each DOWNLOADLINK."""
         if links is None:
@@ -464,15 +464,6 @@ class CloudmaxHook(BaseHook):
     def stability(self) -> StabilityRule:
         """The rule that makes a UNC file ready (``unc_stable_checks`` sizes over ``unc_stable_seconds``)."""
         return StabilityRule(self.unc_stable_checks, self.unc_stable_seconds)
-
-    def next_probe_in(self, links: Iterable[str], interval: float) -> float:
-        """Seconds to wait before probing ``links`` again: ``interval``, or less when a UNC file whose
-        size this hook has seen could be found stable sooner (a loop of probes never waits for nothing)."""
-        import time
-
-        times = [self.stability.recheck_at(self.unc_seen.get(str(link))) for link in links]
-        soonest = min((t for t in times if t is not None), default=None)
-        return interval if soonest is None else min(interval, max(0.05, soonest - time.time()))
 
     def _get_link(self, url: str, headers: dict[str, str] | None = None) -> requests.Response:
         """GET a link (streamed) with the link session, following redirects as

@@ -27,14 +27,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cloudmax_provider.exceptions import CloudmaxConfigError, CloudmaxLinkError
-from cloudmax_provider.formats.streams import Progress, open_each
+from cloudmax_provider.formats.streams import Progress, StreamOpener, open_each
 from cloudmax_provider.formats.writers import OutputFormat
 from cloudmax_provider.landing import atomic
 from cloudmax_provider.links.download_link import DownloadLink
 from cloudmax_provider.windows.chunks import MANIFEST_FOLDER
+
+if TYPE_CHECKING:  # the hook (requests, tenacity) and Airflow's context stay out of this module's import
+    from airflow.providers.common.compat.sdk import Context
+
+    from cloudmax_provider.api.request import ReportRequest
+    from cloudmax_provider.hooks.cloudmax import CloudmaxHook
 
 __all__ = ["ChunkManifest", "Landed", "land", "land_chunks", "land_object", "land_per_link", "push_landed"]
 
@@ -63,8 +69,8 @@ class Landed:
 
 
 def land(
-    hook: Any,
-    sources: list[Any],
+    hook: CloudmaxHook,
+    sources: list[StreamOpener],
     destination: str,
     conn_id: str | None,
     output_encoding: str | None,
@@ -82,7 +88,7 @@ def land(
     return [land_object(hook, sources, destination, conn_id, output_encoding, logger, output=output)]
 
 
-def push_landed(context: Any, landed: list[Landed], *, per_link: bool = False) -> str | list[str]:
+def push_landed(context: Context, landed: list[Landed], *, per_link: bool = False) -> str | list[str]:
     """Push the XComs ``rows`` and ``bytes`` (totals over every object) and, ``per_link``, ``chunks``
     (``[{uri, rows, bytes}]``, one an object); return the URI landed (``per_link``: the list of them)."""
     ti = context["ti"]
@@ -95,8 +101,8 @@ def push_landed(context: Any, landed: list[Landed], *, per_link: bool = False) -
 
 
 def land_per_link(
-    hook: Any,
-    sources: list[Any],
+    hook: CloudmaxHook,
+    sources: list[StreamOpener],
     links: list[str],
     destination: str,
     conn_id: str | None,
@@ -130,8 +136,8 @@ def _with_extension(filename: str, output: OutputFormat | None) -> str:
 
 
 def land_object(
-    hook: Any,
-    sources: list[Any],
+    hook: CloudmaxHook,
+    sources: list[StreamOpener],
     uri: str,
     conn_id: str | None,
     output_encoding: str | None,
@@ -175,7 +181,7 @@ class ChunkManifest:
     chunks: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     @staticmethod
-    def location(prefix: str, context: Any) -> str:
+    def location(prefix: str, context: Context) -> str:
         ti = context["ti"]
         map_index = getattr(ti, "map_index", -1)
         key = f"{ti.dag_id}.{ti.task_id}.{map_index}.{context['run_id']}"
@@ -214,7 +220,7 @@ class ChunkManifest:
             path.unlink()
 
 
-def _fingerprint(request: Any, grid: str, output: Any, output_encoding: str | None) -> str:
+def _fingerprint(request: ReportRequest, grid: str, output: OutputFormat, output_encoding: str | None) -> str:
     fields = {k: v for k, v in request.fields().items() if k not in ("ResponseMode",)}
     key = {
         "fields": fields,
@@ -227,14 +233,14 @@ def _fingerprint(request: Any, grid: str, output: Any, output_encoding: str | No
 
 
 def land_chunks(
-    context: Any,
-    hook: Any,
-    request: Any,
+    context: Context,
+    hook: CloudmaxHook,
+    request: ReportRequest,
     partitions: list[tuple[datetime, datetime]],
     name_of: Callable[[datetime, datetime], str],
     conn_id: str | None,
     output_encoding: str | None,
-    output: Any,
+    output: OutputFormat,
     logger: Any = log,
     *,
     resume: bool = True,

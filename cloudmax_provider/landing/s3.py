@@ -32,7 +32,7 @@ import weakref
 from collections.abc import Iterable
 from typing import Any
 
-from cloudmax_provider.api.response import ChunkReader
+from cloudmax_provider.formats.encoding import ChunkReader
 from cloudmax_provider.utils.compat import object_storage_conn_id
 
 __all__ = ["MAX_CONCURRENCY", "PART_SIZE", "client_for", "write_s3"]

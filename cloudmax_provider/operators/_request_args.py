@@ -77,9 +77,9 @@ class ReportRequestArgs:
         """Check the literal request arguments, so a typo never reaches the scheduler; the report part
         when ``report_part_id`` is literal."""
         from cloudmax_provider.api.request import check_literal_window, parse_extra_fields, to_account_time
+        from cloudmax_provider.windows.partitions import check_positive_timedelta
 
-        if not isinstance(self.window, timedelta) or self.window <= timedelta(0):
-            raise CloudmaxConfigError(f"window={self.window!r} must be a positive timedelta, e.g. timedelta(days=1)")
+        check_positive_timedelta(self.window, "window")
         for name in ("start_time", "end_time"):
             if is_literal(getattr(self, name)):
                 from zoneinfo import ZoneInfo
@@ -89,10 +89,7 @@ class ReportRequestArgs:
             check_literal_window(self.start_time, self.end_time)
         part = None
         if is_literal(self.report_part_id):
-            try:
-                part = get_report_part(self.report_part_id)
-            except ValueError as exc:
-                raise CloudmaxConfigError(f"task {self.task_id}: {exc}") from None
+            part = get_report_part(self.report_part_id)
         if is_literal(self.launch_ids):
             parse_launch_ids(self.launch_ids)
         if is_literal(self.columns):

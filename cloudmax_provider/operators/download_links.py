@@ -90,9 +90,9 @@ class CloudmaxDownloadLinksOperator(BaseOperator):
         from cloudmax_provider.api.catalog import get_report_part
         from cloudmax_provider.exceptions import CloudmaxConfigError
         from cloudmax_provider.formats.writers import check_output_args
+        from cloudmax_provider.windows.partitions import check_positive_timedelta
 
-        if not isinstance(window, timedelta) or window <= timedelta(0):
-            raise CloudmaxConfigError(f"window={window!r} must be a positive timedelta, e.g. timedelta(days=1)")
+        check_positive_timedelta(window, "window")
         from cloudmax_provider.landing.destinations import check_landing_args
 
         check_landing_args(destination, output_encoding, one_object_per_link=one_object_per_link)
@@ -109,10 +109,7 @@ class CloudmaxDownloadLinksOperator(BaseOperator):
                 f"output_format={output_format!r} needs report_part_id= (the catalog types the columns)"
             )
         if report_part_id is not None:
-            try:
-                get_report_part(report_part_id)
-            except ValueError as exc:
-                raise CloudmaxConfigError(str(exc)) from None
+            get_report_part(report_part_id)
         self.output_format = output_format
         self.report_part_id = report_part_id
         self.batch_size = batch_size

@@ -31,11 +31,12 @@ mapping: :func:`expand_windows` turns a window into the keyword arguments of eac
 from __future__ import annotations
 
 import logging
-import re
 from datetime import datetime, timedelta
 from typing import Any
 
+from cloudmax_provider.api.catalog import DEFAULT_TIMEZONE
 from cloudmax_provider.exceptions import CloudmaxConfigError
+from cloudmax_provider.windows.partitions import check_positive_timedelta
 
 __all__ = [
     "MANIFEST_FOLDER",
@@ -48,7 +49,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MANIFEST_FOLDER = "_cloudmax_manifests"
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def chunk_windows(start: datetime, end: datetime, chunk: timedelta) -> list[tuple[datetime, datetime]]:
@@ -58,8 +58,7 @@ def chunk_windows(start: datetime, end: datetime, chunk: timedelta) -> list[tupl
     >>> [(s.day, e.day) for s, e in chunk_windows(datetime(2026, 10, 1), datetime(2026, 10, 3, 12), timedelta(days=1))]
     [(1, 2), (2, 3), (3, 3)]
     """
-    if not isinstance(chunk, timedelta) or chunk <= timedelta(0):
-        raise CloudmaxConfigError(f"chunk={chunk!r} must be a positive timedelta, e.g. timedelta(days=1)")
+    check_positive_timedelta(chunk, "chunk")
     if end <= start:
         raise CloudmaxConfigError(f"the window {start} .. {end} is empty or reversed")
     windows = []
@@ -100,7 +99,7 @@ def expand_windows(
     end: Any,
     chunk: timedelta,
     *,
-    timezone: str = "Asia/Taipei",
+    timezone: str = DEFAULT_TIMEZONE,
     destination: str | None = None,
     output_format: str = "csv",
     partition: str | None = None,

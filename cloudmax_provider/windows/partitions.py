@@ -29,9 +29,29 @@ import dataclasses
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from cloudmax_provider.api.catalog import DEFAULT_TIMEZONE
 from cloudmax_provider.exceptions import CloudmaxConfigError
 
-__all__ = ["DEFAULT_PARTITION", "PARTITION_UNITS", "PartitionGrid", "check_partition", "partition_of_chunk"]
+__all__ = [
+    "DEFAULT_PARTITION",
+    "PARTITION_UNITS",
+    "PartitionGrid",
+    "check_partition",
+    "check_positive_timedelta",
+    "partition_of_chunk",
+]
+
+
+def check_positive_timedelta(value: object, name: str) -> timedelta:
+    """``value`` if it is a timedelta longer than zero; else :class:`CloudmaxConfigError` naming ``name``.
+
+    >>> check_positive_timedelta(timedelta(hours=1), "chunk")
+    datetime.timedelta(seconds=3600)
+    """
+    if not isinstance(value, timedelta) or value <= timedelta(0):
+        raise CloudmaxConfigError(f"{name}={value!r} must be a positive timedelta, e.g. timedelta(days=1)")
+    return value
+
 
 PARTITION_UNITS = ("hour", "day", "month")
 DEFAULT_PARTITION = "day"
@@ -87,7 +107,7 @@ class PartitionGrid:
     """Partitions of ``unit`` (``"hour"``, ``"day"``, ``"month"``) on the clock of ``tz``."""
 
     unit: str = DEFAULT_PARTITION
-    tz: ZoneInfo = dataclasses.field(default_factory=lambda: ZoneInfo("Asia/Taipei"))
+    tz: ZoneInfo = dataclasses.field(default_factory=lambda: ZoneInfo(DEFAULT_TIMEZONE))
 
     def __post_init__(self) -> None:
         check_partition(self.unit)
@@ -138,8 +158,7 @@ class PartitionGrid:
     def last_complete(self, before: datetime, length: timedelta) -> tuple[datetime, datetime]:
         """The last complete partition(s) before ``before``, covering at least ``length``: the window of a run
         without a data interval (``before`` = its logical date, else its ``run_after``)."""
-        if length <= timedelta(0):
-            raise CloudmaxConfigError(f"window={length!r} must be a positive timedelta, e.g. timedelta(days=1)")
+        check_positive_timedelta(length, "window")
         end = self.floor(before)
         return self.floor(end - length), end
 

@@ -86,8 +86,9 @@ def report_window(
     >>> (start.isoformat(), end.isoformat())
     ('2026-11-19T00:00:00', '2026-11-20T00:00:00')
     """
-    if window <= timedelta(0):
-        raise ValueError(f"window={window!r} must be a positive timedelta, e.g. timedelta(days=1)")
+    from cloudmax_provider.windows.partitions import check_positive_timedelta
+
+    check_positive_timedelta(window, "window")
     if grid is not None:
         return _aligned_window(data_interval_start, data_interval_end, logical_date, run_after, window, grid)
     if data_interval_start is not None and data_interval_end is not None and data_interval_end > data_interval_start:
