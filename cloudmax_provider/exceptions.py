@@ -65,6 +65,42 @@ class CloudmaxLinkError(CloudmaxError, AirflowFailException):
     permanent = True
 
 
+class CloudmaxUncPathError(CloudmaxLinkError, ValueError):
+    """A UNC DOWNLOADLINK that is not a well-formed ``\\\\server\\share\\file`` (it is also a ``ValueError``)."""
+
+
+class CloudmaxSmbError(CloudmaxError, OSError):
+    """Reading a UNC DOWNLOADLINK over SMB failed; the message names host:port and the fix, never the password.
+
+    Each kind is also the matching built-in ``OSError`` subclass, so ``except ConnectionError`` still
+    catches an unreachable server.
+    """
+
+
+class CloudmaxSmbAuthError(CloudmaxSmbError, PermissionError):
+    """The SMB server refused the credentials (or none were given)."""
+
+
+class CloudmaxSmbAccessDeniedError(CloudmaxSmbError, PermissionError):
+    """The login was accepted, but not for this share or file."""
+
+
+class CloudmaxSmbUnreachableError(CloudmaxSmbError, ConnectionError):
+    """The SMB server could not be reached at host:port, or the connection broke."""
+
+
+class CloudmaxSmbTimeoutError(CloudmaxSmbError, TimeoutError):
+    """An SMB request timed out."""
+
+
+class CloudmaxSmbNotFoundError(CloudmaxSmbError, FileNotFoundError):
+    """The share, or the file or a directory on its path, does not exist."""
+
+
+class CloudmaxSmbIsADirectoryError(CloudmaxSmbError, IsADirectoryError):
+    """The link names a directory, not a file."""
+
+
 class CloudmaxAPIError(CloudmaxError):
     """Report.aspx answered ErrorCode > 0.
 

@@ -491,16 +491,16 @@ class CloudmaxHook(BaseHook):
 
         try:
             with self._unc_reader(link) as reader:
-                size = reader.size(link.url)
+                size = reader.size(link.unc_path)
         except (OSError, ValueError) as exc:
             self.unc_seen.pop(link.url, None)
             return judge_unc_error(link.url, exc)
         return self.stability.observe_into(link.url, size, time.time(), self.unc_seen)
 
     def _unc_reader(self, link: DownloadLink) -> Any:
-        from cloudmax_provider.links.unc import SmbTarget, UncPath, UncReader
+        from cloudmax_provider.links.unc import SmbTarget, UncReader
 
-        return UncReader(SmbTarget.from_airflow_connection(self.smb_conn_id, UncPath.parse(link.url)))
+        return UncReader(SmbTarget.from_airflow_connection(self.smb_conn_id, link.unc_path))
 
     @contextlib.contextmanager
     def open_link(self, link: str | DownloadLink) -> Iterator[ReportStream]:
@@ -508,7 +508,7 @@ class CloudmaxHook(BaseHook):
         parsed = self.check_link(link)
         if parsed.kind == "unc":
             with self._unc_reader(parsed) as reader:
-                chunks = reader.iter_bytes(parsed.url, CHUNK_SIZE)
+                chunks = reader.iter_bytes(parsed.unc_path, CHUNK_SIZE)
                 try:
                     head = next(chunks, b"")
                 except (ConnectionError, TimeoutError) as exc:
@@ -523,7 +523,7 @@ class CloudmaxHook(BaseHook):
                         raise CloudmaxTransientError(f"the SMB read of {parsed.url} was cut: {exc}"[:500]) from None
 
                 yield ReportStream(
-                    all_chunks(), detect_encoding(head), parsed.url, parsed.filename, size=reader.size(parsed.url)
+                    all_chunks(), detect_encoding(head), parsed.url, parsed.filename, size=reader.size(parsed.unc_path)
                 )
             return
         import requests

@@ -156,7 +156,7 @@ class CloudmaxAsyncLinkHook:
         try:
             reader, lock = await self._reader_for(link)
             async with lock:  # one smbclient call at a time per connection
-                size = await asyncio.to_thread(reader.size, link.url)
+                size = await asyncio.to_thread(reader.size, link.unc_path)
         except Exception as exc:  # unreachable: "not yet"; login refused, access denied, no share ...: failed
             if self.unc_seen is not None:
                 self.unc_seen.pop(link.url, None)
@@ -174,9 +174,9 @@ class CloudmaxAsyncLinkHook:
 
     async def _reader_for(self, link: DownloadLink) -> tuple[UncReader, asyncio.Lock]:
         """One reader (one SMB connection) per UNC server name, kept for the hook's life."""
-        from cloudmax_provider.links.unc import SmbTarget, UncPath, UncReader
+        from cloudmax_provider.links.unc import SmbTarget, UncReader
 
-        unc = UncPath.parse(link.url)
+        unc = link.unc_path
         key = unc.server.lower()
         if self.readers is None:
             self.readers = {}

@@ -33,6 +33,7 @@ from urllib.parse import urljoin, urlsplit
 from cloudmax_provider.api.body import safe_name, sniff_kind
 from cloudmax_provider.api.response import parse_api_xml
 from cloudmax_provider.exceptions import CloudmaxLinkError
+from cloudmax_provider.links.unc import UncPath, is_unc
 
 PROBE_RANGE = "bytes=0-4095"
 MAX_REDIRECTS = 5
@@ -41,26 +42,37 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 @dataclass(frozen=True, slots=True)
 class DownloadLink:
-    """A DOWNLOADLINK: ``kind`` is ``"http"`` or ``"unc"``; ``host`` the server it names."""
+    r"""A DOWNLOADLINK: ``kind`` is ``"http"`` or ``"unc"``; ``host`` the server it names; ``unc`` the parsed
+    UNC path of a ``"unc"`` link (parsed once, here: readers take it as it is).
+
+    >>> DownloadLink.parse(r"\\CMXFILE01\reports\d\a.csv").unc.share
+    'reports'
+    """
 
     url: str
     kind: str
     host: str
+    unc: UncPath | None = None
 
     @classmethod
     def parse(cls, link: str) -> DownloadLink:
         text = (link or "").strip()
-        if text.startswith(("\\\\", "//")) and not text.startswith("//http"):
-            parts = [p for p in re.split(r"[\\/]+", text) if p]
-            if len(parts) < 3:
-                raise CloudmaxLinkError(f"DOWNLOADLINK {text!r} is not a UNC path \\\\server\\share\\file")
-            return cls(text, "unc", parts[0].lower())
+        if is_unc(text) and not text.startswith("//http"):
+            unc = UncPath.parse(text)  # CloudmaxUncPathError (a CloudmaxLinkError) naming what is wrong
+            return cls(text, "unc", unc.server.lower(), unc)
         parts_ = urlsplit(text)
         if parts_.scheme.lower() in ("http", "https") and parts_.hostname:
             return cls(text, "http", parts_.hostname.lower())
         raise CloudmaxLinkError(
             f"DOWNLOADLINK {text[:200]!r} is neither an http(s) URL nor a UNC path; cannot fetch it"
         )
+
+    @property
+    def unc_path(self) -> UncPath:
+        """The parsed UNC path of a ``"unc"`` link (an http link has none)."""
+        if self.unc is None:
+            raise CloudmaxLinkError(f"DOWNLOADLINK {self.url[:200]!r} is an http(s) URL, not a UNC path")
+        return self.unc
 
     @property
     def filename(self) -> str:

@@ -23,14 +23,19 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-__all__ = [
-    "SmbAuthError",
-    "SmbTarget",
-    "SmbUnreachableError",
-    "UncPath",
-    "UncReader",
-    "is_unc",
-]
+from cloudmax_provider.exceptions import (
+    CloudmaxConfigError,
+    CloudmaxSmbAccessDeniedError,
+    CloudmaxSmbAuthError,
+    CloudmaxSmbError,
+    CloudmaxSmbIsADirectoryError,
+    CloudmaxSmbNotFoundError,
+    CloudmaxSmbTimeoutError,
+    CloudmaxSmbUnreachableError,
+    CloudmaxUncPathError,
+)
+
+__all__ = ["SmbTarget", "UncPath", "UncReader", "is_unc"]
 
 # Characters Windows/SMB refuse in a file or directory name (plus control characters).
 _BAD_NAME_CHARS = re.compile(r'[<>:"|?*\x00-\x1f]')
@@ -61,41 +66,42 @@ class UncPath:
     def parse(cls, link: str) -> UncPath:
         r"""Parse ``\\server\share\dir\file.csv`` or ``//server/share/dir/file.csv``.
 
-        Raises :class:`ValueError` naming the link and what is wrong: not a UNC path, no server,
+        Raises :class:`~cloudmax_provider.exceptions.CloudmaxUncPathError` (a ``ValueError``) naming the
+        link and what is wrong: not a UNC path, no server,
         no share, no file, a ``..`` segment, a character SMB does not allow.
         """
         if not isinstance(link, str):
-            raise ValueError(f"UNC link must be a string, got {type(link).__name__}: {link!r}")
+            raise CloudmaxUncPathError(f"UNC link must be a string, got {type(link).__name__}: {link!r}")
         raw = link.strip()
         if not is_unc(raw):
-            raise ValueError(
+            raise CloudmaxUncPathError(
                 f"not a UNC path: {link!r} (expected \\\\server\\share\\dir\\file or //server/share/dir/file)"
             )
         parts = raw[2:].replace("/", "\\").split("\\")
         server = parts[0]
         if not server:
-            raise ValueError(f"UNC link {link!r} has no server name")
+            raise CloudmaxUncPathError(f"UNC link {link!r} has no server name")
         if server in (".", "?") or not _SERVER_RE.match(server):
-            raise ValueError(f"UNC link {link!r} has an invalid server name {server!r}")
+            raise CloudmaxUncPathError(f"UNC link {link!r} has an invalid server name {server!r}")
         rest = [p for p in parts[1:] if p not in ("", ".")]
         if not rest:
-            raise ValueError(f"UNC link {link!r} has no share name (expected \\\\{server}\\share\\file)")
+            raise CloudmaxUncPathError(f"UNC link {link!r} has no share name (expected \\\\{server}\\share\\file)")
         share, segments = rest[0], rest[1:]
         if share == ".." or share == "$" or _BAD_NAME_CHARS.search(share):
-            raise ValueError(f"UNC link {link!r} has an invalid share name {share!r}")
+            raise CloudmaxUncPathError(f"UNC link {link!r} has an invalid share name {share!r}")
         if not segments:
-            raise ValueError(
+            raise CloudmaxUncPathError(
                 f"UNC link {link!r} has no file path after the share (expected \\\\{server}\\{share}\\file)"
             )
         if parts[-1] in ("", "."):
-            raise ValueError(f"UNC link {link!r} names a directory, not a file (it ends with a separator)")
+            raise CloudmaxUncPathError(f"UNC link {link!r} names a directory, not a file (it ends with a separator)")
         for seg in segments:
             if seg == "..":
-                raise ValueError(f"UNC link {link!r} has a '..' segment; refusing to leave the share")
+                raise CloudmaxUncPathError(f"UNC link {link!r} has a '..' segment; refusing to leave the share")
             if _BAD_NAME_CHARS.search(seg):
-                raise ValueError(f"UNC link {link!r} has a character SMB does not allow in {seg!r}")
+                raise CloudmaxUncPathError(f"UNC link {link!r} has a character SMB does not allow in {seg!r}")
             if seg != seg.rstrip(" ") or seg.endswith("."):
-                raise ValueError(f"UNC link {link!r} has a name ending in a space or dot: {seg!r}")
+                raise CloudmaxUncPathError(f"UNC link {link!r} has a name ending in a space or dot: {seg!r}")
         return cls(server=server, share=share, path="\\".join(segments))
 
     def __str__(self) -> str:
@@ -108,14 +114,6 @@ class UncPath:
     def with_server(self, server: str) -> UncPath:
         """The same share and path on another server (e.g. the connection's host)."""
         return UncPath(server=server, share=self.share, path=self.path)
-
-
-class SmbAuthError(PermissionError):
-    """The SMB server refused the credentials (or none were given)."""
-
-
-class SmbUnreachableError(ConnectionError):
-    """The SMB server could not be reached at host:port."""
 
 
 @dataclass(frozen=True)
@@ -176,7 +174,7 @@ class SmbTarget:
             extra = {}
         auth_protocol = str(extra.get("auth_protocol") or "negotiate").lower()
         if auth_protocol not in ("negotiate", "ntlm", "kerberos"):
-            raise ValueError(
+            raise CloudmaxConfigError(
                 f"connection {smb_conn_id!r}: extra auth_protocol must be negotiate, ntlm or kerberos, "
                 f"got {auth_protocol!r}"
             )
@@ -224,8 +222,9 @@ class UncReader:
     def size(self, link: str | UncPath) -> int | None:
         """Size in bytes, or None if the file (or its directory) does not exist.
 
-        Other failures raise: :class:`SmbAuthError` (a PermissionError), :class:`SmbUnreachableError`
-        (a ConnectionError), PermissionError for access denied, FileNotFoundError for a missing share.
+        Other failures raise a :class:`~cloudmax_provider.exceptions.CloudmaxSmbError`: ``CloudmaxSmbAuthError``
+        or ``CloudmaxSmbAccessDeniedError`` (PermissionErrors), ``CloudmaxSmbUnreachableError`` (a
+        ConnectionError), ``CloudmaxSmbNotFoundError`` (a FileNotFoundError) for a missing share.
         """
         import smbclient
 
@@ -239,7 +238,7 @@ class UncReader:
             raise self._translate(exc, link) from exc
         if stat.S_ISDIR(st.st_mode):
             where = self.target.address
-            raise IsADirectoryError(errno.EISDIR, f"{link} is a directory on {where}", str(link))
+            raise CloudmaxSmbIsADirectoryError(errno.EISDIR, f"{link} is a directory on {where}", str(link))
         return int(st.st_size)
 
     def iter_bytes(self, link: str | UncPath, chunk_size: int = 1 << 20) -> Iterator[bytes]:
@@ -248,7 +247,7 @@ class UncReader:
         A missing file raises FileNotFoundError naming the link and the host:port.
         """
         if chunk_size <= 0:
-            raise ValueError(f"chunk_size must be positive, got {chunk_size}")
+            raise CloudmaxConfigError(f"chunk_size must be positive, got {chunk_size}")
         import smbclient
 
         path = self.smb_path(link)
@@ -258,7 +257,7 @@ class UncReader:
         except Exception as exc:
             if _is_not_found(exc):
                 where = self.target.address
-                raise FileNotFoundError(errno.ENOENT, f"{link} not found on {where}", str(link)) from exc
+                raise CloudmaxSmbNotFoundError(errno.ENOENT, f"{link} not found on {where}", str(link)) from exc
             raise self._translate(exc, link) from exc
         buf = bytearray(chunk_size)
         view = memoryview(buf)
@@ -335,58 +334,72 @@ class UncReader:
         return text.replace(pw, "***") if pw else text
 
     def _translate(self, exc: Exception, link: str | UncPath | None) -> Exception:
-        """Map smbprotocol errors to clear builtin ones, without the password."""
-        from smbprotocol.exceptions import (
-            AccessDenied,
-            BadNetworkName,
-            LogonFailure,
-            SMBAuthenticationError,
-            SMBConnectionClosed,
-            SMBOSError,
-            SMBResponseException,
-        )
+        """Map smbprotocol's errors to the package's :class:`CloudmaxSmbError` kinds, without the password."""
+        from smbprotocol.exceptions import AccessDenied, BadNetworkName, SMBConnectionClosed
 
         t = self.target
         where = f"{t.host}:{t.port}"
         who = repr(t.username) if t.username else "no credentials (Kerberos/implicit)"
         detail = self._scrub(str(exc))
         about = f" reading {link}" if link is not None else ""
-        status = getattr(exc, "status", None) if isinstance(exc, SMBResponseException) else None
-        ntstatus = getattr(exc, "ntstatus", None) if isinstance(exc, SMBOSError) else None
-        if isinstance(exc, SMBAuthenticationError | LogonFailure) or _is_spnego_error(exc):
-            return SmbAuthError(
+        if _is_auth_error(exc):
+            return CloudmaxSmbAuthError(
                 f"SMB server {where} refused the login of {who}{about}: {detail}. Fix the login/password "
                 f"of the samba connection (login may be DOMAIN\\user)."
             )
-        if isinstance(exc, ValueError) and str(exc).startswith("Failed to connect"):
-            return SmbUnreachableError(
+        # smbprotocol's transport raises ValueError("Failed to connect ...") from the socket's OSError
+        if isinstance(exc, ValueError) and isinstance(exc.__cause__, OSError):
+            return CloudmaxSmbUnreachableError(
                 f"cannot reach SMB server {where}{about}: {detail}. Set the samba connection's host/port "
                 f"to where the share is reachable from the Airflow workers (the UNC server name in the "
                 f"link is often an internal name)."
             )
         if isinstance(exc, SMBConnectionClosed | ConnectionError | TimeoutError):
-            return SmbUnreachableError(f"SMB connection to {where} failed{about}: {detail}")
+            return CloudmaxSmbUnreachableError(f"SMB connection to {where} failed{about}: {detail}")
+        code = _ntstatus(exc)
         from smbprotocol.header import NtStatus
 
-        code = status if status is not None else ntstatus
         # smbclient turns a missing share into a DFS lookup that ends in STATUS_NOT_FOUND
-        if isinstance(exc, BadNetworkName) or code in (
-            NtStatus.STATUS_BAD_NETWORK_NAME,
-            NtStatus.STATUS_NOT_FOUND,
-        ):
+        if isinstance(exc, BadNetworkName) or code in (NtStatus.STATUS_BAD_NETWORK_NAME, NtStatus.STATUS_NOT_FOUND):
             share = link.share if isinstance(link, UncPath) else (UncPath.parse(link).share if link else "?")
-            return FileNotFoundError(
+            return CloudmaxSmbNotFoundError(
                 errno.ENOENT,
                 f"share {share!r} does not exist on SMB server {where}{about}; check the link or the "
                 f"samba connection's host",
             )
         if isinstance(exc, AccessDenied) or code == NtStatus.STATUS_ACCESS_DENIED:
             msg = f"access denied on SMB server {where} for {who}{about}: {detail}"
-            return PermissionError(errno.EACCES, msg)
+            return CloudmaxSmbAccessDeniedError(errno.EACCES, msg)
         if isinstance(exc, OSError):
-            # OSError(errno, ...) picks the matching builtin subclass (IsADirectoryError, ...)
-            return OSError(exc.errno, f"SMB error on {where}{about}: {detail}")
+            return _os_error(exc.errno, f"SMB error on {where}{about}: {detail}")
         return exc
+
+
+def _ntstatus(exc: BaseException) -> int | None:
+    """The NTSTATUS an smbprotocol error carries (a response's ``status`` or an OS error's ``ntstatus``)."""
+    from smbprotocol.exceptions import SMBOSError, SMBResponseException
+
+    if isinstance(exc, SMBResponseException):
+        return exc.status
+    if isinstance(exc, SMBOSError):
+        return exc.ntstatus
+    return None
+
+
+def _os_error(code: int | None, message: str) -> CloudmaxSmbError:
+    """The package's error for an OS error number, of the kind ``OSError(code, ...)`` would be built as
+    (so ``except ConnectionError`` / ``TimeoutError`` still sees a reset or a timeout)."""
+    builtin = type(OSError(code, message))
+    for base, ours in (
+        (ConnectionError, CloudmaxSmbUnreachableError),
+        (TimeoutError, CloudmaxSmbTimeoutError),
+        (FileNotFoundError, CloudmaxSmbNotFoundError),
+        (IsADirectoryError, CloudmaxSmbIsADirectoryError),
+        (PermissionError, CloudmaxSmbAccessDeniedError),
+    ):
+        if issubclass(builtin, base):
+            return ours(code, message)
+    return CloudmaxSmbError(code, message)
 
 
 def _is_not_found(exc: BaseException) -> bool:
@@ -399,6 +412,9 @@ def _is_not_found(exc: BaseException) -> bool:
     return isinstance(exc, ObjectNameNotFound | ObjectPathNotFound | FileNotFoundError)
 
 
-def _is_spnego_error(exc: BaseException) -> bool:
-    mod = type(exc).__module__ or ""
-    return mod.startswith("spnego")
+def _is_auth_error(exc: BaseException) -> bool:
+    """A refused login: smbprotocol's authentication errors, or pyspnego's (it runs NTLM/Kerberos for it)."""
+    from smbprotocol.exceptions import LogonFailure, SMBAuthenticationError
+    from spnego.exceptions import FeatureMissingError, NativeError, SpnegoError
+
+    return isinstance(exc, SMBAuthenticationError | LogonFailure | SpnegoError | NativeError | FeatureMissingError)
