@@ -159,6 +159,12 @@ class SmbTarget:
         unc = link if isinstance(link, UncPath) else UncPath.parse(link)
         if smb_conn_id is None:
             return cls(host=unc.server)
+        # Read here rather than through the samba provider's SambaHook, which cannot keep these behaviours:
+        # its host is the connection's only (here an empty host falls back to the link's server, and an
+        # ``smb://`` prefix or slashes are dropped); it passes no ``encrypt``, ``require_signing`` or
+        # connection timeout to smbclient; its exit disconnects each cached connection and raises on a dead
+        # one (UncReader resets its cache without failing, so the read's own error is the one reported);
+        # and its bad ``auth_protocol`` is a plain ValueError, not a CloudmaxConfigError naming the connection.
         from airflow.providers.common.compat.sdk import BaseHook
 
         conn = BaseHook.get_connection(smb_conn_id)
