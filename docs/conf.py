@@ -61,9 +61,11 @@ import tempfile as _tempfile
 
 _os.environ.setdefault("AIRFLOW_HOME", _tempfile.mkdtemp(prefix="cloudmax-doctest-"))
 # the names of every module whose docstrings hold examples (tests/test_doctests.py runs each in its own namespace)
-for _name in ("errors", "reports", "request", "response", "retry", "partitions", "windows", "links", "readiness",
-              "unc", "templating", "compat", "destinations", "chunks", "hooks.cloudmax", "testing.emulator.cli",
-              "arrow_typing"):
+for _name in ("exceptions", "api.catalog", "api.request", "api.body", "api.response", "api.retry",
+              "windows.partitions", "windows.window", "links.download_link", "links.readiness", "links.unc",
+              "utils.templating", "utils.compat", "landing.destinations", "windows.chunks", "hooks.cloudmax",
+              "testing.emulator.cli", "formats.encoding", "formats.row_counter", "formats.cells",
+              "formats.arrow_typing"):
     _module = _importlib.import_module("cloudmax_provider." + _name)
     globals().update({k: v for k, v in vars(_module).items() if not k.startswith("__")})
 """

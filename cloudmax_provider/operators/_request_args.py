@@ -89,7 +89,10 @@ class ReportRequestArgs:
             check_literal_window(self.start_time, self.end_time)
         part = None
         if is_literal(self.report_part_id):
-            part = get_report_part(self.report_part_id)
+            try:
+                part = get_report_part(self.report_part_id)
+            except CloudmaxConfigError as exc:  # a DAG import error names the file only: name the task too
+                raise CloudmaxConfigError(f"task {self.task_id}: {exc}") from None
         if is_literal(self.launch_ids):
             parse_launch_ids(self.launch_ids)
         if is_literal(self.columns):
