@@ -38,9 +38,7 @@ def _request_links(spec: dict[str, Any]) -> dict[str, Any]:
         assert len(batch) == len(ids), (len(batch), len(ids))
         links += batch
         time.sleep(gap)
-    trigger = CloudmaxDownloadLinkTrigger.for_connection(
-        links[:1], hook.settings, smb_conn_id=None, poll_interval=poll, deadline=None
-    )
+    trigger = CloudmaxDownloadLinkTrigger.for_hook(links[:1], hook, poll_interval=poll, deadline=None)
     _, kwargs = trigger.serialize()  # what the sensor hands the triggerer: primitives only
     del kwargs["links"], kwargs["deadline"]
     Path(spec["links_file"]).write_text(json.dumps({"links": links, "trigger_kwargs": kwargs}))

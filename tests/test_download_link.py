@@ -69,6 +69,12 @@ def emu(cloudmax_emulator: CloudmaxEmulator, monkeypatch: pytest.MonkeyPatch) ->
     return cloudmax_emulator
 
 
+def set_connection(emu: CloudmaxEmulator, monkeypatch: pytest.MonkeyPatch, **extra: Any) -> None:
+    """Change ``cloudmax_default`` (the emulator) to have these extras."""
+    conn = {"conn_type": "cloudmax", "host": emu.base_url, "login": "demo", "password": "demo-password", "extra": extra}
+    monkeypatch.setenv("AIRFLOW_CONN_CLOUDMAX_DEFAULT", json.dumps(conn))
+
+
 def request_links(launch_ids: list[int] | None = None, response_mode: int = 1) -> list[str]:
     hook = CloudmaxHook("cloudmax_default")
     return hook.request_links(
@@ -102,13 +108,10 @@ def run_sensor(
 
 def trigger_for(links: list[str], emu: CloudmaxEmulator, **kwargs: Any) -> CloudmaxDownloadLinkTrigger:
     args: dict[str, Any] = {
-        "api_host": "127.0.0.1",
-        "allowed_link_hosts": [],
+        "cloudmax_conn_id": "cloudmax_default",  # the emulator's connection (the emu fixture)
         "smb_conn_id": None,
         "poll_interval": 0.25,
         "deadline": time.time() + 10,
-        "verify": True,
-        "request_timeout": 5.0,
     }
     args.update(kwargs)
     return CloudmaxDownloadLinkTrigger(links=links, **args)
@@ -323,14 +326,12 @@ def test_host_not_allowed_fails_without_a_request(
 def test_trigger_serialize_round_trips_primitives() -> None:
     trigger = CloudmaxDownloadLinkTrigger(
         links=["http://h/a.csv", r"\\CMXFILE01\reports\x\b.csv"],
-        api_host="h",
-        allowed_link_hosts=["*.example.com"],
+        cloudmax_conn_id="cmx",
         smb_conn_id="smb",
         poll_interval=1.5,
         deadline=1_900_000_000.25,
-        verify="/etc/ca.pem",
-        request_timeout=9,
         unc_stable_checks=3,
+        attempts=2,
     )
     classpath, kwargs = trigger.serialize()
     assert classpath == "cloudmax_provider.triggers.download_link.CloudmaxDownloadLinkTrigger"
@@ -338,6 +339,18 @@ def test_trigger_serialize_round_trips_primitives() -> None:
     again = CloudmaxDownloadLinkTrigger(**kwargs)
     assert again.serialize() == (classpath, kwargs)
     assert kwargs["links"][1] == r"\\CMXFILE01\reports\x\b.csv" and kwargs["deadline"] == 1_900_000_000.25
+    # the connection is read when the trigger runs: no host, TLS or retry setting of it is carried
+    assert set(kwargs) == {
+        "links",
+        "cloudmax_conn_id",
+        "smb_conn_id",
+        "poll_interval",
+        "deadline",
+        "unc_stable_checks",
+        "unc_stable_seconds",
+        "unc_seen",
+        "attempts",
+    }
 
 
 def test_trigger_success_after_delay(emu: CloudmaxEmulator) -> None:
@@ -368,17 +381,25 @@ def test_trigger_timeout_is_exact_and_polls_without_spinning(emu: CloudmaxEmulat
     assert links[0] in payload["message"]
 
 
-def test_trigger_refused_host_fails_without_a_request(emu: CloudmaxEmulator) -> None:
+def test_trigger_refused_host_fails_without_a_request(emu: CloudmaxEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
     links = request_links()
     emu.clear_log()
     evil = links[0].replace("127.0.0.1", "localhost")
+    deferred = trigger_for([evil], emu)  # serialized before the connection is fixed, as a deferred task's is
     payload = run_trigger(trigger_for([links[0], evil], emu))
     assert payload["status"] == "failed"
     assert "not the API host" in payload["message"] and evil in payload["message"]
     assert emu.requests == []
-    # the same host becomes fine once the connection allows it
-    payload = run_trigger(trigger_for([evil], emu, allowed_link_hosts=["local*"]))
+    # the same host becomes fine once the connection allows it: the trigger reads the connection when it runs
+    set_connection(emu, monkeypatch, allowed_link_hosts=["local*"])
+    payload = run_trigger(CloudmaxDownloadLinkTrigger(**deferred.serialize()[1]))
     assert payload["status"] == "success"
+
+
+def test_trigger_with_a_missing_connection_fails_with_its_name(emu: CloudmaxEmulator) -> None:
+    payload = run_trigger(trigger_for(request_links(), emu, cloudmax_conn_id="cloudmax_gone"))
+    assert payload["status"] == "failed"
+    assert "'cloudmax_gone' is not defined" in payload["message"] and "conn type 'cloudmax'" in payload["message"]
 
 
 def test_trigger_403_and_error_pages_fail(emu: CloudmaxEmulator) -> None:
@@ -403,7 +424,7 @@ def test_trigger_network_errors_and_5xx_are_pending(emu: CloudmaxEmulator) -> No
     links = request_links()
     dead = f"http://127.0.0.1:{free_port()}/WebAPI/ReportFiles/x/r.csv"  # nothing listens there
     emu.settings.fault_paths, emu.settings.fail_with, emu.settings.fail_first = "links", 503, 3
-    payload = run_trigger(trigger_for([links[0], dead], emu, poll_interval=0.1, deadline=time.time() + 1.0))
+    payload = run_trigger(trigger_for([links[0], dead], emu, poll_interval=0.1, deadline=time.time() + 1.0, attempts=1))
     assert payload["status"] == "timeout"
     by_link = {d["link"]: d for d in payload["links"]}
     assert by_link[links[0]]["state"] == "ready"  # three 503s were only "not yet"
@@ -416,7 +437,7 @@ def test_trigger_retries_resets_within_a_round_with_the_one_policy(emu: Cloudmax
     emu.settings.fault_paths, emu.settings.fail_with, emu.settings.fail_first = "links", "reset", 2
     # A second round would start an hour later: the event within 120 s is the first round's (an event, not a
     # stopwatch: a loaded machine is slower, never an hour slower).
-    trigger = trigger_for(links, emu, poll_interval=3600.0, retries=3, retry_min_wait=0.05, retry_max_wait=0.1)
+    trigger = trigger_for(links, emu, poll_interval=3600.0, attempts=3)  # the connection: 0.05-0.2 s waits
     payload = asyncio.run(asyncio.wait_for(first_event(trigger), timeout=120))
     assert payload["status"] == "success"
     assert len(emu.link_requests) == 3  # reset, reset, ready: all in the first round
@@ -434,9 +455,7 @@ def test_thousand_links_on_one_event_loop(emu: CloudmaxEmulator) -> None:
 
     async def main() -> list[dict[str, Any]]:
         deadline = time.time() + 60
-        triggers = [
-            trigger_for([link], emu, poll_interval=0.5, deadline=deadline, request_timeout=30) for link in links
-        ]
+        triggers = [trigger_for([link], emu, poll_interval=0.5, deadline=deadline) for link in links]
         return await asyncio.gather(*(first_event(t) for t in triggers))
 
     started = time.monotonic()
@@ -531,11 +550,14 @@ def test_smb_growing_file_is_ready_only_once_stable(smb_emu: CloudmaxEmulator, s
     assert run_trigger(denied)["status"] == "failed"
 
 
-def test_trigger_follows_redirects_only_to_allowed_hosts(emu: CloudmaxEmulator) -> None:
+def test_trigger_follows_redirects_only_to_allowed_hosts(
+    emu: CloudmaxEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     links = request_links()
     emu.settings.link_redirect_to = emu.base_url.replace("127.0.0.1", "localhost")
     payload = run_trigger(trigger_for(links, emu))
     assert payload["status"] == "failed" and "allowed_link_hosts" in payload["message"]
-    payload = run_trigger(trigger_for(links, emu, allowed_link_hosts=["localhost"]))
+    set_connection(emu, monkeypatch, allowed_link_hosts=["localhost"])
+    payload = run_trigger(trigger_for(links, emu))
     assert payload["status"] == "success"
     assert any(r.query.get("hop") == "1" for r in emu.link_requests)

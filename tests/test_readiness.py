@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from airflow.models.connection import Connection
 
+from cloudmax_provider.api.connection import CloudmaxSettings
 from cloudmax_provider.exceptions import CloudmaxLinkError
 from cloudmax_provider.hooks.cloudmax import CloudmaxHook
 from cloudmax_provider.links.download_link import MAX_REDIRECTS, LinkProbe, LinkState
@@ -111,14 +113,7 @@ def wait_async(links: list[str], timeout: float, smb_conn_id: str | None) -> Ans
     """The trigger's rounds (the async hook), with the same connection, until its one event."""
     hook = CloudmaxHook("cloudmax_default", smb_conn_id=smb_conn_id)
     hook.unc_stable_seconds = STABLE_SECONDS
-    trigger = CloudmaxDownloadLinkTrigger.for_connection(
-        links,
-        hook.settings,
-        smb_conn_id=smb_conn_id,
-        poll_interval=POLL,
-        deadline=time.time() + timeout,
-        stability=hook.stability,
-    )
+    trigger = CloudmaxDownloadLinkTrigger.for_hook(links, hook, poll_interval=POLL, deadline=time.time() + timeout)
 
     async def run() -> dict[str, Any]:
         events = [event async for event in trigger.run()]
@@ -517,15 +512,7 @@ def test_the_trigger_starts_from_the_sensors_sizes(smb_emu: CloudmaxEmulator, sa
     hook = CloudmaxHook("cloudmax_default", smb_conn_id="smb_ready")
     hook.unc_stable_seconds = 0.0
     hook.unc_seen[link] = SizeSeen(5, time.time() - 1)
-    trigger = CloudmaxDownloadLinkTrigger.for_connection(
-        [link],
-        hook.settings,
-        smb_conn_id="smb_ready",
-        poll_interval=30,
-        deadline=time.time() + 20,
-        stability=hook.stability,
-        unc_seen=hook.unc_seen,
-    )
+    trigger = CloudmaxDownloadLinkTrigger.for_hook([link], hook, poll_interval=30, deadline=time.time() + 20)
     _, kwargs = trigger.serialize()
     assert json.loads(json.dumps(kwargs)) == kwargs and kwargs["unc_seen"] == {link: [5, hook.unc_seen[link].since, 1]}
     again = CloudmaxDownloadLinkTrigger(**kwargs)
@@ -543,10 +530,9 @@ def test_the_trigger_starts_from_the_sensors_sizes(smb_emu: CloudmaxEmulator, sa
 
 def test_the_trigger_schedules_a_round_when_a_size_could_be_stable() -> None:
     """A settling UNC file brings the next round forward to when it could be found stable (no spin)."""
-    trigger = CloudmaxDownloadLinkTrigger(
-        links=[r"\\srv\share\r.csv"], api_host="h", poll_interval=30, unc_stable_seconds=2.0
-    )
-    hook = trigger._hook()
+    trigger = CloudmaxDownloadLinkTrigger(links=[r"\\srv\share\r.csv"], poll_interval=30, unc_stable_seconds=2.0)
+    conn = Connection(conn_id="cmx", conn_type="cloudmax", host="https://h", login="demo", password="pw-12345")
+    hook = trigger._hook(CloudmaxSettings.from_connection(conn))
     hook.unc_seen = {r"\\srv\share\r.csv": SizeSeen(5, time.time())}
     probes = {r"\\srv\share\r.csv": LinkProbe(r"\\srv\share\r.csv", LinkState.PENDING, 5)}
 

@@ -45,10 +45,9 @@ def no_log_capture(caplog: pytest.LogCaptureFixture) -> None:
 
 def trigger(links: list[str], **kwargs: Any) -> CloudmaxDownloadLinkTrigger:
     args: dict[str, Any] = {
-        "api_host": "127.0.0.1",
+        "cloudmax_conn_id": "cloudmax_default",  # the emulator's connection (the emu fixture)
         "poll_interval": 0.2,
         "deadline": time.time() + 20,
-        "request_timeout": 5.0,
         **kwargs,
     }
     return CloudmaxDownloadLinkTrigger(links=links, **args)
@@ -155,11 +154,13 @@ class RangeIgnoringServer:
         self.thread.join(5)
 
 
-def test_a_server_ignoring_range_is_not_drained():
+def test_a_server_ignoring_range_is_not_drained(monkeypatch):
     """The probe reads 4 KiB and drops the connection: neither the body nor the trigger's memory grows."""
     import tracemalloc
 
     server = RangeIgnoringServer()
+    conn = {"conn_type": "cloudmax", "host": f"http://127.0.0.1:{server.port}", "login": "demo", "password": "pw"}
+    monkeypatch.setenv("AIRFLOW_CONN_CLOUDMAX_DEFAULT", json.dumps(conn))
     try:
         tracemalloc.start()
         result = asyncio.run(payload(trigger([f"http://127.0.0.1:{server.port}/WebAPI/ReportFiles/x/r.csv"])))
@@ -259,16 +260,18 @@ async def cancel(tasks: list[asyncio.Task[Any]]) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def test_a_waiting_trigger_does_not_grow_with_its_rounds(emu, no_log_capture):
+def test_a_waiting_trigger_does_not_grow_with_its_rounds(emu, no_log_capture, monkeypatch):
     """Round after round a waiting trigger holds the same: nothing is kept per probe.
 
     (aiohttp arms a timer of ``request_timeout`` for each request and cancels it when the request is done;
     asyncio keeps a cancelled timer in its heap until its moment: a short request_timeout keeps that steady.)
     """
     [link] = not_ready_links(emu, 1)
+    conn = {"conn_type": "cloudmax", "host": emu.base_url, "login": "demo", "password": "pw", "extra": {"timeout": 0.5}}
+    monkeypatch.setenv("AIRFLOW_CONN_CLOUDMAX_SHORT", json.dumps(conn))
 
     async def main() -> list[int]:
-        one = trigger([link], poll_interval=0.05, deadline=time.time() + 60, request_timeout=0.5)
+        one = trigger([link], cloudmax_conn_id="cloudmax_short", poll_interval=0.05, deadline=time.time() + 60)
         waiting = [asyncio.create_task(payload(one))]
         try:
             await probed(emu, 20)

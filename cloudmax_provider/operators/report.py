@@ -412,14 +412,9 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
 
         self.log.info("Deferring until %d DOWNLOADLINK file(s) exist", pending)
         self.defer(
-            trigger=CloudmaxDownloadLinkTrigger.for_connection(
-                links,
-                hook.settings,
-                smb_conn_id=self.smb_conn_id,
-                poll_interval=self.poll_interval,
-                deadline=deadline,
-                stability=hook.stability,
-                unc_seen=hook.unc_seen,  # the sizes this check saw: the trigger decides at its next round
+            # the connection ids and the sizes this check saw: the trigger reads the connection when it runs
+            trigger=CloudmaxDownloadLinkTrigger.for_hook(
+                links, hook, poll_interval=self.poll_interval, deadline=deadline
             ),
             method_name="execute_complete",
             kwargs={"links": list(links)},

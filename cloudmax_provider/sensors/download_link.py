@@ -133,17 +133,13 @@ class CloudmaxDownloadLinkSensor(BaseSensorOperator):
             raise
         if isinstance(done, PokeReturnValue) and done.is_done:
             return done.xcom_value
-        settings = self.hook.settings
         deadline = started + float(self.timeout)
         self.defer(
-            trigger=_trigger_class().for_connection(
+            trigger=_trigger_class().for_hook(
                 [link.url for link in self._links()],
-                settings,
-                smb_conn_id=self.smb_conn_id,
+                self.hook,
                 poll_interval=float(self.poke_interval),
                 deadline=deadline,
-                stability=self.hook.stability,
-                unc_seen=self.hook.unc_seen,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=max(0.0, deadline - time.time())),

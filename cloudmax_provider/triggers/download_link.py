@@ -24,8 +24,7 @@ Example::
 
     trigger = CloudmaxDownloadLinkTrigger(
         links=["https://api.itpison.com/WebAPI/ReportFiles/abc/Report.csv"],
-        api_host="api.itpison.com", allowed_link_hosts=[], smb_conn_id=None,
-        poll_interval=30, deadline=time.time() + 3600, verify=True, request_timeout=60,
+        cloudmax_conn_id="cloudmax_default", poll_interval=30, deadline=time.time() + 3600,
     )
 """
 
@@ -42,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from cloudmax_provider.api.connection import CloudmaxSettings
 from cloudmax_provider.api.retry import RetrySettings
 from cloudmax_provider.exceptions import CloudmaxError
 from cloudmax_provider.hooks.cloudmax_async import PROBE_BYTES, CloudmaxAsyncLinkHook
@@ -51,7 +51,7 @@ from cloudmax_provider.links.readiness import SizeSeen, StabilityRule
 if TYPE_CHECKING:
     import aiohttp
 
-    from cloudmax_provider.api.connection import CloudmaxSettings
+    from cloudmax_provider.hooks.cloudmax import CloudmaxHook
 #: Shortest pause between two rounds, whatever ``poll_interval`` says (a trigger never spins).
 MIN_POLL_INTERVAL = 0.05
 #: No per-trigger limit (a round probing one link).
@@ -61,18 +61,21 @@ _NO_LIMIT = contextlib.nullcontext()
 class CloudmaxDownloadLinkTrigger(BaseTrigger):
     """Fire once every link is ready (``success``), one fails (``failed``) or ``deadline`` passes (``timeout``).
 
+    It serializes the connection ids and a few primitives only; the ``cloudmax`` connection (link hosts, TLS,
+    timeout, retry policy) and the ``samba`` one are read when the trigger runs, so a connection fixed while
+    a task is deferred reaches it.
+
     :param links: DOWNLOADLINKs (http(s) URLs and/or UNC paths).
-    :param api_host: the Report.aspx host; http links to it are always allowed.
-    :param allowed_link_hosts: other hosts whose links may be fetched (``*.example.com`` allowed).
+    :param cloudmax_conn_id: the ``cloudmax`` connection: its host (http links to it are always allowed),
+        ``allowed_link_hosts``, ``verify``, ``timeout`` (one probe) and retry extras.
     :param smb_conn_id: Airflow ``samba`` connection for UNC links.
     :param poll_interval: seconds between two rounds of probes.
     :param deadline: epoch seconds; the ``timeout`` event fires at that moment (None: wait forever).
-    :param verify: TLS verification (bool) or a CA bundle path.
-    :param request_timeout: seconds allowed for one probe.
     :param unc_stable_checks: consecutive equal sizes (> 0) that make a UNC file ready ...
     :param unc_stable_seconds: ... when the first of them is at least this many seconds old.
     :param unc_seen: UNC observations made before the trigger (the sensor's first poke):
         ``{link: [size, since, checks]}`` (:meth:`~cloudmax_provider.links.readiness.SizeSeen.to_list`).
+    :param attempts: attempts per probe on a network error; ``None`` (default): the connection's ``attempts``.
     """
 
     #: Probes in flight at once, per trigger.
@@ -82,36 +85,28 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
         self,
         *,
         links: list[str],
-        api_host: str,
-        allowed_link_hosts: list[str] | None = None,
+        cloudmax_conn_id: str = "cloudmax_default",
         smb_conn_id: str | None = None,
         poll_interval: float = 30.0,
         deadline: float | None = None,
-        verify: bool | str = True,
-        request_timeout: float = 60.0,
         unc_stable_checks: int = 2,
         unc_stable_seconds: float = 1.0,
         unc_seen: dict[str, list[float]] | None = None,
-        retries: int = 1,
-        retry_min_wait: float = 1.0,
-        retry_max_wait: float = 30.0,
+        attempts: int | None = None,
     ) -> None:
         super().__init__()
         self.links = [str(link) for link in links]
-        self.api_host = str(api_host)
-        self.allowed_link_hosts = [str(h) for h in allowed_link_hosts or []]
+        self.cloudmax_conn_id = str(cloudmax_conn_id)
         self.smb_conn_id = smb_conn_id
         self.poll_interval = max(MIN_POLL_INTERVAL, float(poll_interval))
         self.deadline = float(deadline) if deadline is not None else None
-        self.verify = verify
-        self.request_timeout = float(request_timeout)
         self.unc_stable_checks = max(1, int(unc_stable_checks))
         self.unc_stable_seconds = max(0.0, float(unc_stable_seconds))
         self.unc_seen = {str(k): list(v) for k, v in unc_seen.items()} if unc_seen else None
-        self.retry = _retry_settings(max(1, int(retries)), float(retry_min_wait), float(retry_max_wait))
+        self.attempts = max(1, int(attempts)) if attempts is not None else None
 
-    # A triggerer holds thousands of these at once: per-run state (the async hook, UNC observations and
-    # SMB connections) is created in run(), and all instances share one logger.
+    # A triggerer holds thousands of these at once: per-run state (the connection's settings, the async hook,
+    # UNC observations and SMB connections) is created in run(), and all instances share one logger.
 
     @property
     def log(self) -> Any:
@@ -123,67 +118,72 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
             f"{type(self).__module__}.{type(self).__qualname__}",
             {
                 "links": list(self.links),
-                "api_host": self.api_host,
-                "allowed_link_hosts": list(self.allowed_link_hosts),
+                "cloudmax_conn_id": self.cloudmax_conn_id,
                 "smb_conn_id": self.smb_conn_id,
                 "poll_interval": self.poll_interval,
                 "deadline": self.deadline,
-                "verify": self.verify,
-                "request_timeout": self.request_timeout,
                 "unc_stable_checks": self.unc_stable_checks,
                 "unc_stable_seconds": self.unc_stable_seconds,
                 "unc_seen": self.unc_seen,
-                "retries": self.retry.max_attempts,
-                "retry_min_wait": self.retry.min_wait,
-                "retry_max_wait": self.retry.max_wait,
+                "attempts": self.attempts,
             },
         )
 
     @classmethod
-    def for_connection(
-        cls,
-        links: list[str],
-        settings: CloudmaxSettings,
-        *,
-        smb_conn_id: str | None,
-        poll_interval: float,
-        deadline: float | None,
-        stability: StabilityRule | None = None,
-        unc_seen: dict[str, SizeSeen] | None = None,
+    def for_hook(
+        cls, links: list[str], hook: CloudmaxHook, *, poll_interval: float, deadline: float | None
     ) -> CloudmaxDownloadLinkTrigger:
-        """The trigger for ``links`` with a ``cloudmax`` connection's hosts, TLS, timeout and retry policy,
-        the sync hook's UNC ``stability`` rule and the UNC observations it made already (``unc_seen``)."""
-        rule = stability or StabilityRule()
+        """The trigger that goes on from a sync hook's checks: its connection ids, its UNC stability rule
+        and the UNC observations it made already (the trigger decides at its next round).
+
+        Example::
+
+            trigger = CloudmaxDownloadLinkTrigger.for_hook(links, hook, poll_interval=30, deadline=None)
+        """
+        rule = hook.stability
         return cls(
             links=list(links),
-            api_host=settings.api_host,
-            allowed_link_hosts=list(settings.allowed_link_hosts),
-            smb_conn_id=smb_conn_id,
+            cloudmax_conn_id=hook.cloudmax_conn_id,
+            smb_conn_id=hook.smb_conn_id,
             poll_interval=poll_interval,
             deadline=deadline,
-            verify=settings.verify,
-            request_timeout=settings.timeout,
-            retries=settings.retry.max_attempts,
-            retry_min_wait=settings.retry.min_wait,
-            retry_max_wait=settings.retry.max_wait,
             unc_stable_checks=rule.checks,
             unc_stable_seconds=rule.seconds,
-            unc_seen={link: seen.to_list() for link, seen in (unc_seen or {}).items()} or None,
+            unc_seen={link: seen.to_list() for link, seen in hook.unc_seen.items()} or None,
         )
 
-    def _hook(self) -> CloudmaxAsyncLinkHook:
-        """This run's async hook: the I/O of the probes, and the UNC observations between rounds."""
+    def _hook(self, settings: CloudmaxSettings) -> CloudmaxAsyncLinkHook:
+        """This run's async hook, from the connection as it is now: the I/O of the probes, and the UNC
+        observations between rounds."""
         seen = {link: SizeSeen.from_list(v) for link, v in self.unc_seen.items()} if self.unc_seen else None
+        retry = settings.retry
         return CloudmaxAsyncLinkHook(
-            api_host=self.api_host,
-            allowed_link_hosts=self.allowed_link_hosts,
+            api_host=settings.api_host,
+            allowed_link_hosts=list(settings.allowed_link_hosts),
             smb_conn_id=self.smb_conn_id,
-            verify=self.verify,
-            request_timeout=self.request_timeout,
-            retry=self.retry,
+            verify=settings.verify,
+            request_timeout=settings.timeout,
+            retry=_retry_settings(self.attempts or retry.max_attempts, retry.min_wait, retry.max_wait),
             stability=_stability_rule(self.unc_stable_checks, self.unc_stable_seconds),
             unc_seen=seen,
         )
+
+    async def _settings(self) -> CloudmaxSettings | dict[str, Any]:
+        """The ``cloudmax`` connection's settings, read now; a ``failed`` payload when it is missing or invalid."""
+        from airflow.providers.common.compat.connection import get_async_connection
+        from airflow.providers.common.compat.sdk import AirflowNotFoundException
+
+        from cloudmax_provider.hooks.cloudmax import CloudmaxHook
+
+        try:
+            conn = await get_async_connection(self.cloudmax_conn_id, hook=CloudmaxHook)
+            return CloudmaxSettings.from_connection(conn)
+        except CloudmaxError as exc:
+            message = f"connection {self.cloudmax_conn_id!r}: {exc}"
+        except AirflowNotFoundException:
+            message = f"connection {self.cloudmax_conn_id!r} is not defined: create it (conn type 'cloudmax')"
+        probes = {link: LinkProbe(link, LinkState.FAILED, message=message) for link in self.links}
+        return self._payload("failed", probes, message)
 
     # ---- the event ---------------------------------------------------------------------------
 
@@ -194,15 +194,19 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
         this generator's frame, its probes, its sleep and its deadline's timer (which interrupts a probe, its
         back-off or the sleep at the exact moment): the loop is here, not in a coroutine awaited from here.
         """
+        settings = await self._settings()
+        if isinstance(settings, dict):
+            yield TriggerEvent(settings)
+            return
         probes = {link: LinkProbe(link, LinkState.PENDING, message="not checked yet") for link in self.links}
-        payload = self._refused(probes)  # refused links fail before any request is sent
+        hook = self._hook(settings)
+        payload = self._refused(hook, probes)  # refused links fail before any request is sent
         if payload is not None:
             yield TriggerEvent(payload)
             return
         loop = asyncio.get_running_loop()
         deadline = None if self.deadline is None else loop.time() + (self.deadline - time.time())
         shared = await acquire_session()
-        hook = self._hook()
         scope = asyncio.timeout_at(deadline)
         try:
             async with scope:
@@ -237,11 +241,11 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
     def _payload(self, status: str, probes: dict[str, LinkProbe], message: str) -> dict[str, Any]:
         return {"status": status, "links": [probes[link].to_dict() for link in self.links], "message": message}
 
-    def _refused(self, probes: dict[str, LinkProbe]) -> dict[str, Any] | None:
+    def _refused(self, hook: CloudmaxAsyncLinkHook, probes: dict[str, LinkProbe]) -> dict[str, Any] | None:
         """The ``failed`` payload for the first link that is not a link or whose host is not allowed."""
         for link in self.links:
             try:
-                check_link_allowed(DownloadLink.parse(link), self.api_host, self.allowed_link_hosts)
+                check_link_allowed(DownloadLink.parse(link), hook.api_host, hook.allowed_link_hosts)
             except CloudmaxError as exc:
                 probes[link] = LinkProbe(link, LinkState.FAILED, message=str(exc))
                 return self._payload("failed", probes, f"DOWNLOADLINK {link}: {exc}")
