@@ -77,3 +77,11 @@ def requires_airflow(*version: int, reason: str) -> pytest.MarkDecorator:
     """Skip a test on Airflow older than ``version`` (counted per version in the matrix's summary)."""
     wanted = ".".join(map(str, version))
     return pytest.mark.skipif(version > AIRFLOW_VERSION, reason=f"needs Airflow >= {wanted}: {reason}")
+
+
+def declared_uris(task: Any) -> list[str]:
+    """The URIs a task's outlets declare: an Asset's (a Dataset's on 2.11), or the one an AssetAlias of
+    :func:`cloudmax_provider.landing.lineage.declared_outlet` names (Airflow 3.0)."""
+    from cloudmax_provider.landing.lineage import ALIAS_PREFIX
+
+    return [getattr(o, "uri", None) or o.name.removeprefix(ALIAS_PREFIX) for o in task.outlets]

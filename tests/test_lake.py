@@ -16,7 +16,9 @@ import pytest
 
 from cloudmax_provider.api.catalog import REPORT_PARTS, ColumnType
 from cloudmax_provider.exceptions import CloudmaxConfigError
+from cloudmax_provider.landing.lineage import LandedDataset
 from cloudmax_provider.testing.rows import TIME_FORMATS
+from tests.airflow_compat import declared_uris
 from tests.airflow_runner import run_dag, task_states, xcom
 
 pa = pytest.importorskip("pyarrow")
@@ -227,7 +229,7 @@ def test_output_arguments_are_checked_at_parse_time():
             task_id="h", links="http://h/a.csv", destination="s3://l/a.parquet", output_format="parquet"
         )
     task = CloudmaxReportOperator(task_id="i", chunk=timedelta(days=1), output_format="parquet", **base)
-    assert task.outlets == []  # a prefix is not one asset
+    assert declared_uris(task) == ["s3://lake/x"]  # the prefix is one dataset (Airflow drops the last /)
 
 
 def test_chunk_windows_and_names():
@@ -387,7 +389,7 @@ def test_openlineage_schema_and_statistics_facets(cloudmax_emulator, cloudmax_co
         chunk=timedelta(days=1),
         output_format="parquet",
     )
-    task._landed, task.chunk_uris = {"rows": 42, "bytes": 4096}, ["s3://lake/removals/a.parquet"] * 2
+    task._landed = LandedDataset("s3://lake/removals/", rows=42, bytes=4096, files=2, in_prefix=True)
     out = task.get_openlineage_facets_on_complete(None).outputs[0]
     assert (out.namespace, out.name) == ("s3://lake", "removals/")
     assert [(f.name, f.type) for f in out.facets["schema"].fields] == [

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from cloudmax_provider.exceptions import CloudmaxConfigError
+from tests.airflow_compat import declared_uris
 from tests.airflow_runner import run_dag, task_states, xcom
 from tests.conftest import smb_conn_json
 
@@ -257,7 +258,14 @@ def test_links_not_ready_are_waited_for(cloudmax_emulator, cloudmax_conn, tmp_pa
     dr = run_dag(
         dag_source(
             "cmx_wait",
-            op(report_part_id=20003, launch_ids=[5], response_mode=1, destination=f"file://{dest}", poll_interval=0.3),
+            op(
+                report_part_id=20003,
+                launch_ids=[5],
+                response_mode=1,
+                destination=f"file://{dest}",
+                poll_interval=0.3,
+                deferrable=True,
+            ),
         ),
         "cmx_wait",
     )
@@ -312,7 +320,7 @@ def test_destination_is_declared_as_asset_outlet():
     from cloudmax_provider.operators.report import CloudmaxReportOperator
 
     task = CloudmaxReportOperator(task_id="a", report_part_id=31033, launch_ids=1, destination="s3://lake/r.csv")
-    assert [o.uri for o in task.outlets] == ["s3://lake/r.csv"]
+    assert declared_uris(task) == ["s3://lake/r.csv"]
     templated = CloudmaxReportOperator(
         task_id="b", report_part_id=31033, launch_ids=1, destination="s3://l/{{ ds }}.csv"
     )
@@ -508,7 +516,14 @@ def test_templated_fields_keep_what_rendering_gave(cloudmax_emulator, cloudmax_c
     template = f"file://{tmp_path}/{{{{ ds_nodash }}}}/{{window_start:%Y-%m-%d}}.csv"
     src = dag_source(
         "cmx_fields",
-        op(report_part_id=21003, launch_ids="{{ [4] }}", response_mode=mode, destination=template, poll_interval=0.3),
+        op(
+            report_part_id=21003,
+            launch_ids="{{ [4] }}",
+            response_mode=mode,
+            destination=template,
+            poll_interval=0.3,
+            deferrable=True,
+        ),
         schedule=TRIGGER_SCHEDULE,  # an empty data interval on every Airflow: one account-local day
     ).replace("from cloudmax_provider.operators.report import CloudmaxReportOperator", FIELDS_AFTER)
     src = src.replace(DAG_IMPORT, f"{DAG_IMPORT}\n{TRIGGER_IMPORT}")
@@ -524,14 +539,38 @@ def test_templated_fields_keep_what_rendering_gave(cloudmax_emulator, cloudmax_c
     assert deferred is (mode == 1)
 
 
-def test_link_modes_do_not_wait_in_a_worker(cloudmax_emulator, cloudmax_conn):
-    """deferrable=False with ResponseMode 0/1 is refused: literal at parse time, templated before any request."""
-    from cloudmax_provider.operators.report import CloudmaxReportOperator
+def test_link_modes_wait_in_the_worker_when_not_deferrable(cloudmax_emulator, cloudmax_conn, tmp_path):
+    """deferrable=False with ResponseMode 1: the task checks the links in its slot until the files are there."""
+    cloudmax_emulator.settings.link_ready_after = 1.0  # at least one "not ready" before the file is there
+    target = tmp_path / "clicks.csv"
+    task = op(
+        report_part_id=21002,
+        launch_ids=[1225],
+        response_mode=1,
+        deferrable=False,
+        poll_interval=0.2,
+        destination=f"file://{target}",
+        emit_asset=False,
+    )
+    dr = run_dag(dag_source("cmx_nowait", task), "cmx_nowait")
+    assert task_states(dr) == {"report": "success"}
+    assert target.read_bytes().decode() == cloudmax_emulator.expected_csv(21002, [1225], *WINDOW)
+    agents = [r.headers.get("User-Agent", "") for r in cloudmax_emulator.link_requests]
+    assert len(agents) >= 3 and not any("trigger" in a for a in agents)  # probed again, never by a trigger
 
-    with pytest.raises(CloudmaxConfigError, match=r"deferrable=False with response_mode=1.*CloudmaxDownloadLinkSensor"):
-        CloudmaxReportOperator(task_id="a", report_part_id=21002, launch_ids=1, response_mode=1, deferrable=False)
-    CloudmaxReportOperator(task_id="b", report_part_id=21002, launch_ids=1, response_mode=3, deferrable=False)
-    src = dag_source("cmx_nowait", op(report_part_id=21002, launch_ids=1, response_mode="{{ 1 }}", deferrable=False))
-    dr = run_dag(src, "cmx_nowait")
+
+def test_link_modes_give_up_waiting_in_the_worker_at_link_timeout(cloudmax_emulator, cloudmax_conn, tmp_path):
+    cloudmax_emulator.settings.link_ready_after = 3600.0
+    task = op(
+        report_part_id=21002,
+        launch_ids=[1225],
+        response_mode=1,
+        deferrable=False,
+        poll_interval=0.1,
+        link_timeout=0.5,
+        destination=f"file://{tmp_path}/c.csv",
+        emit_asset=False,
+    )
+    dr = run_dag(dag_source("cmx_nowait_late", task), "cmx_nowait_late")
     assert task_states(dr) == {"report": "failed"}
-    assert cloudmax_emulator.api_requests == []
+    assert not (tmp_path / "c.csv").exists()

@@ -42,6 +42,7 @@ from typing import Any
 
 from cloudmax_provider.formats.streams import OrderedWorker
 from cloudmax_provider.landing.destinations import COMMIT_ON_CLOSE, GCS_PROTOCOLS, S3_PROTOCOLS, is_remote
+from cloudmax_provider.landing.lineage import record_output_lineage
 from cloudmax_provider.landing.s3 import MAX_CONCURRENCY, PART_SIZE, write_s3
 
 try:
@@ -49,7 +50,7 @@ try:
 except ImportError:  # no flock (Windows): leftovers are then never swept
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["record_output_lineage", "remove_stale_partials", "write"]
+__all__ = ["remove_stale_partials", "write"]
 
 log = logging.getLogger(__name__)
 
@@ -110,18 +111,6 @@ def _write_through_temporary(dest: Any, chunks: Iterable[bytes], block_size: int
         raise
     remove_stale_partials(dest)
     return written
-
-
-def record_output_lineage(dest: Any) -> None:
-    """Tell Airflow's hook-lineage collector that ``dest`` was written (what ``ObjectStoragePath.open()``'s
-    wrapper does on every ``write()``), once, for the final object."""
-    # common-compat's collector: add_output_asset on every version (Airflow 2's add_output_dataset underneath)
-    from airflow.providers.common.compat.lineage.hook import get_hook_lineage_collector
-
-    try:
-        get_hook_lineage_collector().add_output_asset(context=dest, uri=str(dest))
-    except Exception as exc:  # lineage must never fail a landed report
-        log.debug("Hook lineage not recorded for %s: %s", dest, exc)
 
 
 def remove_stale_partials(dest: Any) -> list[str]:

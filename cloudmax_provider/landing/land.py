@@ -9,7 +9,6 @@ returns what was landed (:class:`Landed`).
 * :func:`land_per_link`: each DOWNLOADLINK's body into ``<prefix>/<its file name>``.
 * :func:`land_chunks`: a long window one object per partition, resuming from a manifest
   (:class:`ChunkManifest`, see :mod:`cloudmax_provider.windows.chunks`).
-* :func:`push_landed`: the XComs ``rows``, ``bytes`` (and ``chunks``) of what was landed.
 
 Example::
 
@@ -42,7 +41,7 @@ if TYPE_CHECKING:  # the hook (requests, tenacity) and Airflow's context stay ou
     from cloudmax_provider.api.request import ReportRequest
     from cloudmax_provider.hooks.cloudmax import CloudmaxHook
 
-__all__ = ["ChunkManifest", "Landed", "land", "land_chunks", "land_object", "land_per_link", "push_landed"]
+__all__ = ["ChunkManifest", "Landed", "land", "land_chunks", "land_object", "land_per_link"]
 
 log = logging.getLogger(__name__)
 
@@ -86,18 +85,6 @@ def land(
     if one_object_per_link and links:
         return land_per_link(hook, sources, links, destination, conn_id, output_encoding, logger, output)
     return [land_object(hook, sources, destination, conn_id, output_encoding, logger, output=output)]
-
-
-def push_landed(context: Context, landed: list[Landed], *, per_link: bool = False) -> str | list[str]:
-    """Push the XComs ``rows`` and ``bytes`` (totals over every object) and, ``per_link``, ``chunks``
-    (``[{uri, rows, bytes}]``, one an object); return the URI landed (``per_link``: the list of them)."""
-    ti = context["ti"]
-    ti.xcom_push(key="rows", value=sum(entry.rows for entry in landed))
-    ti.xcom_push(key="bytes", value=sum(entry.bytes for entry in landed))
-    if not per_link:
-        return landed[0].uri
-    ti.xcom_push(key="chunks", value=[entry.as_xcom() for entry in landed])
-    return [entry.uri for entry in landed]
 
 
 def land_per_link(

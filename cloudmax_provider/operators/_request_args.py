@@ -43,6 +43,9 @@ REQUEST_TEMPLATE_FIELDS: Sequence[str] = (
     "smb_conn_id",
 )
 
+#: How the UI shows the rendered request arguments that are lists or dicts.
+REQUEST_TEMPLATE_RENDERERS: dict[str, str] = {"extra_fields": "json", "columns": "json", "launch_ids": "json"}
+
 
 def _blank(value: Any) -> bool:
     return value in (None, "")
@@ -50,7 +53,8 @@ def _blank(value: Any) -> bool:
 
 class ReportRequestArgs:
     """The arguments of one Report.aspx request, for an operator that sends one (a mixin before
-    ``BaseOperator``). Call :meth:`_set_request_args` in ``__init__`` after ``super().__init__``."""
+    ``BaseOperator``). The operator assigns the arguments in its ``__init__`` (Airflow's rule for template
+    fields), then calls :meth:`_validate_request_literals`."""
 
     task_id: str
     log: Any  # the operator's task logger (its type differs between Airflow versions)
@@ -65,11 +69,6 @@ class ReportRequestArgs:
     extra_fields: dict[str, Any] | None
     cloudmax_conn_id: str
     smb_conn_id: str | None
-
-    def _set_request_args(self, **arguments: Any) -> None:
-        """Keep the request arguments (the names of :data:`REQUEST_TEMPLATE_FIELDS` and ``window``)."""
-        for name, value in arguments.items():
-            setattr(self, name, value)
 
     # ---- parse time ----------------------------------------------------------------------------
 

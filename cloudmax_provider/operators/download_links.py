@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 
     from airflow.providers.common.compat.sdk import Context
 
+    from cloudmax_provider.landing.lineage import LandedDataset
+
 
 class CloudmaxDownloadLinksOperator(BaseOperator):
     """Write one or more DOWNLOADLINK files to ``destination`` as one CSV (header once), atomically.
@@ -64,6 +66,11 @@ class CloudmaxDownloadLinksOperator(BaseOperator):
     :param window: the report window's length for ``{window_start}``/``{window_end}`` placeholders
         when the run's data interval is empty (default one day, as in ``CloudmaxReportOperator``).
     :param partition: the partition grid the placeholders name: ``"hour"``, ``"day"`` (default), ``"month"``.
+    :param emit_asset: declare the destination (when known at parse time) as an Asset outlet: the object,
+        or the prefix of the objects (:mod:`cloudmax_provider.landing.lineage`).
+
+    It pushes the XComs every landing pushes: ``rows``, ``bytes`` and ``chunks``
+    (``[{uri, rows, bytes}]``, with the window's ``start``/``end`` when ``destination`` names it).
     """
 
     template_fields: Sequence[str] = ("links", "destination", "destination_conn_id", "cloudmax_conn_id", "smb_conn_id")
@@ -84,8 +91,15 @@ class CloudmaxDownloadLinksOperator(BaseOperator):
         smb_conn_id: str | None = None,
         window: timedelta = timedelta(days=1),
         partition: str | None = None,
+        emit_asset: bool = True,
         **kwargs: Any,
     ) -> None:
+        if emit_asset:
+            from cloudmax_provider.landing.lineage import dataset_uri, declared_outlet
+
+            uri = dataset_uri(destination, in_prefix=one_object_per_link)
+            if uri is not None:
+                kwargs["outlets"] = [*(kwargs.get("outlets") or []), declared_outlet(uri)]
         super().__init__(**kwargs)
         from cloudmax_provider.api.catalog import get_report_part
         from cloudmax_provider.exceptions import CloudmaxConfigError
@@ -123,13 +137,15 @@ class CloudmaxDownloadLinksOperator(BaseOperator):
         self.smb_conn_id = smb_conn_id
         self.window = window
         self.partition = partition
+        self._landed: LandedDataset | None = None  # what was written, for OpenLineage
 
     def execute(self, context: Context) -> str | list[str]:
         from cloudmax_provider.api.catalog import get_report_part
         from cloudmax_provider.api.request import get_timezone
         from cloudmax_provider.formats.writers import OutputFormat, RowTyping
         from cloudmax_provider.hooks.cloudmax import CloudmaxHook
-        from cloudmax_provider.landing.land import land, push_landed
+        from cloudmax_provider.landing.land import land
+        from cloudmax_provider.landing.lineage import record_landing
         from cloudmax_provider.links.download_link import parse_links
 
         hook = CloudmaxHook(self.cloudmax_conn_id, smb_conn_id=self.smb_conn_id)
@@ -139,7 +155,7 @@ class CloudmaxDownloadLinksOperator(BaseOperator):
             part = get_report_part(self.report_part_id)
             typing = RowTyping(part, get_timezone(hook.settings.timezone), header=part.column_names)
         output = OutputFormat(self.output_format, self.batch_size, self.compression, typing)
-        destination = self._named(context, get_timezone(hook.settings.timezone))
+        destination, window = self._named(context, get_timezone(hook.settings.timezone))
         from cloudmax_provider.landing.destinations import check_destination, preflight_destination
 
         check_destination(destination, one_object_per_link=self.one_object_per_link)  # as rendered
@@ -155,15 +171,33 @@ class CloudmaxDownloadLinksOperator(BaseOperator):
             one_object_per_link=self.one_object_per_link,
             output=output,
         )
-        per_link = self.one_object_per_link and bool(links)
-        return push_landed(context, landed, per_link=per_link)  # rows and bytes (totals), per link chunks
+        entries = [{**window, **entry.as_xcom()} for entry in landed]
+        self._landed = record_landing(
+            context, entries, destination=destination, in_prefix=self.one_object_per_link, outlets=list(self.outlets)
+        )
+        uris = [entry.uri for entry in landed]
+        return uris if self.one_object_per_link and links else uris[0]
 
-    def _named(self, context: Context, tz: ZoneInfo) -> str:
-        """The destination, its placeholders filled with the run's window: one partition of the grid."""
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """As :meth:`CloudmaxReportOperator.get_openlineage_facets_on_complete
+        <cloudmax_provider.operators.report.CloudmaxReportOperator.get_openlineage_facets_on_complete>`:
+        the report (``report_part_id``, when given) in, the dataset written out."""
+        from cloudmax_provider.api.catalog import get_report_part
+        from cloudmax_provider.hooks.cloudmax import CloudmaxHook
+        from cloudmax_provider.landing.lineage import dataset_uri, openlineage
+
+        settings = CloudmaxHook(self.cloudmax_conn_id).settings
+        part = get_report_part(self.report_part_id) if self.report_part_id is not None else None
+        destination = dataset_uri(self.destination, in_prefix=self.one_object_per_link) or self.destination
+        return openlineage(settings.api_host, part, [], settings.timezone, self._landed, destination)
+
+    def _named(self, context: Context, tz: ZoneInfo) -> tuple[str, dict[str, str]]:
+        """The destination, its placeholders filled with the run's window (one partition of the grid), and
+        that window (``{start, end}``; empty when the destination does not name it)."""
         destination = str(self.destination)
         check_placeholders(destination)  # as rendered
         if not has_window_placeholders(destination):
-            return destination
+            return destination, {}
         from cloudmax_provider.exceptions import CloudmaxConfigError
         from cloudmax_provider.windows.partitions import PartitionGrid
 
@@ -178,7 +212,7 @@ class CloudmaxDownloadLinksOperator(BaseOperator):
             )
         destination = fill_window_placeholders(destination, start, end)
         self.log.info("Destination named by the window %s .. %s (%s): %s", start, end, why, destination)
-        return destination
+        return destination, {"start": start.isoformat(), "end": end.isoformat()}
 
 
 __all__ = ["CloudmaxDownloadLinksOperator"]

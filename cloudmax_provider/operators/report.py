@@ -37,14 +37,18 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import BaseOperator
+from airflow.providers.common.compat.sdk import BaseOperator, conf
 
 from cloudmax_provider.api.catalog import get_report_part
 from cloudmax_provider.api.request import ResponseMode
 from cloudmax_provider.exceptions import CloudmaxConfigError, CloudmaxLinkError
 from cloudmax_provider.formats.cells import to_jsonable
 from cloudmax_provider.formats.writers import DEFAULT_BATCH_SIZE
-from cloudmax_provider.operators._request_args import REQUEST_TEMPLATE_FIELDS, ReportRequestArgs
+from cloudmax_provider.operators._request_args import (
+    REQUEST_TEMPLATE_FIELDS,
+    REQUEST_TEMPLATE_RENDERERS,
+    ReportRequestArgs,
+)
 from cloudmax_provider.utils.templating import is_literal
 from cloudmax_provider.windows.window import (
     check_names_partitions,
@@ -59,6 +63,7 @@ if TYPE_CHECKING:
     from cloudmax_provider.api.request import ReportRequest
     from cloudmax_provider.formats.writers import OutputFormat
     from cloudmax_provider.hooks.cloudmax import CloudmaxHook
+    from cloudmax_provider.landing.lineage import LandedDataset
     from cloudmax_provider.windows.partitions import PartitionGrid
 
 
@@ -118,9 +123,9 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
     :param cloudmax_conn_id: the ``cloudmax`` connection.
     :param smb_conn_id: a ``samba`` connection for UNC DOWNLOADLINKs (ResponseMode 0).
     :param deferrable: with ResponseMode 0/1, links whose files are not ready yet are waited for in the
-        triggerer (default ``True``). ``False`` is refused for those modes: the operator no longer waits in a
-        worker slot; use ``CloudmaxRequestLinksOperator`` -> ``CloudmaxDownloadLinkSensor`` (poke or
-        reschedule mode) -> ``CloudmaxDownloadLinksOperator`` for that.
+        triggerer; ``False`` waits in the worker slot, checking every ``poll_interval`` seconds (default:
+        ``[operators] default_deferrable``, as every Airflow operator). To wait in reschedule mode, use
+        ``CloudmaxRequestLinksOperator`` -> ``CloudmaxDownloadLinkSensor`` -> ``CloudmaxDownloadLinksOperator``.
     :param poll_interval: seconds between the trigger's checks of DOWNLOADLINK files.
     :param link_timeout: seconds to wait for DOWNLOADLINK files before failing.
     :param emit_asset: declare the destination (when known at parse time) as an Asset outlet.
@@ -128,6 +133,7 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
     """
 
     template_fields: Sequence[str] = (*REQUEST_TEMPLATE_FIELDS, "destination", "destination_conn_id")
+    template_fields_renderers = REQUEST_TEMPLATE_RENDERERS
     ui_color = "#e8f4fd"
 
     def __init__(
@@ -154,38 +160,31 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         max_xcom_rows: int = 5000,
         cloudmax_conn_id: str = "cloudmax_default",
         smb_conn_id: str | None = None,
-        deferrable: bool = True,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = 30.0,
         link_timeout: float = 6 * 3600.0,
         emit_asset: bool = True,
         extra_fields: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        if (
-            emit_asset
-            and is_literal(destination)
-            and "://" in str(destination)
-            and not one_object_per_link
-            and chunk is None  # a prefix of chunks, not one object
-            and not has_window_placeholders(destination)
-        ):
-            from airflow.providers.common.compat.sdk import Asset
+        if emit_asset and destination is not None:
+            from cloudmax_provider.landing.lineage import dataset_uri, declared_outlet
 
-            kwargs["outlets"] = [*(kwargs.get("outlets") or []), Asset(uri=str(destination))]
+            uri = dataset_uri(destination, in_prefix=one_object_per_link or chunk not in (None, False))
+            if uri is not None:  # the object, or the prefix of the objects (one dataset)
+                kwargs["outlets"] = [*(kwargs.get("outlets") or []), declared_outlet(uri)]
         super().__init__(**kwargs)
-        self._set_request_args(
-            report_part_id=report_part_id,
-            launch_ids=launch_ids,
-            start_time=start_time,
-            end_time=end_time,
-            window=window,
-            columns=columns,
-            language=language,
-            response_mode=response_mode,
-            extra_fields=extra_fields,
-            cloudmax_conn_id=cloudmax_conn_id,
-            smb_conn_id=smb_conn_id,
-        )
+        self.report_part_id = report_part_id
+        self.launch_ids = launch_ids
+        self.start_time = start_time
+        self.end_time = end_time
+        self.window = window
+        self.columns = columns
+        self.language = language
+        self.response_mode = response_mode
+        self.extra_fields = extra_fields
+        self.cloudmax_conn_id = cloudmax_conn_id
+        self.smb_conn_id = smb_conn_id
         self.destination = destination
         self.destination_conn_id = destination_conn_id
         self.output_encoding = output_encoding
@@ -197,9 +196,7 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         self.partition = partition
         self.resume = resume
         self.max_xcom_rows = max_xcom_rows
-        self._landed: dict[str, Any] = {}  # rows, bytes and files written, for OpenLineage
-        self._lineage_uri: str | None = None  # the chunk folder written, when not one object
-        self._lineage_name: str | None = None  # the object written, when its name was filled by the window
+        self._landed: LandedDataset | None = None  # what was written, for OpenLineage
         self.chunk_uris: list[str] = []
         self.deferrable = deferrable
         self.poll_interval = poll_interval
@@ -229,12 +226,6 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
     def _check_mode(self, mode: ResponseMode | None) -> None:
         """ResponseMode against the arguments it needs (parse time when literal, else at execute)."""
         self._check_unc(mode)
-        if mode is not None and mode.returns_links and not self.deferrable:
-            raise CloudmaxConfigError(
-                f"deferrable=False with response_mode={int(mode)}: this operator waits for DOWNLOADLINK files "
-                "only in the triggerer. To wait in a worker slot, use CloudmaxRequestLinksOperator -> "
-                "CloudmaxDownloadLinkSensor (mode='poke' or 'reschedule') -> CloudmaxDownloadLinksOperator"
-            )
         if self.one_object_per_link:
             if self.destination is None:
                 raise CloudmaxConfigError("one_object_per_link=True needs a destination prefix ending in '/'")
@@ -389,8 +380,10 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         destination = self._single_destination(hook, request)
         links = hook.request_links(request)
         pending = self._not_ready(hook, links)
-        if pending:
+        if pending and self.deferrable:
             self._defer_until_ready(hook, links, len(pending), deadline=started + self.link_timeout)
+        if pending:
+            self._wait_in_worker(hook, links, deadline=started + self.link_timeout)
         return self._land(context, hook, request, links, destination)
 
     def _not_ready(self, hook: CloudmaxHook, links: list[str]) -> list[str]:
@@ -405,6 +398,18 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
             if probe.state is not LinkState.READY:
                 pending.append(link)
         return pending
+
+    def _wait_in_worker(self, hook: CloudmaxHook, links: list[str], deadline: float) -> None:
+        """``deferrable=False``: check the links every ``poll_interval`` seconds in this worker slot, with the
+        same readiness rule as the trigger, until every file is ready (a failed link or the deadline fails)."""
+        while pending := self._not_ready(hook, links):
+            if time.time() + self.poll_interval > deadline:
+                raise CloudmaxLinkError(
+                    f"{len(pending)} DOWNLOADLINK file(s) not ready after link_timeout={self.link_timeout}s: "
+                    + "; ".join(pending[:10])
+                )
+            self.log.info("%d DOWNLOADLINK file(s) not ready; next check in %ss", len(pending), self.poll_interval)
+            time.sleep(self.poll_interval)
 
     def _defer_until_ready(self, hook: CloudmaxHook, links: list[str], pending: int, deadline: float) -> None:
         """Hand the waiting to the trigger; :meth:`execute_complete` lands the links once it reports."""
@@ -463,27 +468,23 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         window = {"start": request.start.isoformat(), "end": request.end.isoformat()}
         if self.one_object_per_link and links:
             each = land_per_link(hook, sources, links, destination, conn_id, self.output_encoding, self.log, output)
-            landed = [{**window, **entry.as_xcom()} for entry in each]
-            self._push_landed(context, landed)
-            self.chunk_uris = [c["uri"] for c in landed]
+            self.chunk_uris = self._landed_in(context, [{**window, **entry.as_xcom()} for entry in each])
             return self.chunk_uris
         stats = land_object(hook, sources, destination, conn_id, self.output_encoding, self.log, output=output)
-        self._push_landed(context, [{**window, "uri": destination, "rows": stats.rows, "bytes": stats.bytes}])
-        if destination != self.destination:
-            self._lineage_name = destination
+        self._landed_in(context, [{**window, **stats.as_xcom()}])
         return destination
 
-    def _push_landed(self, context: Context, landed: list[dict[str, Any]]) -> None:
-        """XComs ``rows`` and ``bytes`` (totals) and ``chunks`` ([{start, end, uri, rows, bytes}], one an object)."""
-        self._landed = {
-            "rows": sum(c["rows"] for c in landed),
-            "bytes": sum(c["bytes"] for c in landed),
-            "files": len(landed),
-        }
-        ti = context["ti"]
-        ti.xcom_push(key="rows", value=self._landed["rows"])
-        ti.xcom_push(key="bytes", value=self._landed["bytes"])
-        ti.xcom_push(key="chunks", value=landed)
+    def _landed_in(self, context: Context, landed: list[dict[str, Any]]) -> list[str]:
+        """:func:`~cloudmax_provider.landing.lineage.record_landing` (XComs, Asset events, OpenLineage);
+        the URIs landed."""
+        from cloudmax_provider.landing.lineage import record_landing
+
+        in_prefix = self._lands_in_prefix
+        outlets = list(self.outlets)
+        self._landed = record_landing(
+            context, landed, destination=self.destination, in_prefix=in_prefix, outlets=outlets
+        )
+        return [entry["uri"] for entry in landed]
 
     def _land_chunks(self, context: Context, hook: CloudmaxHook, request: ReportRequest) -> Any:
         """One request per partition: typed rows into XCom, or one object per partition."""
@@ -524,78 +525,24 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
             folder=folder,
             grid=grid.unit,
         )
-        self._push_landed(context, landed)
-        self.chunk_uris = [c["uri"] for c in landed]
+        self.chunk_uris = self._landed_in(context, landed)
         if chunked or len(self.chunk_uris) > 1:
-            self._lineage_uri = folder
             return self.chunk_uris
-        self._lineage_name = self.chunk_uris[0]  # one object, named by its partition
-        return self.chunk_uris[0]
+        return self.chunk_uris[0]  # one object, named by its partition
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        """Input: the Cloudmax report; output: the object (or chunk prefix) written, with a schema facet from
-        the catalog (the requested columns, renamed ones under their new name) and an output-statistics facet
-        (rows, bytes) once it is written. None when the OpenLineage provider is not installed."""
-        try:
-            from airflow.providers.common.compat.openlineage.facet import (
-                Dataset,
-                OutputDataset,
-                OutputStatisticsOutputDatasetFacet,
-            )
-            from airflow.providers.openlineage.extractors import OperatorLineage
-        except ImportError:
-            return None
+        """Input: the Cloudmax report; output: the dataset written (the object, or the prefix of the
+        objects), with the catalog's schema of the requested columns (renamed ones under their new name) and,
+        once written, its statistics (:func:`cloudmax_provider.landing.lineage.openlineage`)."""
+        from cloudmax_provider.api.request import parse_columns
+        from cloudmax_provider.landing.lineage import dataset_uri, openlineage
+
         hook = self._hook()
         part = get_report_part(self.report_part_id)
-        inputs = [Dataset(namespace=f"cloudmax://{hook.settings.api_host}", name=f"report/{part.id}")]
-        outputs = []
-        if self.destination:
-            from urllib.parse import urlsplit
-
-            parts = urlsplit(str(self._lineage_uri or self._lineage_name or self.destination))
-            facets: dict[str, Any] = {}
-            schema = self._schema_facet(part, hook.settings.timezone)
-            if schema is not None:
-                facets["schema"] = schema
-            stats: dict[str, Any] = {}
-            if self._landed:
-                files = self._landed.get("files", len(self.chunk_uris))
-                count = files if self._lands_in_prefix or self._lineage_uri else None
-                stats["outputStatistics"] = OutputStatisticsOutputDatasetFacet(
-                    rowCount=self._landed["rows"], size=self._landed["bytes"], fileCount=count
-                )
-            outputs.append(
-                OutputDataset(
-                    namespace=f"{parts.scheme}://{parts.netloc}",
-                    name=parts.path.lstrip("/"),
-                    facets=facets,
-                    outputFacets=stats,
-                )
-            )
-        return OperatorLineage(inputs=inputs, outputs=outputs)
-
-    def _schema_facet(self, part: Any, timezone: str) -> Any:
-        """The catalog's columns (or the requested ones) with the types the output holds."""
-        from airflow.providers.common.compat.openlineage.facet import SchemaDatasetFacet, SchemaDatasetFacetFields
-
-        from cloudmax_provider.api.request import parse_columns
-
-        if part.columns is None:
-            return None
-        requested = parse_columns(self.columns, part) if is_literal(self.columns) else ()
-        names = [(new or name, name) for name, new in requested] or [(c.name, c.name) for c in part.columns]
-        types = {"int": "int64", "float": "double", "datetime": f"timestamp[us, tz={timezone}]", "text": "string"}
-        fields = []
-        for out, name in names:
-            documented = part.column(name)
-            fields.append(
-                SchemaDatasetFacetFields(
-                    name=out,
-                    type=types[part.type_of(name).value],
-                    description=documented.description if documented else None,
-                )
-            )
-        return SchemaDatasetFacet(fields=fields)
+        requested = parse_columns(self.columns, part) if is_literal(self.columns) and part.columns else ()
+        names = [(new or name, name) for name, new in requested]
+        destination = dataset_uri(self.destination, in_prefix=self._lands_in_prefix) or self.destination or None
+        return openlineage(hook.settings.api_host, part, names, hook.settings.timezone, self._landed, destination)
 
 
 __all__ = ["CloudmaxReportOperator"]

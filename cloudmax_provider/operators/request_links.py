@@ -26,7 +26,11 @@ from airflow.providers.common.compat.sdk import BaseOperator
 
 from cloudmax_provider.api.request import ResponseMode
 from cloudmax_provider.exceptions import CloudmaxConfigError
-from cloudmax_provider.operators._request_args import REQUEST_TEMPLATE_FIELDS, ReportRequestArgs
+from cloudmax_provider.operators._request_args import (
+    REQUEST_TEMPLATE_FIELDS,
+    REQUEST_TEMPLATE_RENDERERS,
+    ReportRequestArgs,
+)
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -62,6 +66,7 @@ class CloudmaxRequestLinksOperator(ReportRequestArgs, BaseOperator):
     """
 
     template_fields: Sequence[str] = REQUEST_TEMPLATE_FIELDS
+    template_fields_renderers = REQUEST_TEMPLATE_RENDERERS
     ui_color = "#e8f4fd"
 
     def __init__(
@@ -82,19 +87,17 @@ class CloudmaxRequestLinksOperator(ReportRequestArgs, BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self._set_request_args(
-            report_part_id=report_part_id,
-            launch_ids=launch_ids,
-            start_time=start_time,
-            end_time=end_time,
-            window=window,
-            columns=columns,
-            language=language,
-            response_mode=response_mode,
-            extra_fields=extra_fields,
-            cloudmax_conn_id=cloudmax_conn_id,
-            smb_conn_id=smb_conn_id,
-        )
+        self.report_part_id = report_part_id
+        self.launch_ids = launch_ids
+        self.start_time = start_time
+        self.end_time = end_time
+        self.window = window
+        self.columns = columns
+        self.language = language
+        self.response_mode = response_mode
+        self.extra_fields = extra_fields
+        self.cloudmax_conn_id = cloudmax_conn_id
+        self.smb_conn_id = smb_conn_id
         self.partition = partition
         if partition is not None:
             from cloudmax_provider.windows.partitions import check_partition

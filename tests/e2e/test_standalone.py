@@ -21,6 +21,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1200)]
 def test_provider_installed_from_the_wheel(deployment: Deployment) -> None:
     """`airflow providers list` shows the provider and its version; the package is the wheel's, not the checkout."""
     from cloudmax_provider import __version__
+
     listed = deployment.airflow("providers", "list", "--output", "json")
     assert listed.returncode == 0, listed.stderr
     providers = {p["package_name"]: p["version"] for p in json.loads(listed.stdout)}

@@ -1,0 +1,208 @@
+"""What a landing tells Airflow, in one place, for every operator that lands: the XComs (``rows``,
+``bytes``, ``chunks``), the Asset (Dataset on Airflow 2) a destination declares and its event, the
+OpenLineage output dataset with its schema and statistics, and the hook lineage of each object written.
+
+The dataset of a destination is what a reader reads as one thing:
+
+* a destination naming one object (``s3://lake/latest.csv``): that object;
+* a destination naming partitions (``{window_start:...}``, ``chunk=``) or one object per link: its prefix,
+  the text before the first placeholder up to its last ``/`` (``s3://lake/opens/``), which reads as one
+  dataset (``docs/partitions.md``). Downstream DAGs are scheduled on it whichever partitions a run wrote.
+
+A destination built by Jinja (``{{ ds }}``) is known only when rendered, after the DAG's outlets are fixed:
+it declares nothing.
+
+>>> dataset_uri("s3://lake/opens/{window_start:%Y-%m-%d}.parquet", in_prefix=False)
+'s3://lake/opens/'
+>>> dataset_uri("s3://lake/opens/", in_prefix=True)
+'s3://lake/opens/'
+>>> dataset_uri("s3://lake/latest.csv", in_prefix=False)
+'s3://lake/latest.csv'
+>>> dataset_uri("s3://lake/{{ ds }}/r.csv", in_prefix=False) is None
+True
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from cloudmax_provider.utils.compat import AIRFLOW_V_3_0_PLUS, AIRFLOW_V_3_1_PLUS
+from cloudmax_provider.utils.templating import is_literal
+from cloudmax_provider.windows.chunks import manifest_prefix
+from cloudmax_provider.windows.window import has_window_placeholders
+
+if TYPE_CHECKING:
+    from airflow.providers.common.compat.sdk import Context
+
+    from cloudmax_provider.api.catalog import ReportPart
+
+__all__ = [
+    "ALIAS_PREFIX",
+    "LandedDataset",
+    "dataset_uri",
+    "declared_outlet",
+    "openlineage",
+    "push_landed",
+    "record_landing",
+    "record_outlet_events",
+    "record_output_lineage",
+]
+
+#: The name of the AssetAlias declared on Airflow 3.0 (see :func:`declared_outlet`): this, then the URI.
+ALIAS_PREFIX = "cloudmax-landing:"
+
+_ARROW_TYPES = {"int": "int64", "float": "double", "datetime": "timestamp[us, tz={tz}]", "text": "string"}
+
+
+@dataclass(frozen=True)
+class LandedDataset:
+    """What one landing wrote, for lineage: the dataset's URI, and the totals over its objects."""
+
+    uri: str
+    rows: int
+    bytes: int
+    files: int
+    in_prefix: bool
+
+    @classmethod
+    def of(cls, uri: str, landed: list[dict[str, Any]], *, in_prefix: bool) -> LandedDataset:
+        """The totals of the ``chunks`` XCom entries (``{uri, rows, bytes}``) landed in ``uri``."""
+        rows, size = sum(c["rows"] for c in landed), sum(c["bytes"] for c in landed)
+        return cls(uri, rows, size, len(landed), in_prefix)
+
+
+def dataset_uri(destination: Any, *, in_prefix: bool) -> str | None:
+    """The URI of the dataset a literal destination lands in (an object, or the prefix of its objects);
+    ``None`` when it is not known at parse time (Jinja) or is not a URI."""
+    if destination is None or not is_literal(destination) or "://" not in str(destination):
+        return None
+    text = str(destination)
+    if "{{" in text or "{%" in text:
+        return None
+    if has_window_placeholders(text):
+        return manifest_prefix(text)
+    return text
+
+
+def declared_outlet(uri: str) -> Any:
+    """The outlet that declares ``uri``: an Asset (a Dataset on Airflow 2).
+
+    Airflow 3.0's ``dag.test()`` and ``airflow dags test`` do not write the DAG to the database, and its
+    execution API then refuses a task whose Asset outlet is not active in it. On 3.0 the outlet is an
+    ``AssetAlias`` named after the URI instead, and :func:`record_outlet_events` adds the Asset to it when
+    the task lands: Airflow records the same Asset event and creates the Asset if it is missing, so a
+    user's own ``dag.test()`` works, and a downstream DAG scheduled on ``Asset(uri)`` is triggered as
+    with a plain outlet (``docs/compatibility.md``). 2.11 and 3.1+ take the Asset as it is.
+    """
+    from airflow.providers.common.compat.sdk import Asset, AssetAlias
+
+    if AIRFLOW_V_3_0_PLUS and not AIRFLOW_V_3_1_PLUS:
+        return AssetAlias(name=ALIAS_PREFIX + uri)
+    return Asset(uri=uri)
+
+
+def record_outlet_events(context: Context, outlets: list[Any]) -> None:
+    """Add the Asset of each alias :func:`declared_outlet` declared to that alias's events (Airflow 3.0)."""
+    from airflow.providers.common.compat.sdk import Asset, AssetAlias
+
+    for outlet in outlets:
+        if isinstance(outlet, AssetAlias) and outlet.name.startswith(ALIAS_PREFIX):
+            context["outlet_events"][outlet].add(Asset(uri=outlet.name.removeprefix(ALIAS_PREFIX)))
+
+
+def push_landed(context: Context, landed: list[dict[str, Any]]) -> None:
+    """Push the XComs of a landing, whichever operator landed it: ``rows`` and ``bytes`` (totals over every
+    object) and ``chunks`` (``[{uri, rows, bytes}]``, one an object, with ``start``/``end`` when the window
+    is known)."""
+    ti = context["ti"]
+    ti.xcom_push(key="rows", value=sum(entry["rows"] for entry in landed))
+    ti.xcom_push(key="bytes", value=sum(entry["bytes"] for entry in landed))
+    ti.xcom_push(key="chunks", value=landed)
+
+
+def record_landing(
+    context: Context, landed: list[dict[str, Any]], *, destination: Any, in_prefix: bool, outlets: list[Any]
+) -> LandedDataset:
+    """The one landing contract of every operator that lands: the XComs of
+    :func:`push_landed`, the Asset events of the outlets
+    :func:`declared_outlet` declared, and what was written for OpenLineage (returned)."""
+    push_landed(context, landed)
+    record_outlet_events(context, outlets)
+    uri = dataset_uri(destination, in_prefix=in_prefix) or landed[0]["uri"]
+    return LandedDataset.of(uri, landed, in_prefix=in_prefix or len(landed) > 1)
+
+
+def openlineage(
+    api_host: str,
+    part: ReportPart | None,
+    names: list[tuple[str, str]],
+    timezone: str,
+    landed: LandedDataset | None,
+    destination: str | None,
+) -> Any:
+    """The OpenLineage of a landing: the Cloudmax report in, the dataset written out with a schema facet
+    (``names``: ``(column as written, column as served)``) and, once written, an output-statistics facet.
+    ``None`` when the OpenLineage provider is not installed."""
+    try:
+        from airflow.providers.common.compat.openlineage.facet import (
+            Dataset,
+            OutputDataset,
+            OutputStatisticsOutputDatasetFacet,
+        )
+        from airflow.providers.openlineage.extractors import OperatorLineage
+    except ImportError:
+        return None
+    from urllib.parse import urlsplit
+
+    inputs = [Dataset(namespace=f"cloudmax://{api_host}", name=f"report/{part.id}" if part else "report")]
+    uri = landed.uri if landed is not None else destination
+    if not uri:
+        return OperatorLineage(inputs=inputs, outputs=[])
+    parts = urlsplit(uri)
+    facets: dict[str, Any] = {}
+    schema = _schema_facet(part, names, timezone) if part is not None else None
+    if schema is not None:
+        facets["schema"] = schema
+    stats: dict[str, Any] = {}
+    if landed is not None:
+        stats["outputStatistics"] = OutputStatisticsOutputDatasetFacet(
+            rowCount=landed.rows, size=landed.bytes, fileCount=landed.files if landed.in_prefix else None
+        )
+    output = OutputDataset(
+        namespace=f"{parts.scheme}://{parts.netloc}", name=parts.path.lstrip("/"), facets=facets, outputFacets=stats
+    )
+    return OperatorLineage(inputs=inputs, outputs=[output])
+
+
+def _schema_facet(part: ReportPart, names: list[tuple[str, str]], timezone: str) -> Any:
+    """The columns as written, with the types the output holds and the catalog's descriptions."""
+    from airflow.providers.common.compat.openlineage.facet import SchemaDatasetFacet, SchemaDatasetFacetFields
+
+    if part.columns is None:
+        return None
+    names = names or [(c.name, c.name) for c in part.columns]
+    fields = []
+    for out, name in names:
+        documented = part.column(name)
+        fields.append(
+            SchemaDatasetFacetFields(
+                name=out,
+                type=_ARROW_TYPES[part.type_of(name).value].format(tz=timezone),
+                description=documented.description if documented else None,
+            )
+        )
+    return SchemaDatasetFacet(fields=fields)
+
+
+def record_output_lineage(dest: Any) -> None:
+    """Tell Airflow's hook-lineage collector that ``dest`` was written (what ``ObjectStoragePath.open()``'s
+    wrapper does on every ``write()``), once, for the final object."""
+    # common-compat's collector: add_output_asset on every version (Airflow 2's add_output_dataset underneath)
+    from airflow.providers.common.compat.lineage.hook import get_hook_lineage_collector
+
+    try:
+        get_hook_lineage_collector().add_output_asset(context=dest, uri=str(dest))
+    except Exception as exc:  # lineage must never fail a landed report
+        logging.getLogger(__name__).debug("Hook lineage not recorded for %s: %s", dest, exc)
