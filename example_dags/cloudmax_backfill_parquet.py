@@ -30,7 +30,7 @@ Configuration, all optional, read when a task runs (nothing is read while the fi
 * Variable ``cloudmax_lake_conn_id``: the connection of that store (e.g. ``aws_default``; default none);
 * Variable ``cloudmax_launch_ids``: the LaunchIDs (default ``1225,1116``);
 * Variable ``cloudmax_conn_id``: the ``cloudmax`` connection (default ``cloudmax_default``; point it at
-  the bundled emulator to run offline: ``python -m cloudmax_provider.testing.emulator --port 8080``).
+  the bundled emulator to run offline: ``python -m cloudmax_provider.testing.emulator --port 18080``).
 
 ``file:///tmp/cloudmax-lake`` is local to each worker: on several hosts set ``cloudmax_lake`` to a shared
 store. The resume manifest lives beside the chunks in that store, never on a worker's disk.

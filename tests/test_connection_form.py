@@ -27,7 +27,8 @@ def settings(host: str, port: int | None = None) -> CloudmaxSettings:
         ("https://api.itpison.com:8443", None, "https://api.itpison.com:8443"),  # the URL only
         ("https://api.itpison.com", 0, "https://api.itpison.com"),  # 0 = unset
         ("http://127.0.0.1", 8080, "http://127.0.0.1:8080"),
-        ("api.itpison.com", 443, "https://api.itpison.com:443"),  # bare host: https
+        ("api.itpison.com", 443, "https://api.itpison.com:443"),  # bare host on port 443: https
+        ("api.itpison.com:443", None, "https://api.itpison.com:443"),
         ("http://[::1]/base", 8080, "http://[::1]:8080/base"),
     ],
 )

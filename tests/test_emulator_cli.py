@@ -208,6 +208,27 @@ def test_a_bad_scenario_is_refused_with_the_fix(tmp_path: Path):
         Scenario.from_dict({"settings": {"fail_start_windows": [["2026-10-18", "2026-10-17"]]}})
 
 
+def test_a_taken_port_is_one_line_naming_the_flag():
+    """Airflow's webserver/api-server often has the port: one line that says which flag to change."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = subprocess.run(
+            [sys.executable, "-m", "cloudmax_provider.testing.emulator", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        f"error: cannot listen on 127.0.0.1:{port}: the port is in use; choose another --port "
+        "(or --port 0 for a free one, printed here)"
+    ]
+
+
 def test_the_docs_scenario_is_valid():
     """docs/rehearse-a-failure.md includes docs/scenarios/day17.json: it must load."""
     scenario = Scenario.load(Path(__file__).resolve().parent.parent / "docs" / "scenarios" / "day17.json")

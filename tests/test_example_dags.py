@@ -37,6 +37,13 @@ def test_dagbag_of_the_examples_has_no_import_errors():
         assert "example" in bag.dags[dag_id].tags
 
 
+#: Examples that declare Assets of their own (publish -> digest): Airflow 3.0's dag.test() refuses outlet Assets
+#: no DAG in the DB names, and 2.11's records no event for them (so the digest would read none). They are
+#: written to the DB first, as `airflow dags reserialize` does for a user (docs/compatibility.md); the
+#: others run as users run them, with nothing first.
+OWN_ASSETS = {"cloudmax_daily_report"}
+
+
 def load_example(name: str, monkeypatch: pytest.MonkeyPatch, lake: Path):
     """The example file as it is, in the DAGs folder; the lake Variable pointing at ``lake``."""
     import importlib.util
@@ -48,7 +55,8 @@ def load_example(name: str, monkeypatch: pytest.MonkeyPatch, lake: Path):
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    write_dags_to_db(*(value for value in vars(module).values() if isinstance(value, DAG)))
+    if name in OWN_ASSETS:
+        write_dags_to_db(*(value for value in vars(module).values() if isinstance(value, DAG)))
     return module
 
 

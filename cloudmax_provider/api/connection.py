@@ -1,7 +1,7 @@
 """The ``cloudmax`` connection, read into plain settings (pure; shared by hook, operator and trigger).
 
 Connection fields: host = base URL (required: ``https://api.itpison.com`` is Cloudmax's production
-API; ``http://127.0.0.1:8080`` works, as does a bare host with port and ``scheme`` extra),
+API; ``http://127.0.0.1:18080`` works, as does a bare host with port and ``scheme`` extra),
 port = the base URL's port (optional; when both give one they must agree; the UI's Test button needs it
 stored), login = ManagerLoginName, password = ManagerPassword. Extras (a JSON object; an unknown key is
 refused, so a misspelled ``"timout"`` is never silently ignored):
@@ -19,7 +19,7 @@ attempts            ``4``                       attempts for transient failures 
 retry_min_wait      ``1``                       first back-off, seconds
 retry_max_wait      ``30``                      longest back-off, seconds
 allowed_link_hosts  ``[]``                      other hosts whose DOWNLOADLINKs may be fetched
-scheme              ``https``                   for a host given without ``http(s)://``
+scheme              (none)                      for a host without ``http(s)://`` (port 443: https; else refused)
 ==================  ==========================  ===============================================
 
 ``retries``, the old name of ``attempts`` (it always counted attempts), is still read with a deprecation
@@ -27,7 +27,7 @@ warning; giving both is refused.
 
 Example (environment)::
 
-    AIRFLOW_CONN_CLOUDMAX_DEFAULT='{"conn_type": "cloudmax", "host": "http://127.0.0.1:8080",
+    AIRFLOW_CONN_CLOUDMAX_DEFAULT='{"conn_type": "cloudmax", "host": "http://127.0.0.1:18080",
         "login": "demo", "password": "demo-password", "extra": {"timezone": "Asia/Taipei"}}'
 """
 
@@ -176,6 +176,16 @@ def _check_extra_names(extra: Mapping[str, Any], conn_id: str) -> None:
             raise CloudmaxConfigError(f"connection {conn_id!r} has an unknown extra {name!r}; {fix}")
 
 
+def _port_of(host: str, port_field: Any) -> int | None:
+    """The port a scheme-less host names, by the Port field or after its ``:`` (None: none, or not a port)."""
+    if port_field:
+        return int(port_field) if str(port_field).isdigit() else None
+    try:
+        return urlsplit(f"//{host}").port
+    except ValueError:
+        return None
+
+
 def _base_url(conn: Any, conn_id: str, extra: Mapping[str, Any]) -> str:
     """The connection's host as a base URL. A missing host is an error, never a silent default:
     a misconfigured connection must not reach the production API by accident."""
@@ -191,12 +201,22 @@ def _base_url(conn: Any, conn_id: str, extra: Mapping[str, Any]) -> str:
             "and put the API account and password in login and password"
         )
     host = raw
+    bad = f"connection {conn_id!r} host={raw!r} is not a base URL"
+    fix = f"use e.g. {DEFAULT_HOST!r} or 'http://127.0.0.1:18080'"
     if "://" not in host:
-        scheme = str(extra.get("scheme") or (conn.schema if conn.schema in ("http", "https") else "https"))
+        # A scheme is not guessed: https against a plain-http test server fails every request with an SSL
+        # error that looks transient (retried, then Airflow's retries). The URI form's ?scheme= gives it, and
+        # port 443 (the Port field or the host's) can only mean https.
+        scheme = extra.get("scheme") or (conn.schema if conn.schema in ("http", "https") else None)
+        if scheme is None and _port_of(raw, conn.port) == 443:
+            scheme = "https"
+        if scheme is None:
+            raise CloudmaxConfigError(
+                f"{bad}: it has no scheme; write 'https://{raw}' (Cloudmax's API), or 'http://{raw}' for a "
+                "plain-HTTP server such as the emulator, or set the 'scheme' extra"
+            )
         host = f"{scheme}://{host}"
     parts = urlsplit(host)
-    bad = f"connection {conn_id!r} host={raw!r} is not a base URL"
-    fix = f"use e.g. {DEFAULT_HOST!r} or 'http://127.0.0.1:8080'"
     if parts.scheme not in ("http", "https") or not parts.hostname or not _HOSTNAME.match(parts.hostname):
         raise CloudmaxConfigError(f"{bad}; {fix}")
     try:

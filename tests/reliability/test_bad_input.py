@@ -288,7 +288,13 @@ CONNECTIONS: list[tuple[str, dict[str, Any], str]] = [
         {"host": None},
         r"has no host \(Base URL\); set it to the API's base URL, e.g. 'https://api.itpison.com'",
     ),
-    ("conn-host-not-url", {"host": "not a url"}, r"host='not a url' is not a base URL; use e.g."),
+    ("conn-host-not-url", {"host": "http://not a url"}, r"host='http://not a url' is not a base URL; use e.g."),
+    (
+        "conn-host-no-scheme",
+        {"host": "127.0.0.1:18080"},
+        r"host=.127.0.0.1:18080. is not a base URL: it has no scheme; write .https://127.0.0.1:18080. .*"
+        r"or 'http://127.0.0.1:18080' for a plain-HTTP server such as the emulator, or set the 'scheme' extra",
+    ),
     ("conn-host-bad-port", {"host": "http://127.0.0.1:99999"}, r"its port is not a number from 1 to 65535"),
     (
         "conn-host-with-path",

@@ -8,7 +8,7 @@ Use it from tests (or the ``cloudmax_emulator`` pytest fixture)::
         r = requests.get(emu.endpoint_url, params={"ManagerLoginName": "demo", ...})
         header, rows = emu.expected_rows(2100199, [1234], "2024-01-01 00:00:00", "2024-01-02 00:00:00")
 
-or from a shell: ``python -m cloudmax_provider.testing.emulator --port 8080``.
+or from a shell: ``python -m cloudmax_provider.testing.emulator --port 18080``.
 
 Choices made where the spec is open (all of them are covered by ``tests/test_emulator.py``):
 

@@ -4,7 +4,7 @@ Every switch of :class:`~cloudmax_provider.testing.emulator.EmulatorSettings` (t
 ``cloudmax_emulator`` pytest fixture has) is a flag, so a failure can be rehearsed against a deployed
 Airflow without writing Python::
 
-    python -m cloudmax_provider.testing.emulator --port 8080 \\
+    python -m cloudmax_provider.testing.emulator --port 18080 \\
         --fail-window "2026-10-17" "2026-10-18" --fail-with 503
 
 Each request is logged on stdout, one line each (method, path, ReportPartID, LaunchID, window,
@@ -420,7 +420,18 @@ def _serve(
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
-    emu.start()
+    try:
+        emu.start()
+    except OSError as exc:  # the port is taken (Airflow's webserver/api-server default is 8080), or not ours
+        import errno
+
+        why = "the port is in use" if exc.errno == errno.EADDRINUSE else str(exc)
+        print(
+            f"error: cannot listen on {emu.host}:{emu.port}: {why}; choose another --port "
+            "(or --port 0 for a free one, printed here)",
+            file=sys.stderr,
+        )
+        return 2
     try:
         changed = {
             f.name: getattr(settings, f.name)
