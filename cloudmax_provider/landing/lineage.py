@@ -98,9 +98,10 @@ def declared_outlet(uri: str) -> Any:
     """
     from airflow.providers.common.compat.sdk import Asset, AssetAlias
 
+    asset = Asset(uri=uri)
     if AIRFLOW_V_3_0_PLUS and not AIRFLOW_V_3_1_PLUS:
-        return AssetAlias(name=ALIAS_PREFIX + uri)
-    return Asset(uri=uri)
+        return AssetAlias(name=ALIAS_PREFIX + asset.uri)  # the URI as the Asset normalizes it (no last '/')
+    return asset
 
 
 def record_outlet_events(context: Context, outlets: list[Any]) -> None:
