@@ -88,11 +88,15 @@ bench: $(BENCH_STAMP)
 bench-quick: $(BENCH_STAMP)
 	$(PY) bench/run.py --quick
 
-# The wheel and sdist users install (dist/), checked by twine.
-dist: $(STAMP)
+# The wheel and sdist users install (dist/), checked by twine: only the build tools, in their own venv
+# (.venv-build), not Airflow or the test environment; the build backend is pyproject.toml's.
+BUILD_VENV := .venv-build
+dist:
+	@test -x $(BUILD_VENV)/bin/python || $(PYTHON) -m venv $(BUILD_VENV)
+	$(BUILD_VENV)/bin/python -m pip install -q --upgrade build twine uv
 	rm -rf dist build
-	$(PY) -m build --installer uv --outdir dist .
-	$(VENV)/bin/twine check --strict dist/*
+	$(BUILD_VENV)/bin/python -m build --installer uv --outdir dist .
+	$(BUILD_VENV)/bin/twine check --strict dist/*
 
 # Deployment tests (tests/e2e/, deselected by `make test`): the built wheel in a separate venv (.e2e/venv),
 # a real Airflow as separate processes on loopback ports. Logs of every component and task: .ci-artifacts/e2e/
@@ -116,4 +120,4 @@ services:
 	fi
 
 clean:
-	rm -rf .venv .venv-airflow-* docs/_build docs/_generated .demo .pytest_cache .mypy_cache .ruff_cache .e2e .ci-artifacts dist build
+	rm -rf .venv .venv-airflow-* .venv-build docs/_build docs/_generated .demo .pytest_cache .mypy_cache .ruff_cache .e2e .ci-artifacts dist build

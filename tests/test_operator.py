@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from cloudmax_provider.exceptions import CloudmaxConfigError
+from cloudmax_provider.exceptions import CloudmaxConfigError, CloudmaxWindowError
 from tests.airflow_compat import declared_uris
 from tests.airflow_runner import run_dag, task_states, xcom
 from tests.conftest import smb_conn_json
@@ -314,6 +314,45 @@ def test_literal_arguments_are_validated_at_parse_time():
         CloudmaxReportOperator(task_id="e", report_part_id=21002, launch_ids=1, destination="/tmp/x.csv")
     # templated values wait until they render
     CloudmaxReportOperator(task_id="f", report_part_id="{{ params.rid }}", launch_ids="{{ params.ids }}")
+
+
+def test_parse_time_mistakes_a_new_user_made():
+    """What a new user met (issue 27): a digit typo, a suffix that promises another format, a reversed window."""
+    from cloudmax_provider.operators.download_links import CloudmaxDownloadLinksOperator
+    from cloudmax_provider.operators.report import CloudmaxReportOperator
+
+    with pytest.raises(
+        CloudmaxConfigError,
+        match=r"did you mean '21001' \(open_details\), '21002' \(click_details\) "
+        r"or '21003' \(bounce_details\)\?",
+    ):
+        CloudmaxReportOperator(task_id="a", report_part_id=21009, launch_ids=1)
+    with pytest.raises(
+        CloudmaxConfigError, match=r"ends in '.parquet' but output_format='csv'.*output_format='parquet'"
+    ):
+        CloudmaxReportOperator(task_id="b", report_part_id=21002, launch_ids=1, destination="file:///d/x.parquet")
+    with pytest.raises(CloudmaxConfigError, match=r"ends in '.csv' but output_format='jsonl'"):
+        CloudmaxReportOperator(
+            task_id="c",
+            report_part_id=21002,
+            launch_ids=1,
+            output_format="jsonl",
+            destination="s3://lake/{window_start:%Y-%m-%d}.csv",
+        )
+    with pytest.raises(CloudmaxConfigError, match=r"ends in '.jsonl' but output_format='csv'"):
+        CloudmaxDownloadLinksOperator(task_id="d", links="http://h/a.csv", destination="s3://l/a.jsonl")
+    CloudmaxReportOperator(  # a suffix that promises nothing is not checked
+        task_id="e", report_part_id=21002, launch_ids=1, output_format="parquet", destination="s3://l/x.snappy.pq"
+    )
+    with pytest.raises(CloudmaxWindowError, match=r"\(in any timezone\); pass an end_time after start_time") as err:
+        CloudmaxReportOperator(
+            task_id="f",
+            report_part_id=21002,
+            launch_ids=1,
+            start_time="2026-11-05 00:00:00",
+            end_time="2026-11-01 00:00:00",
+        )
+    assert "Etc/GMT" not in str(err.value)  # no zone the user never set
 
 
 def test_destination_is_declared_as_asset_outlet():

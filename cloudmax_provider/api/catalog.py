@@ -409,19 +409,37 @@ def get_report_part(value: int | str | ReportPart) -> ReportPart:
 
 
 def _nearest(key: str) -> str | None:
-    """The id or slug closest to a mistyped one, as ``'click_details' (21002)``, or None.
+    """The id(s) or slug closest to a mistyped one, as ``'click_details' (21002)``, or None.
 
-    >>> _nearest("click_detail"), _nearest("210021"), _nearest("zzz")
-    ("'click_details' (21002)", "'21002' (click_details)", None)
+    An id is a number typed digit by digit: the ids fewest edits away (a digit changed, added or dropped),
+    at most two, every one at that distance.
+
+    >>> _nearest("click_detail"), _nearest("2100198"), _nearest("zzz")
+    ("'click_details' (21002)", "'2100199' (open_details_quick)", None)
+    >>> _nearest("21009")
+    "'21001' (open_details), '21002' (click_details) or '21003' (bounce_details)"
     """
     import difflib
 
     if key.isdigit():
-        ids = [str(i) for i in REPORT_PARTS]
-        match = difflib.get_close_matches(key, ids, n=1, cutoff=0.6)
-        return f"{match[0]!r} ({REPORT_PARTS[int(match[0])].slug})" if match else None
+        distance = {rid: _edits(key, str(rid)) for rid in REPORT_PARTS}
+        best = min(distance.values())
+        ids = [f"'{rid}' ({REPORT_PARTS[rid].slug})" for rid, d in distance.items() if d == best]
+        if best > 2:
+            return None
+        return ids[0] if len(ids) == 1 else ", ".join(ids[:-1]) + " or " + ids[-1]
     slugs = difflib.get_close_matches(key.replace("-", "_").replace(" ", "_"), list(_BY_SLUG), n=1, cutoff=0.6)
     return f"{slugs[0]!r} ({_BY_SLUG[slugs[0]].id})" if slugs else None
+
+
+def _edits(a: str, b: str) -> int:
+    """Levenshtein distance: the fewest characters changed, added or dropped to turn ``a`` into ``b``."""
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, cb in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+    return row[-1]
 
 
 def catalog_markdown() -> str:

@@ -366,12 +366,14 @@ def check_window(start: datetime, end: datetime, timezone: str) -> None:
 
 def check_literal_window(start_time: Any, end_time: Any) -> None:
     """Parse-time :func:`check_window` of literal times, before the account's timezone is known: refused
-    only if the window is wrong whatever the timezone (naive times read at UTC+14 and at UTC-12)."""
+    only if the window is wrong whatever the timezone (naive times read at UTC+14 and at UTC-12). The error
+    names no zone: the user set none, and the two extremes read here are this check's own."""
     errors = []
     for zone in ("Etc/GMT-14", "Etc/GMT+12"):
         tz = ZoneInfo(zone)
+        start, end = to_account_time(start_time, tz, "start_time"), to_account_time(end_time, tz, "end_time")
         try:
-            check_window(to_account_time(start_time, tz, "start_time"), to_account_time(end_time, tz, "end_time"), zone)
+            check_window(start, end, "in any timezone")
         except CloudmaxWindowError as exc:
             errors.append(exc)
     if len(errors) == 2:

@@ -37,8 +37,10 @@ __all__ = [
     "COMMIT_ON_CLOSE",
     "GCS_PROTOCOLS",
     "S3_PROTOCOLS",
+    "SUFFIX_FORMATS",
     "check_destination",
     "check_landing_args",
+    "check_suffix",
     "is_remote",
     "preflight_destination",
 ]
@@ -60,14 +62,16 @@ def is_remote(path: Any) -> bool:
     return (getattr(path, "protocol", "") or "file") not in ("file", "local")
 
 
-def check_landing_args(destination: Any, output_encoding: str | None, *, one_object_per_link: bool = False) -> None:
+def check_landing_args(
+    destination: Any, output_encoding: str | None, *, one_object_per_link: bool = False, output_format: str = "csv"
+) -> None:
     """Refuse, when the DAG is parsed, a literal destination :func:`check_destination` refuses, or an
     unknown encoding. Templated values (``{{ ... }}``) and XComArgs are checked when rendered, before
     anything is sent (the operators call :func:`check_destination` and :func:`preflight_destination`)."""
     from cloudmax_provider.utils.templating import is_literal
 
     if isinstance(destination, str) and is_literal(destination):
-        check_destination(destination, one_object_per_link=one_object_per_link)
+        check_destination(destination, one_object_per_link=one_object_per_link, output_format=output_format)
     if output_encoding is not None:
         try:
             codecs.lookup(output_encoding)
@@ -80,7 +84,27 @@ def check_landing_args(destination: Any, output_encoding: str | None, *, one_obj
 _SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*$")
 
 
-def check_destination(uri: Any, *, one_object_per_link: bool = False) -> None:
+#: An object name's suffix and the output format it promises a reader (a suffix not here is not checked).
+SUFFIX_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+
+
+def check_suffix(uri: str, output_format: str) -> None:
+    """Refuse an object named for another format than the one written (``x.parquet`` holding CSV).
+
+    >>> check_suffix("s3://lake/{window_start:%Y-%m-%d}.parquet", "parquet")
+    """
+    name = uri.rsplit("/", 1)[-1]
+    suffix = "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    promised = SUFFIX_FORMATS.get(suffix)
+    if promised is not None and promised != output_format:
+        raise CloudmaxConfigError(
+            f"destination={uri!r} ends in {suffix!r} but output_format={output_format!r} writes "
+            f"{output_format.upper()}; pass output_format={promised!r}, or name the object "
+            f"{'.' + output_format!r}"
+        )
+
+
+def check_destination(uri: Any, *, one_object_per_link: bool = False, output_format: str | None = None) -> None:
     """Refuse a destination that would land somewhere else than it says (pure; no I/O).
 
     An absolute URI with a scheme (a rendered ``"2026-11-01/x.csv"`` would land in the worker's working
@@ -138,6 +162,8 @@ def check_destination(uri: Any, *, one_object_per_link: bool = False) -> None:
             f"destination={uri!r} names a folder or bucket, not an object; add the object's name, e.g. "
             f"{uri.rstrip('/') + '/report.csv'!r} (or set one_object_per_link=True for a prefix)"
         )
+    elif output_format is not None:
+        check_suffix(uri, output_format)
 
 
 def preflight_destination(uri: str, conn_id: str | None) -> None:

@@ -109,7 +109,9 @@ class CloudmaxDownloadLinksOperator(BaseOperator):
         check_positive_timedelta(window, "window")
         from cloudmax_provider.landing.destinations import check_landing_args
 
-        check_landing_args(destination, output_encoding, one_object_per_link=one_object_per_link)
+        check_landing_args(
+            destination, output_encoding, one_object_per_link=one_object_per_link, output_format=output_format
+        )
         from cloudmax_provider.windows.partitions import check_partition
 
         if partition is not None:
@@ -158,7 +160,9 @@ class CloudmaxDownloadLinksOperator(BaseOperator):
         destination, window = self._named(context, get_timezone(hook.settings.timezone))
         from cloudmax_provider.landing.destinations import check_destination, preflight_destination
 
-        check_destination(destination, one_object_per_link=self.one_object_per_link)  # as rendered
+        check_destination(  # as rendered
+            destination, one_object_per_link=self.one_object_per_link, output_format=self.output_format
+        )
         preflight_destination(destination, self.destination_conn_id or None)  # before any link is fetched
         landed = land(
             hook,

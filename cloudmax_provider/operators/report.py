@@ -221,7 +221,12 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         from cloudmax_provider.landing.destinations import check_landing_args
 
         self._validate_output()
-        check_landing_args(self.destination, self.output_encoding, one_object_per_link=self._lands_in_prefix)
+        check_landing_args(
+            self.destination,
+            self.output_encoding,
+            one_object_per_link=self._lands_in_prefix,
+            output_format=self.output_format,
+        )
 
     def _check_mode(self, mode: ResponseMode | None) -> None:
         """ResponseMode against the arguments it needs (parse time when literal, else at execute)."""
@@ -243,7 +248,9 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
             from cloudmax_provider.landing.destinations import check_destination, preflight_destination
 
             self._check_chunk_destination(self.destination)
-            check_destination(self.destination, one_object_per_link=self._lands_in_prefix)
+            check_destination(
+                self.destination, one_object_per_link=self._lands_in_prefix, output_format=self.output_format
+            )
             preflight_destination(self.destination, self.destination_conn_id)
 
     def _validate_output(self) -> None:
