@@ -54,7 +54,7 @@ test-fast: $(STAMP)
 # The connection form in headless Chromium against a real api-server (needs: apt-get install chromium chromium-driver);
 # screenshots in .ci-artifacts/browser/
 browser: $(STAMP)
-	$(PY) -m pytest -m browser -p no:cacheprovider tests/test_browser.py $(PYTEST_ARGS)
+	$(PY) -m pytest -m browser -p no:cacheprovider tests/integration/test_browser.py $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check cloudmax_provider tests example_dags bench setup.py

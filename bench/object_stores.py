@@ -1,6 +1,6 @@
 """How fast ``atomic.write`` lands a report on Azure Blob and GCS, against the libraries' own uploads.
 
-Against the emulators of ``tests/test_object_stores.py`` on loopback (Azurite, fake-gcs-server), so the
+Against the emulators of ``tests/integration/test_object_stores.py`` on loopback (Azurite, fake-gcs-server), so the
 figures compare client-side paths, not the clouds: the emulators' own speed bounds every row.
 
     .venv/bin/python bench/object_stores.py                 # 64 MiB, median of 3
@@ -30,7 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cloudmax_provider.landing import atomic
-from tests.test_object_stores import (
+from tests.integration.test_object_stores import (
     AZURITE_PREFIX,
     attach,
     azurite_connection_string,
@@ -52,7 +52,7 @@ def emulators(work: Path) -> Iterator[tuple[Any, Any]]:
 
     binary = AZURITE_PREFIX / "node_modules" / ".bin" / "azurite-blob"
     if not binary.exists():
-        sys.exit(f"{binary} is missing: run tests/test_object_stores.py once (it installs Azurite from npm)")
+        sys.exit(f"{binary} is missing: run tests/integration/test_object_stores.py once (it installs Azurite from npm)")
     az_port, gcs_port = free_port(), free_port()
     azurite = [str(binary), "--blobHost", "127.0.0.1", "--blobPort", str(az_port), "--inMemoryPersistence"]
     azurite += ["--extentMemoryLimit", "4096", "--skipApiVersionCheck", "--loose", "--silent"]

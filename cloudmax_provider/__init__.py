@@ -34,7 +34,7 @@ __version__ = "0.2.0"
 # id and type (a required *extra* field does block Save, but its value goes to the extra, never to the
 # port column that the Test button compares). What the form can do is say it: Port and Base URL carry
 # Airflow's required mark (*) and the placeholders say what to type and why. docs/connection.md says the
-# same; tests/test_browser.py pins Airflow's behaviour (port empty: Bad Request; port filled: success).
+# same; tests/integration/test_browser.py pins Airflow's behaviour (port empty: Bad Request; port filled: success).
 # A port in the Base URL and in Port must agree (connection.py); Port 0 or empty still works for tasks.
 UI_FIELD_BEHAVIOUR: dict[str, Any] = {
     "hidden-fields": ["schema"],
@@ -102,7 +102,7 @@ def get_provider_info() -> dict[str, Any]:
                 "conn-fields": CONN_FIELDS,
             }
         ],
-        # every module of hooks/, operators/, sensors/ and triggers/ (tests/test_provider_info.py walks them)
+        # every module of hooks/, operators/, sensors/ and triggers/ (tests/unit/test_provider_info.py walks them)
         "hooks": [{"integration-name": "Cloudmax", "python-modules": ["cloudmax_provider.hooks.cloudmax"]}],
         "operators": [
             {

@@ -1,7 +1,7 @@
 """The built docs site in a real browser: no broken internal link, anchor or image (``make docs`` runs it).
 
 Debian's ``chromium`` + ``chromium-driver`` drive every page of ``docs/_build/html`` (served over HTTP on a
-loopback port) through Selenium, as ``tests/test_browser.py`` does for the connection form. For each page
+loopback port) through Selenium, as ``tests/integration/test_browser.py`` does for the connection form. For each page
 the browser reports its element ids, its links and its images (loaded or not); every internal link must
 name an existing page and, with a ``#fragment``, an id on that page; every image must have loaded; a link
 leaving the site must go to a public host of the allow-list.

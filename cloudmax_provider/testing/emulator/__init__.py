@@ -10,7 +10,7 @@ Use it from tests (or the ``cloudmax_emulator`` pytest fixture)::
 
 or from a shell: ``python -m cloudmax_provider.testing.emulator --port 18080``.
 
-Choices made where the spec is open (all of them are covered by ``tests/test_emulator.py``):
+Choices made where the spec is open (all of them are covered by ``tests/unit/testing/test_emulator.py``):
 
 * **Fields.** GET query, POST ``application/x-www-form-urlencoded`` and ``multipart/form-data`` are
   merged (query first); names are case-insensitive. A field given several times (in any case) has

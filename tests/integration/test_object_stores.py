@@ -37,7 +37,7 @@ from cloudmax_provider.exceptions import CloudmaxConfigError
 from cloudmax_provider.landing import atomic
 from cloudmax_provider.landing.destinations import AZURE_PROTOCOLS, preflight_destination
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 AZURITE_VERSION = "3.35.0"
 AZURITE_PREFIX = REPO / ".cache" / "azurite"
 #: Azurite's documented development account (public; the emulator accepts nothing else by default).

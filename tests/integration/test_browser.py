@@ -33,11 +33,11 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
     # the api-server's React form built from conn-fields; before 3.2 Airflow builds it from the hook's wtforms
-    # widgets (get_connection_form_widgets, tested in tests/test_hook.py)
+    # widgets (get_connection_form_widgets, tested in tests/unit/hooks/test_cloudmax.py)
     requires_airflow(3, 2, reason="the connection form from conn-fields in the api-server's UI"),
 ]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / ".ci-artifacts" / "browser"
 PASSWORD = "Cmx-ui-Secret-7731"
 

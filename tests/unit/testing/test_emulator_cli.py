@@ -231,7 +231,7 @@ def test_a_taken_port_is_one_line_naming_the_flag():
 
 def test_the_docs_scenario_is_valid():
     """docs/rehearse-a-failure.md includes docs/scenarios/day17.json: it must load."""
-    scenario = Scenario.load(Path(__file__).resolve().parent.parent / "docs" / "scenarios" / "day17.json")
+    scenario = Scenario.load(Path(__file__).resolve().parents[3] / "docs" / "scenarios" / "day17.json")
     assert scenario.settings["fail_start_windows"] == [("2026-10-17 00:00:00", "2026-10-18 00:00:00")]
     assert [s.after_requests for s in scenario.steps] == [20, None] and scenario.steps[1].after_seconds == 600
     assert scenario.steps[1].set["licensed_reports"] == {20001}
