@@ -156,7 +156,9 @@ def _xml_request(session: ProbeSession, found: Findings, options: ProbeOptions) 
         return
     start, end = _window(session, options)
     request = session.hook.build_request(rid, list(options.launch_ids), start, end, response_mode=2)
-    found.xml_request = Seen("XmlRequest")  # noted before sending: an ErrorCode 100 stops the probe
-    found.xml_request = session.api(
-        request.fields(), what=f"report {rid} ResponseMode 2 with XmlRequest", method=found.use_method, fmt="xml"
-    )
+    what = f"report {rid} ResponseMode 2 with XmlRequest"
+    try:
+        found.xml_request = session.api(request.fields(), what=what, method=found.use_method, fmt="xml")
+    except ProbeStopped:  # an ErrorCode 100 answered it: the row says so, the probe stops
+        found.xml_request = next((s for s in reversed(session.seen) if s.what == what), None)
+        raise
