@@ -24,7 +24,7 @@ from cloudmax_provider.api.capture import REPLAY_BASE
 from cloudmax_provider.api.request import WireRequest
 from cloudmax_provider.hooks.cloudmax import password_forms
 
-_EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+")
+_EMAIL = re.compile(r"[\w.%+\-]+@[\w\-]+(?:\.[\w\-]+)+")
 _IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
 _URL_BASE = re.compile(r"https?://[^/\s<>\"'?#]+", re.IGNORECASE)
 _DROPPED_HEADERS = {
@@ -54,11 +54,15 @@ class Pseudonyms:
             secrets.update({form: "<login>" for form in password_forms(login) if form not in secrets})
         self._secrets = sorted(secrets.items(), key=lambda kv: -len(kv[0]))
         self._seen: dict[str, dict[str, str]] = {}
+        self._made: set[str] = set()
 
     def _one(self, kind: str, value: str, make: Callable[[int], str]) -> str:
+        if value in self._made:  # already a pseudonym (text() runs over replaced cells)
+            return value
         table = self._seen.setdefault(kind, {})
         if value not in table:
             table[value] = make(len(table) + 1)
+            self._made.add(table[value])
         return table[value]
 
     def email(self, value: str) -> str:
