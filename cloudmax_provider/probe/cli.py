@@ -82,7 +82,10 @@ def render_table(result: ProbeResult, width: int = 132) -> str:
     heads = ("check", "server did", "verdict", "set")
     cols = [[r.check, r.seen, _verdict(r), r.fix or "-"] for r in result.rows]
     widths = [20, 38, 32, max(24, width - 20 - 38 - 32 - 9)]
-    lines = [" | ".join(h.ljust(w) for h, w in zip(heads, widths, strict=True)), "-+-".join("-" * w for w in widths)]
+    lines = [
+        " | ".join(h.ljust(w) for h, w in zip(heads, widths, strict=True)).rstrip(),
+        "-+-".join("-" * w for w in widths),
+    ]
     for cells in cols:
         wrapped = [textwrap.wrap(c, w, break_on_hyphens=False) or [""] for c, w in zip(cells, widths, strict=True)]
         for i in range(max(len(w) for w in wrapped)):
