@@ -241,3 +241,11 @@ def test_a_capture_keeps_the_csv_bytes_and_pseudonyms_are_consistent(cloudmax_em
     (mode3,) = [e for e in capture.exchanges if e.kind == "api" and e.value("ResponseMode") == "3"]
     assert capture.body(mode3) == body  # the same rows, pseudonymized the same way
     assert "example.com" in text and "@" in text
+
+
+def test_nothing_outside_the_probe_imports_it():
+    """The probe sits above the hooks (ARCHITECTURE.md); no operator, landing or lower module imports it."""
+    from tests.test_layers import GRAPH
+
+    importers = {name for name, targets in GRAPH.items() for t in targets if t.startswith("cloudmax_provider.probe")}
+    assert {name for name in importers if not name.startswith("cloudmax_provider.probe")} == set()
