@@ -131,3 +131,54 @@ def test_a_fresh_capture_replays_byte_for_byte(cloudmax_emulator, cloudmax_conn,
         xml = requests.get(url, params={"ReportPartID": "21003", "ResponseMode": "1"}, timeout=10).text
         assert "<Answer>" in xml and f"{emu.base_url}/WebAPI/ReportFiles/" in xml
     assert os.path.exists(tmp_path / "capture.json")
+
+
+def test_the_emulator_command_line_replays_a_capture():
+    import subprocess
+    import sys
+
+    capture = CAPTURES[0]
+    cmd = [sys.executable, "-m", "cloudmax_provider.testing.emulator", "--port", "0", "--replay", str(capture)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = ""
+        while "listening on" not in line:  # after the line saying what it replays
+            line = proc.stdout.readline()
+            assert line, "the emulator ended"
+        url = line.strip().rsplit(" ", 1)[-1]
+        assert url.endswith("/WebAPI/Report.aspx"), url
+        replayed = load_capture(capture)
+        (first,) = [e for e in _reports(replayed, "2") if e.value("ReportPartID") == "2100199"]
+        got = requests.post(url, data={"ReportPartID": "2100199", "ResponseMode": "2"}, timeout=10)
+        assert got.content == replayed.body(first)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_a_slow_recorded_answer_is_waited_again_and_the_last_answer_repeats(tmp_path):
+    from cloudmax_provider.api.capture import save_capture
+
+    link = "/WebAPI/ReportFiles/t/r.csv"
+    exchanges = [
+        Exchange(
+            1,
+            "api",
+            "POST",
+            "/WebAPI/Report.aspx",
+            {"ReportPartID": "30023", "ResponseMode": "2"},
+            status=200,
+            body_file="1.csv",
+            elapsed=2.5,
+        ),
+        Exchange(2, "link", "GET", link, status=404, body_file="2.html"),
+        Exchange(3, "link", "GET", link, status=200, body_file="3.csv"),
+    ]
+    save_capture(tmp_path, exchanges, {"1.csv": b"A\r\n1\r\n", "2.html": b"<html/>", "3.csv": b"B\r\n"}, {})
+    replay = Replay(load_capture(tmp_path))
+    reply, wait = replay.answer("POST", "/WebAPI/Report.aspx", {"reportpartid": "30023", "ResponseMode": "2"}, {}, "")
+    assert (reply.status, reply.body, wait) == (200, b"A\r\n1\r\n", 2.5)
+    statuses = [replay.answer("GET", link, {}, {}, "")[0].status for _ in range(4)]
+    assert statuses == [404, 200, 200, 200]
+    assert replay.answer("GET", "/WebAPI/Report.aspx", {"ReportPartID": "1"}, {}, "")[0].status == 200  # XML 102
