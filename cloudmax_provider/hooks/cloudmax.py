@@ -21,6 +21,7 @@ import functools
 import logging
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus
@@ -553,6 +554,67 @@ class CloudmaxHook(BaseHook):
             stream.filename = parsed.filename if stream.filename == "report.csv" else stream.filename
             yield stream
 
+    # ---- one raw exchange (the probe's seam) --------------------------------------------------
+
+    def send_once(
+        self,
+        fields: dict[str, str],
+        *,
+        method: str | None = None,
+        request_format: str | None = None,
+        max_bytes: int = 1 << 20,
+    ) -> RawAnswer:
+        """Send ``fields`` (plus the credentials) once, as ``method``/``request_format`` (default: the
+        connection's): no retry, no judgement, at most ``max_bytes`` of the answer read::
+
+            raw = hook.send_once({"ReportPartID": "20001"}, method="GET")
+            raw.status, raw.body[:40]
+        """
+        import time
+
+        import requests
+
+        s = self.settings
+        wire = encode_request(
+            s.url, fields, s.credentials, method=method or s.method, request_format=request_format or s.request_format
+        )
+        files = [(name, (fn, content, ctype)) for name, fn, content, ctype in wire.files or ()]
+        started = time.monotonic()
+        try:
+            resp = self.session.request(
+                wire.method,
+                wire.url,
+                params=list(wire.params) or None,
+                data=list(wire.data) if wire.data is not None else None,
+                files=files or None,
+                timeout=s.timeout,
+                verify=s.verify,
+                stream=True,
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            raise _transport_error(exc, f"calling {wire.safe_url}", s.timeout) from None
+        with resp:
+            body = self._read(resp, max_bytes, wire.safe_url)
+        return RawAnswer(resp.status_code, dict(resp.headers), body, time.monotonic() - started, wire)
+
+    def fetch_link_once(self, link: str, *, max_bytes: int = 1 << 20) -> RawAnswer:
+        """GET a DOWNLOADLINK once (HTTP; allowed hosts and redirects as :meth:`open_link`), no retry."""
+        import time
+
+        import requests
+
+        parsed = self.check_link(link)
+        started = time.monotonic()
+        try:
+            resp = self._get_link(parsed.url)
+        except requests.RequestException as exc:
+            raise _transport_error(exc, f"fetching {parsed.url}", self.settings.timeout) from None
+        with resp:
+            body = self._read(resp, max_bytes, parsed.url)
+        wire = WireRequest("GET", resp.url)
+        return RawAnswer(resp.status_code, dict(resp.headers), body, time.monotonic() - started, wire)
+
     # ---- connection test ---------------------------------------------------------------------
 
     def test_connection(self) -> tuple[bool, str]:
@@ -593,6 +655,18 @@ def _no_auth(request: Any) -> Any:
     return request
 
 
+@dataclass(frozen=True)
+class RawAnswer:
+    """One answer as received (:meth:`CloudmaxHook.send_once`): status, headers, the first bytes of the body,
+    seconds to the answer, and the request as sent (``wire``; its ``safe_url`` has no credential)."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    elapsed: float
+    wire: WireRequest = field(repr=False)
+
+
 class _RedirectAnswer(Exception):
     """A successful answer that came as a redirect (ReferUrl / SuccessfulUrl)."""
 
@@ -624,4 +698,4 @@ def _mask(password: str) -> None:
         mask_secret(form)
 
 
-__all__ = ["CloudmaxHook", "ReportStream", "ResponseMode", "TooManyRowsError", "password_forms"]
+__all__ = ["CloudmaxHook", "RawAnswer", "ReportStream", "ResponseMode", "TooManyRowsError", "password_forms"]

@@ -85,6 +85,10 @@ Choices made where the spec is open (all of them are covered by ``tests/unit/tes
   %-encoded as one path segment).
 * **Extras.** :meth:`CloudmaxEmulator.serve_file` serves bytes under ``/static/<name>`` (e.g. an
   ``.xml`` for XmlReqUrl); ``link_requests``, ``unc_root_path`` and ``unc_to_local()`` help tests.
+* **XmlRequest refused.** ``refuse_xml_request`` makes Report.aspx ignore ``XmlRequest``, ``XmlReqUrl`` and
+  ``XmlReqFilePath`` (a server whose Web.config leaves them off): the credentials are then absent (102).
+* **Replay.** ``emulator.replay = Replay(load_capture(DIR))`` (the CLI's ``--replay DIR``) answers every
+  request from a probe's capture instead (:mod:`~cloudmax_provider.testing.emulator.replay`).
 * **reset()** restores the settings the emulator was constructed with (library defaults when none
   were given), in place on the same ``settings`` object, and forgets the log, the fault count, prepared
   link files, pending mode-0 writes and ``serve_file`` files (the big-report cache is kept).
@@ -106,7 +110,7 @@ from cloudmax_provider.testing.emulator.settings import (
 
 # The parts: app (the server, its log and dispatch), settings (switches, fixed strings, shared shapes),
 # routes (Report.aspx), faults (the fault catalogue), data (report bodies, big reports), links (link files),
-# cli (the command line; this package never imports it).
+# replay (answers from a capture), cli (the command line; this package never imports it).
 __all__ = [
     "API_PATH",
     "LINK_PREFIX",

@@ -59,6 +59,8 @@ class CloudmaxEmulator:
         # Called in the server's thread after each answer: (request, HTTP status, fault applied or "").
         # The CLI's request log and --scenario use it; a slow callback delays the next request.
         self.on_answer: Callable[[RecordedRequest, int, str], None] | None = None
+        # Set to a testing.emulator.replay.Replay: every request is answered from a capture (--replay DIR).
+        self.replay: Any | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -175,6 +177,7 @@ class CloudmaxEmulator:
     def reset(self) -> None:
         """Construction-time settings (in place), empty log, no fault count, no prepared link files."""
         base = copy.deepcopy(self._baseline)
+        self.replay = None
         for f in dataclasses.fields(EmulatorSettings):
             setattr(self.settings, f.name, getattr(base, f.name))
         with self._lock:
@@ -330,7 +333,11 @@ class CloudmaxEmulator:
                 return web.Response(status=500)
             return await self._send(request, fail_with_reply(self.settings, fault.fail_with), None)
 
-        if kind == "api":
+        if self.replay is not None:
+            reply, wait = self.replay.answer(request.method, request.path, fields, files, self.base_url)
+            if wait > 0:
+                await asyncio.sleep(wait)
+        elif kind == "api":
             reply = await report_aspx(self, request, fields, files, filenames, trace)
         elif kind == "link":
             reply = self._link_host.serve(request)

@@ -109,6 +109,7 @@ _FLAGS: list[tuple[str, str]] = [
     ("xml_root", "root element of XML answers"),
     ("xml_utf16_declaration", "XML answers declare encoding=utf-16 while their bytes are UTF-8 (.NET)"),
     ("xml_tag_case", "upper: ERRORCODE...; mixed: ErrorCode..."),
+    ("refuse_xml_request", "ignore XmlRequest/XmlReqUrl/XmlReqFilePath (no credentials seen: ErrorCode 102)"),
     ("unc_root", "directory ResponseMode 0 writes its files to (default: a temporary one)"),
     ("unc_server", "server name in mode 0 links"),
     ("unc_share", "share name in mode 0 links"),
@@ -357,6 +358,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--scenario", metavar="FILE", help="JSON (or YAML with PyYAML) sequence of faults")
     ap.add_argument("--log-file", metavar="FILE", help="append the request log there instead of stdout")
     ap.add_argument("--quiet", action="store_true", help="no request log")
+    ap.add_argument(
+        "--replay",
+        metavar="DIR",
+        help="serve a capture made by 'python -m cloudmax_provider.probe --record DIR' (the same bytes and quirks)",
+    )
     faults = ap.add_argument_group("faults and behaviour (each an EmulatorSettings field)")
     for name, text in _FLAGS:
         flag = _flag(name)
@@ -402,6 +408,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(line, file=out, flush=True)
 
     emu = CloudmaxEmulator(settings, host=args.host, port=args.port)
+    if args.replay:
+        from cloudmax_provider.api.capture import load_capture
+        from cloudmax_provider.testing.emulator.replay import Replay
+
+        try:
+            emu.replay = Replay(load_capture(args.replay))
+        except ValueError as exc:
+            print(f"error: --replay: {exc}", file=sys.stderr)
+            return 2
+        log(f"replaying {args.replay} ({len(emu.replay.capture.exchanges)} recorded exchanges)")
 
     def on_answer(record: RecordedRequest, status: int, fault: str) -> None:
         if not args.quiet:

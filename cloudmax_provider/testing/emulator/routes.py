@@ -347,6 +347,9 @@ async def report_aspx(
     for k, v in fields.items():
         low[k.lower()] = f"{low[k.lower()]},{v}" if k.lower() in low else v
     launch_text = low.get("launchid", "").strip()
+    if s.refuse_xml_request:  # a server whose Web.config leaves the XML parameters off
+        low = {k: v for k, v in low.items() if k not in ("xmlrequest", "xmlrequrl")}
+        files = {k: v for k, v in files.items() if k.lower() != "xmlreqfilepath"}
     try:
         params = await with_xml(low, files, filenames)
         launch_text = params.get("launchid", "").strip()

@@ -70,6 +70,7 @@ class EmulatorSettings:
     xml_root: str = "ROOT"
     xml_utf16_declaration: bool = False
     xml_tag_case: str = "upper"  # "upper" | "mixed"
+    refuse_xml_request: bool = False  # XmlRequest/XmlReqUrl/XmlReqFilePath ignored (no credentials seen: 102)
     link_ready_after: float = 0.0
     split_links: bool = False
     link_base_url: str | None = None
