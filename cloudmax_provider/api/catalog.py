@@ -412,20 +412,22 @@ def _nearest(key: str) -> str | None:
     """The id(s) or slug closest to a mistyped one, as ``'click_details' (21002)``, or None.
 
     An id is a number typed digit by digit: the ids fewest edits away (a digit changed, added or dropped),
-    at most two, every one at that distance.
+    at most two, then those sharing the longest first digits; every one left is named.
 
-    >>> _nearest("click_detail"), _nearest("2100198"), _nearest("zzz")
-    ("'click_details' (21002)", "'2100199' (open_details_quick)", None)
+    >>> _nearest("click_detail"), _nearest("2100198"), _nearest("210021"), _nearest("zzz")
+    ("'click_details' (21002)", "'2100199' (open_details_quick)", "'21002' (click_details)", None)
     >>> _nearest("21009")
     "'21001' (open_details), '21002' (click_details) or '21003' (bounce_details)"
     """
     import difflib
 
     if key.isdigit():
-        distance = {rid: _edits(key, str(rid)) for rid in REPORT_PARTS}
-        best = min(distance.values())
-        ids = [f"'{rid}' ({REPORT_PARTS[rid].slug})" for rid, d in distance.items() if d == best]
-        if best > 2:
+        import os.path
+
+        rank = {rid: (_edits(key, str(rid)), -len(os.path.commonprefix([key, str(rid)]))) for rid in REPORT_PARTS}
+        best = min(rank.values())
+        ids = [f"'{rid}' ({REPORT_PARTS[rid].slug})" for rid, r in rank.items() if r == best]
+        if best[0] > 2:
             return None
         return ids[0] if len(ids) == 1 else ", ".join(ids[:-1]) + " or " + ids[-1]
     slugs = difflib.get_close_matches(key.replace("-", "_").replace(" ", "_"), list(_BY_SLUG), n=1, cutoff=0.6)
