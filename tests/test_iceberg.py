@@ -17,6 +17,7 @@ import pytest
 
 from cloudmax_provider.exceptions import CloudmaxConfigError
 from cloudmax_provider.utils.compat import AIRFLOW_VERSION
+from tests.airflow_compat import declared_uris
 from tests.airflow_runner import load_dag, task_states, xcom
 
 pa = pytest.importorskip("pyarrow")
@@ -167,6 +168,13 @@ def test_lookback_is_checked_when_the_dag_is_parsed():
         return CloudmaxReportOperator(**args)
 
     assert make(lookback=timedelta(days=3)).lookback == timedelta(days=3)
+    assert [uri.rstrip("/") for uri in declared_uris(make())] == [TABLE]  # the Asset is the table
+
+    from cloudmax_provider.landing.lineage import LandedDataset, openlineage
+
+    lineage = openlineage("host", None, [], "Asia/Taipei", LandedDataset(TABLE, 5, 10, 1, False), TABLE)
+    if lineage is not None:  # the OpenLineage provider is installed
+        assert (lineage.outputs[0].namespace, lineage.outputs[0].name) == ("iceberg://", "lake.clicks")
     with pytest.raises(CloudmaxConfigError, match=r"lookback=.* is not a whole number of day partitions"):
         make(lookback=timedelta(hours=36))
     with pytest.raises(CloudmaxConfigError, match=r"lookback=.* must be a positive timedelta"):
