@@ -41,6 +41,7 @@ from cloudmax_provider.formats.encoding import ChunkReader, transcode
 from cloudmax_provider.formats.streams import ReportStream
 
 __all__ = [
+    "ArrowBatchEncoder",
     "ArrowJsonLinesEncoder",
     "ArrowParquetEncoder",
     "ParquetSink",
@@ -389,6 +390,48 @@ class ArrowParquetEncoder(_ArrowEncoder):
             self.tick(whole)
         rest = table.slice(whole)
         return ([rest] if rest.num_rows else []), rest.num_rows
+
+
+class ArrowBatchEncoder(_ArrowEncoder):
+    """Typed Arrow tables of at most ``batch_size`` rows, as the body streams: what a table format
+    (Iceberg, :mod:`cloudmax_provider.landing.iceberg`) writes, one batch at a time.
+
+    Example::
+
+        for table in ArrowBatchEncoder(typing, "Landing x", log, 65536).batches(open_each(sources)):
+            write(table)
+    """
+
+    def __init__(self, typing: Any, label: str, logger: Any, batch_size: int) -> None:
+        super().__init__(typing, label, logger)
+        self.batch_size = batch_size
+        self.schema: Any = None  # the Arrow schema of the batches (the expected columns for an empty body)
+
+    def expected_schema(self) -> Any:
+        """The Arrow schema of the columns requested (or the catalog's), before any body is read."""
+        return _schema(self.typing.empty_typer())
+
+    def batches(self, streams: Iterable[ReportStream]) -> Iterator[Any]:
+        import pyarrow as pa
+
+        pending: list[Any] = []
+        held = 0
+        for typer, tables in self.tables(streams):
+            self.schema = _schema(typer)
+            for table in tables:
+                pending.append(table)
+                held += table.num_rows
+                while held >= self.batch_size:
+                    whole = pa.concat_tables(pending) if len(pending) > 1 else pending[0]
+                    yield whole.slice(0, self.batch_size)
+                    self.tick(self.batch_size)
+                    rest = whole.slice(self.batch_size)
+                    pending, held = ([rest] if rest.num_rows else []), rest.num_rows
+        if self.schema is None:
+            self.schema = _schema(self.typing.empty_typer())
+        if held:
+            yield pa.concat_tables(pending) if len(pending) > 1 else pending[0]
+            self.tick(held)
 
 
 class ArrowJsonLinesEncoder(_ArrowEncoder):

@@ -116,6 +116,11 @@ def check_destination(uri: Any, *, one_object_per_link: bool = False, output_for
     >>> check_destination("s3://lake/cloudmax/2026-11-01/opens.csv")
     """
     fix = "use e.g. 's3://bucket/cloudmax/{window_start:%Y-%m-%d}.csv' or 'file:///data/cloudmax/report.csv'"
+    from cloudmax_provider.landing.iceberg import IcebergTable, is_iceberg
+
+    if is_iceberg(uri):  # a table, not an object: iceberg://<namespace>.<table>
+        IcebergTable.parse(uri)
+        return
     if not isinstance(uri, str):
         raise CloudmaxConfigError(f"destination={uri!r} is a {type(uri).__name__}, not a URI string; {fix}")
     parts = urlsplit(uri)
@@ -183,6 +188,11 @@ def preflight_destination(uri: str, conn_id: str | None) -> None:
     """
     from airflow.providers.common.compat.sdk import ObjectStoragePath
 
+    from cloudmax_provider.landing.iceberg import is_iceberg, preflight_iceberg
+
+    if is_iceberg(uri):
+        preflight_iceberg(uri, conn_id)
+        return
     if conn_id:
         from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 

@@ -171,9 +171,10 @@ def openlineage(
         stats["outputStatistics"] = OutputStatisticsOutputDatasetFacet(
             rowCount=landed.rows, size=landed.bytes, fileCount=landed.files if landed.in_prefix else None
         )
-    output = OutputDataset(
-        namespace=f"{parts.scheme}://{parts.netloc}", name=parts.path.lstrip("/"), facets=facets, outputFacets=stats
-    )
+    namespace, name = f"{parts.scheme}://{parts.netloc}", parts.path.lstrip("/")
+    if parts.scheme == "iceberg":  # a table: iceberg://<namespace>.<table> names it whole
+        namespace, name = "iceberg://", parts.netloc
+    output = OutputDataset(namespace=namespace, name=name, facets=facets, outputFacets=stats)
     return OperatorLineage(inputs=inputs, outputs=[output])
 
 

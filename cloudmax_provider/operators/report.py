@@ -44,6 +44,7 @@ from cloudmax_provider.api.request import ResponseMode
 from cloudmax_provider.exceptions import CloudmaxConfigError, CloudmaxLinkError
 from cloudmax_provider.formats.cells import to_jsonable
 from cloudmax_provider.formats.writers import DEFAULT_BATCH_SIZE
+from cloudmax_provider.landing.iceberg import is_iceberg
 from cloudmax_provider.operators._request_args import (
     REQUEST_TEMPLATE_FIELDS,
     REQUEST_TEMPLATE_RENDERERS,
@@ -96,7 +97,9 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         into XCom, 3 into a destination.
     :param destination: ``None``: typed rows into XCom (at most ``max_xcom_rows``). Otherwise an
         ``ObjectStoragePath`` URI (``s3://``, ``gs://``, ``file://`` ...) the report is streamed to,
-        atomically. With ``one_object_per_link=True`` it is a prefix ending in ``/``. ``{window_start:<strftime>}``
+        atomically. With ``one_object_per_link=True`` it is a prefix ending in ``/``. ``"iceberg://<namespace>.<table>"``
+        lands in an Iceberg table (``destination_conn_id``: an ``iceberg`` connection), replacing the run's
+        partitions in one commit (``docs/lake.md``, "Iceberg tables"). ``{window_start:<strftime>}``
         and ``{window_end:<strftime>}`` are filled with the requested window in the account's timezone
         (after Jinja), e.g. ``"s3://lake/opens/{window_start:%Y-%m-%d}.csv"``.
     :param destination_conn_id: the connection for the destination's store (e.g. ``aws_default``).
@@ -118,6 +121,10 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         is requested partition by partition, one request and one object each, named by its window under
         ``destination`` (a prefix ending in ``/``); a retry skips the partitions an earlier try of the run
         landed. See :mod:`cloudmax_provider.windows.chunks`.
+    :param lookback: a ``timedelta`` of whole partitions (e.g. ``timedelta(days=3)``): each run also re-lands
+        that many partitions before its window, for events that arrive late. Only with a destination that
+        names partitions, ``chunk=`` or an Iceberg table (each partition is replaced whole, so this is safe).
+        See ``docs/partitions.md``.
     :param resume: with ``chunk``, keep a manifest beside the chunks so retries resume (default True).
     :param max_xcom_rows: the most rows pushed to XCom; past it the task fails and says to set destination.
     :param cloudmax_conn_id: the ``cloudmax`` connection.
@@ -156,6 +163,7 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         compression: str | None = "snappy",
         chunk: timedelta | bool | None = None,
         partition: str | None = None,
+        lookback: timedelta | None = None,
         resume: bool = True,
         max_xcom_rows: int = 5000,
         cloudmax_conn_id: str = "cloudmax_default",
@@ -194,6 +202,7 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         self.compression = compression
         self.chunk = chunk
         self.partition = partition
+        self.lookback = lookback
         self.resume = resume
         self.max_xcom_rows = max_xcom_rows
         self._landed: LandedDataset | None = None  # what was written, for OpenLineage
@@ -263,6 +272,8 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
                 f"output_format={self.output_format!r} needs a destination; XCom rows are typed already"
             )
         self._validate_partitions()
+        if is_iceberg(self.destination):
+            self._validate_iceberg()
         if self.chunk is None:
             return
         if self.one_object_per_link:
@@ -272,6 +283,29 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
             raise CloudmaxConfigError("chunk= needs response_mode 2 or 3 (the report as the answer), not a link mode")
         if is_literal(self.destination):
             self._check_chunk_destination(self.destination)
+
+    def _validate_iceberg(self) -> None:
+        """An Iceberg table is landed partition by partition in one commit: no chunk=, no link modes."""
+        from cloudmax_provider.landing.iceberg import check_iceberg_args
+
+        if self.destination_conn_id is None or is_literal(self.destination_conn_id):
+            check_iceberg_args(self.destination, self.destination_conn_id)
+        if self.chunk is not None or self.one_object_per_link:
+            raise CloudmaxConfigError(
+                f"destination={self.destination!r} is an Iceberg table, which each run lands partition by partition "
+                "in one commit; remove chunk= and one_object_per_link"
+            )
+        if self.output_format not in ("csv", "parquet"):  # "csv" is the default: the data files are Parquet
+            raise CloudmaxConfigError(
+                f"output_format={self.output_format!r}: an Iceberg table's data files are Parquet; leave output_format "
+                "unset (or 'parquet')"
+            )
+        mode = self._literal_mode()
+        if mode is not None and mode.returns_links:
+            raise CloudmaxConfigError(
+                f"destination={self.destination!r} is an Iceberg table: it needs response_mode 2 or 3 (the report "
+                f"as the answer, one request per partition), not {int(mode)}"
+            )
 
     def _validate_partitions(self) -> None:
         """The grid, ``chunk`` as one partition of it, and placeholders that name each partition alike never."""
@@ -286,11 +320,24 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         check_placeholders(self.destination)  # Jinja's {{ }} skipped; checked again once rendered
         if is_literal(self.destination):
             check_names_partitions(self.destination, self.partition or "day")
+        self._validate_lookback()
+
+    def _validate_lookback(self) -> None:
+        """``lookback``: whole partitions of the grid, and only where partitions are replaced whole."""
+        from cloudmax_provider.windows.partitions import check_lookback
+
+        check_lookback(self.lookback, self.partition or "day")
+        if self.lookback is not None and is_literal(self.destination) and not self._names_partitions:
+            raise CloudmaxConfigError(
+                f"lookback={self.lookback!r} needs a destination whose partitions are replaced whole: one naming "
+                "{window_start:...}, a prefix with chunk=, or an Iceberg table 'iceberg://<namespace>.<table>'; "
+                f"destination={self.destination!r} is not one (remove lookback)"
+            )
 
     @property
     def _names_partitions(self) -> bool:
         """The destination holds one object per partition (chunk=, or placeholders named by the window)."""
-        return self.chunk is not None or has_window_placeholders(self.destination)
+        return self.chunk is not None or has_window_placeholders(self.destination) or is_iceberg(self.destination)
 
     def _grid(self, timezone: str) -> PartitionGrid:
         from cloudmax_provider.api.request import get_timezone
@@ -326,7 +373,26 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         request = self._request(hook, context, mode, grid)
         if grid is not None:
             request = self._widen(request, grid)
+            request = self._look_back(request, grid)
         return request
+
+    def _look_back(self, request: ReportRequest, grid: PartitionGrid) -> ReportRequest:
+        """``lookback``: the window widened backwards by whole partitions, so late events are landed too."""
+        from cloudmax_provider.windows.partitions import check_lookback
+
+        count = check_lookback(self.lookback, grid.unit)
+        if not count:
+            return request
+        start = grid.back(request.start, count)
+        self.log.info(
+            "lookback=%s: also re-landing the %d %s partition(s) %s .. %s",
+            self.lookback,
+            count,
+            grid.describe(),
+            start,
+            request.start,
+        )
+        return dataclasses.replace(request, start=start)
 
     def _widen(self, request: ReportRequest, grid: PartitionGrid) -> ReportRequest:
         """The request widened to the whole partitions its window touches (the destination names partitions:
@@ -380,6 +446,8 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         request = self.build_request(hook, context)
         self._check_rendered(request)
         self.log.info("Requesting %s", request.describe())
+        if is_iceberg(self.destination):
+            return self._land_iceberg(context, hook, request)
         if self.chunk is not None or (self._names_partitions and not request.response_mode.returns_links):
             return self._land_chunks(context, hook, request)
         if not request.response_mode.returns_links:
@@ -492,6 +560,22 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
             context, landed, destination=self.destination, in_prefix=in_prefix, outlets=outlets
         )
         return [entry["uri"] for entry in landed]
+
+    def _land_iceberg(self, context: Context, hook: CloudmaxHook, request: ReportRequest) -> str:
+        """The window's partitions replaced in the Iceberg table in one commit; the table's URI."""
+        from cloudmax_provider.landing.iceberg import land_request
+
+        if request.response_mode.returns_links:
+            raise CloudmaxConfigError("an Iceberg destination needs response_mode 2 or 3, not a link mode")
+        options = {
+            "destination": str(self.destination),
+            "conn_id": self.destination_conn_id,
+            "batch_size": self.batch_size,
+            "logger": self.log,
+        }
+        landed = land_request(context, hook, request, self._grid(hook.settings.timezone), options)
+        self._landed_in(context, landed)
+        return str(self.destination)
 
     def _land_chunks(self, context: Context, hook: CloudmaxHook, request: ReportRequest) -> Any:
         """One request per partition: typed rows into XCom, or one object per partition."""

@@ -36,6 +36,7 @@ __all__ = [
     "DEFAULT_PARTITION",
     "PARTITION_UNITS",
     "PartitionGrid",
+    "check_lookback",
     "check_partition",
     "check_positive_timedelta",
     "partition_of_chunk",
@@ -71,6 +72,38 @@ def check_partition(unit: object) -> str:
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise CloudmaxConfigError(f"partition={unit!r} is not a partition grid; {hint}use one of {PARTITION_UNITS}")
     return str(unit)
+
+
+#: The length of one partition of the grids ``lookback=`` can count in (a month is no fixed timedelta).
+_PARTITION_LENGTH = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
+
+
+def check_lookback(lookback: object, unit: str) -> int:
+    """How many whole partitions of ``unit`` ``lookback`` (a timedelta) is; 0 for ``None``; else a
+    :class:`CloudmaxConfigError` naming ``lookback`` and the fix.
+
+    >>> check_lookback(timedelta(days=3), "day"), check_lookback(None, "day")
+    (3, 0)
+    """
+    if lookback is None:
+        return 0
+    example = "timedelta(days=3)" if unit != "hour" else "timedelta(hours=6)"
+    if not isinstance(lookback, timedelta) or lookback <= timedelta(0):
+        raise CloudmaxConfigError(
+            f"lookback={lookback!r} must be a positive timedelta of whole {unit} partitions, e.g. {example}"
+        )
+    if unit not in _PARTITION_LENGTH:
+        raise CloudmaxConfigError(
+            f"lookback={lookback!r} with partition={unit!r}: a month is no fixed timedelta, so lookback cannot count "
+            "months; use partition='day' with lookback=timedelta(days=N), or leave lookback unset"
+        )
+    count, rest = divmod(lookback, _PARTITION_LENGTH[unit])
+    if rest:
+        raise CloudmaxConfigError(
+            f"lookback={lookback!r} is not a whole number of {unit} partitions (a partition is replaced whole, "
+            f"never in part); use a multiple of {_PARTITION_LENGTH[unit]!r}, e.g. {example}"
+        )
+    return int(count)
 
 
 def partition_of_chunk(chunk: object, partition: str | None) -> str:
@@ -154,6 +187,17 @@ class PartitionGrid:
         if _instant(stop) < _instant(end):
             stop = self.next(stop)
         return begin, stop
+
+    def back(self, start: datetime, count: int) -> datetime:
+        """The start of the partition ``count`` partitions before the one starting at ``start`` (``lookback``).
+
+        >>> PartitionGrid.of("day", "Asia/Taipei").back(datetime(2026, 11, 19), 2).isoformat()
+        '2026-11-17T00:00:00+08:00'
+        """
+        begin = self.floor(start)
+        for _ in range(count):
+            begin = self.floor(_instant(begin) - timedelta(microseconds=1))
+        return begin
 
     def last_complete(self, before: datetime, length: timedelta) -> tuple[datetime, datetime]:
         """The last complete partition(s) before ``before``, covering at least ``length``: the window of a run

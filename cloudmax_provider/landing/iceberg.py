@@ -1,0 +1,455 @@
+"""Landing a report in an Apache Iceberg table: ``destination="iceberg://<namespace>.<table>"``.
+
+The catalog comes from the ``iceberg`` connection ``destination_conn_id`` through the Iceberg provider's
+``IcebergHook`` (its extra holds pyiceberg's catalog properties). The table is made when missing: the
+report's columns as the catalog types them (times ``timestamptz``; ``columns=`` subsets and renames as
+requested) and :data:`PARTITION_COLUMN`, the start of the account-local partition of the grid holding each
+row, on which the table is partitioned (identity).
+
+A run replaces exactly the partitions it requested, in **one commit and one snapshot**: the data files
+are written first (one partition request at a time, a batch of ``batch_size`` rows at a time, so memory
+holds one batch), then one overwrite snapshot removes the data files of the run's partitions and adds
+the new ones. Readers see the old partitions or the new ones, never a mix; re-running a window leaves
+each row once. A commit that loses a race with another writer (``CommitFailedException``) is tried again
+on the reloaded table, at most :data:`COMMIT_ATTEMPTS` times; the data files written are kept.
+
+Schema policy (``docs/lake.md``): a column the run has and the table lacks is added (nullable: older rows
+read null); a column the table has and the run lacks, or another type, is refused before anything is
+written.
+
+pyiceberg is imported only inside the functions that use it (``pip install 'airflow-provider-cloudmax[iceberg]'``).
+
+>>> IcebergTable.parse("iceberg://lake.clicks").identifier
+'lake.clicks'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import re
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from cloudmax_provider.exceptions import CloudmaxConfigError
+
+if TYPE_CHECKING:
+    from cloudmax_provider.api.request import ReportRequest
+    from cloudmax_provider.formats.arrow_typing import ArrowBatchEncoder
+    from cloudmax_provider.hooks.cloudmax import CloudmaxHook
+    from cloudmax_provider.windows.partitions import PartitionGrid
+
+__all__ = [
+    "COMMIT_ATTEMPTS",
+    "GRID_PROPERTY",
+    "ICEBERG_EXTRA_HINT",
+    "PARTITION_COLUMN",
+    "IcebergTable",
+    "is_iceberg",
+    "land_iceberg",
+    "land_request",
+    "load_catalog",
+    "preflight_iceberg",
+]
+
+log = logging.getLogger(__name__)
+
+#: The partition column the provider adds: the start (an instant) of the grid partition holding the row.
+PARTITION_COLUMN = "cloudmax_partition"
+#: The table property recording the grid the table is cut by, e.g. ``day (Asia/Taipei)``.
+GRID_PROPERTY = "cloudmax.partition-grid"
+#: Commits tried when another writer commits first (each on the reloaded table).
+COMMIT_ATTEMPTS = 8
+ICEBERG_EXTRA_HINT = "pip install 'airflow-provider-cloudmax[iceberg]'"
+SCHEME = "iceberg://"
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def is_iceberg(destination: Any) -> bool:
+    """Whether a destination names an Iceberg table (``iceberg://...``)."""
+    return isinstance(destination, str) and destination.startswith(SCHEME)
+
+
+@dataclass(frozen=True)
+class IcebergTable:
+    """A table named by ``iceberg://<namespace>.<table>`` (the namespace may have several levels)."""
+
+    namespace: tuple[str, ...]
+    name: str
+
+    @classmethod
+    def parse(cls, uri: Any) -> IcebergTable:
+        """The table a destination names, or :class:`CloudmaxConfigError` saying how to write it.
+
+        >>> IcebergTable.parse("iceberg://lake.raw.clicks").namespace
+        ('lake', 'raw')
+        """
+        fix = "write it as 'iceberg://<namespace>.<table>', e.g. 'iceberg://cloudmax.click_details'"
+        if not is_iceberg(uri):
+            raise CloudmaxConfigError(f"destination={uri!r} is not an Iceberg table; {fix}")
+        parts = str(uri)[len(SCHEME) :].split(".")
+        bad = [p for p in parts if not _NAME.match(p)]
+        if len(parts) < 2 or bad:
+            why = f"{bad[0]!r} is not a name (letters, digits, '_')" if bad else "it has no namespace"
+            raise CloudmaxConfigError(f"destination={uri!r}: {why}; {fix}")
+        return cls(tuple(parts[:-1]), parts[-1])
+
+    @property
+    def identifier(self) -> str:
+        return ".".join((*self.namespace, self.name))
+
+    @property
+    def uri(self) -> str:
+        return SCHEME + self.identifier
+
+
+def check_iceberg_args(destination: Any, conn_id: Any) -> None:
+    """Parse-time checks of a literal Iceberg destination and its connection id (no I/O)."""
+    IcebergTable.parse(destination)
+    if conn_id is None or conn_id == "":
+        raise CloudmaxConfigError(
+            f"destination={destination!r} needs destination_conn_id: the 'iceberg' connection whose extra holds "
+            'the catalog\'s properties, e.g. {"type": "sql", "uri": "sqlite:///…/catalog.db", "warehouse": "file:///…"}'
+        )
+
+
+def load_catalog(conn_id: str) -> Any:
+    """The pyiceberg catalog of the ``iceberg`` connection ``conn_id``, through the provider's ``IcebergHook``.
+
+    ``IcebergHook.get_conn()`` returns the catalog from provider 2.0 on (1.x returned an OAuth token): with
+    an older provider the catalog is loaded from the connection's extra the same way."""
+    from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
+
+    try:
+        from airflow.providers.apache.iceberg.hooks.iceberg import IcebergHook
+        from pyiceberg.catalog import Catalog
+        from pyiceberg.catalog import load_catalog as pyiceberg_catalog
+    except ImportError as exc:
+        raise CloudmaxConfigError(
+            f"an iceberg:// destination needs pyiceberg and the Iceberg provider ({exc}); {ICEBERG_EXTRA_HINT}"
+        ) from None
+    try:
+        conn = BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        raise CloudmaxConfigError(
+            f"destination_conn_id={conn_id!r} is not a connection; create an 'iceberg' connection (extra: the "
+            "catalog's properties) or fix the name"
+        ) from None
+    if conn.conn_type != "iceberg":
+        raise CloudmaxConfigError(
+            f"destination_conn_id={conn_id!r} is a {conn.conn_type!r} connection; an iceberg:// destination needs "
+            "an 'iceberg' connection whose extra holds the catalog's properties"
+        )
+    catalog = IcebergHook(iceberg_conn_id=conn_id).get_conn()
+    if not isinstance(catalog, Catalog):  # provider < 2.0
+        catalog = pyiceberg_catalog(conn_id, **{"type": "rest", **(conn.extra_dejson or {})})
+    return catalog
+
+
+def preflight_iceberg(uri: str, conn_id: str | None) -> None:
+    """Before the report is requested: the connection loads a catalog that answers (one metadata call)."""
+    table = IcebergTable.parse(uri)
+    check_iceberg_args(uri, conn_id)
+    assert conn_id
+    catalog = load_catalog(conn_id)
+    try:
+        catalog.table_exists(table.identifier)
+    except Exception as exc:
+        raise CloudmaxConfigError(
+            f"destination={uri!r}: the catalog of destination_conn_id={conn_id!r} does not answer: "
+            f"{type(exc).__name__}: {str(exc)[:300]}; check the connection's extra"
+        ) from None
+
+
+# ---- schema ---------------------------------------------------------------------------------------
+
+
+def _iceberg_type(arrow_type: Any) -> Any:
+    """The Iceberg type of a column as the Arrow engine types it: long, double, timestamptz, string."""
+    import pyarrow as pa
+    from pyiceberg.types import DoubleType, LongType, StringType, TimestamptzType
+
+    if pa.types.is_integer(arrow_type):
+        return LongType()
+    if pa.types.is_floating(arrow_type):
+        return DoubleType()
+    if pa.types.is_timestamp(arrow_type):
+        return TimestamptzType()
+    return StringType()
+
+
+def table_schema(arrow_schema: Any) -> Any:
+    """The Iceberg schema of a report's columns (all optional), then :data:`PARTITION_COLUMN`."""
+    from pyiceberg.schema import Schema
+    from pyiceberg.types import NestedField, TimestamptzType
+
+    fields = [
+        NestedField(i, f.name, _iceberg_type(f.type), required=False) for i, f in enumerate(arrow_schema, start=1)
+    ]
+    fields.append(NestedField(len(fields) + 1, PARTITION_COLUMN, TimestamptzType(), required=False))
+    return Schema(*fields)
+
+
+def _open_table(catalog: Any, target: IcebergTable, arrow_schema: Any, grid: PartitionGrid, logger: Any) -> Any:
+    """The table, made when missing (schema from the report, identity-partitioned on the partition column);
+    refused when it is cut by another grid or was not made by this provider."""
+    from pyiceberg.exceptions import NoSuchTableError, TableAlreadyExistsError
+    from pyiceberg.partitioning import PartitionField, PartitionSpec
+    from pyiceberg.transforms import IdentityTransform
+
+    try:
+        table = catalog.load_table(target.identifier)
+    except NoSuchTableError:
+        schema = table_schema(arrow_schema)
+        source = schema.find_field(PARTITION_COLUMN).field_id
+        spec = PartitionSpec(PartitionField(source, 1000, IdentityTransform(), PARTITION_COLUMN))
+        catalog.create_namespace_if_not_exists(target.namespace)
+        try:
+            table = catalog.create_table(
+                target.identifier, schema=schema, partition_spec=spec, properties={GRID_PROPERTY: grid.describe()}
+            )
+            logger.info("Created the Iceberg table %s, partitioned on %s", target.uri, PARTITION_COLUMN)
+        except TableAlreadyExistsError:  # another task made it meanwhile
+            table = catalog.load_table(target.identifier)
+    made_by = table.properties.get(GRID_PROPERTY)
+    if made_by is None:
+        raise CloudmaxConfigError(
+            f"destination={target.uri!r}: the table was not made by this provider (no {GRID_PROPERTY!r} property): "
+            f"it must be identity-partitioned on {PARTITION_COLUMN!r} for a run to replace whole partitions; "
+            "land in a new table, which the provider makes"
+        )
+    if made_by != grid.describe():
+        raise CloudmaxConfigError(
+            f"destination={target.uri!r} holds {made_by} partitions, but this run's grid is {grid.describe()}; "
+            f"set partition= (and the connection's timezone) to match, or land in another table"
+        )
+    return table
+
+
+def fit_schema(table: Any, arrow_schema: Any, target: IcebergTable, logger: Any = log) -> Any:
+    """The table, its schema widened by the columns the run has and the table lacks (``union_by_name``);
+    a column the table has and the run lacks, or one of another type, is refused."""
+    from pyiceberg.types import NestedField
+
+    wanted = table_schema(arrow_schema)
+    current = {f.name: f for f in table.schema().fields}
+    missing = [name for name in current if name not in {f.name for f in wanted.fields}]
+    if missing:
+        raise CloudmaxConfigError(
+            f"destination={target.uri!r} has the columns {missing}, which this run does not land (columns= differs "
+            "from the table's, or Cloudmax dropped them): replacing its partitions would empty them; set columns= "
+            "to the table's columns, or land this column set in another table"
+        )
+    for field in wanted.fields:
+        have: NestedField | None = current.get(field.name)
+        if have is not None and have.field_type != field.field_type:
+            raise CloudmaxConfigError(
+                f"destination={target.uri!r}: column {field.name!r} is {have.field_type} in the table and "
+                f"{field.field_type} in this run; land it in another table (or rename it with columns=)"
+            )
+    added = [f.name for f in wanted.fields if f.name not in current]
+    if not added:
+        return table
+    with table.update_schema() as update:
+        update.union_by_name(wanted)
+    logger.warning("Added the column(s) %s to the Iceberg table %s (older rows read null)", added, target.uri)
+    return table.refresh()
+
+
+# ---- writing --------------------------------------------------------------------------------------
+
+
+def _for_table(batch: Any, start: datetime) -> Any:
+    """A typed batch as the table stores it: times as UTC instants (Iceberg's timestamptz), the partition column."""
+    import pyarrow as pa
+
+    utc = pa.timestamp("us", tz="UTC")
+    columns = [col.cast(utc) if pa.types.is_timestamp(col.type) else col for col in batch.columns]
+    columns.append(pa.array([start] * batch.num_rows, utc))
+    return pa.Table.from_arrays(columns, names=[*batch.column_names, PARTITION_COLUMN])
+
+
+def _write_partition(
+    table: Any, target: IcebergTable, encoder: ArrowBatchEncoder, streams: Iterable[Any], start: datetime, ids: Any
+) -> tuple[Any, list[Any]]:
+    """Write one partition's batches as data files in the table's location (pyiceberg's writer, the same as
+    ``Table.append`` uses); the table (its schema fitted to the body) and the data files."""
+    from pyiceberg.io.pyarrow import _dataframe_to_data_files
+
+    files: list[Any] = []
+    fitted = False
+    for batch in encoder.batches(streams):
+        if not fitted:
+            table, fitted = fit_schema(table, batch.schema, target, encoder.log), True
+        files += _dataframe_to_data_files(
+            table_metadata=table.metadata, df=_for_table(batch, start), io=table.io, write_uuid=ids[0], counter=ids[1]
+        )
+    if not fitted and encoder.schema is not None:
+        table = fit_schema(table, encoder.schema, target, encoder.log)
+    return table, files
+
+
+def _window_filter(start: datetime, end: datetime) -> Any:
+    """Rows of the partitions starting in ``[start, end)``: the run's partitions."""
+    from pyiceberg import expressions
+
+    ex: Any = expressions  # pydantic models: their signatures confuse mypy
+    return ex.And(
+        ex.GreaterThanOrEqual(PARTITION_COLUMN, start.isoformat()), ex.LessThan(PARTITION_COLUMN, end.isoformat())
+    )
+
+
+def commit_overwrite(
+    catalog: Any,
+    target: IcebergTable,
+    window: tuple[datetime, datetime],
+    files: list[Any],
+    properties: dict[str, str],
+    logger: Any = log,
+    before_commit: Callable[[int], None] | None = None,
+) -> int:
+    """One snapshot replacing the partitions in ``window`` by ``files``, committed once; a commit another
+    writer got in before is tried again on the reloaded table. Returns the attempts it took.
+
+    ``before_commit(attempt)`` is called just before each commit (tests use it to make two writers race)."""
+    from pyiceberg import exceptions
+    from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+    # ValidationException: a concurrent commit changed the run's partitions (pyiceberg checks, on its own retries,
+    # that nothing was added in the window filter since the plan): planned again on the reloaded table
+    conflicts = (
+        exceptions.CommitFailedException,
+        getattr(exceptions, "ValidationException", exceptions.CommitFailedException),
+    )
+    retrying = Retrying(
+        retry=retry_if_exception_type(conflicts),
+        stop=stop_after_attempt(COMMIT_ATTEMPTS),
+        wait=wait_random_exponential(multiplier=0.1, max=5),
+        reraise=True,
+        before_sleep=lambda state: logger.warning(
+            "Commit to %s lost to another writer (attempt %d); trying again on the reloaded table",
+            target.uri,
+            state.attempt_number,
+        ),
+    )
+    for attempt in retrying:
+        with attempt:
+            table = catalog.load_table(target.identifier)
+            replaced = [task.file for task in table.scan(row_filter=_window_filter(*window)).plan_files()]
+            txn = table.transaction()
+            with txn.update_snapshot(snapshot_properties=properties).overwrite() as overwrite:
+                if hasattr(overwrite, "delete_by_predicate"):  # the conflict filter: only the run's partitions
+                    overwrite.delete_by_predicate(_window_filter(*window))
+                for old in replaced:
+                    overwrite.delete_data_file(old)
+                for new in files:
+                    overwrite.append_data_file(new)
+            if before_commit is not None:
+                before_commit(attempt.retry_state.attempt_number)
+            txn.commit_transaction()
+            logger.info("Committed to %s: %d data file(s) replaced by %d", target.uri, len(replaced), len(files))
+    return retrying.statistics.get("attempt_number", 1)
+
+
+@dataclass
+class IcebergLanding:
+    """What :func:`land_iceberg` needs besides the requests: where, on which grid, how to type batches."""
+
+    catalog: Any
+    target: IcebergTable
+    grid: PartitionGrid
+    encoder_of: Callable[[], ArrowBatchEncoder]
+    properties: dict[str, str]
+    before_commit: Callable[[int], None] | None = None
+    #: attempts around each partition's request and write (the hook's retry policy); one attempt if None
+    retrying: Callable[[], Iterable[Any]] | None = None
+
+
+def land_iceberg(
+    landing: IcebergLanding,
+    partitions: list[tuple[datetime, datetime]],
+    sources_of: Callable[[datetime, datetime], Iterator[Any]],
+    logger: Any = log,
+) -> list[dict[str, Any]]:
+    """Request each partition (``sources_of(start, end)`` opens its bodies), write its data files, then
+    replace the run's partitions in one commit; ``[{start, end, uri, rows, bytes}]``, one per partition.
+
+    Example::
+
+        landed = land_iceberg(landing, grid.partitions(start, end), lambda s, e: open_each(hook.sources(...)))
+    """
+    target = landing.target
+    expected = landing.encoder_of().expected_schema()
+    table = fit_schema(_open_table(landing.catalog, target, expected, landing.grid, logger), expected, target, logger)
+    ids = (uuid.uuid4(), itertools.count())
+    files: list[Any] = []
+    landed: list[dict[str, Any]] = []
+    for start, end in partitions:
+        for attempt in landing.retrying() if landing.retrying else [contextlib.nullcontext()]:
+            with attempt:  # a transient failure requests the partition again (its files so far are left unused)
+                encoder = landing.encoder_of()
+                table, written = _write_partition(table, target, encoder, sources_of(start, end), start, ids)
+        files += written
+        size = sum(f.file_size_in_bytes for f in written)
+        entry = {"start": start.isoformat(), "end": end.isoformat(), "uri": target.uri, "rows": encoder.rows}
+        landed.append({**entry, "bytes": size})
+        logger.info("Partition %s .. %s: %d rows in %d data file(s)", start, end, encoder.rows, len(written))
+    window = (partitions[0][0], partitions[-1][1])
+    commit_overwrite(landing.catalog, target, window, files, landing.properties, logger, landing.before_commit)
+    return landed
+
+
+def snapshot_properties(context: Any, window: tuple[datetime, datetime], report_part_id: int) -> dict[str, str]:
+    """The snapshot summary of a run: which DAG, run, task (and map index) and window wrote it."""
+    ti = context["ti"]
+    return {
+        "cloudmax.dag-id": str(ti.dag_id),
+        "cloudmax.run-id": str(context["run_id"]),
+        "cloudmax.task-id": str(ti.task_id),
+        "cloudmax.map-index": str(getattr(ti, "map_index", -1)),
+        "cloudmax.window-start": window[0].isoformat(),
+        "cloudmax.window-end": window[1].isoformat(),
+        "cloudmax.report-part-id": str(report_part_id),
+    }
+
+
+def land_request(
+    context: Any, hook: CloudmaxHook, request: ReportRequest, grid: PartitionGrid, options: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Land ``request``'s window (whole partitions of ``grid``) in the table ``options["destination"]`` of the
+    connection ``options["conn_id"]``, in batches of ``options["batch_size"]`` rows; what
+    :func:`land_iceberg` returns.
+
+    Example: ``land_request(context, hook, request, grid, {"destination": "iceberg://lake.clicks",
+    "conn_id": "iceberg_default", "batch_size": 65536})``
+    """
+    import dataclasses
+
+    from cloudmax_provider.api.request import get_timezone
+    from cloudmax_provider.formats.arrow_typing import ArrowBatchEncoder
+    from cloudmax_provider.formats.streams import open_each
+    from cloudmax_provider.formats.writers import RowTyping, require_pyarrow
+
+    require_pyarrow("iceberg")
+    destination, logger = options["destination"], options.get("logger", log)
+    typing = RowTyping.for_request(request, get_timezone(hook.settings.timezone))
+    partitions = grid.partitions(request.start, request.end)
+    landing = IcebergLanding(
+        catalog=load_catalog(options["conn_id"]),
+        target=IcebergTable.parse(destination),
+        grid=grid,
+        encoder_of=lambda: ArrowBatchEncoder(typing, f"Landing {destination}", logger, options["batch_size"]),
+        properties=snapshot_properties(context, (request.start, request.end), request.report_part.id),
+        retrying=hook.retrying,
+    )
+
+    def sources_of(start: datetime, end: datetime) -> Iterator[Any]:
+        sub = dataclasses.replace(request, start=start, end=end)
+        logger.info("Partition %s .. %s: requesting %s", start, end, sub.describe())
+        return open_each(hook.sources(sub))
+
+    return land_iceberg(landing, partitions, sources_of, logger)
