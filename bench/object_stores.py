@@ -52,7 +52,7 @@ def emulators(work: Path) -> Iterator[tuple[Any, Any]]:
 
     binary = AZURITE_PREFIX / "node_modules" / ".bin" / "azurite-blob"
     if not binary.exists():
-        sys.exit(f"{binary} is missing: run tests/integration/test_object_stores.py once (it installs Azurite from npm)")
+        sys.exit(f"{binary} is missing: run tests/integration/test_object_stores.py once (it installs Azurite)")
     az_port, gcs_port = free_port(), free_port()
     azurite = [str(binary), "--blobHost", "127.0.0.1", "--blobPort", str(az_port), "--inMemoryPersistence"]
     azurite += ["--extentMemoryLimit", "4096", "--skipApiVersionCheck", "--loose", "--silent"]

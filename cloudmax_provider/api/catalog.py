@@ -422,9 +422,7 @@ def _nearest(key: str) -> str | None:
     import difflib
 
     if key.isdigit():
-        import os.path
-
-        rank = {rid: (_edits(key, str(rid)), -len(os.path.commonprefix([key, str(rid)]))) for rid in REPORT_PARTS}
+        rank = {rid: (_edits(key, str(rid)), -_shared_start(key, str(rid))) for rid in REPORT_PARTS}
         best = min(rank.values())
         ids = [f"'{rid}' ({REPORT_PARTS[rid].slug})" for rid, r in rank.items() if r == best]
         if best[0] > 2:
@@ -432,6 +430,11 @@ def _nearest(key: str) -> str | None:
         return ids[0] if len(ids) == 1 else ", ".join(ids[:-1]) + " or " + ids[-1]
     slugs = difflib.get_close_matches(key.replace("-", "_").replace(" ", "_"), list(_BY_SLUG), n=1, cutoff=0.6)
     return f"{slugs[0]!r} ({_BY_SLUG[slugs[0]].id})" if slugs else None
+
+
+def _shared_start(a: str, b: str) -> int:
+    """How many first characters ``a`` and ``b`` share."""
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
 
 
 def _edits(a: str, b: str) -> int:
