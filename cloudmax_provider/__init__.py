@@ -116,4 +116,6 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "sensors": [{"integration-name": "Cloudmax", "python-modules": ["cloudmax_provider.sensors.download_link"]}],
         "triggers": [{"integration-name": "Cloudmax", "python-modules": ["cloudmax_provider.triggers.download_link"]}],
+        # `airflow cloudmax probe` on Airflow 3.3+ (older versions ignore the key)
+        "cli": ["cloudmax_provider.probe.airflow_cli.get_cli_commands"],
     }

@@ -21,7 +21,16 @@ from typing import Any, TextIO
 from cloudmax_provider.probe.checks import DEFAULT_REPORTS, ProbeOptions, probe
 from cloudmax_provider.probe.verdicts import STATUS_WORDS, Row, judge
 
-__all__ = ["ProbeResult", "main", "parse_args", "render_table", "run_probe"]
+__all__ = [
+    "ARGUMENTS",
+    "ProbeResult",
+    "argument_error",
+    "main",
+    "parse_args",
+    "render_table",
+    "run_from_args",
+    "run_probe",
+]
 
 
 @dataclass
@@ -123,49 +132,73 @@ def _positive(kind: type) -> Any:
     return parse
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(
-        prog="python -m cloudmax_provider.probe",
-        description="Ask a Cloudmax server a few read-only questions and say what to set for it.",
-    )
-    ap.add_argument("--conn-id", default="cloudmax_default", help="the cloudmax connection (default cloudmax_default)")
-    ap.add_argument(
-        "--launch-id",
-        type=int,
-        action="append",
-        required=True,
-        help="a LaunchID of a recent campaign (repeatable: several show split links)",
-    )
-    ap.add_argument(
-        "--report-part-id",
-        type=_report_id,
-        action="append",
-        help=f"a ReportPartID or slug to ask (repeatable; default {', '.join(map(str, DEFAULT_REPORTS))})",
-    )
-    ap.add_argument("--days", type=_positive(int), default=1, help="the window: the last N whole days (default 1)")
-    ap.add_argument("--max-requests", type=_positive(int), default=40, help="requests at most (default 40)")
-    ap.add_argument("--interval", type=_positive(float), default=1.0, help="seconds between requests (default 1)")
-    ap.add_argument("--link-wait", type=_positive(float), default=60.0, help="seconds to wait for a link (default 60)")
-    ap.add_argument("--link-poll", type=_positive(float), default=2.0, help="seconds between link GETs (default 2)")
-    ap.add_argument("--slow-after", type=_positive(float), default=10.0, help="an answer slower is slow (default 10)")
-    ap.add_argument("--record", metavar="DIR", help="keep a sanitized capture there (for a bug report or --replay)")
-    ap.add_argument("--json", action="store_true", help="print the table as JSON")
-    args = ap.parse_args(argv)
+#: The command line's arguments, as (flags, argparse keywords): ``python -m cloudmax_provider.probe`` and
+#: ``airflow cloudmax probe`` (Airflow 3.3+, :mod:`cloudmax_provider.probe.airflow_cli`) read the same ones.
+ARGUMENTS: tuple[tuple[tuple[str, ...], dict[str, Any]], ...] = (
+    (("--conn-id",), {"default": "cloudmax_default", "help": "the cloudmax connection (default cloudmax_default)"}),
+    (
+        ("--launch-id",),
+        {
+            "type": int,
+            "action": "append",
+            "required": True,
+            "help": "a LaunchID of a recent campaign (repeatable: several show split links)",
+        },
+    ),
+    (
+        ("--report-part-id",),
+        {
+            "type": _report_id,
+            "action": "append",
+            "help": f"a ReportPartID or slug to ask (repeatable; default {', '.join(map(str, DEFAULT_REPORTS))})",
+        },
+    ),
+    (("--days",), {"type": _positive(int), "default": 1, "help": "the window: the last N whole days (default 1)"}),
+    (("--max-requests",), {"type": _positive(int), "default": 40, "help": "requests at most (default 40)"}),
+    (("--interval",), {"type": _positive(float), "default": 1.0, "help": "seconds between requests (default 1)"}),
+    (("--link-wait",), {"type": _positive(float), "default": 60.0, "help": "seconds to wait for a link (default 60)"}),
+    (("--link-poll",), {"type": _positive(float), "default": 2.0, "help": "seconds between link GETs (default 2)"}),
+    (("--slow-after",), {"type": _positive(float), "default": 10.0, "help": "an answer slower is slow (default 10)"}),
+    (
+        ("--record",),
+        {"metavar": "DIR", "help": "keep a sanitized capture there (for a bug report or --replay)"},
+    ),
+    (("--json",), {"action": "store_true", "help": "print the table as JSON"}),
+)
+DESCRIPTION = "Ask a Cloudmax server a few read-only questions and say what to set for it."
+
+
+def argument_error(args: argparse.Namespace) -> str | None:
+    """What is wrong with parsed arguments beyond each one's type, or None."""
     if len(args.launch_id) != len(set(args.launch_id)) or min(args.launch_id) <= 0:
-        ap.error("--launch-id: give each positive LaunchID once")
+        return "--launch-id: give each positive LaunchID once"
     if args.report_part_id and len(args.report_part_id) > 5:
-        ap.error("--report-part-id: at most 5 reports per probe (the requests are bounded)")
+        return "--report-part-id: at most 5 reports per probe (the requests are bounded)"
+    return None
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m cloudmax_provider.probe", description=DESCRIPTION)
+    for flags, kwargs in ARGUMENTS:
+        ap.add_argument(*flags, **kwargs)
+    args = ap.parse_args(argv)
+    if error := argument_error(args):
+        ap.error(error)
     return args
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run the probe from the command line; returns the exit status."""
+    return run_from_args(parse_args(argv), out)
+
+
+def run_from_args(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Run the probe the parsed arguments ask for, print its table; returns the exit status."""
     from airflow.exceptions import AirflowNotFoundException
 
     from cloudmax_provider.exceptions import CloudmaxConfigError
 
     out = out or sys.stdout
-    args = parse_args(argv)
     options = ProbeOptions(
         launch_ids=tuple(args.launch_id),
         report_ids=tuple(dict.fromkeys(args.report_part_id or DEFAULT_REPORTS)),

@@ -7,6 +7,8 @@ from __future__ import annotations
 import base64
 import codecs
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -19,6 +21,7 @@ from cloudmax_provider.hooks.cloudmax import password_forms
 from cloudmax_provider.probe.checks import ProbeOptions
 from cloudmax_provider.probe.cli import ProbeResult, main, render_table, run_probe
 from cloudmax_provider.probe.verdicts import Row
+from tests.airflow_compat import requires_airflow
 
 LAUNCH_IDS = (1234, 1235)
 
@@ -249,3 +252,24 @@ def test_nothing_outside_the_probe_imports_it():
 
     importers = {name for name, targets in GRAPH.items() for t in targets if t.startswith("cloudmax_provider.probe")}
     assert {name for name in importers if not name.startswith("cloudmax_provider.probe")} == set()
+
+
+@requires_airflow(3, 3, reason="a provider's CLI commands (the 'cli' list of get_provider_info)")
+def test_airflow_cloudmax_probe_is_the_same_command(cloudmax_emulator, cloudmax_conn):
+    """``airflow cloudmax probe``, in a fresh ``airflow`` process: the same arguments, table and exit status."""
+    cloudmax_emulator.settings.methods = "GET"
+    args = ["--launch-id", "1234", "--report-part-id", "21003", "--interval", "0", "--link-poll", "0", "--json"]
+    done = subprocess.run(
+        [sys.executable, "-m", "airflow", "cloudmax", "probe", *args], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 1, done.stderr[-3000:]
+    data = json.loads(done.stdout[done.stdout.index("{") :])
+    assert data["exit_status"] == 1
+    assert any(row["fix"] == "connection extra method=GET" for row in data["rows"]), data["rows"]
+    refused = subprocess.run(
+        [sys.executable, "-m", "airflow", "cloudmax", "probe", "--launch-id", "7", "--launch-id", "7"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert refused.returncode != 0 and "--launch-id: give each positive LaunchID once" in refused.stderr
