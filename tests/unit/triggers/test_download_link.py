@@ -259,9 +259,12 @@ def not_ready_links(emu: CloudmaxEmulator, n: int) -> list[str]:
     return links
 
 
-async def probed(emu: CloudmaxEmulator, n: int) -> None:
-    """Until the emulator has seen ``n`` link probes since its log was last emptied, and a moment more."""
+async def probed(emu: CloudmaxEmulator, n: int, waiting: list[asyncio.Task[Any]]) -> None:
+    """Until the emulator has seen ``n`` link probes since its log was last emptied, and a moment more; a
+    waiting trigger that ended instead (it should not: its link is never ready) fails the test with its end."""
     while len(emu.link_requests) < n:
+        if ended := [task for task in waiting if task.done()]:
+            raise AssertionError(f"a waiting trigger ended: {ended[0].result()}")
         await asyncio.sleep(0.005)
     await asyncio.sleep(0.05)
 
@@ -286,10 +289,10 @@ def test_a_waiting_trigger_does_not_grow_with_its_rounds(emu, no_log_capture, mo
         one = trigger([link], cloudmax_conn_id="cloudmax_short", poll_interval=0.05, deadline=time.time() + 60)
         waiting = [asyncio.create_task(payload(one))]
         try:
-            await probed(emu, 20)
+            await probed(emu, 20, waiting)
             marks = [await held_bytes(emu)]
             for _ in range(3):  # three windows of 60 rounds each
-                await probed(emu, 60)
+                await probed(emu, 60, waiting)
                 marks.append(await held_bytes(emu))
             return marks
         finally:
@@ -330,7 +333,7 @@ def test_waiting_triggers_hold_a_few_kilobytes_each(emu, no_log_capture):
         before = await held_bytes(emu, 1)
         waiting = [asyncio.create_task(payload(trigger([link], poll_interval=30, deadline=far))) for link in links[n:]]
         try:
-            await probed(emu, n)
+            await probed(emu, n, anchor + waiting)
             return (await held_bytes(emu, 1) - before) // n
         finally:
             await cancel(anchor + waiting)
