@@ -562,8 +562,10 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         return [entry["uri"] for entry in landed]
 
     def _land_iceberg(self, context: Context, hook: CloudmaxHook, request: ReportRequest) -> str:
-        """The window's partitions replaced in the Iceberg table in one commit; the table's URI."""
+        """The window's partitions replaced in the Iceberg table in one commit (campaign state: upserted on its
+        row key); the table's URI."""
         from cloudmax_provider.landing.iceberg import land_request
+        from cloudmax_provider.landing.iceberg_state import land_state
 
         if request.response_mode.returns_links:
             raise CloudmaxConfigError("an Iceberg destination needs response_mode 2 or 3, not a link mode")
@@ -573,7 +575,8 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
             "batch_size": self.batch_size,
             "logger": self.log,
         }
-        landed = land_request(context, hook, request, self._grid(hook.settings.timezone), options)
+        land = land_state if request.report_part.is_state else land_request
+        landed = land(context, hook, request, self._grid(hook.settings.timezone), options)
         self._landed_in(context, landed)
         return str(self.destination)
 
