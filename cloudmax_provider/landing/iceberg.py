@@ -13,9 +13,12 @@ the new ones. Readers see the old partitions or the new ones, never a mix; re-ru
 each row once. A commit that loses a race with another writer (``CommitFailedException``) is tried again
 on the reloaded table, at most :data:`COMMIT_ATTEMPTS` times; the data files written are kept.
 
-Schema policy (``docs/lake.md``): a column the run has and the table lacks is added (nullable: older rows
+Schema policy (``docs/lake-tables.md``): a column the run has and the table lacks is added (nullable: older rows
 read null); a column the table has and the run lacks, or another type, is refused before anything is
 written.
+
+This is the event-log landing; a campaign-state report (a summary) is upserted on its row key instead, in an
+unpartitioned table (:mod:`cloudmax_provider.landing.iceberg_state`).
 
 pyiceberg is imported only inside the functions that use it (``pip install 'airflow-provider-cloudmax[iceberg]'``).
 

@@ -99,9 +99,9 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         ``ObjectStoragePath`` URI (``s3://``, ``gs://``, ``file://`` ...) the report is streamed to,
         atomically. With ``one_object_per_link=True`` it is a prefix ending in ``/``. ``"iceberg://<namespace>.<table>"``
         lands in an Iceberg table (``destination_conn_id``: an ``iceberg`` connection), replacing the run's
-        partitions in one commit (``docs/lake.md``, "Iceberg tables"). ``{window_start:<strftime>}``
-        and ``{window_end:<strftime>}`` are filled with the requested window in the account's timezone
-        (after Jinja), e.g. ``"s3://lake/opens/{window_start:%Y-%m-%d}.csv"``.
+        partitions in one commit; a summary report (campaign state) is upserted on its row key
+        (``docs/lake-tables.md``). ``{window_start:<strftime>}`` and ``{window_end:<strftime>}`` are filled
+        with the requested window in the account's timezone (after Jinja), e.g. ``"s3://lake/opens/{window_start:%Y-%m-%d}.csv"``.
     :param destination_conn_id: the connection for the destination's store (e.g. ``aws_default``).
     :param output_encoding: the written file's encoding (BOM removed); ``None`` keeps the bytes as served.
     :param one_object_per_link: with several DOWNLOADLINKs, write one object per link instead of one
