@@ -37,6 +37,7 @@ DEFAULT_TIMEZONE = "Asia/Taipei"
 __all__ = [
     "REMOVAL_STATUSES",
     "REPORT_PARTS",
+    "ROWS",
     "Column",
     "ColumnType",
     "ReportPart",
@@ -308,6 +309,27 @@ REMOVAL_STATUSES: tuple[str, ...] = (
     "RemoveListProcess",
 )
 
+#: What a report's rows are. A summary report is campaign **state**: one row per key (``LaunchID``, and
+#: ``JobID`` for 30023, whose rows are a campaign's sends), whose numbers keep growing until the campaign's
+#: tracking ends (20001's ``ExpireTime``); a landing keeps each key's latest row. Every other report is an
+#: **event** log: one row per event, at its event-time column (``None`` where the spec documents no columns).
+ROWS: dict[int, tuple[str, tuple[str, ...]]] = {
+    11001: ("events", ()),
+    11002: ("events", ()),
+    11003: ("events", ()),
+    11004: ("events", ()),
+    20001: ("state", ("LaunchID",)),
+    20003: ("state", ("LaunchID",)),
+    20005: ("state", ("LaunchID",)),
+    21001: ("events", ()),
+    2100199: ("events", ("SubmitTime",)),
+    21002: ("events", ("SubmitTime",)),
+    21003: ("events", ("ReturnTime",)),
+    21032: ("events", ("SendTime",)),
+    30023: ("state", ("LaunchID", "JobID")),
+    31033: ("events", ("SubmitTime",)),
+}
+
 _INT_IDS = frozenset({"LaunchID", "JobID", "ClickID", "EmailID", "ReturnLogID", "ResendStep", "ErrorCode"})
 
 
@@ -341,6 +363,34 @@ class ReportPart:
     slug: str
     kind: str  # "summary" or "detail"
     columns: tuple[Column, ...] | None  # None: the spec documents no columns
+
+    @property
+    def is_state(self) -> bool:
+        """Whether the rows are campaign state (one row per :attr:`row_key`) rather than an event log.
+
+        >>> get_report_part(30023).is_state, get_report_part(21002).is_state
+        (True, False)
+        """
+        return ROWS[self.id][0] == "state"
+
+    @property
+    def row_key(self) -> tuple[str, ...]:
+        """The columns that make a state row unique (``()`` for an event log).
+
+        >>> get_report_part("read_summary").row_key
+        ('LaunchID', 'JobID')
+        """
+        return ROWS[self.id][1] if self.is_state else ()
+
+    @property
+    def event_time(self) -> str | None:
+        """The event-time column of an event log (``None`` for state, or where the spec documents no columns).
+
+        >>> get_report_part("bounce_details").event_time
+        'ReturnTime'
+        """
+        names = ROWS[self.id][1]
+        return None if self.is_state or not names else names[0]
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -448,11 +498,12 @@ def _edits(a: str, b: str) -> int:
 
 
 def catalog_markdown() -> str:
-    """The catalog as the README's Markdown table (``python -m cloudmax_provider.api.catalog``; a test keeps
-    the README equal to it): id, slug, names, kind, and every column with its type when not text."""
+    """The catalog as the docs' Markdown table (``python -m cloudmax_provider.api.catalog``; docs/catalog.md
+    includes it): id, slug, names, kind, what the rows are (state and its key, or events and their time),
+    and every column with its type when not text."""
     lines = [
-        "| ReportPartID | slug | report | kind | columns (type when not text) |",
-        "|---|---|---|---|---|",
+        "| ReportPartID | slug | report | kind | rows | columns (type when not text) |",
+        "|---|---|---|---|---|---|",
     ]
     for part in REPORT_PARTS.values():
         if part.columns is None:
@@ -461,8 +512,18 @@ def catalog_markdown() -> str:
             columns = ", ".join(
                 f"`{c.name}`" if c.type is ColumnType.TEXT else f"`{c.name}` {c.type.value}" for c in part.columns
             )
-        lines.append(f"| {part.id} | `{part.slug}` | {part.name_zh} ({part.name_en}) | {part.kind} | {columns} |")
+        lines.append(
+            f"| {part.id} | `{part.slug}` | {part.name_zh} ({part.name_en}) | {part.kind} | {_rows_cell(part)} "
+            f"| {columns} |"
+        )
     return "\n".join(lines) + "\n"
+
+
+def _rows_cell(part: ReportPart) -> str:
+    """The catalog table's ``rows`` cell: ``state, key `LaunchID` `JobID``` or ``events at `SubmitTime```."""
+    if part.is_state:
+        return "state, key " + " ".join(f"`{c}`" for c in part.row_key)
+    return f"events at `{part.event_time}`" if part.event_time else "events"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,9 +13,12 @@ the new ones. Readers see the old partitions or the new ones, never a mix; re-ru
 each row once. A commit that loses a race with another writer (``CommitFailedException``) is tried again
 on the reloaded table, at most :data:`COMMIT_ATTEMPTS` times; the data files written are kept.
 
-Schema policy (``docs/lake.md``): a column the run has and the table lacks is added (nullable: older rows
+Schema policy (``docs/lake-tables.md``): a column the run has and the table lacks is added (nullable: older rows
 read null); a column the table has and the run lacks, or another type, is refused before anything is
 written.
+
+This is the event-log landing; a campaign-state report (a summary) is upserted on its row key instead, in an
+unpartitioned table (:mod:`cloudmax_provider.landing.iceberg_state`).
 
 pyiceberg is imported only inside the functions that use it (``pip install 'airflow-provider-cloudmax[iceberg]'``).
 
@@ -182,15 +185,17 @@ def _iceberg_type(arrow_type: Any) -> Any:
     return StringType()
 
 
-def table_schema(arrow_schema: Any) -> Any:
-    """The Iceberg schema of a report's columns (all optional), then :data:`PARTITION_COLUMN`."""
+def table_schema(arrow_schema: Any, partitioned: bool = True) -> Any:
+    """The Iceberg schema of a report's columns (all optional), then :data:`PARTITION_COLUMN` (when
+    ``partitioned``: an event log's table; a state table, keyed, has none)."""
     from pyiceberg.schema import Schema
     from pyiceberg.types import NestedField, TimestamptzType
 
     fields = [
         NestedField(i, f.name, _iceberg_type(f.type), required=False) for i, f in enumerate(arrow_schema, start=1)
     ]
-    fields.append(NestedField(len(fields) + 1, PARTITION_COLUMN, TimestamptzType(), required=False))
+    if partitioned:
+        fields.append(NestedField(len(fields) + 1, PARTITION_COLUMN, TimestamptzType(), required=False))
     return Schema(*fields)
 
 
@@ -230,12 +235,12 @@ def _open_table(catalog: Any, target: IcebergTable, arrow_schema: Any, grid: Par
     return table
 
 
-def fit_schema(table: Any, arrow_schema: Any, target: IcebergTable, logger: Any = log) -> Any:
+def fit_schema(table: Any, arrow_schema: Any, target: IcebergTable, logger: Any = log, partitioned: bool = True) -> Any:
     """The table, its schema widened by the columns the run has and the table lacks (``union_by_name``);
     a column the table has and the run lacks, or one of another type, is refused."""
     from pyiceberg.types import NestedField
 
-    wanted = table_schema(arrow_schema)
+    wanted = table_schema(arrow_schema, partitioned)
     current = {f.name: f for f in table.schema().fields}
     missing = [name for name in current if name not in {f.name for f in wanted.fields}]
     if missing:
@@ -303,6 +308,34 @@ def _window_filter(start: datetime, end: datetime) -> Any:
     )
 
 
+def commit_retrying(target: IcebergTable, logger: Any = log) -> Any:
+    """The retry policy of a commit: a commit another writer got in before (``CommitFailedException``) is
+    tried again, at most :data:`COMMIT_ATTEMPTS` times; each attempt must reload the table.
+
+    Example: ``for attempt in commit_retrying(target): with attempt: table = catalog.load_table(...); ...``
+    """
+    from pyiceberg import exceptions
+    from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+    # ValidationException: a concurrent commit changed the run's partitions (pyiceberg checks, on its own retries,
+    # that nothing was added in the window filter since the plan): planned again on the reloaded table
+    conflicts = (
+        exceptions.CommitFailedException,
+        getattr(exceptions, "ValidationException", exceptions.CommitFailedException),
+    )
+    return Retrying(
+        retry=retry_if_exception_type(conflicts),
+        stop=stop_after_attempt(COMMIT_ATTEMPTS),
+        wait=wait_random_exponential(multiplier=0.1, max=5),
+        reraise=True,
+        before_sleep=lambda state: logger.warning(
+            "Commit to %s lost to another writer (attempt %d); trying again on the reloaded table",
+            target.uri,
+            state.attempt_number,
+        ),
+    )
+
+
 def commit_overwrite(
     catalog: Any,
     target: IcebergTable,
@@ -316,26 +349,7 @@ def commit_overwrite(
     writer got in before is tried again on the reloaded table. Returns the attempts it took.
 
     ``before_commit(attempt)`` is called just before each commit (tests use it to make two writers race)."""
-    from pyiceberg import exceptions
-    from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
-
-    # ValidationException: a concurrent commit changed the run's partitions (pyiceberg checks, on its own retries,
-    # that nothing was added in the window filter since the plan): planned again on the reloaded table
-    conflicts = (
-        exceptions.CommitFailedException,
-        getattr(exceptions, "ValidationException", exceptions.CommitFailedException),
-    )
-    retrying = Retrying(
-        retry=retry_if_exception_type(conflicts),
-        stop=stop_after_attempt(COMMIT_ATTEMPTS),
-        wait=wait_random_exponential(multiplier=0.1, max=5),
-        reraise=True,
-        before_sleep=lambda state: logger.warning(
-            "Commit to %s lost to another writer (attempt %d); trying again on the reloaded table",
-            target.uri,
-            state.attempt_number,
-        ),
-    )
+    retrying = commit_retrying(target, logger)
     for attempt in retrying:
         with attempt:
             table = catalog.load_table(target.identifier)

@@ -99,9 +99,9 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         ``ObjectStoragePath`` URI (``s3://``, ``gs://``, ``file://`` ...) the report is streamed to,
         atomically. With ``one_object_per_link=True`` it is a prefix ending in ``/``. ``"iceberg://<namespace>.<table>"``
         lands in an Iceberg table (``destination_conn_id``: an ``iceberg`` connection), replacing the run's
-        partitions in one commit (``docs/lake.md``, "Iceberg tables"). ``{window_start:<strftime>}``
-        and ``{window_end:<strftime>}`` are filled with the requested window in the account's timezone
-        (after Jinja), e.g. ``"s3://lake/opens/{window_start:%Y-%m-%d}.csv"``.
+        partitions in one commit; a summary report (campaign state) is upserted on its row key
+        (``docs/lake-tables.md``). ``{window_start:<strftime>}`` and ``{window_end:<strftime>}`` are filled
+        with the requested window in the account's timezone (after Jinja), e.g. ``"s3://lake/opens/{window_start:%Y-%m-%d}.csv"``.
     :param destination_conn_id: the connection for the destination's store (e.g. ``aws_default``).
     :param output_encoding: the written file's encoding (BOM removed); ``None`` keeps the bytes as served.
     :param one_object_per_link: with several DOWNLOADLINKs, write one object per link instead of one
@@ -562,8 +562,10 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         return [entry["uri"] for entry in landed]
 
     def _land_iceberg(self, context: Context, hook: CloudmaxHook, request: ReportRequest) -> str:
-        """The window's partitions replaced in the Iceberg table in one commit; the table's URI."""
+        """The window's partitions replaced in the Iceberg table in one commit (campaign state: upserted on its
+        row key); the table's URI."""
         from cloudmax_provider.landing.iceberg import land_request
+        from cloudmax_provider.landing.iceberg_state import land_state
 
         if request.response_mode.returns_links:
             raise CloudmaxConfigError("an Iceberg destination needs response_mode 2 or 3, not a link mode")
@@ -573,7 +575,8 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
             "batch_size": self.batch_size,
             "logger": self.log,
         }
-        landed = land_request(context, hook, request, self._grid(hook.settings.timezone), options)
+        land = land_state if request.report_part.is_state else land_request
+        landed = land(context, hook, request, self._grid(hook.settings.timezone), options)
         self._landed_in(context, landed)
         return str(self.destination)
 

@@ -391,3 +391,39 @@ def test_destination_errors_say_what_works_in_every_run_type(destination, says):
     message = str(info.value)
     assert says in message and "{{" not in message
     assert ("relative" in message) == (destination == "reports/x.csv")
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_a_summary_report_lands_as_dated_snapshots_read_latest_or_as_history(
+    cloudmax_emulator, cloudmax_conn, tmp_path
+):
+    """Campaign state into files (docs/lake-tables.md): one object per run under ``snapshot_date=<window end>``;
+    pyarrow.dataset with hive partitioning reads the latest numbers (the newest date) or their history."""
+    from tests.airflow_runner import dag_test
+
+    prefix = tmp_path / "read_summary"
+    destination = prefix.as_uri() + "/snapshot_date={window_end:%Y-%m-%d}/part.parquet"
+    for day in (1, 2):
+        args = (
+            f"destination={destination!r}, output_format='parquet', "
+            f"start_time='2026-11-0{day} 00:00:00', end_time='2026-11-0{day + 1} 00:00:00'"
+        )
+        source = OP_DAG.format(dag_id="cmx_snapshots", args=args, params={}).replace(
+            "report_part_id=21002, launch_ids=[7]", "report_part_id=30023, launch_ids=[1225, 1116]"
+        )
+        dr = dag_test(load_dag(source, "cmx_snapshots"), pendulum.datetime(2026, 12, day, tz="UTC"))
+        assert task_states(dr) == {"report": "success"}
+    assert sorted(p.parent.name for p in prefix.rglob("*.parquet")) == [
+        "snapshot_date=2026-11-02",
+        "snapshot_date=2026-11-03",
+    ]
+    dataset = ds.dataset(prefix, format="parquet", partitioning="hive")
+    history = dataset.to_table()
+    assert history.num_rows == 4  # each campaign once a snapshot
+    latest_date = max(history.column("snapshot_date").to_pylist())
+    latest = dataset.to_table(filter=ds.field("snapshot_date") == latest_date).to_pylist()
+    header, cells = cloudmax_emulator.expected_rows(30023, [1225, 1116], "2026-11-02 00:00:00", "2026-11-03 00:00:00")
+    opens = header.index("OpenEmailCount")
+    assert sorted((r["LaunchID"], r["OpenEmailCount"]) for r in latest) == sorted(
+        (int(c[header.index("LaunchID")]), int(c[opens])) for c in cells
+    )
