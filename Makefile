@@ -18,7 +18,7 @@ STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 export AIRFLOW_VERSION
 
-.PHONY: demo test test-fast lint bench bench-quick clean env lock browser dist e2e e2e-killed e2e-celery services docs matrix
+.PHONY: demo demo-lake test test-fast lint bench bench-quick clean env lock browser dist e2e e2e-killed e2e-celery services docs matrix
 
 env: $(STAMP)
 
@@ -40,6 +40,11 @@ lock:
 
 demo: $(STAMP)
 	$(PY) -m cloudmax_provider.testing.demo
+
+# The lake tables (example_dags/cloudmax_lake_tables.py): opens and the read summary into Iceberg tables of an
+# embedded SQL catalog under .demo/lake; prints each table's location and row count (Airflow 3.1+: SQLAlchemy 2)
+demo-lake: $(STAMP)
+	$(PY) -m cloudmax_provider.testing.demo --dag cloudmax_lake_tables --workdir .demo-lake
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -120,4 +125,4 @@ services:
 	fi
 
 clean:
-	rm -rf .venv .venv-airflow-* .venv-build docs/_build docs/_generated .demo .pytest_cache .mypy_cache .ruff_cache .e2e .ci-artifacts dist build
+	rm -rf .venv .venv-airflow-* .venv-build docs/_build docs/_generated .demo .demo-lake .pytest_cache .mypy_cache .ruff_cache .e2e .ci-artifacts dist build

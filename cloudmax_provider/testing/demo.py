@@ -60,11 +60,15 @@ def main(argv: list[str] | None = None) -> int:
 
     from cloudmax_provider.testing.emulator import CloudmaxEmulator
 
+    catalog = {"type": "sql", "uri": f"sqlite:///{lake / 'catalog.db'}", "warehouse": (lake / "warehouse").as_uri()}
+    # the lake-tables example's Iceberg catalog: pyiceberg's SQL catalog on SQLite under the demo's lake
+    os.environ["AIRFLOW_CONN_CLOUDMAX_ICEBERG"] = json.dumps({"conn_type": "iceberg", "extra": catalog})
     with CloudmaxEmulator() as emu:
         print(f"Cloudmax emulator listening on {emu.endpoint_url}", flush=True)
         os.environ["AIRFLOW_CONN_CLOUDMAX_DEFAULT"] = json.dumps(
             {"conn_type": "cloudmax", "host": emu.base_url, "login": "demo", "password": "demo-password"}
         )
+        lake.mkdir(parents=True, exist_ok=True)
         from airflow.utils import db
 
         print("Migrating the demo metadata DB (SQLite) ...", flush=True)
@@ -84,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         run = module.dag.test()
         state = str(run.state)
         print(f"DAG {args.dag}: {state}; Report.aspx was called {len(emu.api_requests)} time(s)")
+    if (lake / "catalog.db").exists():
+        return _print_tables(lake, state)
     written = sorted(p for p in lake.rglob("*.csv")) if lake.exists() else []
     for path in written:
         print(f"Report written: {path.resolve()}")
@@ -95,6 +101,22 @@ def main(argv: list[str] | None = None) -> int:
 
     records = list(csv.reader(io.StringIO(written[0].read_bytes().decode("utf-8"), newline="")))
     print(f"{written[0]}: {len(records) - 1} rows; columns: {','.join(records[0])}")
+    return 0
+
+
+def _print_tables(lake: Path, state: str) -> int:
+    """The Iceberg tables a DAG landed in the demo's catalog: each one's location and row count."""
+    from cloudmax_provider.landing.iceberg import load_catalog
+
+    catalog = load_catalog("cloudmax_iceberg")
+    tables = [(ns, name) for ns in catalog.list_namespaces() for _, name in catalog.list_tables(ns)]
+    for namespace, name in tables:
+        table = catalog.load_table((*namespace, name))
+        print(f"Table {'.'.join((*namespace, name))}: {table.scan().to_arrow().num_rows} rows at {table.location()}")
+    print(f"Catalog: {lake / 'catalog.db'} (pyiceberg's SQL catalog; docs/lake-tables.md reads it with DuckDB)")
+    if state != "success" or not tables:
+        print("The demo failed: see the log above.", file=sys.stderr)
+        return 1
     return 0
 
 
