@@ -1,0 +1,227 @@
+"""landing/land.py's chunked landing with ``max_concurrent`` > 1 (issue 28): the same objects as one at a time,
+at most N requests in flight (counted by the emulator as they arrive and are answered, never timed), a failed
+partition that leaves the others landed and resumable, and an ErrorCode 100 that stops every request.
+
+``land_chunks`` is called directly (real HTTP to the emulator, real files); a retry of a task is the same call
+with the same context (so the same manifest). The operator's argument runs inside real Airflow with dag.test().
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from cloudmax_provider.exceptions import (
+    CloudmaxConfigError,
+    CloudmaxServerExceptionNotRetried,
+    CloudmaxTransientError,
+)
+from tests.airflow_runner import run_dag, task_states, xcom
+
+TZ = ZoneInfo("Asia/Taipei")
+DAYS = 12
+FIRST = datetime(2026, 10, 1, tzinfo=TZ)
+PARTITIONS = [(FIRST + timedelta(days=d), FIRST + timedelta(days=d + 1)) for d in range(DAYS)]
+
+
+def _context(run_id: str = "run-1") -> dict:
+    """What land_chunks reads of Airflow's context: the task instance's ids and the run (the manifest's name)."""
+    return {"ti": SimpleNamespace(dag_id="d", task_id="t", map_index=-1), "run_id": run_id}
+
+
+def _land(lake: Path, workers: int, context: dict | None = None) -> list[dict]:
+    from cloudmax_provider.formats.writers import OutputFormat
+    from cloudmax_provider.hooks.cloudmax import CloudmaxHook
+    from cloudmax_provider.landing.land import land_chunks
+    from cloudmax_provider.windows.chunks import chunk_object_name
+
+    hook = CloudmaxHook()
+    request = hook.build_request(21002, [7, 8], PARTITIONS[0][0], PARTITIONS[-1][1], response_mode=3)
+    prefix = lake.as_uri() + "/"
+    return land_chunks(
+        context or _context(),
+        hook,
+        request,
+        PARTITIONS,
+        lambda s, e: prefix + chunk_object_name(s, e, "csv"),
+        None,
+        "utf-8",
+        OutputFormat(),
+        resume=True,
+        folder=prefix,
+        max_concurrent=workers,
+    )
+
+
+def _objects(lake: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(lake.glob("*.csv"))}
+
+
+def _days_requested(emulator) -> list[str]:
+    return sorted(r.field("StartTime")[:10] for r in emulator.api_requests)
+
+
+def _manifest_days(lake: Path) -> set[str]:
+    import json
+
+    (manifest,) = (lake / "_cloudmax_manifests").iterdir()
+    return {entry["start"][:10] for entry in json.loads(manifest.read_text())["chunks"]}
+
+
+def test_parallel_lands_the_same_objects_and_rows_as_one_at_a_time(cloudmax_emulator, cloudmax_conn, tmp_path):
+    cloudmax_emulator.settings.latency = 0.1  # request-bound, as a real server is: requests overlap
+    one, four = tmp_path / "one", tmp_path / "four"
+    sequential = _land(one, 1)
+    assert cloudmax_emulator.max_in_flight == 1
+    cloudmax_emulator.clear_log()
+    parallel = _land(four, 4)
+    assert 1 < cloudmax_emulator.max_in_flight <= 4  # the emulator's count of requests in flight at once
+    assert len(cloudmax_emulator.api_requests) == DAYS  # one request per partition, none twice
+    assert _objects(one) == _objects(four) and len(_objects(four)) == DAYS
+    strip = [{k: v for k, v in e.items() if k != "uri"} for e in sequential]
+    assert strip == [{k: v for k, v in e.items() if k != "uri"} for e in parallel]  # in partition order
+    assert [e["uri"].rsplit("/", 1)[1] for e in parallel] == list(_objects(four))
+    assert sum(e["rows"] for e in parallel) == DAYS * 10
+    assert not list((four / "_cloudmax_manifests").iterdir())  # complete: the manifest is gone
+    assert not [p for p in tmp_path.rglob(".*")]  # nothing half-written
+
+
+def test_at_most_n_requests_in_flight(cloudmax_emulator, cloudmax_conn, tmp_path):
+    cloudmax_emulator.settings.latency = 0.1
+    _land(tmp_path / "lake", 3)
+    assert 1 < cloudmax_emulator.max_in_flight <= 3
+    assert len(cloudmax_emulator.api_requests) == DAYS
+
+
+def test_a_failed_partition_leaves_the_others_and_the_retry_lands_only_the_rest(
+    cloudmax_emulator, cloudmax_conn, tmp_path
+):
+    cloudmax_conn(attempts=1)  # no retry inside the hook: the task try fails on the first error
+    cloudmax_emulator.settings.latency = 0.05
+    cloudmax_emulator.settings.fail_start_windows = [("2026-10-05 00:00:00", "2026-10-06 00:00:00")]
+    cloudmax_emulator.settings.fail_start_first = 1  # day 5 fails once, then answers
+    lake = tmp_path / "lake"
+    with pytest.raises(CloudmaxTransientError) as failed:
+        _land(lake, 4)
+    assert "2026-10-05 00:00:00+08:00 .. 2026-10-06 00:00:00+08:00" in " ".join(failed.value.__notes__)
+    kept = _manifest_days(lake)
+    assert "2026-10-05" not in kept and kept == {name[:10] for name in _objects(lake)}  # each object landed whole
+    first_try = _days_requested(cloudmax_emulator)
+    assert len(first_try) < DAYS  # the failure stopped new partitions
+
+    cloudmax_emulator.clear_log()
+    landed = _land(lake, 4)  # the retry: same task instance and run, same manifest
+    every = {(FIRST + timedelta(days=d)).strftime("%Y-%m-%d") for d in range(DAYS)}
+    assert _days_requested(cloudmax_emulator) == sorted(every - kept)
+    assert len(landed) == len(_objects(lake)) == DAYS and sum(e["rows"] for e in landed) == DAYS * 10
+
+
+def test_error_code_100_stops_every_request(cloudmax_emulator, cloudmax_conn, tmp_path):
+    cloudmax_conn(attempts=3)  # transient failures would be retried; a 100 is not, and stops the others
+    cloudmax_emulator.settings.latency = 0.1
+    cloudmax_emulator.settings.fail_first = 1
+    cloudmax_emulator.settings.fail_with = "exception"  # the first request answered ErrorCode 100
+    lake = tmp_path / "lake"
+    with pytest.raises(CloudmaxServerExceptionNotRetried) as failed:
+        _land(lake, 4)
+    assert "while landing the partition" in " ".join(failed.value.__notes__)
+    requests = cloudmax_emulator.api_requests
+    assert len(requests) <= 4  # at most the requests already in flight: none sent after the 100
+    assert len(_objects(lake)) == len(requests) - 1 == len(_manifest_days(lake))  # those in flight landed
+
+
+def test_the_hook_after_parallel_landing_is_itself_again(cloudmax_emulator, cloudmax_conn, tmp_path):
+    """The ErrorCode 100 halt exists only while partitions land in parallel: the task's hook is left as it was."""
+    from cloudmax_provider.api.retry import ErrorCode100Policy
+    from cloudmax_provider.exceptions import CloudmaxServerException
+    from cloudmax_provider.hooks.cloudmax import CloudmaxHook
+
+    hook = CloudmaxHook()
+    worker = hook.for_worker()
+    assert worker.error_100 is hook.error_100 and worker.settings is hook.settings
+    assert worker.session is not hook.session
+    policy = ErrorCode100Policy()
+    policy.record_answer(0)
+    assert type(policy.judge(CloudmaxServerException(100))) is CloudmaxServerException  # retried once
+    import threading
+
+    halting = ErrorCode100Policy(threading.Event())
+    halting.record_answer(0)
+    assert isinstance(halting.judge(CloudmaxServerException(100)), CloudmaxServerExceptionNotRetried)
+    assert halting.halted()
+
+
+BACKFILL_DAG = """
+import pendulum
+from datetime import timedelta
+from airflow.providers.common.compat.sdk import DAG
+from cloudmax_provider.operators.report import CloudmaxReportOperator
+
+with DAG("cmx_backfill", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False) as dag:
+    CloudmaxReportOperator(
+        task_id="clicks", report_part_id=21002, launch_ids=[7, 8],
+        start_time="2026-10-01 00:00:00", end_time="2026-10-09 00:00:00", chunk=True,
+        destination={destination!r}, max_concurrent_requests=4, lookback=timedelta(days=2),
+    )
+"""
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_the_operator_lands_a_backfill_four_at_a_time(cloudmax_emulator, cloudmax_conn, tmp_path):
+    cloudmax_emulator.settings.latency = 0.1
+    lake = tmp_path / "clicks"
+    dr = run_dag(BACKFILL_DAG.format(destination=lake.as_uri() + "/"), "cmx_backfill")
+    assert task_states(dr) == {"clicks": "success"}
+    assert 1 < cloudmax_emulator.max_in_flight <= 4
+    days = [f"2026-09-{d}" for d in (29, 30)] + [f"2026-10-0{d}" for d in range(1, 9)]  # lookback: 2 days more
+    assert _days_requested(cloudmax_emulator) == days
+    assert sorted(name[:10] for name in _objects(lake)) == days
+    assert xcom(dr, "clicks", "rows") == 10 * len(days)
+    assert [c["start"][:10] for c in xcom(dr, "clicks", "chunks")] == days
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_concurrent_requests": 0}, "must be an int from 1 to 16.*ErrorCode 100"),
+        ({"max_concurrent_requests": 17}, "must be an int from 1 to 16"),
+        ({"max_concurrent_requests": True}, "must be an int from 1 to 16"),
+        ({"max_concurrent_requests": "4"}, "must be an int from 1 to 16"),
+        ({"max_concurrent_requests": 4, "destination": None, "chunk": True}, "max_concurrent_requests=4 needs"),
+        ({"max_concurrent_requests": 4, "destination": "s3://lake/x.csv", "chunk": None}, "add chunk=True"),
+        (
+            {
+                "max_concurrent_requests": 4,
+                "destination": "iceberg://lake.clicks",
+                "chunk": None,
+                "destination_conn_id": "lake",
+            },
+            "set max_concurrent_requests=1",
+        ),
+    ],
+)
+def test_max_concurrent_requests_is_checked_at_parse_time(kwargs, message):
+    from cloudmax_provider.operators.report import CloudmaxReportOperator
+
+    args = {"report_part_id": 21002, "launch_ids": 7, "destination": "s3://lake/clicks/", "chunk": True, **kwargs}
+    with pytest.raises(CloudmaxConfigError, match=message):
+        CloudmaxReportOperator(task_id="t", **args)
+
+
+def test_max_concurrent_requests_accepted_where_partitions_are_named():
+    from cloudmax_provider.operators.report import CloudmaxReportOperator
+
+    for destination, chunk in (("s3://lake/clicks/", True), ("s3://lake/clicks/{window_start:%Y-%m-%d}.csv", None)):
+        task = CloudmaxReportOperator(
+            task_id="t",
+            report_part_id=21002,
+            launch_ids=7,
+            destination=destination,
+            chunk=chunk,
+            max_concurrent_requests=16,
+        )
+        assert task.max_concurrent_requests == 16
