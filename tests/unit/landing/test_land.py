@@ -73,7 +73,7 @@ def _manifest_days(lake: Path) -> set[str]:
 
 
 def test_parallel_lands_the_same_objects_and_rows_as_one_at_a_time(cloudmax_emulator, cloudmax_conn, tmp_path):
-    cloudmax_emulator.settings.latency = 0.1  # request-bound, as a real server is: requests overlap
+    cloudmax_emulator.settings.latency = 0.2  # request-bound, as a real server is: requests overlap
     one, four = tmp_path / "one", tmp_path / "four"
     sequential = _land(one, 1)
     assert cloudmax_emulator.max_in_flight == 1
@@ -91,7 +91,7 @@ def test_parallel_lands_the_same_objects_and_rows_as_one_at_a_time(cloudmax_emul
 
 
 def test_at_most_n_requests_in_flight(cloudmax_emulator, cloudmax_conn, tmp_path):
-    cloudmax_emulator.settings.latency = 0.1
+    cloudmax_emulator.settings.latency = 0.2
     _land(tmp_path / "lake", 3)
     assert 1 < cloudmax_emulator.max_in_flight <= 3
     assert len(cloudmax_emulator.api_requests) == DAYS
@@ -134,8 +134,9 @@ def test_error_code_100_stops_every_request(cloudmax_emulator, cloudmax_conn, tm
     assert len(_objects(lake)) == len(requests) - 1 == len(_manifest_days(lake))  # those in flight landed
 
 
-def test_the_hook_after_parallel_landing_is_itself_again(cloudmax_emulator, cloudmax_conn, tmp_path):
-    """The ErrorCode 100 halt exists only while partitions land in parallel: the task's hook is left as it was."""
+def test_worker_hooks_share_the_policy_and_a_halting_policy_never_retries_100(cloudmax_emulator, cloudmax_conn):
+    """A worker's hook: the task's settings and ErrorCode 100 policy, its own session; with ``halt`` a 100 after
+    proven credentials (retried once one request at a time) is not retried and halts every worker."""
     from cloudmax_provider.api.retry import ErrorCode100Policy
     from cloudmax_provider.exceptions import CloudmaxServerException
     from cloudmax_provider.hooks.cloudmax import CloudmaxHook
