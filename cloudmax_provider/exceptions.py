@@ -146,6 +146,11 @@ class CloudmaxServerExceptionNotRetried(CloudmaxServerException, AirflowFailExce
     )
 
 
+class CloudmaxHaltedError(CloudmaxError, AirflowFailException):
+    """A request not sent: another worker of the same task (``max_concurrent_requests`` > 1) got an
+    ErrorCode 100, and after one no worker asks again (the task fails with that 100)."""
+
+
 class CloudmaxAuthError(CloudmaxAPIError, AirflowFailException):
     """ErrorCode 100 about the credentials. Never retried: retries can lock the account."""
 

@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +62,9 @@ class ErrorCode100Policy:
 
     So a task try sends at most one request answered 100 with unproven credentials, two otherwise.
 
+    With ``halt`` (an event the workers of one task share when they land partitions in parallel), the first
+    100 sets it and is never retried: no worker sends another request (:meth:`halted`, checked before each send).
+
     Example::
 
         >>> policy = ErrorCode100Policy()
@@ -71,9 +75,14 @@ class ErrorCode100Policy:
         'CloudmaxServerException'
     """
 
-    def __init__(self) -> None:
+    def __init__(self, halt: threading.Event | None = None) -> None:
         self.credentials_proven = False
         self.consecutive = 0
+        self.halt = halt
+
+    def halted(self) -> bool:
+        """True once an ErrorCode 100 stopped the workers sharing ``halt`` (never without one)."""
+        return self.halt is not None and self.halt.is_set()
 
     def record_answer(self, error_code: int) -> None:
         """Note an answer of Report.aspx (0 for a report body)."""
@@ -82,10 +91,12 @@ class ErrorCode100Policy:
 
     def judge(self, exc: CloudmaxAPIError) -> CloudmaxAPIError:
         """``exc`` itself when it may be retried, else its not-retried form."""
+        if self.halt is not None and exc.error_code == 100:
+            self.halt.set()  # workers in parallel: one 100 stops them all, none is retried
         if not isinstance(exc, CloudmaxServerException) or exc.permanent:
             return exc
         self.consecutive += 1
-        if self.credentials_proven and self.consecutive <= 1:
+        if self.credentials_proven and self.consecutive <= 1 and self.halt is None:
             return exc
         return CloudmaxServerExceptionNotRetried(exc.error_code, exc.error_msg, report_part_id=exc.report_part_id)
 

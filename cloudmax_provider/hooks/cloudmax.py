@@ -46,6 +46,7 @@ from cloudmax_provider.exceptions import (
     CloudmaxAuthError,
     CloudmaxConfigError,
     CloudmaxError,
+    CloudmaxHaltedError,
     CloudmaxLinkError,
     CloudmaxResponseError,
     CloudmaxTransientError,
@@ -201,6 +202,24 @@ class CloudmaxHook(BaseHook):
     def get_conn(self) -> requests.Session:
         return self.session
 
+    def for_worker(self) -> CloudmaxHook:
+        """A hook for one more thread of this task: the same connection settings (read once, here) and the same
+        ErrorCode 100 policy, its own HTTP session and retry state (a session is not shared between threads)::
+
+            workers = [hook.for_worker() for _ in range(4)]
+        """
+        worker = type(self)(self.cloudmax_conn_id, smb_conn_id=self.smb_conn_id)
+        worker.__dict__["settings"] = self.settings  # no connection lookup from a worker thread
+        worker.error_100 = self.error_100
+        return worker
+
+    def close(self) -> None:
+        """Close the HTTP sessions this hook opened (none: nothing to do)."""
+        for name in ("session", "_link_session"):
+            opened = self.__dict__.pop(name, None)
+            if opened is not None:
+                opened.close()
+
     def retrying(self) -> Iterator[AttemptManager]:
         """Attempts under the connection's retry settings (the provider's one policy)::
 
@@ -246,6 +265,8 @@ class CloudmaxHook(BaseHook):
         import requests
 
         s = self.settings
+        if self.error_100.halted():
+            raise CloudmaxHaltedError(f"not calling {wire.safe_url}: an ErrorCode 100 stopped this task's requests")
         self.log.info("Calling Report.aspx: %s %s", wire.method, wire.safe_url)
         files = [(name, (fn, content, ctype)) for name, fn, content, ctype in wire.files or ()]
         try:

@@ -22,13 +22,14 @@ import hashlib
 import json
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from cloudmax_provider.exceptions import CloudmaxConfigError, CloudmaxLinkError
+from cloudmax_provider.exceptions import CloudmaxConfigError, CloudmaxHaltedError, CloudmaxLinkError
 from cloudmax_provider.formats.streams import Progress, StreamOpener, open_each
 from cloudmax_provider.formats.writers import OutputFormat
 from cloudmax_provider.landing import atomic
@@ -233,12 +234,18 @@ def land_chunks(
     resume: bool = True,
     folder: str,
     grid: str = "day",
+    max_concurrent: int = 1,
 ) -> list[dict[str, Any]]:
     """Land ``request``'s window one object per partition, named ``name_of(start, end)``; return
     ``[{start, end, uri, rows, bytes}]`` for every partition (those an earlier try landed included).
 
     With several partitions and ``resume``, a manifest under ``folder`` lets a retry skip the partitions an
-    earlier try landed (see :mod:`cloudmax_provider.windows.chunks`)."""
+    earlier try landed (see :mod:`cloudmax_provider.windows.chunks`). ``max_concurrent`` > 1 lands up to that
+    many partitions at once (:func:`_land_in_parallel`), each still its own request, atomic object and
+    manifest entry. Example::
+
+        land_chunks(context, hook, request, days, name_of, None, "utf-8", OutputFormat(), folder="file:///lake/")
+    """
     from airflow.providers.common.compat.sdk import ObjectStoragePath
 
     uris = [name_of(start, end) for start, end in partitions]
@@ -257,21 +264,134 @@ def land_chunks(
             manifest.uri,
             len(manifest.chunks),
         )
-    landed: list[dict[str, Any]] = []
-    for (start, end), uri in zip(partitions, uris, strict=True):
+    book = _Book([None] * len(partitions), manifest if resume else None, conn_id)
+    todo: list[_Partition] = []
+    for index, ((start, end), uri) in enumerate(zip(partitions, uris, strict=True)):
         done = manifest.chunks.get(uri)
         if done is not None and ObjectStoragePath(uri, conn_id=conn_id).exists():
             logger.info("Partition %s .. %s: landed by an earlier try, not requested again: %s", start, end, uri)
-            landed.append(done)
-            continue
-        sub = dataclasses.replace(request, start=start, end=end)
-        logger.info("Partition %s .. %s: requesting %s", start, end, sub.describe())
-        landed_one = land_object(hook, hook.sources(sub), uri, conn_id, output_encoding, logger, output=output)
-        entry: dict[str, Any] = {"start": start.isoformat(), "end": end.isoformat(), **landed_one.as_xcom()}
-        landed.append(entry)
-        if resume:
-            manifest.chunks[uri] = entry
-            manifest.save(conn_id)
+            book.landed[index] = done
+        else:
+            todo.append(_Partition(index, start, end, uri))
+    land_one = _PartitionLander(request, conn_id, output_encoding, output, logger)
+    if max_concurrent > 1 and len(todo) > 1:
+        _land_in_parallel(hook, todo, land_one, book, max_concurrent, logger)
+    else:
+        for part in todo:
+            book.record(part, land_one(hook, part))
     if resume:
         manifest.delete(conn_id)  # complete: a later clear of this (successful) task fetches everything again
-    return landed
+    return [entry for entry in book.landed if entry is not None]
+
+
+@dataclass(frozen=True)
+class _Partition:
+    """One partition to land: its place in the window, its window and its object."""
+
+    index: int
+    start: datetime
+    end: datetime
+    uri: str
+
+
+@dataclass(frozen=True)
+class _PartitionLander:
+    """Lands one partition (its own request, stream and atomic object) with a given hook."""
+
+    request: ReportRequest
+    conn_id: str | None
+    output_encoding: str | None
+    output: OutputFormat
+    logger: Any
+
+    def __call__(self, hook: CloudmaxHook, part: _Partition) -> dict[str, Any]:
+        """``{start, end, uri, rows, bytes}`` of the partition landed; its error notes which partition."""
+        sub = dataclasses.replace(self.request, start=part.start, end=part.end)
+        self.logger.info("Partition %s .. %s: requesting %s", part.start, part.end, sub.describe())
+        try:
+            landed = land_object(
+                hook, hook.sources(sub), part.uri, self.conn_id, self.output_encoding, self.logger, output=self.output
+            )
+        except Exception as exc:
+            exc.add_note(f"while landing the partition {part.start} .. {part.end} ({part.uri})")
+            raise
+        return {"start": part.start.isoformat(), "end": part.end.isoformat(), **landed.as_xcom()}
+
+
+class _Book:
+    """What has landed, in partition order, and the resume manifest rewritten after each (one writer at a time)."""
+
+    def __init__(self, landed: list[dict[str, Any] | None], manifest: ChunkManifest | None, conn_id: str | None):
+        self.landed = landed
+        self.manifest = manifest
+        self.conn_id = conn_id
+        self._lock = threading.Lock()
+
+    def record(self, part: _Partition, entry: dict[str, Any]) -> None:
+        with self._lock:
+            self.landed[part.index] = entry
+            if self.manifest is not None:
+                self.manifest.chunks[part.uri] = entry
+                self.manifest.save(self.conn_id)
+
+
+def _land_in_parallel(
+    hook: CloudmaxHook,
+    todo: list[_Partition],
+    land_one: _PartitionLander,
+    book: _Book,
+    workers: int,
+    logger: Any,
+) -> None:
+    """Land ``todo`` with up to ``workers`` threads, each with its own hook (:meth:`CloudmaxHook.for_worker`).
+
+    The first failure stops new partitions (those in flight finish and stay in the manifest) and is raised
+    once every thread is done; an ErrorCode 100 also stops every request at once (``ErrorCode100Policy.halt``)."""
+    pending = iter(todo)
+    lock = threading.Lock()
+    failed: list[tuple[_Partition, BaseException]] = []
+    stop = threading.Event()
+    policy = hook.error_100
+    policy.halt = threading.Event()
+
+    def work() -> None:
+        worker = hook.for_worker()
+        try:
+            while not stop.is_set():
+                with lock:
+                    part = next(pending, None)
+                if part is None:
+                    return
+                try:
+                    book.record(part, land_one(worker, part))
+                except BaseException as exc:
+                    with lock:
+                        failed.append((part, exc))
+                    stop.set()
+                    return
+        finally:
+            worker.close()
+
+    threads = [threading.Thread(target=work, name=f"cloudmax-partition-{n}", daemon=True) for n in range(workers)]
+    logger.info("Landing %d partition(s), up to %d at once", len(todo), len(threads))
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        stop.set()  # the task killed meanwhile: no thread starts another partition
+        policy.halt = None
+    if failed:
+        part, exc = next(((p, e) for p, e in failed if not isinstance(e, CloudmaxHaltedError)), failed[0])
+        landed = sum(entry is not None for entry in book.landed)
+        logger.error(
+            "Partition %s .. %s failed: %s; %d of %d partition(s) landed and kept in the manifest, a retry lands "
+            "only the others",
+            part.start,
+            part.end,
+            exc,
+            landed,
+            len(book.landed),
+        )
+        raise exc

@@ -126,6 +126,10 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         names partitions, ``chunk=`` or an Iceberg table (each partition is replaced whole, so this is safe).
         See ``docs/partitions.md``.
     :param resume: with ``chunk``, keep a manifest beside the chunks so retries resume (default True).
+    :param max_concurrent_requests: how many partitions of a ``chunk=`` (or ``{window_start:...}``) window are
+        requested and landed at once, each its own request, atomic object and manifest entry (1 to 16; default 1,
+        one request at a time). The account's limits are the account's, shared by all its tasks, and an
+        ErrorCode 100 can lock it: the first 100 stops every request of the task. See ``docs/partitions.md``.
     :param max_xcom_rows: the most rows pushed to XCom; past it the task fails and says to set destination.
     :param cloudmax_conn_id: the ``cloudmax`` connection.
     :param smb_conn_id: a ``samba`` connection for UNC DOWNLOADLINKs (ResponseMode 0).
@@ -165,6 +169,7 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         partition: str | None = None,
         lookback: timedelta | None = None,
         resume: bool = True,
+        max_concurrent_requests: int = 1,
         max_xcom_rows: int = 5000,
         cloudmax_conn_id: str = "cloudmax_default",
         smb_conn_id: str | None = None,
@@ -204,6 +209,7 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         self.partition = partition
         self.lookback = lookback
         self.resume = resume
+        self.max_concurrent_requests = max_concurrent_requests
         self.max_xcom_rows = max_xcom_rows
         self._landed: LandedDataset | None = None  # what was written, for OpenLineage
         self.chunk_uris: list[str] = []
@@ -230,6 +236,7 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         from cloudmax_provider.landing.destinations import check_landing_args
 
         self._validate_output()
+        self._validate_concurrency()
         check_landing_args(
             self.destination,
             self.output_encoding,
@@ -283,6 +290,29 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
             raise CloudmaxConfigError("chunk= needs response_mode 2 or 3 (the report as the answer), not a link mode")
         if is_literal(self.destination):
             self._check_chunk_destination(self.destination)
+
+    def _validate_concurrency(self) -> None:
+        """``max_concurrent_requests``: 1..16, and above 1 only where a window is landed partition by partition."""
+        value = self.max_concurrent_requests
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 16:
+            raise CloudmaxConfigError(
+                f"max_concurrent_requests={value!r} must be an int from 1 to 16, e.g. 4: the account's limits are "
+                "shared by all its tasks and repeated failures (ErrorCode 100) can lock it, so one task holds at "
+                "most 16 requests at once"
+            )
+        if value == 1:
+            return
+        where = "needs a destination that names partitions: a prefix ending in '/' with chunk=, or {window_start:...}"
+        if self.destination is None or is_iceberg(self.destination):
+            raise CloudmaxConfigError(
+                f"max_concurrent_requests={value} {where} (destination={self.destination!r}); "
+                "set max_concurrent_requests=1 or use such a destination"
+            )
+        if is_literal(self.destination) and not self._names_partitions:
+            raise CloudmaxConfigError(
+                f"max_concurrent_requests={value} {where}; destination={self.destination!r} is one object "
+                "(one request): add chunk=True, or set max_concurrent_requests=1"
+            )
 
     def _validate_iceberg(self) -> None:
         """An Iceberg table is landed partition by partition in one commit: no chunk=, no link modes."""
@@ -618,6 +648,7 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
             resume=self.resume,
             folder=folder,
             grid=grid.unit,
+            max_concurrent=self.max_concurrent_requests,
         )
         self.chunk_uris = self._landed_in(context, landed)
         if chunked or len(self.chunk_uris) > 1:

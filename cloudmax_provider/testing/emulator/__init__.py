@@ -67,6 +67,10 @@ Choices made where the spec is open (all of them are covered by ``tests/unit/tes
   ``fail_first > 0``, the ``fail_with`` answer instead of the normal one: an HTTP status, ``"reset"``
   (the connection aborted), ``"exception"`` (ErrorCode 100 "Exception") or ``"error:<code>"`` (that
   ErrorCode with the spec's message, e.g. ``"error:110"``).
+* **Latency.** ``latency`` (seconds, default 0): every Report.aspx request waits that long before it is
+  answered, as a real server works on a report (a setting, not a fault: ``fail_first`` does not count it).
+  ``max_in_flight`` is the most requests the emulator was handling at once since ``reset()`` or
+  ``clear_log()`` (counted as requests arrive and are answered, not timed).
 * **Faults by window.** ``fail_start_windows`` (pairs of times, ``yyyy-MM-dd HH:mm:ss``): a valid
   Report.aspx request whose StartTime falls in one of these ``[from, to)`` windows gets HTTP ``fail_with``
   (503 unless that is an int status) — only the first ``fail_start_first`` such requests when it is > 0

@@ -47,6 +47,8 @@ class CloudmaxEmulator:
         self.port = port
         self._lock = threading.RLock()
         self._log: list[RecordedRequest] = []
+        self._in_flight = 0  # requests being handled now, and the most at once since reset()
+        self.max_in_flight = 0
         self._link_host = LinkHost(self)
         self._links = self._link_host.files  # the HTTP link files by token (bench/triggers.py reads ready_at)
         self._static: dict[str, tuple[bytes, str]] = {}
@@ -171,8 +173,10 @@ class CloudmaxEmulator:
         return self.unc_root_path.joinpath(*parts[2:])
 
     def clear_log(self) -> None:
+        """Forget the requests so far, and count ``max_in_flight`` afresh."""
         with self._lock:
             self._log.clear()
+            self.max_in_flight = self._in_flight
 
     def reset(self) -> None:
         """Construction-time settings (in place), empty log, no fault count, no prepared link files."""
@@ -183,6 +187,7 @@ class CloudmaxEmulator:
         with self._lock:
             self._log.clear()
             self._faults.restart()
+            self.max_in_flight = self._in_flight
             self._static.clear()
         self._link_host.reset(self._loop)
         if self._workdir is not None:
@@ -289,7 +294,14 @@ class CloudmaxEmulator:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         trace: list[Any] = [None, ""]  # the RecordedRequest, the fault applied
-        resp = await self._handle_request(request, trace)
+        with self._lock:
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        try:
+            resp = await self._handle_request(request, trace)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
         callback = self.on_answer
         if callback is not None and trace[0] is not None:
             callback(trace[0], resp.status, trace[1])
@@ -321,6 +333,8 @@ class CloudmaxEmulator:
         kind = (
             "api" if path_low == API_PATH.lower() else "link" if path_low.startswith(LINK_PREFIX.lower()) else "other"
         )
+        if kind == "api" and self.settings.latency > 0:
+            await asyncio.sleep(self.settings.latency)
         fault = self._faults.fault_for(kind)
         if fault is not None:
             trace[1] = fault_note(fault)

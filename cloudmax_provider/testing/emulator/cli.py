@@ -86,6 +86,7 @@ _FLAGS: list[tuple[str, str]] = [
         "seconds every request matching --fault-paths waits before its answer (--fault-paths links: "
         "slow link downloads); with --fail-first N only the first N",
     ),
+    ("latency", "seconds every Report.aspx request takes before its answer (a server's work; not a fault)"),
     ("truncate_body", "matching answers stop half-way, short of their Content-Length"),
     ("drop_mid_body", "matching answers (chunked) drop the connection half-way"),
     (

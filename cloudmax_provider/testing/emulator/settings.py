@@ -83,6 +83,7 @@ class EmulatorSettings:
     fail_with: int | str = 503  # HTTP status | "exception" (ErrorCode 100) | "error:<ErrorCode>" | "reset"
     retry_after: int | None = None
     delay: float = 0.0
+    latency: float = 0.0  # seconds every Report.aspx request takes before its answer (a server's work), no fault
     truncate_body: bool = False
     drop_mid_body: bool = False
     fault_paths: str = "all"  # "all" | "api" | "links"

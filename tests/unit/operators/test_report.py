@@ -613,3 +613,76 @@ def test_link_modes_give_up_waiting_in_the_worker_at_link_timeout(cloudmax_emula
     dr = run_dag(dag_source("cmx_nowait_late", task), "cmx_nowait_late")
     assert task_states(dr) == {"report": "failed"}
     assert not (tmp_path / "c.csv").exists()
+
+
+# ---- max_concurrent_requests (issue 28; the landing itself: tests/unit/landing/test_land.py) ----
+
+BACKFILL_DAG = """
+import pendulum
+from datetime import timedelta
+from airflow.providers.common.compat.sdk import DAG
+from cloudmax_provider.operators.report import CloudmaxReportOperator
+
+with DAG("cmx_backfill", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False) as dag:
+    CloudmaxReportOperator(
+        task_id="clicks", report_part_id=21002, launch_ids=[7, 8],
+        start_time="2026-10-01 00:00:00", end_time="2026-10-09 00:00:00", chunk=True,
+        destination={destination!r}, max_concurrent_requests=4, lookback=timedelta(days=2),
+    )
+"""
+
+
+def test_the_operator_lands_a_backfill_four_at_a_time(cloudmax_emulator, cloudmax_conn, tmp_path):
+    cloudmax_emulator.settings.latency = 0.1
+    lake = tmp_path / "clicks"
+    dr = run_dag(BACKFILL_DAG.format(destination=lake.as_uri() + "/"), "cmx_backfill")
+    assert task_states(dr) == {"clicks": "success"}
+    assert 1 < cloudmax_emulator.max_in_flight <= 4
+    days = [f"2026-09-{d}" for d in (29, 30)] + [f"2026-10-0{d}" for d in range(1, 9)]  # lookback: 2 days more
+    assert sorted(r.field("StartTime")[:10] for r in cloudmax_emulator.api_requests) == days
+    assert sorted(p.name[:10] for p in lake.glob("*.csv")) == days
+    assert xcom(dr, "clicks", "rows") == 10 * len(days)
+    assert [c["start"][:10] for c in xcom(dr, "clicks", "chunks")] == days
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_concurrent_requests": 0}, "must be an int from 1 to 16.*ErrorCode 100"),
+        ({"max_concurrent_requests": 17}, "must be an int from 1 to 16"),
+        ({"max_concurrent_requests": True}, "must be an int from 1 to 16"),
+        ({"max_concurrent_requests": "4"}, "must be an int from 1 to 16"),
+        ({"max_concurrent_requests": 4, "destination": None, "chunk": True}, "max_concurrent_requests=4 needs"),
+        ({"max_concurrent_requests": 4, "destination": "s3://lake/x.csv", "chunk": None}, "add chunk=True"),
+        (
+            {
+                "max_concurrent_requests": 4,
+                "destination": "iceberg://lake.clicks",
+                "chunk": None,
+                "destination_conn_id": "lake",
+            },
+            "set max_concurrent_requests=1",
+        ),
+    ],
+)
+def test_max_concurrent_requests_is_checked_at_parse_time(kwargs, message):
+    from cloudmax_provider.operators.report import CloudmaxReportOperator
+
+    args = {"report_part_id": 21002, "launch_ids": 7, "destination": "s3://lake/clicks/", "chunk": True, **kwargs}
+    with pytest.raises(CloudmaxConfigError, match=message):
+        CloudmaxReportOperator(task_id="t", **args)
+
+
+def test_max_concurrent_requests_accepted_where_partitions_are_named():
+    from cloudmax_provider.operators.report import CloudmaxReportOperator
+
+    for destination, chunk in (("s3://lake/clicks/", True), ("s3://lake/clicks/{window_start:%Y-%m-%d}.csv", None)):
+        task = CloudmaxReportOperator(
+            task_id="t",
+            report_part_id=21002,
+            launch_ids=7,
+            destination=destination,
+            chunk=chunk,
+            max_concurrent_requests=16,
+        )
+        assert task.max_concurrent_requests == 16

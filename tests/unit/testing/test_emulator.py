@@ -573,3 +573,30 @@ def test_cli() -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
+
+
+def test_latency_and_the_most_requests_in_flight(cloudmax_emulator: CloudmaxEmulator) -> None:
+    """``latency`` delays every Report.aspx answer without being a fault; ``max_in_flight`` counts requests as they
+    arrive and are answered: one at a time is 1, three threads waiting on the latency together are 3 at most."""
+    import threading
+
+    cloudmax_emulator.settings.latency = 0.3
+    for _ in range(2):
+        assert get(cloudmax_emulator, ResponseMode=2).status_code == 200
+    assert cloudmax_emulator.max_in_flight == 1
+    cloudmax_emulator.clear_log()
+    assert cloudmax_emulator.max_in_flight == 0
+    go = threading.Barrier(3)
+
+    def ask() -> None:
+        go.wait()
+        assert get(cloudmax_emulator, ResponseMode=2).status_code == 200
+
+    threads = [threading.Thread(target=ask) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert 1 < cloudmax_emulator.max_in_flight <= 3 and len(cloudmax_emulator.api_requests) == 3
+    cloudmax_emulator.reset()
+    assert cloudmax_emulator.max_in_flight == 0 and cloudmax_emulator.settings.latency == 0.0
