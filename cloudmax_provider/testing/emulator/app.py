@@ -4,6 +4,7 @@ the dispatch of each request to its route (Report.aspx, link files, ``/static/``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import dataclasses
 import shutil
@@ -49,6 +50,7 @@ class CloudmaxEmulator:
         self._log: list[RecordedRequest] = []
         self._in_flight = 0  # requests being handled now, and the most at once since reset()
         self.max_in_flight = 0
+        self._gathered = asyncio.Event()  # settings.gather_api_requests reached: requests no longer wait
         self._link_host = LinkHost(self)
         self._links = self._link_host.files  # the HTTP link files by token (bench/triggers.py reads ready_at)
         self._static: dict[str, tuple[bytes, str]] = {}
@@ -177,6 +179,7 @@ class CloudmaxEmulator:
         with self._lock:
             self._log.clear()
             self.max_in_flight = self._in_flight
+            self._gathered = asyncio.Event()
 
     def reset(self) -> None:
         """Construction-time settings (in place), empty log, no fault count, no prepared link files."""
@@ -188,6 +191,7 @@ class CloudmaxEmulator:
             self._log.clear()
             self._faults.restart()
             self.max_in_flight = self._in_flight
+            self._gathered = asyncio.Event()
             self._static.clear()
         self._link_host.reset(self._loop)
         if self._workdir is not None:
@@ -307,6 +311,16 @@ class CloudmaxEmulator:
             callback(trace[0], resp.status, trace[1])
         return resp
 
+    async def _gather(self, count: int) -> None:
+        """Wait until ``count`` requests are being handled at once (then none waits again), at most 30 s."""
+        with self._lock:
+            reached = self._in_flight >= count
+        if reached:
+            self._gathered.set()
+            return
+        with contextlib.suppress(TimeoutError):  # fewer came together: max_in_flight tells the test
+            await asyncio.wait_for(self._gathered.wait(), 30)
+
     async def _read_fields(
         self, request: web.Request
     ) -> tuple[dict[str, str], dict[str, str], dict[str, bytes], dict[str, str], int]:
@@ -335,6 +349,8 @@ class CloudmaxEmulator:
         )
         if kind == "api" and self.settings.latency > 0:
             await asyncio.sleep(self.settings.latency)
+        if kind == "api" and self.settings.gather_api_requests > 1:
+            await self._gather(self.settings.gather_api_requests)
         fault = self._faults.fault_for(kind)
         if fault is not None:
             trace[1] = fault_note(fault)

@@ -87,6 +87,7 @@ _FLAGS: list[tuple[str, str]] = [
         "slow link downloads); with --fail-first N only the first N",
     ),
     ("latency", "seconds every Report.aspx request takes before its answer (a server's work; not a fault)"),
+    ("gather_api_requests", "Report.aspx requests wait until this many are in flight at once (tests of concurrency)"),
     ("truncate_body", "matching answers stop half-way, short of their Content-Length"),
     ("drop_mid_body", "matching answers (chunked) drop the connection half-way"),
     (

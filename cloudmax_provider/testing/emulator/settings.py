@@ -84,6 +84,9 @@ class EmulatorSettings:
     retry_after: int | None = None
     delay: float = 0.0
     latency: float = 0.0  # seconds every Report.aspx request takes before its answer (a server's work), no fault
+    # Report.aspx requests wait until this many are being handled at once, then all go on (at most 30 s): the event
+    # that a client really had N requests in flight together, for tests of bounded concurrency (0 or 1: off)
+    gather_api_requests: int = 0
     truncate_body: bool = False
     drop_mid_body: bool = False
     fault_paths: str = "all"  # "all" | "api" | "links"

@@ -69,13 +69,13 @@ def _manifest_days(lake: Path) -> set[str]:
 
 
 def test_parallel_lands_the_same_objects_and_rows_as_one_at_a_time(cloudmax_emulator, cloudmax_conn, tmp_path):
-    cloudmax_emulator.settings.latency = 0.2  # request-bound, as a real server is: requests overlap
     one, four = tmp_path / "one", tmp_path / "four"
     sequential = _land(one, 1)
     assert cloudmax_emulator.max_in_flight == 1
     cloudmax_emulator.clear_log()
+    cloudmax_emulator.settings.gather_api_requests = 4  # the first requests wait until 4 are in flight together
     parallel = _land(four, 4)
-    assert 1 < cloudmax_emulator.max_in_flight <= 4  # the emulator's count of requests in flight at once
+    assert cloudmax_emulator.max_in_flight == 4  # the emulator's count of requests in flight at once
     assert len(cloudmax_emulator.api_requests) == DAYS  # one request per partition, none twice
     assert _objects(one) == _objects(four) and len(_objects(four)) == DAYS
     strip = [{k: v for k, v in e.items() if k != "uri"} for e in sequential]
@@ -87,9 +87,10 @@ def test_parallel_lands_the_same_objects_and_rows_as_one_at_a_time(cloudmax_emul
 
 
 def test_at_most_n_requests_in_flight(cloudmax_emulator, cloudmax_conn, tmp_path):
-    cloudmax_emulator.settings.latency = 0.2
+    cloudmax_emulator.settings.gather_api_requests = 3  # an event: three requests were in flight together
+    cloudmax_emulator.settings.latency = 0.05  # and each holds its slot a while after, so a fourth would show
     _land(tmp_path / "lake", 3)
-    assert 1 < cloudmax_emulator.max_in_flight <= 3
+    assert cloudmax_emulator.max_in_flight == 3
     assert len(cloudmax_emulator.api_requests) == DAYS
 
 
@@ -117,17 +118,19 @@ def test_a_failed_partition_leaves_the_others_and_the_retry_lands_only_the_rest(
 
 
 def test_error_code_100_stops_every_request(cloudmax_emulator, cloudmax_conn, tmp_path):
+    """Four requests in flight together, every one answered ErrorCode 100: none is retried and no worker sends
+    another (that a worker refuses to send once another's 100 halted them is the worker-hook test below)."""
     cloudmax_conn(attempts=3)  # transient failures would be retried; a 100 is not, and stops the others
-    cloudmax_emulator.settings.latency = 0.1
-    cloudmax_emulator.settings.fail_first = 1
-    cloudmax_emulator.settings.fail_with = "exception"  # the first request answered ErrorCode 100
+    cloudmax_emulator.settings.gather_api_requests = 4  # an event: four in flight together, then answered
+    cloudmax_emulator.settings.fail_first = DAYS
+    cloudmax_emulator.settings.fail_with = "exception"  # every request answered ErrorCode 100
     lake = tmp_path / "lake"
     with pytest.raises(CloudmaxServerExceptionNotRetried) as failed:
         _land(lake, 4)
     assert "while landing the partition" in " ".join(failed.value.__notes__)
-    requests = cloudmax_emulator.api_requests
-    assert len(requests) <= 4  # at most the requests already in flight: none sent after the 100
-    assert len(_objects(lake)) == len(requests) - 1 == len(_manifest_days(lake))  # those in flight landed
+    assert cloudmax_emulator.max_in_flight == 4
+    assert len(cloudmax_emulator.api_requests) == 4  # the four in flight; none retried, none sent after
+    assert _objects(lake) == {}  # nothing landed
 
 
 def test_worker_hooks_share_the_policy_and_a_halting_policy_never_retries_100(cloudmax_emulator, cloudmax_conn):

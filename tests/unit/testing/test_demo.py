@@ -17,9 +17,9 @@ ROOT = Path(__file__).resolve().parents[3]
 @pytest.mark.slow
 @pytest.mark.skipif(_iceberg_skip_reason() is not None, reason=str(_iceberg_skip_reason()))
 def test_the_lake_demo_prints_each_table_and_its_rows(tmp_path):
+    demo = [sys.executable, "-m", "cloudmax_provider.testing.demo", "--dag", "cloudmax_lake_tables"]
     done = subprocess.run(
-        [sys.executable, "-m", "cloudmax_provider.testing.demo", "--dag", "cloudmax_lake_tables"]
-        + ["--workdir", str(tmp_path / "demo"), "--dags-folder", str(ROOT / "example_dags")],
+        [*demo, "--workdir", str(tmp_path / "demo"), "--dags-folder", str(ROOT / "example_dags")],
         capture_output=True,
         text=True,
         timeout=600,
