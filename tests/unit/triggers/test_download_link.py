@@ -262,9 +262,17 @@ def not_ready_links(emu: CloudmaxEmulator, n: int) -> list[str]:
 async def probed(emu: CloudmaxEmulator, n: int, waiting: list[asyncio.Task[Any]]) -> None:
     """Until the emulator has seen ``n`` link probes since its log was last emptied, and a moment more; a
     waiting trigger that ended instead (it should not: its link is never ready) fails the test with its end."""
+    guard = time.monotonic() + 120  # not a measure: a stuck trigger fails with its stack, not pytest's timeout
     while len(emu.link_requests) < n:
         if ended := [task for task in waiting if task.done()]:
             raise AssertionError(f"a waiting trigger ended: {ended[0].result()}")
+        if time.monotonic() > guard:
+            import io
+
+            stacks = io.StringIO()
+            for task in asyncio.all_tasks():
+                task.print_stack(file=stacks)
+            raise AssertionError(f"{len(emu.link_requests)} of {n} probes in 120 s; tasks:\n{stacks.getvalue()}")
         await asyncio.sleep(0.005)
     await asyncio.sleep(0.05)
 
