@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         state = str(run.state)
         print(f"DAG {args.dag}: {state}; Report.aspx was called {len(emu.api_requests)} time(s)")
     if (lake / "catalog.db").exists():
-        return _print_tables(lake, state)
+        return _print_tables(lake, catalog, state)
     written = sorted(p for p in lake.rglob("*.csv")) if lake.exists() else []
     for path in written:
         print(f"Report written: {path.resolve()}")
@@ -104,11 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _print_tables(lake: Path, state: str) -> int:
+def _print_tables(lake: Path, properties: dict[str, str], state: str) -> int:
     """The Iceberg tables a DAG landed in the demo's catalog: each one's location and row count."""
-    from cloudmax_provider.landing.iceberg import load_catalog
+    from pyiceberg.catalog import load_catalog
 
-    catalog = load_catalog("cloudmax_iceberg")
+    catalog = load_catalog("cloudmax_iceberg", **properties)  # as IcebergHook names it: the connection id
     tables = [(ns, name) for ns in catalog.list_namespaces() for _, name in catalog.list_tables(ns)]
     for namespace, name in tables:
         table = catalog.load_table((*namespace, name))
