@@ -260,17 +260,14 @@ class CloudmaxHook(BaseHook):
         s = self.settings
         return encode_request(s.url, fields, s.credentials, method=s.method, request_format=s.request_format)
 
-    def _send(self, wire: WireRequest, report_part_id: int | None) -> tuple[requests.Response, bytes]:
-        """Send once; return the open response and its first bytes, or raise the right error."""
+    def _exchange(self, wire: WireRequest) -> requests.Response:
+        """One HTTP exchange of an encoded request, its body still to read; a transport failure as ours."""
         import requests
 
         s = self.settings
-        if self.error_100.halted():
-            raise CloudmaxHaltedError(f"not calling {wire.safe_url}: an ErrorCode 100 stopped this task's requests")
-        self.log.info("Calling Report.aspx: %s %s", wire.method, wire.safe_url)
         files = [(name, (fn, content, ctype)) for name, fn, content, ctype in wire.files or ()]
         try:
-            resp = self.session.request(
+            return self.session.request(
                 wire.method,
                 wire.url,
                 params=list(wire.params) or None,
@@ -283,6 +280,13 @@ class CloudmaxHook(BaseHook):
             )
         except requests.RequestException as exc:
             raise _transport_error(exc, f"calling {wire.safe_url}", s.timeout) from None
+
+    def _send(self, wire: WireRequest, report_part_id: int | None) -> tuple[requests.Response, bytes]:
+        """Send once; return the open response and its first bytes, or raise the right error."""
+        if self.error_100.halted():
+            raise CloudmaxHaltedError(f"not calling {wire.safe_url}: an ErrorCode 100 stopped this task's requests")
+        self.log.info("Calling Report.aspx: %s %s", wire.method, wire.safe_url)
+        resp = self._exchange(wire)
         try:
             return resp, self._check_response(resp, wire, report_part_id)
         except BaseException:
@@ -593,28 +597,12 @@ class CloudmaxHook(BaseHook):
         """
         import time
 
-        import requests
-
         s = self.settings
         wire = encode_request(
             s.url, fields, s.credentials, method=method or s.method, request_format=request_format or s.request_format
         )
-        files = [(name, (fn, content, ctype)) for name, fn, content, ctype in wire.files or ()]
         started = time.monotonic()
-        try:
-            resp = self.session.request(
-                wire.method,
-                wire.url,
-                params=list(wire.params) or None,
-                data=list(wire.data) if wire.data is not None else None,
-                files=files or None,
-                timeout=s.timeout,
-                verify=s.verify,
-                stream=True,
-                allow_redirects=False,
-            )
-        except requests.RequestException as exc:
-            raise _transport_error(exc, f"calling {wire.safe_url}", s.timeout) from None
+        resp = self._exchange(wire)
         with resp:
             body = self._read(resp, max_bytes, wire.safe_url)
         return RawAnswer(resp.status_code, dict(resp.headers), body, time.monotonic() - started, wire)
