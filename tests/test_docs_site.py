@@ -33,7 +33,15 @@ pytestmark = [pytest.mark.docs]
 ROOT = Path(__file__).resolve().parent.parent
 SITE = ROOT / "docs" / "_build" / "html"
 # Public places the docs may link to; anything else (../shared/, file://, a private host) fails.
-PUBLIC_HOSTS = {"airflow.apache.org", "pypi.org", "www.cloudmax.com.tw", "keepachangelog.com", "semver.org"}
+PUBLIC_HOSTS = {
+    "airflow.apache.org",
+    "pypi.org",
+    "www.cloudmax.com.tw",
+    "keepachangelog.com",
+    "semver.org",
+    "iceberg.apache.org",  # Apache Iceberg's and pyiceberg's documentation (docs/lake-tables.md)
+    "py.iceberg.apache.org",
+}
 _SCAN = """
 return {
   ids: Array.from(document.querySelectorAll('[id]')).map(e => e.id)
