@@ -708,6 +708,12 @@ LOGICAL_DATE = "2026-11-20T00:00:00+00:00"
 RUN_TIMEOUT = 480
 
 
+#: Example DAGs a deployment parses but does not run, and why. The lake-tables example needs the [iceberg] extra
+#: and a catalog every component reaches; it runs through dag.test() in tests/test_example_dags.py and
+#: `make demo-lake` (Airflow 3.1+), not yet in a deployment.
+NOT_RUN_IN_DEPLOYMENTS = {"cloudmax_lake_tables": "needs the [iceberg] extra and an iceberg connection"}
+
+
 def example_dag_ids() -> set[str]:
     """The DAG ids defined in example_dags/, read from the files (``dag_id`` or first argument of DAG()/@dag)."""
     ids: set[str] = set()
@@ -854,7 +860,10 @@ def trigger_every_example_dag(deployment: Deployment) -> tuple[RunWatcher, set[s
     assert set(example_dags) >= expected
     details = {dag_id: api.get(f"dags/{dag_id}/details") for dag_id in example_dags}
     asset_scheduled = {dag_id for dag_id, d in details.items() if d.get("asset_expression")}
-    manual = sorted(set(example_dags) - asset_scheduled)
+    # parsed (an import error would show above) but not run: what they need is not in the deployment
+    not_run = {dag_id: why for dag_id, why in NOT_RUN_IN_DEPLOYMENTS.items() if dag_id in example_dags}
+    print(f"example DAGs parsed, not run here: {not_run}")
+    manual = sorted(set(example_dags) - asset_scheduled - set(not_run))
 
     watcher = RunWatcher(deployment)
     for dag_id in manual:
