@@ -13,7 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import DIST_NAME, ROOT, Deployment, kept_on_failure, run_every_example_dag
+from tests.e2e.harness import (
+    DIST_NAME,
+    ROOT,
+    RUN_TIMEOUT,
+    Deployment,
+    RunWatcher,
+    kept_on_failure,
+    run_every_example_dag,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -41,6 +50,22 @@ def test_every_example_dag_runs(deployment: Deployment) -> None:
     """Every example DAG succeeds (without and with a logical date), objects, XComs, Asset run, deferral."""
     with kept_on_failure(deployment):
         run_every_example_dag(deployment)
+
+
+def test_a_literal_parquet_destination_records_its_asset_event(deployment: Deployment) -> None:
+    """A literal Parquet destination (issue 27): the run succeeds and its Asset event is recorded by the landing."""
+    api, dag_id = deployment.api, "e2e_literal_parquet"
+    with kept_on_failure(deployment):
+        wait_until(lambda: dag_id in {d["dag_id"] for d in api.dags()}, 300, f"the dag-processor to parse {dag_id}")
+        watcher = RunWatcher(deployment)
+        run_id = api.trigger(dag_id)
+        watcher.watch(dag_id, run_id)
+        watcher.wait(RUN_TIMEOUT)
+        assert watcher.failures() == {}, deployment.error_excerpts()
+        uri = deployment.lake.as_uri() + "/e2e/sent.parquet"
+        assert (deployment.lake / "e2e" / "sent.parquet").stat().st_size > 0
+        events = api.paged("assets/events", "asset_events", source_dag_id=dag_id)
+        assert [(e["uri"], e["source_task_id"], e["source_run_id"]) for e in events] == [(uri, "sent", run_id)]
 
 
 def test_demo_runs_from_the_wheel(e2e_venv: Path, tmp_path: Path) -> None:
