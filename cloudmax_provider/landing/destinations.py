@@ -24,6 +24,7 @@ from __future__ import annotations
 import codecs
 import logging
 import os
+import posixpath
 import re
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -93,8 +94,7 @@ def check_suffix(uri: str, output_format: str) -> None:
 
     >>> check_suffix("s3://lake/{window_start:%Y-%m-%d}.parquet", "parquet")
     """
-    name = uri.rsplit("/", 1)[-1]
-    suffix = "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    suffix = posixpath.splitext(uri.rsplit("/", 1)[-1])[1].lower()
     promised = SUFFIX_FORMATS.get(suffix)
     if promised is not None and promised != output_format:
         raise CloudmaxConfigError(
