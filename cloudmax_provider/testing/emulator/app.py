@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote
 
 from aiohttp import web
@@ -34,6 +34,9 @@ from cloudmax_provider.testing.emulator.settings import (
     not_found,
 )
 from cloudmax_provider.testing.rows import generate_rows, to_csv
+
+if TYPE_CHECKING:
+    from cloudmax_provider.testing.emulator.replay import Replay
 
 __all__ = ["CloudmaxEmulator"]
 
@@ -63,8 +66,8 @@ class CloudmaxEmulator:
         # Called in the server's thread after each answer: (request, HTTP status, fault applied or "").
         # The CLI's request log and --scenario use it; a slow callback delays the next request.
         self.on_answer: Callable[[RecordedRequest, int, str], None] | None = None
-        # Set to a testing.emulator.replay.Replay: every request is answered from a capture (--replay DIR).
-        self.replay: Any | None = None
+        # Set to a Replay: every request is answered from a capture (--replay DIR).
+        self.replay: Replay | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
 
