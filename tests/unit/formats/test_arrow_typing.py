@@ -196,6 +196,31 @@ def test_json_lines_equal_json_dumps_of_the_xcom_rows():
     assert json_lines(no_nulls) == b'{"s":"x","t":"2026-01-01T00:00:00+08:00"}\n'
 
 
+def test_json_lines_are_the_same_bytes_without_numpy(monkeypatch):
+    """With numpy the pieces of each line are gathered by one ``take``; without it they are joined by a kernel:
+    the same bytes, nulls, escapes and daylight saving time included."""
+    import sys
+
+    from cloudmax_provider.formats.arrow_typing import json_lines
+
+    tz = ZoneInfo("America/New_York")
+    times = [datetime(2026, 3, 8, 1, 59, tzinfo=tz), None, datetime(2026, 11, 1, 1, 30, 0, 5, tzinfo=tz)] * 3
+    table = pa.table(
+        {
+            "s": pa.array(['a"b', None, "\x01\n", "", "x\\y", None, "z", "雙11", None]),
+            "t": pa.array(times, pa.timestamp("us", tz=tz.key)),
+            "i": pa.array([None, 2, 3, None, 5, 6, None, 8, 9], pa.int64()),
+            "f": pa.array([1.0, None, 0.5, 2.0, None, float("nan"), 3.25, None, 1e20]),
+            "n": pa.array(["k"] * 9),
+        }
+    )
+    with_numpy = json_lines(table)
+    monkeypatch.setitem(sys.modules, "numpy", None)  # import numpy now fails
+    assert json_lines(table) == with_numpy
+    assert json_lines(table.slice(2, 5)) == b"".join(with_numpy.splitlines(keepends=True)[2:7])
+    assert json_lines(table.slice(0, 0)) == b""
+
+
 def test_header_split_and_empty_body():
     from cloudmax_provider.formats.arrow_typing import split_header
 
