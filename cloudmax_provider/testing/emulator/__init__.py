@@ -77,7 +77,10 @@ Choices made where the spec is open (all of them are covered by ``tests/unit/tes
   (counted since ``reset()``), every one when it is 0. Independent of ``fail_first`` and ``fault_paths``.
 * **Big reports.** ``big_report_bytes > 0`` replaces the report body of modes 1-3 and the files of
   mode 0 by a cached CSV of at least that many bytes (whole rows) for the ReportPartID, regardless of
-  LaunchID, window or CustomColName; see :meth:`CloudmaxEmulator.big_report_info`.
+  LaunchID, window or CustomColName; see :meth:`CloudmaxEmulator.big_report_info`. ``big_report_ragged``
+  (``"start"``, ``"middle"``, ``"end"``, or several comma-separated) cuts the last cell off that data record
+  of the big report: one record with a cell fewer than the header, as a record cut short (bench/parquet.py
+  ``--ragged``).
 * **Link redirects.** With ``link_redirect_to`` set (a base URL), a link file first answers 302 to the
   same path under that base (with ``?hop=1``), as a file server handing off to a CDN would.
 * **Hostile answers.** ``answer_with`` replaces every Report.aspx answer (after recording the request):

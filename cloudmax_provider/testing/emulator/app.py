@@ -269,7 +269,8 @@ class CloudmaxEmulator:
         s = self.settings
         if s.big_report_bytes <= 0:
             raise ValueError("settings.big_report_bytes is 0")
-        return self._big.get(get_report_part(report_part_id).id, s.csv_encoding, s.big_report_bytes, s.time_format)
+        part = get_report_part(report_part_id).id
+        return self._big.get(part, s.csv_encoding, s.big_report_bytes, s.time_format, s.big_report_ragged)
 
     def big_report_path(self, report_part_id: int | str) -> Path:
         return self.big_report_info(report_part_id)[0]

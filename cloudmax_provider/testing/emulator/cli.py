@@ -103,6 +103,7 @@ _FLAGS: list[tuple[str, str]] = [
     ("link_filename", "the file name in mode 1 links, as given (e.g. '../../x.csv')"),
     ("attachment_filename", "mode 3's Content-Disposition file name, as given"),
     ("big_report_bytes", "serve a report of at least this size (e.g. 64MiB) whatever was asked"),
+    ("big_report_ragged", "cut the last cell off the big report's start, middle or end record (comma-separated)"),
     ("csv_encoding", "the reports' bytes (utf-16: little-endian with BOM)"),
     ("time_format", "times in reports: iso, zh-TW (.NET 'yyyy/M/d 下午 hh:mm:ss') or en-US"),
     ("rows_per_launch", "rows per LaunchID in detail reports"),

@@ -110,46 +110,86 @@ def _row_block(part_id: int, encoding: str, time_format: str) -> list[bytes]:
     return [e[len(nl) :] for e in encoded_rows]
 
 
-def write_big_report(path: Path, part_id: int, encoding: str, size: int, time_format: str) -> tuple[int, int]:
-    """Write a CSV of at least ``size`` bytes (whole rows) to ``path`` atomically; returns (bytes, data rows)."""
+#: Where ``EmulatorSettings.big_report_ragged`` can put a ragged record: its data row number in a report of n rows.
+RAGGED_AT = {"start": lambda n: 0, "middle": lambda n: n // 2, "end": lambda n: n - 1}
+
+
+def ragged_rows(ragged: str, rows: int) -> set[int]:
+    """The data rows (0-based) that ``ragged`` (``"start,middle,end"``, any of them; ``""``: none) makes ragged.
+
+    >>> sorted(ragged_rows("end,start", 10))
+    [0, 9]
+    """
+    places = [p.strip() for p in ragged.split(",") if p.strip()]
+    unknown = [p for p in places if p not in RAGGED_AT]
+    if unknown:
+        raise ValueError(f"big_report_ragged: {unknown} are not among {sorted(RAGGED_AT)}")
+    return {RAGGED_AT[p](rows) for p in places} if rows else set()
+
+
+def _cut_last_cell(row: bytes, encoding: str) -> bytes:
+    """The same record with its last cell dropped (one cell fewer than the header), in the same encoding."""
+    import csv
+
+    codec = "utf-16-le" if encoding == "utf-16" else "utf-8"
+    cells = next(csv.reader([row.decode(codec)]))
+    return to_csv([], [cells[:-1]]).encode(codec)[len("\r\n".encode(codec)) :]
+
+
+def write_big_report(
+    path: Path, part_id: int, encoding: str, size: int, time_format: str, ragged: str = ""
+) -> tuple[int, int]:
+    """Write a CSV of at least ``size`` bytes (whole rows) to ``path`` atomically; returns (bytes, data rows).
+
+    ``ragged`` (see :func:`ragged_rows`) cuts the last cell off the first, middle or last data record."""
     head = encode(to_csv(report_header(part_id), []), encoding)
     encoded_rows = _row_block(part_id, encoding, time_format)
     block = b"".join(encoded_rows)
+    blocks = max(0, size - len(head)) // len(block)
+    tail, written = 0, len(head) + blocks * len(block)
+    while written < size:
+        written += len(encoded_rows[tail])
+        tail += 1
+    cut = ragged_rows(ragged, blocks * len(encoded_rows) + tail)
     tmp = path.with_suffix(".tmp")
     written, rows = len(head), 0
     with open(tmp, "wb") as fh:
         fh.write(head)
-        while written + len(block) <= size:
-            fh.write(block)
-            written += len(block)
-            rows += len(encoded_rows)
-        i = 0
-        while written < size:
-            fh.write(encoded_rows[i])
-            written += len(encoded_rows[i])
-            rows += 1
-            i += 1
+        for n in range(blocks + 1):
+            count = len(encoded_rows) if n < blocks else tail
+            if n < blocks and not any(rows <= r < rows + count for r in cut):
+                fh.write(block)
+                written, rows = written + len(block), rows + count
+                continue
+            for row in encoded_rows[:count]:
+                data = _cut_last_cell(row, encoding) if rows in cut else row
+                fh.write(data)
+                written, rows = written + len(data), rows + 1
     os.replace(tmp, path)
     return written, rows
 
 
 class BigReports:
-    """The big-report files, generated once per (ReportPartID, encoding, size, time format) into ``folder()``."""
+    """The big-report files, generated once per (ReportPartID, encoding, size, time format, ragged records) into
+    ``folder()``."""
 
     def __init__(self, folder: Callable[[], Path]) -> None:
         self._folder = folder
         self._lock = threading.Lock()
-        self._cache: dict[tuple[int, str, int, str], tuple[Path, int, int]] = {}
+        self._cache: dict[tuple[int, str, int, str, str], tuple[Path, int, int]] = {}
 
-    def get(self, part_id: int, encoding: str, size: int, time_format: str) -> tuple[Path, int, int]:
+    def get(self, part_id: int, encoding: str, size: int, time_format: str, ragged: str = "") -> tuple[Path, int, int]:
         """(path, size in bytes, data rows) of the file, generated now if it is not there."""
-        key = (part_id, encoding, size, time_format)
+        key = (part_id, encoding, size, time_format, ragged)
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None and hit[0].exists():
                 return hit
-            path = self._folder() / f"big_{part_id}_{encoding}_{size}_{time_format}.csv"
-            written, rows = write_big_report(path, part_id, encoding, size, time_format)
+            cut = "-".join(sorted(p.strip() for p in ragged.split(",") if p.strip()))
+            path = (
+                self._folder() / f"big_{part_id}_{encoding}_{size}_{time_format}{'_ragged-' + cut if cut else ''}.csv"
+            )
+            written, rows = write_big_report(path, part_id, encoding, size, time_format, ragged)
             self._cache[key] = info = (path, written, rows)
             return info
 

@@ -363,7 +363,7 @@ async def report_aspx(
     big: tuple[Path, int, int] | None = None
     if s.big_report_bytes > 0:
         big = await asyncio.get_running_loop().run_in_executor(
-            None, emu._big.get, q.part_id, s.csv_encoding, s.big_report_bytes, s.time_format
+            None, emu._big.get, q.part_id, s.csv_encoding, s.big_report_bytes, s.time_format, s.big_report_ragged
         )
     if q.mode in (2, 3):
         return _report_body(emu, q, big)

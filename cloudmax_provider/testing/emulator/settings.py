@@ -79,6 +79,8 @@ class EmulatorSettings:
     unc_server: str = "CMXFILE01"
     unc_share: str = "reports"
     big_report_bytes: int = 0
+    # one ragged record in the big report (its last cell cut off): "start", "middle", "end", or several, comma-separated
+    big_report_ragged: str = ""
     fail_first: int = 0
     fail_with: int | str = 503  # HTTP status | "exception" (ErrorCode 100) | "error:<ErrorCode>" | "reset"
     retry_after: int | None = None

@@ -509,6 +509,39 @@ def test_big_report(cloudmax_emulator: CloudmaxEmulator) -> None:
     assert len(list(csv.reader(io.StringIO(body[2:].decode("utf-16-le"), newline="")))) == rows16 + 1
 
 
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16"])
+def test_big_report_with_a_ragged_record(cloudmax_emulator: CloudmaxEmulator, encoding: str) -> None:
+    """``big_report_ragged``: the start, middle or end record has one cell fewer; the others and the count stay."""
+    emu = cloudmax_emulator
+    emu.settings.csv_encoding, emu.settings.big_report_bytes = encoding, 300_000
+    _, _, whole_rows = emu.big_report_info(21002)
+    for where, index in (("start", 0), ("middle", whole_rows // 2), ("end", whole_rows - 1)):
+        emu.settings.big_report_ragged = where
+        path, size, data_rows = emu.big_report_info(21002)
+        body = get(emu, ResponseMode=3, ReportPartID=21002).content
+        assert body == path.read_bytes() and len(body) == size and data_rows == whole_rows
+        text = body[2:].decode("utf-16-le") if encoding == "utf-16" else body.decode("utf-8")
+        records = list(csv.reader(io.StringIO(text, newline="")))
+        width = len(records[0])
+        assert [i for i, r in enumerate(records[1:]) if len(r) != width] == [index], where
+        assert len(records[1 + index]) == width - 1
+    emu.settings.big_report_ragged = "start,end"
+    records = list(
+        csv.reader(
+            io.StringIO(
+                emu.big_report_info(21002)[0]
+                .read_bytes()[2 if encoding == "utf-16" else 0 :]
+                .decode("utf-16-le" if encoding == "utf-16" else "utf-8"),
+                newline="",
+            )
+        )
+    )
+    assert [i for i, r in enumerate(records[1:]) if len(r) != len(records[0])] == [0, whole_rows - 1]
+    emu.settings.big_report_ragged = "nowhere"
+    with pytest.raises(ValueError, match="nowhere"):
+        emu.big_report_info(21002)
+
+
 # --- log, reset, plugin, CLI ----------------------------------------------------------------------
 
 
