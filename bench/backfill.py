@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):  # run as a script: bench/'s modules (s3, rss, ...) must not shadow top-level names
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+    _HERE = Path(__file__).resolve().parent
+    sys.path[:] = [str(_HERE.parent), *(p for p in sys.path if Path(p or ".").resolve() != _HERE)]
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / ".bench" / "results.json"
@@ -170,9 +171,11 @@ def print_summary(result: dict[str, Any]) -> None:
     print("\n# backfill: 90 daily partitions, request-bound")
     for name, secs in result["seconds"].items():
         print(f"  {name:14s} {secs:7.2f} s  (most requests in flight: {result['max_in_flight'][name]})")
-    print("\n# goals (issue 28)")
-    for name, goal in result["goals"].items():
-        print(f"  {name:28s} {goal['value']:.2f}x  (goal <= {goal['target']}x)  {goal['status']}")
+    from bench.goals import goal_row, goal_table, load_line
+
+    rows = [goal_row(name, goal["value"], goal["target"], "x", False) for name, goal in result["goals"].items()]
+    start, end = result["load_average"]
+    print("\n# goals (issue 28)\n" + goal_table(rows, load_line([start], [end])))
 
 
 def main(argv: list[str] | None = None) -> int:

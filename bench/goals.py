@@ -1,4 +1,9 @@
-"""Every goal of issue 10 with its measured figure and PASS/MISS, and the table they are printed as."""
+"""Every goal of issue 10 with its measured figure and PASS/MISS, and the table they are printed as.
+
+:func:`goal_row` and :func:`goal_table` are shared by every benchmark script (``run.py``, ``parquet.py``,
+``curves.py``, ``backfill.py``): each goal prints its measured figure (a ratio for a ratio goal), the goal,
+measured/goal and PASS/MISS, under the load average at the start and the end of the run.
+"""
 
 from __future__ import annotations
 
@@ -14,21 +19,7 @@ def goals(bench: Bench) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
 
     def goal(name: str, value: float | None, target: float, unit: str, higher_better: bool, note: str = "") -> None:
-        if value is None:
-            status = "n/a"
-        else:
-            status = "PASS" if (value >= target if higher_better else value <= target) else "MISS"
-        out.append(
-            {
-                "goal": name,
-                "value": value,
-                "target": target,
-                "unit": unit,
-                "higher_is_better": higher_better,
-                "status": status,
-                "note": note,
-            }
-        )
+        out.append(goal_row(name, value, target, unit, higher_better, note))
 
     def ratio(name: str) -> float | None:
         row = by_name.get(name)
@@ -88,13 +79,45 @@ def goals(bench: Bench) -> list[dict[str, Any]]:
     return out
 
 
-def goal_table(goals: list[dict[str, Any]]) -> str:
-    lines = [f"  {'goal':<44} {'measured':>10} {'goal':>10}  result  note"]
+def goal_row(
+    name: str, value: float | None, target: float, unit: str, higher_better: bool, note: str = ""
+) -> dict[str, Any]:
+    """One goal: PASS when ``value`` meets ``target`` (>= when ``higher_better``, else <=), MISS when not,
+    ``n/a`` when it was not measured."""
+    met = value is not None and (value >= target if higher_better else value <= target)
+    status = "n/a" if value is None else "PASS" if met else "MISS"
+    return {
+        "goal": name,
+        "value": value,
+        "target": target,
+        "unit": unit,
+        "higher_is_better": higher_better,
+        "status": status,
+        "note": note,
+    }
+
+
+def load_line(start: tuple[float, ...] | list[float], end: tuple[float, ...] | list[float] | None = None) -> str:
+    """``load average 0.52 -> 1.10 (1-minute, at the start and the end of the run; 2 CPUs)``."""
+    import os
+
+    end = os.getloadavg() if end is None else end
+    return (
+        f"load average {start[0]:.2f} -> {end[0]:.2f} (1-minute, at the start and the end of the run; "
+        f"{os.cpu_count()} CPUs)"
+    )
+
+
+def goal_table(goals: list[dict[str, Any]], load: str | None = None) -> str:
+    """The goals as a table: measured, goal, measured/goal, PASS/MISS, note; ``load`` (:func:`load_line`) on top."""
+    lines = [f"  {load}"] if load else []
+    lines.append(f"  {'goal':<44} {'measured':>10} {'goal':>10} {'meas/goal':>9}  result  note")
     for g in goals:
         value = "-" if g["value"] is None else f"{g['value']:.2f}{g['unit']}"
         op = ">=" if g["higher_is_better"] else "<="
+        of_goal = "-" if g["value"] is None or not g["target"] else f"{g['value'] / g['target']:.2f}"
         lines.append(
-            f"  {g['goal']:<44} {value:>10} {op + ' ' + format(g['target'], 'g') + g['unit']:>10}  "
+            f"  {g['goal']:<44} {value:>10} {op + ' ' + format(g['target'], 'g') + g['unit']:>10} {of_goal:>9}  "
             f"{g['status']:<6}  {g['note']}"
         )
     return "\n".join(lines)

@@ -50,7 +50,7 @@ from bench.common import (
     git_head,
     results_table,
 )
-from bench.goals import goal_table, goals
+from bench.goals import goal_table, goals, load_line
 
 PARTS = ("download", "s3", "rss", "triggers", "fixed")  # each has its --no-PART; --only PART runs just that one
 
@@ -189,7 +189,7 @@ def report(bench: Bench, total: float, load_before: tuple[float, float, float]) 
     args = bench.args
     measured = goals(bench)
     print("\n# results" + results_table(bench.rows))
-    print(f"\n# goals (issue 10), {args.size_mb} MiB run\n" + goal_table(measured))
+    print(f"\n# goals (issue 10), {args.size_mb} MiB run\n" + goal_table(measured, load_line(load_before)))
     print(
         f"\nTotal run time {total:.0f}s (load average {load_before[0]:.2f} at the start, {os.getloadavg()[0]:.2f} at "
         "the end). MiB/s = source bytes / seconds of the transfer itself (set-up excluded); ratio = case / baseline, "
