@@ -80,7 +80,9 @@ docs: $(DOCS_STAMP)
 	$(SPHINX) -b doctest docs docs/_build/doctest
 	$(PY) -m pytest -m docs -p no:cacheprovider -q tests/test_docs_site.py $(PYTEST_ARGS)
 
-# Benchmarks (bench/README.md): the `bench` extra adds matplotlib (the RSS plot) and py-spy (flame graphs).
+# Benchmarks (bench/README.md): the `bench` extra adds matplotlib (the plots), py-spy (flame graphs) and DuckDB (the
+# JSON Lines peer). bench/curves.py runs up to 4,000 MiB in `make bench` (it skips a point, saying why, when the
+# disk or memory is short) and up to 100 MiB in `make bench-quick`.
 BENCH_STAMP := $(VENV)/.bench-stamp
 $(BENCH_STAMP): $(STAMP)
 	$(VENV)/bin/uv pip install --python $(PY) -q --compile-bytecode -e '.[test,bench]' -c $(CONSTRAINTS)
@@ -90,10 +92,12 @@ bench: $(BENCH_STAMP)
 	$(PY) bench/run.py
 	$(PY) bench/parquet.py
 	$(PY) bench/backfill.py
+	$(PY) bench/curves.py
 
 bench-quick: $(BENCH_STAMP)
 	$(PY) bench/run.py --quick
 	$(PY) bench/backfill.py --quick
+	$(PY) bench/curves.py --max-mb 100
 
 # The wheel and sdist users install (dist/), checked by twine: only the build tools, in their own venv
 # (.venv-build), not Airflow or the test environment; the build backend is pyproject.toml's.

@@ -27,6 +27,8 @@ CASES = {
     "fixed_bare": "fixed",
     "fixed_provider": "fixed",
     "fixed_provider_warm_fs": "fixed",
+    "curve_typed": "curves",
+    "curve_peer": "curves",
 }
 
 

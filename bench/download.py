@@ -57,7 +57,8 @@ def _provider_land(spec: dict[str, Any]) -> dict[str, Any]:
     from airflow.providers.common.compat.sdk import ObjectStoragePath
 
     import cloudmax_provider.landing.atomic as atomic
-    from cloudmax_provider.landing.land import land_object, push_landed
+    from cloudmax_provider.landing.land import land_object
+    from cloudmax_provider.landing.lineage import push_landed
 
     out: dict[str, Any] = {}
     hook, request = hook_and_request(spec)
@@ -93,7 +94,7 @@ def _provider_land(spec: dict[str, Any]) -> dict[str, Any]:
     sink = XcomSink()
     with Profile(spec.get("profile_svg")):
         t0, c0 = start(out)
-        push_landed({"ti": sink}, [land_object(hook, hook.sources(request), uri, conn_id, "utf-8")])
+        push_landed({"ti": sink}, [land_object(hook, hook.sources(request), uri, conn_id, "utf-8").as_xcom()])
         stop(out, t0, c0)
     out["move_seconds"] = sum(moves)
     out["bytes_in"] = spec["source_bytes"]
