@@ -10,11 +10,18 @@ and its peak RSS during it (``VmHWM`` reset through ``/proc/self/clear_refs``), 
 The **peer** is what a data engineer would do without the provider, measured in the same run on the same body:
 ``curl -o`` the report (the same POST), then ``pyarrow.csv.read_csv`` with the same timestamp parsing (the catalog's
 time columns as ``timestamp[us]`` with the spec's layouts as ``timestamp_parsers``) and ``pq.write_table`` (snappy).
-Its time is the two steps added; it holds the whole table in memory (its RSS is shown, not judged).
+Its time is the two steps added; it holds the whole table in memory (its RSS is shown, not judged). JSON Lines'
+peer (``peer-jsonl``) is ``curl -o``, then DuckDB's ``COPY (SELECT * FROM read_csv(...)) TO 'x.jsonl'`` (its own
+type detection; both cores).
+
+``--ragged start,middle,end`` also lands Parquet and JSON Lines from a report with one ragged record (its last
+cell cut off: the emulator's ``big_report_ragged``) at each place, each its own report and child, each just after
+a run on whole records (the ratio is of that pair: the machine's load moves between runs).
 
 Printed and merged into ``.bench/results.json`` under ``"parquet"``: throughput of each format (MB of the served
-CSV per second); Parquet's and JSON Lines' time against the peer's (PASS when not slower); peak RSS growth of
-Parquet and JSON Lines with the goal (<= 128 MiB, PASS/MISS); the size of the Parquet file against the CSV's.
+CSV per second); the goals table (bench/goals.py): Parquet >= 1.5x its peer, JSON Lines >= 1.0x its peer, peak RSS
+growth <= 128 MiB, and with ``--ragged`` each ragged report's rate >= 0.9x the whole-record rate of the same run;
+the size of the Parquet file against the CSV's.
 """
 
 from __future__ import annotations
@@ -39,6 +46,12 @@ RESULTS = ROOT / ".bench" / "results.json"
 REPORT_PART_ID = 2100199
 CONN_ID = "cloudmax_bench_parquet"
 RSS_GOAL_MIB = 128
+SPEED_GOALS = {"parquet": 1.5, "jsonl": 1.0}  # issue 28: the format's MB/s over its peer's
+RAGGED_GOAL = 0.9  # issue 28: one ragged record costs one record, not a second pass
+PEERS = {
+    "peer": "curl -o + pyarrow read_csv + write_table (snappy)",
+    "peer-jsonl": "curl -o + DuckDB COPY (SELECT * FROM read_csv(...)) TO 'x.jsonl'",
+}
 
 
 def _status_kib(field: str) -> int:
@@ -91,31 +104,28 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def peer(spec: dict[str, Any]) -> dict[str, Any]:
-    """``curl -o`` the body, then ``read_csv`` + ``write_table``: the two-step way, timed as one."""
+    """``curl -o`` the body, then convert it, timed as one: ``read_csv`` + ``write_table`` (``peer``) or DuckDB's
+    ``COPY (SELECT * FROM read_csv(...)) TO 'x.jsonl'`` (``peer-jsonl``); see bench/curves.py."""
     import logging
+    from urllib.parse import urlencode
     from zoneinfo import ZoneInfo
 
     logging.basicConfig(level=logging.WARNING)
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
-    from cloudmax_provider.api.catalog import ColumnType
-    from cloudmax_provider.formats.arrow_typing import TIME_FORMATS
+    from bench.curves import peer_duckdb, peer_parquet
     from cloudmax_provider.hooks.cloudmax import CloudmaxHook
 
+    if spec["format"] == "peer":
+        import pyarrow.csv
+        import pyarrow.parquet  # noqa: F401
+    else:
+        import duckdb  # noqa: F401
     hook = CloudmaxHook(CONN_ID)
     request = hook.build_request(REPORT_PART_ID, [1225], "2026-11-01", "2026-11-02", response_mode=3)
     wire = hook._wire(request.fields())
-    from urllib.parse import urlencode
-
     body = urlencode(wire.data or ()).encode()  # the password goes through stdin, never the command line
     url = wire.url if not wire.params else f"{wire.url}?{urlencode(wire.params)}"
     csv_path = Path(spec["dir"]) / "peer.csv"
-    part = request.report_part
-    times = [name for name in part.column_names if part.type_of(name) is ColumnType.DATETIME]
-    tz = ZoneInfo(hook.settings.timezone)
+    dest = Path(spec["dir"]) / ("peer.parquet" if spec["format"] == "peer" else "peer.jsonl")
     rss_before = _status_kib("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")
     t0 = time.perf_counter()
@@ -125,25 +135,19 @@ def peer(spec: dict[str, Any]) -> dict[str, Any]:
         check=True,
     )
     downloaded = time.perf_counter() - t0
-    table = pacsv.read_csv(
-        csv_path,
-        convert_options=pacsv.ConvertOptions(
-            column_types=dict.fromkeys(times, pa.timestamp("us")), timestamp_parsers=list(TIME_FORMATS)
-        ),
-    )
-    for name in times:  # the account's clock, as the provider's columns are
-        i = table.schema.get_field_index(name)
-        table = table.set_column(i, name, pc.assume_timezone(table.column(i), timezone=tz.key))
-    pq.write_table(table, Path(spec["dir"]) / "peer.parquet", compression="snappy")
+    if spec["format"] == "peer":
+        rows = peer_parquet(csv_path, dest, ZoneInfo(hook.settings.timezone))
+    else:
+        rows = peer_duckdb(csv_path, dest)
     seconds = time.perf_counter() - t0
-    out = (Path(spec["dir"]) / "peer.parquet").stat().st_size
+    out = dest.stat().st_size
     csv_path.unlink()
-    (Path(spec["dir"]) / "peer.parquet").unlink()
+    dest.unlink()
     return {
-        "format": "peer",
+        "format": spec["format"],
         "seconds": seconds,
         "download_seconds": downloaded,
-        "rows": table.num_rows,
+        "rows": rows,
         "bytes_out": out,
         "rss_before_mib": rss_before / 1024,
         "rss_peak_mib": _status_kib("VmHWM") / 1024,
@@ -168,8 +172,8 @@ def run_child(fmt: str, base_env: dict[str, str], workdir: Path, batch_size: int
 
 
 def _summary(results: dict[str, Any], served: int, rows: int, batch_size: int) -> dict[str, Any]:
-    """The figures and verdicts: each typed format against the peer (time) and the RSS goal."""
-    csv, parquet, peer_run = results["csv"], results["parquet"], results["peer"]
+    """The figures and verdicts: each typed format against its peer (time) and the RSS goal."""
+    csv, parquet = results["csv"], results["parquet"]
     summary: dict[str, Any] = {
         "report_mib": served / MiB,
         "rows": rows,
@@ -177,20 +181,67 @@ def _summary(results: dict[str, Any], served: int, rows: int, batch_size: int) -
         "formats": results,
         "parquet_vs_csv_throughput": parquet["mb_s"] / csv["mb_s"],
         "parquet_vs_csv_size": parquet["bytes_out"] / csv["bytes_out"],
-        "peer_download_seconds": peer_run["download_seconds"],
+        "peer_download_seconds": results["peer"]["download_seconds"],
     }
-    for fmt in ("parquet", "jsonl"):
-        r = results[fmt]
+    for fmt, peer_name in (("parquet", "peer"), ("jsonl", "peer-jsonl")):
+        r, peer_run = results[fmt], results[peer_name]
         summary[fmt] = {
+            "peer": PEERS[peer_name],
             "vs_peer_throughput": peer_run["seconds"] / r["seconds"],
-            "speed_verdict": "PASS" if r["seconds"] <= peer_run["seconds"] else "MISS",
+            "speed_goal": SPEED_GOALS[fmt],
+            "speed_verdict": "PASS" if peer_run["seconds"] / r["seconds"] >= SPEED_GOALS[fmt] else "MISS",
             "rss_growth_mib": r["rss_growth_mib"],
             "rss_goal_mib": RSS_GOAL_MIB,
             "rss_verdict": "PASS" if r["rss_growth_mib"] <= RSS_GOAL_MIB else "MISS",
         }
     summary["parquet_rss_growth_mib"] = parquet["rss_growth_mib"]
     summary["parquet_rss_verdict"] = summary["parquet"]["rss_verdict"]
+    summary["ragged"] = {  # each against the whole-record run just before it
+        name: {"vs_whole": r["mb_s"] / results[f"whole, before {name}"]["mb_s"], **r}
+        for name, r in results.items()
+        if name.startswith("ragged ")
+    }
     return summary
+
+
+def _goals(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The goals of issues 18 and 28 measured here, as rows of bench/goals.py's table."""
+    from bench.goals import goal_row
+
+    size = f"at {summary['report_mib']:.0f} MiB"
+    out = []
+    for fmt in ("parquet", "jsonl"):
+        v = summary[fmt]
+        note = f"{v['peer']}, {size}"
+        out.append(goal_row(f"{fmt} vs its peer", v["vs_peer_throughput"], v["speed_goal"], "x", True, note))
+        out.append(goal_row(f"{fmt} peak RSS growth", v["rss_growth_mib"], RSS_GOAL_MIB, "MiB", False, size))
+    for name, r in summary["ragged"].items():
+        note = f"MB/s with one ragged record / whole records just before, {size}"
+        out.append(goal_row(name, r["vs_whole"], RAGGED_GOAL, "x", True, note))
+    return out
+
+
+def _land_all(args: argparse.Namespace, emu: Any, env: dict[str, str], tmp: Path) -> dict[str, Any]:
+    """Every format and peer on whole records, then Parquet and JSON Lines with one ragged record at each of
+    ``--ragged``'s places (each its own report); the served bytes and rows with each result."""
+    results: dict[str, Any] = {}
+    for fmt in ["csv", "parquet", "jsonl", "peer", "peer-jsonl"]:
+        results[fmt] = run_child(fmt, env, tmp, args.batch_size)
+        results[fmt]["served"], results[fmt]["expected_rows"] = emu.big_report_info(REPORT_PART_ID)[1:]
+    for place in [p for p in (args.ragged or "").split(",") if p]:
+        emu.settings.big_report_ragged = place
+        report, served, rows = emu.big_report_info(REPORT_PART_ID)
+        emu.settings.big_report_ragged = ""
+        whole = emu.big_report_info(REPORT_PART_ID)
+        for fmt in ("parquet", "jsonl"):  # whole records then the ragged report, in turns: the load changes
+            results[f"whole, before ragged {place} {fmt}"] = {**run_child(fmt, env, tmp, args.batch_size)}
+            results[f"whole, before ragged {place} {fmt}"].update(served=whole[1], expected_rows=whole[2])
+            emu.settings.big_report_ragged = place
+            r = run_child(fmt, env, tmp, args.batch_size)
+            emu.settings.big_report_ragged = ""
+            results[f"ragged {place} {fmt}"] = {**r, "served": served, "expected_rows": rows}
+        report.unlink()
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,16 +249,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="a 64 MiB report instead of 1 GiB")
     ap.add_argument("--size-mib", type=int, default=None, help="report size (default 1024, --quick 64)")
     ap.add_argument("--batch-size", type=int, default=64 * 1024, help="Parquet rows per row group")
+    ap.add_argument(
+        "--ragged",
+        default="",
+        metavar="PLACES",
+        help="also land Parquet and JSON Lines with one ragged record at each of these places: start,middle,end",
+    )
     ap.add_argument("--output", type=Path, default=RESULTS, help="JSON results to merge into")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         spec = json.loads(args.child)
-        print(json.dumps(peer(spec) if spec["format"] == "peer" else child(spec)))
+        print(json.dumps(peer(spec) if spec["format"].startswith("peer") else child(spec)))
         return 0
 
+    from bench.goals import goal_table, load_line
     from cloudmax_provider.testing.emulator import CloudmaxEmulator
 
+    load_before = os.getloadavg()
     size = (args.size_mib or (64 if args.quick else 1024)) * MiB
     with tempfile.TemporaryDirectory(prefix="cloudmax-bench-parquet-") as tmp, CloudmaxEmulator() as emu:
         emu.settings.big_report_bytes = size
@@ -218,25 +277,21 @@ def main(argv: list[str] | None = None) -> int:
             {"conn_type": "cloudmax", "host": emu.base_url, "login": "demo", "password": "demo-password"}
         )
         print(f"Report {REPORT_PART_ID}: {served / MiB:.0f} MiB served, {rows} rows; batch_size={args.batch_size}")
-        formats = ["csv", "parquet", "jsonl", "peer"]
-        results = {fmt: run_child(fmt, env, Path(tmp), args.batch_size) for fmt in formats}
+        results = _land_all(args, emu, env, Path(tmp))
     for r in results.values():
-        r["mb_s"] = served / 1e6 / r["seconds"]
-        assert r["rows"] == rows, f"{r['format']} wrote {r['rows']} rows of {rows}"
+        r["mb_s"] = r.pop("served") / 1e6 / r["seconds"]
+        assert r["rows"] == r.pop("expected_rows"), f"{r['format']} wrote {r['rows']} rows"
     summary = _summary(results, served, rows, args.batch_size)
     for fmt, r in results.items():
         print(
-            f"{fmt:8s} {r['mb_s']:8.1f} MB/s  {r['seconds']:7.1f} s  {r['bytes_out'] / MiB:8.1f} MiB out  "
+            f"{fmt:22s} {r['mb_s']:8.1f} MB/s  {r['seconds']:7.1f} s  {r['bytes_out'] / MiB:8.1f} MiB out  "
             f"peak RSS growth {r['rss_growth_mib']:6.1f} MiB"
         )
     print(f"Parquet size vs CSV:       {summary['parquet_vs_csv_size']:.3f}x")
-    for fmt in ("parquet", "jsonl"):
-        v = summary[fmt]
-        print(
-            f"{fmt:8s} vs peer (curl -o, read_csv, write_table): {v['vs_peer_throughput']:.2f}x the peer's "
-            f"throughput: {v['speed_verdict']}; peak RSS growth {v['rss_growth_mib']:.1f} MiB (goal <= "
-            f"{RSS_GOAL_MIB} MiB): {v['rss_verdict']}"
-        )
+    print("Peers: " + "; ".join(f"{k}: {v}" for k, v in PEERS.items()))
+    summary["goals"] = _goals(summary)
+    summary["load_average"] = {"start": load_before, "end": os.getloadavg()}
+    print("\n# goals (issues 18 and 28)\n" + goal_table(summary["goals"], load_line(load_before)))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     merged = json.loads(args.output.read_text()) if args.output.exists() else {}
     merged["parquet"] = summary
