@@ -221,6 +221,36 @@ def test_json_lines_are_the_same_bytes_without_numpy(monkeypatch):
     assert json_lines(table.slice(0, 0)) == b""
 
 
+@pytest.mark.parametrize(
+    "texts",
+    [
+        ["2026-01-02 03:04:05", "1999-12-31 23:59:59"],
+        ["2026-01-02 03:04:05", None],
+        ["2026-02-30 00:00:00", "2026-01-02 03:04:05"],  # an impossible date
+        ["2026-01-02 23:59:60"],  # second 60
+        ["2026-01-02T03:04:05", "2026-01-02 03:04:05"],
+        ["2026-1-2 03:04:05"],
+        [" 2026-01-02 03:04:05 ", "2026-01-02 03:04:05"],
+        ["2026/01/02 03:04:05"],
+        ["2026-01-02 03:04:0x"],
+        ["2026-03-08 02:30:00"],  # not a time in New York (daylight saving time starts)
+    ],
+)
+def test_iso_times_are_typed_as_strptime_types_them(monkeypatch, texts):
+    """The ISO-8601 cast (with numpy) gives what strptime gives (without), or leaves the column to it."""
+    import sys
+
+    from cloudmax_provider.api.catalog import ColumnType
+    from cloudmax_provider.formats.arrow_typing import vectorised_column
+
+    tz = ZoneInfo("America/New_York")
+    arrow = pa.timestamp("us", tz=tz.key)
+    fast = vectorised_column(ColumnType.DATETIME, pa.array(texts, pa.string()), arrow, tz)
+    monkeypatch.setitem(sys.modules, "numpy", None)
+    slow = vectorised_column(ColumnType.DATETIME, pa.array(texts, pa.string()), arrow, tz)
+    assert (fast is None and slow is None) or fast.equals(slow)
+
+
 def test_header_split_and_empty_body():
     from cloudmax_provider.formats.arrow_typing import split_header
 
