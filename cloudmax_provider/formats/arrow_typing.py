@@ -600,9 +600,9 @@ def _taken(plan: list[tuple[str, Any, str, str]], n: int, np: Any, pa: Any) -> A
     picked by whether each value is null (its text is then the constant ``null``, with no quotes)."""
     constants: dict[str, int] = {"null": 0}
     valid = [None if text.null_count == 0 else text.is_valid().to_numpy(zero_copy_only=False) for _, text, _, _ in plan]
-    rows = np.arange(n, dtype=np.int64)
+    rows = np.arange(n, dtype=np.int32)
     columns: list[Any] = []
-    matrix = np.empty((n, 2 * len(plan) + 1), dtype=np.int64)
+    matrix = np.empty((n, 2 * len(plan) + 1), dtype=np.int32)  # the pool stays under 2**31 values
     for j in range(len(plan) + 1):
         before = plan[j - 1] if j else None
         after = plan[j] if j < len(plan) else None
@@ -721,7 +721,7 @@ def _json_strings(column: Any) -> Any:
 
     if not _needs_escapes(column):
         return column  # nothing to escape (most columns)
-    if _UNNAMED_CONTROLS.search(column.buffers()[2].to_pybytes()):
+    if _has_unnamed_controls(column.buffers()[2].to_pybytes()):
         return pa.array([None if v is None else json.dumps(v, ensure_ascii=False)[1:-1] for v in column.to_pylist()])
     for raw, present, escaped in _JSON_ESCAPES:
         if _contains(column, present):
@@ -744,3 +744,15 @@ def _needs_escapes(texts: Any) -> bool:
     except ImportError:
         return _CONTROLS.search(raw) is not None
     return int(numpy.frombuffer(raw, numpy.uint8).min()) < 0x20
+
+
+def _has_unnamed_controls(raw: bytes) -> bool:
+    """Whether ``raw`` holds a control character JSON has no short escape for (written ``\\u00XX``); with numpy,
+    bytes with no control character at all (their minimum is 0x20 or more) skip the regex."""
+    try:
+        import numpy
+    except ImportError:
+        return _UNNAMED_CONTROLS.search(raw) is not None
+    if not raw or int(numpy.frombuffer(raw, numpy.uint8).min()) >= 0x20:
+        return False
+    return _UNNAMED_CONTROLS.search(raw) is not None
