@@ -280,3 +280,21 @@ def test_a_body_cut_mid_stream_is_retried_from_scratch(cloudmax_emulator, cloudm
     written = pq.read_metadata(dest).num_rows if fmt == "parquet" else len(dest.read_bytes().splitlines())
     assert stats.rows == written == rows
     assert sorted(p.name for p in tmp_path.iterdir()) == [dest.name]  # the cut attempt left nothing
+
+
+@pytest.mark.parametrize(
+    "texts",
+    [["a", ""], ["a", None], ["", None], [None, None], ["a", "b"], [], ["x", None, "", "y"] * 5],
+)
+def test_empty_strings_are_told_from_nulls_with_and_without_numpy(monkeypatch, texts):
+    import sys
+
+    from cloudmax_provider.formats.arrow_typing import _has_empty
+
+    expected = "" in texts
+    array = pa.array(texts, pa.string())
+    assert _has_empty(array) is expected
+    if len(texts) > 3:
+        assert _has_empty(array.slice(3)) is ("" in texts[3:])
+    monkeypatch.setitem(sys.modules, "numpy", None)
+    assert _has_empty(array) is expected
