@@ -465,16 +465,18 @@ class CloudmaxHook(BaseHook):
         check_link_allowed(parsed, self.settings.api_host, self.settings.allowed_link_hosts)
         return parsed
 
-    def probe_link(self, link: str | DownloadLink) -> LinkProbe:
+    def probe_link(self, link: str | DownloadLink, *, stateless: bool = False) -> LinkProbe:
         """Check once whether a link's file is ready (HTTP ranged GET, or one SMB size read); never waits.
 
         A UNC file is ready when this hook has seen its size unchanged over ``unc_stable_checks`` probes
         at least ``unc_stable_seconds`` apart (:class:`~cloudmax_provider.links.readiness.StabilityRule`): the
         first probe of a file is "pending" and the hook keeps the observation (:attr:`unc_seen`) for the next.
+        ``stateless=True`` (a caller that keeps nothing between probes) takes the file's last-write time
+        as its earlier observation instead (:meth:`~cloudmax_provider.links.readiness.StabilityRule.observe_once`).
         """
         parsed = self.check_link(link)
         if parsed.kind == "unc":
-            return self._probe_unc(parsed)
+            return self._probe_unc(parsed, stateless)
         import requests
 
         try:
@@ -510,17 +512,21 @@ class CloudmaxHook(BaseHook):
             resp.close()
             url, hops = target, hops + 1
 
-    def _probe_unc(self, link: DownloadLink) -> LinkProbe:
-        """One SMB size read, judged with the previous one (:attr:`unc_seen`). An unreachable server is
-        "not yet"; a refused login, denied access, a missing share or a directory fail the link."""
+    def _probe_unc(self, link: DownloadLink, stateless: bool) -> LinkProbe:
+        """One SMB stat, judged with the previous one (:attr:`unc_seen`) or, ``stateless``, with the file's
+        last-write time. An unreachable server is "not yet"; a refused login, denied access, a missing share
+        or a directory fail the link."""
         import time
 
         try:
             with self._unc_reader(link) as reader:
-                size = reader.size(link.unc_path)
+                found = reader.stat(link.unc_path)
         except (OSError, ValueError) as exc:
             self.unc_seen.pop(link.url, None)
             return judge_unc_error(link.url, exc)
+        size = None if found is None else found.size
+        if stateless and found is not None:
+            return self.stability.observe_once(link.url, size, found.last_write, time.time())
         return self.stability.observe_into(link.url, size, time.time(), self.unc_seen)
 
     def _unc_reader(self, link: DownloadLink) -> Any:
