@@ -51,8 +51,9 @@ from cloudmax_provider.exceptions import (
     CloudmaxResponseError,
     CloudmaxTransientError,
 )
-from cloudmax_provider.formats.cells import read_typed
+from cloudmax_provider.formats.cells import RowTyper, read_typed
 from cloudmax_provider.formats.streams import ReportStream, StreamOpener
+from cloudmax_provider.formats.writers import RowTyping
 from cloudmax_provider.links.download_link import (
     PROBE_RANGE,
     DownloadLink,
@@ -432,21 +433,32 @@ class CloudmaxHook(BaseHook):
         return [functools.partial(self.open_link, link) for link in links]
 
     def get_rows(
-        self, request: ReportRequest, *, max_rows: int | None = None, links: list[str] | None = None
+        self,
+        request: ReportRequest,
+        *,
+        max_rows: int | None = None,
+        links: list[str] | None = None,
+        schema_change: str = "evolve",
     ) -> list[dict[str, Any]]:
         """Typed rows of a small report (int, float, aware datetime, str, None): see :class:`RowTyper`.
 
-        Reads the report body, or ``links`` (their rows one after the other) when given.
+        Reads the report body, or ``links`` (their rows one after the other) when given. A header that differs
+        from the expected columns is handled as ``schema_change`` says (:mod:`cloudmax_provider.api.schema`).
         """
-        renamed = {new: name for name, new in request.columns if new}
-        tz = get_timezone(self.settings.timezone)
+        typing = RowTyping.for_request(request, get_timezone(self.settings.timezone), schema_change)
         rows: list[dict[str, Any]] = []
         for attempt in self.retrying():
             with attempt:
                 rows = []
                 for open_source in self.sources(request, links):
                     with open_source() as stream:
-                        typer, records = read_typed(stream.chunks, stream.encoding, request.report_part, tz, renamed)
+                        typer, records = read_typed(
+                            stream.chunks,
+                            stream.encoding,
+                            typing.part,
+                            typing.tz,
+                            typer_of=functools.partial(self._typer_for, typing, source=stream.source),
+                        )
                         for cells in records:
                             if max_rows is not None and len(rows) >= max_rows:
                                 raise TooManyRowsError(
@@ -456,6 +468,12 @@ class CloudmaxHook(BaseHook):
                                 )
                             rows.append(typer.type_row(cells))
         return rows
+
+    def _typer_for(self, typing: RowTyping, header: list[str], *, source: str) -> RowTyper:
+        typer, diff = typing.typer_for(header, source)
+        if diff is not None:
+            self.log.warning("%s: the report's columns changed (%s)", source, diff.describe())
+        return typer
 
     # ---- DOWNLOADLINKs -----------------------------------------------------------------------
 

@@ -65,6 +65,9 @@ log = logging.getLogger(__name__)
 PARTITION_COLUMN = "cloudmax_partition"
 #: The table property recording the grid the table is cut by, e.g. ``day (Asia/Taipei)``.
 GRID_PROPERTY = "cloudmax.partition-grid"
+#: The table property listing the columns a served header added (``schema_change="evolve"``): a later run
+#: whose expected columns lack them may land without them (null), where a column it did not ask for is refused.
+SERVED_COLUMNS_PROPERTY = "cloudmax.columns-added-by-server"
 #: Commits tried when another writer commits first (each on the reloaded table).
 COMMIT_ATTEMPTS = 8
 ICEBERG_EXTRA_HINT = "pip install 'airflow-provider-cloudmax[iceberg]'"
@@ -235,18 +238,31 @@ def _open_table(catalog: Any, target: IcebergTable, arrow_schema: Any, grid: Par
     return table
 
 
-def fit_schema(table: Any, arrow_schema: Any, target: IcebergTable, logger: Any = log, partitioned: bool = True) -> Any:
-    """The table, its schema widened by the columns the run has and the table lacks (``union_by_name``);
-    a column the table has and the run lacks, or one of another type, is refused."""
+def fit_schema(
+    table: Any,
+    arrow_schema: Any,
+    target: IcebergTable,
+    logger: Any = log,
+    partitioned: bool = True,
+    served: bool = False,
+) -> Any:
+    """The table, its schema widened by the columns the run has and the table lacks (``union_by_name``).
+
+    A column of another type is refused. A column the table has and the run lacks is refused too (replacing
+    its partitions would empty it: ``columns=`` changed), unless ``served`` (the header a body came with,
+    already held against the expected columns by ``schema_change``) or a served header added it earlier
+    (:data:`SERVED_COLUMNS_PROPERTY`): then it is null in the new rows.
+    """
     from pyiceberg.types import NestedField
 
     wanted = table_schema(arrow_schema, partitioned)
     current = {f.name: f for f in table.schema().fields}
-    missing = [name for name in current if name not in {f.name for f in wanted.fields}]
-    if missing:
+    by_server = {name for name in table.properties.get(SERVED_COLUMNS_PROPERTY, "").split(",") if name}
+    missing = [name for name in current if name not in {f.name for f in wanted.fields} and name not in by_server]
+    if missing and not served:
         raise CloudmaxConfigError(
             f"destination={target.uri!r} has the columns {missing}, which this run does not land (columns= differs "
-            "from the table's, or Cloudmax dropped them): replacing its partitions would empty them; set columns= "
+            "from the table's): replacing its partitions would empty them; set columns= "
             "to the table's columns, or land this column set in another table"
         )
     for field in wanted.fields:
@@ -259,8 +275,11 @@ def fit_schema(table: Any, arrow_schema: Any, target: IcebergTable, logger: Any 
     added = [f.name for f in wanted.fields if f.name not in current]
     if not added:
         return table
-    with table.update_schema() as update:
-        update.union_by_name(wanted)
+    with table.transaction() as tx:
+        with tx.update_schema() as update:
+            update.union_by_name(wanted)
+        if served:
+            tx.set_properties({SERVED_COLUMNS_PROPERTY: ",".join(sorted(by_server | set(added)))})
     logger.warning("Added the column(s) %s to the Iceberg table %s (older rows read null)", added, target.uri)
     return table.refresh()
 
@@ -268,14 +287,20 @@ def fit_schema(table: Any, arrow_schema: Any, target: IcebergTable, logger: Any 
 # ---- writing --------------------------------------------------------------------------------------
 
 
-def _for_table(batch: Any, start: datetime) -> Any:
-    """A typed batch as the table stores it: times as UTC instants (Iceberg's timestamptz), the partition column."""
+def _for_table(batch: Any, start: datetime, table: Any) -> Any:
+    """A typed batch as the table stores it: times as UTC instants (Iceberg's timestamptz), the partition column,
+    and null columns for the table's columns the body did not have."""
     import pyarrow as pa
 
     utc = pa.timestamp("us", tz="UTC")
     columns = [col.cast(utc) if pa.types.is_timestamp(col.type) else col for col in batch.columns]
     columns.append(pa.array([start] * batch.num_rows, utc))
-    return pa.Table.from_arrays(columns, names=[*batch.column_names, PARTITION_COLUMN])
+    names = [*batch.column_names, PARTITION_COLUMN]
+    for field in table.schema().as_arrow():
+        if field.name not in names:
+            columns.append(pa.nulls(batch.num_rows, field.type))
+            names.append(field.name)
+    return pa.Table.from_arrays(columns, names=names)
 
 
 def _write_partition(
@@ -288,13 +313,14 @@ def _write_partition(
     files: list[Any] = []
     fitted = False
     for batch in encoder.batches(streams):
-        if not fitted:
-            table, fitted = fit_schema(table, batch.schema, target, encoder.log), True
+        if not fitted:  # the body's columns: new ones added; missing ones (checked by the contract) null
+            table, fitted = fit_schema(table, batch.schema, target, encoder.log, served=True), True
+        df = _for_table(batch, start, table)
         files += _dataframe_to_data_files(
-            table_metadata=table.metadata, df=_for_table(batch, start), io=table.io, write_uuid=ids[0], counter=ids[1]
+            table_metadata=table.metadata, df=df, io=table.io, write_uuid=ids[0], counter=ids[1]
         )
     if not fitted and encoder.schema is not None:
-        table = fit_schema(table, encoder.schema, target, encoder.log)
+        table = fit_schema(table, encoder.schema, target, encoder.log, served=True)
     return table, files
 
 
@@ -410,6 +436,8 @@ def land_iceberg(
         files += written
         size = sum(f.file_size_in_bytes for f in written)
         entry = {"start": start.isoformat(), "end": end.isoformat(), "uri": target.uri, "rows": encoder.rows}
+        if encoder.schema_diff is not None:
+            entry["schema_change"] = encoder.schema_diff.as_xcom()
         landed.append({**entry, "bytes": size})
         logger.info("Partition %s .. %s: %d rows in %d data file(s)", start, end, encoder.rows, len(written))
     window = (partitions[0][0], partitions[-1][1])
@@ -450,7 +478,9 @@ def land_request(
 
     require_pyarrow("iceberg")
     destination, logger = options["destination"], options.get("logger", log)
-    typing = RowTyping.for_request(request, get_timezone(hook.settings.timezone))
+    typing = RowTyping.for_request(
+        request, get_timezone(hook.settings.timezone), options.get("schema_change", "evolve")
+    )
     partitions = grid.partitions(request.start, request.end)
     landing = IcebergLanding(
         catalog=load_catalog(options["conn_id"]),

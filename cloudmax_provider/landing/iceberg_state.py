@@ -175,7 +175,9 @@ def land_state(
     require_pyarrow("iceberg")
     destination, logger = options["destination"], options.get("logger", log)
     target, key = IcebergTable.parse(destination), request.report_part.row_key
-    typing = RowTyping.for_request(request, get_timezone(hook.settings.timezone))
+    typing = RowTyping.for_request(
+        request, get_timezone(hook.settings.timezone), options.get("schema_change", "evolve")
+    )
     for attempt in hook.retrying():  # a transient failure requests the window again
         with attempt:
             encoder = ArrowBatchEncoder(typing, f"Landing {destination}", logger, options["batch_size"])

@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # the hook (requests, tenacity) and Airflow's context stay ou
     from airflow.providers.common.compat.sdk import Context
 
     from cloudmax_provider.api.request import ReportRequest
+    from cloudmax_provider.api.schema import HeaderDiff
     from cloudmax_provider.hooks.cloudmax import CloudmaxHook
 
 __all__ = ["ChunkManifest", "Landed", "land", "land_chunks", "land_object", "land_per_link"]
@@ -57,6 +58,7 @@ class Landed:
     rows: int
     bytes: int
     seconds: float = 0.0
+    schema_change: HeaderDiff | None = None  # the served header's difference from the expected columns
 
     @property
     def rate_mb_s(self) -> float:
@@ -64,8 +66,12 @@ class Landed:
         return self.bytes / 1e6 / self.seconds if self.seconds > 0 else 0.0
 
     def as_xcom(self) -> dict[str, Any]:
-        """``{uri, rows, bytes}``, as the ``chunks`` XCom lists each object."""
-        return {"uri": self.uri, "rows": self.rows, "bytes": self.bytes}
+        """``{uri, rows, bytes}`` (and ``schema_change``: ``{added, missing}`` when the columns changed), as the
+        ``chunks`` XCom lists each object."""
+        entry: dict[str, Any] = {"uri": self.uri, "rows": self.rows, "bytes": self.bytes}
+        if self.schema_change is not None:
+            entry["schema_change"] = self.schema_change.as_xcom()
+        return entry
 
 
 def land(
@@ -146,13 +152,14 @@ def land_object(
     target = output_encoding or ("utf-8" if len(sources) > 1 else None)
     started = time.monotonic()
     rows = written = 0
+    diff = None
     for attempt in hook.retrying():
         with attempt:
             progress = Progress(f"Writing {uri}", logger=logger)
             encoder = (output or OutputFormat()).encoder(target, progress, logger)
             written = atomic.write(dest, encoder.encode(open_each(sources)))
-            rows = encoder.rows
-    landed = Landed(uri, rows, written, time.monotonic() - started)
+            rows, diff = encoder.rows, encoder.schema_diff
+    landed = Landed(uri, rows, written, time.monotonic() - started, diff)
     logger.info(
         "Wrote %s: %d rows, %d bytes in %.1fs (%.1f MB/s)", uri, rows, written, landed.seconds, landed.rate_mb_s
     )

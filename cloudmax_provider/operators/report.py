@@ -125,6 +125,10 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         that many partitions before its window, for events that arrive late. Only with a destination that
         names partitions, ``chunk=`` or an Iceberg table (each partition is replaced whole, so this is safe).
         See ``docs/partitions.md``.
+    :param schema_change: what a served header that differs from the expected columns (``columns=``, else the
+        catalog's) does, found before anything lands: ``"evolve"`` (default: land the columns as served, logged
+        and in the ``chunks`` XCom), ``"fail"``, or ``"ignore"`` (land exactly the expected columns; not with CSV,
+        which lands bytes as served). See :mod:`cloudmax_provider.api.schema`.
     :param resume: with ``chunk``, keep a manifest beside the chunks so retries resume (default True).
     :param max_concurrent_requests: how many partitions of a ``chunk=`` (or ``{window_start:...}``) window are
         requested and landed at once, each its own request, atomic object and manifest entry (1 to 16; default 1,
@@ -168,6 +172,7 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         chunk: timedelta | bool | None = None,
         partition: str | None = None,
         lookback: timedelta | None = None,
+        schema_change: str = "evolve",
         resume: bool = True,
         max_concurrent_requests: int = 1,
         max_xcom_rows: int = 5000,
@@ -208,6 +213,7 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         self.chunk = chunk
         self.partition = partition
         self.lookback = lookback
+        self.schema_change = schema_change
         self.resume = resume
         self.max_concurrent_requests = max_concurrent_requests
         self.max_xcom_rows = max_xcom_rows
@@ -274,6 +280,7 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         from cloudmax_provider.formats.writers import check_output_args
 
         check_output_args(self.output_format, self.batch_size, self.compression)
+        self._validate_schema_change()
         if self.output_format != "csv" and self.destination is None:
             raise CloudmaxConfigError(
                 f"output_format={self.output_format!r} needs a destination; XCom rows are typed already"
@@ -290,6 +297,18 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
             raise CloudmaxConfigError("chunk= needs response_mode 2 or 3 (the report as the answer), not a link mode")
         if is_literal(self.destination):
             self._check_chunk_destination(self.destination)
+
+    def _validate_schema_change(self) -> None:
+        """``schema_change``: one of the three; ``"ignore"`` needs a typed landing (CSV lands bytes as served)."""
+        from cloudmax_provider.api.schema import SchemaChange
+
+        if SchemaChange.coerce(self.schema_change) is not SchemaChange.IGNORE or self.destination is None:
+            return
+        if self.output_format == "csv" and not is_iceberg(self.destination):
+            raise CloudmaxConfigError(
+                "schema_change='ignore' lands exactly the expected columns, but output_format='csv' lands the bytes "
+                "as served; set output_format='parquet' or 'jsonl', or schema_change='evolve' or 'fail'"
+            )
 
     def _validate_concurrency(self) -> None:
         """``max_concurrent_requests``: 1..16, and above 1 only where a window is landed partition by partition."""
@@ -547,9 +566,7 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         from cloudmax_provider.api.request import get_timezone
         from cloudmax_provider.formats.writers import OutputFormat, RowTyping
 
-        typing = None
-        if self.output_format != "csv":
-            typing = RowTyping.for_request(request, get_timezone(hook.settings.timezone))
+        typing = RowTyping.for_request(request, get_timezone(hook.settings.timezone), self.schema_change)
         return OutputFormat(self.output_format, self.batch_size, self.compression, typing)
 
     def _land(
@@ -562,7 +579,7 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
     ) -> Any:
         """Rows into XCom (no destination), else one object (its URI) or one per link (their URIs)."""
         if destination is None:
-            rows = hook.get_rows(request, max_rows=self.max_xcom_rows, links=links)
+            rows = hook.get_rows(request, max_rows=self.max_xcom_rows, links=links, schema_change=self.schema_change)
             self.log.info("Pushing %d typed rows to XCom", len(rows))
             return [to_jsonable(row) for row in rows]
         from cloudmax_provider.landing.land import land_object, land_per_link
@@ -603,6 +620,7 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
             "destination": str(self.destination),
             "conn_id": self.destination_conn_id,
             "batch_size": self.batch_size,
+            "schema_change": self.schema_change,
             "logger": self.log,
         }
         land = land_state if request.report_part.is_state else land_request
@@ -623,7 +641,7 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
             rows: list[dict[str, Any]] = []
             for start, end in partitions:
                 sub = dataclasses.replace(request, start=start, end=end)
-                rows += hook.get_rows(sub, max_rows=self.max_xcom_rows - len(rows))
+                rows += hook.get_rows(sub, max_rows=self.max_xcom_rows - len(rows), schema_change=self.schema_change)
             self.log.info("Pushing %d typed rows to XCom", len(rows))
             return [to_jsonable(row) for row in rows]
         output = self._output(hook, request)
