@@ -121,10 +121,12 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         is requested partition by partition, one request and one object each, named by its window under
         ``destination`` (a prefix ending in ``/``); a retry skips the partitions an earlier try of the run
         landed. See :mod:`cloudmax_provider.windows.chunks`.
-    :param lookback: a ``timedelta`` of whole partitions (e.g. ``timedelta(days=3)``): each run also re-lands
-        that many partitions before its window, for events that arrive late. Only with a destination that
-        names partitions, ``chunk=`` or an Iceberg table (each partition is replaced whole, so this is safe).
-        See ``docs/partitions.md``.
+    :param lookback: a number of partitions (a positive int, e.g. ``3``: the 3 partitions of the ``partition=``
+        grid before the run's own; months too) or a ``timedelta`` of whole partitions (e.g. ``timedelta(days=3)``
+        on the day grid): each run also re-lands that many partitions before its window, for events that arrive
+        late. Only with a destination that names partitions, ``chunk=`` or an Iceberg table (each partition is
+        replaced whole, so this is safe). The log and the ``relanded`` XCom say which partitions were re-landed
+        and how their row counts changed. See ``docs/partitions.md``.
     :param resume: with ``chunk``, keep a manifest beside the chunks so retries resume (default True).
     :param max_concurrent_requests: how many partitions of a ``chunk=`` (or ``{window_start:...}``) window are
         requested and landed at once, each its own request, atomic object and manifest entry (1 to 16; default 1,
@@ -167,7 +169,7 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         compression: str | None = "snappy",
         chunk: timedelta | bool | None = None,
         partition: str | None = None,
-        lookback: timedelta | None = None,
+        lookback: int | timedelta | None = None,
         resume: bool = True,
         max_concurrent_requests: int = 1,
         max_xcom_rows: int = 5000,

@@ -177,12 +177,24 @@ def test_lookback_is_checked_when_the_dag_is_parsed():
         assert (lineage.outputs[0].namespace, lineage.outputs[0].name) == ("iceberg://", "lake.clicks")
     with pytest.raises(CloudmaxConfigError, match=r"lookback=.* is not a whole number of day partitions"):
         make(lookback=timedelta(hours=36))
-    with pytest.raises(CloudmaxConfigError, match=r"lookback=.* must be a positive timedelta"):
+    fix = r"must be a positive number of day partitions \(e.g. lookback=3\) or a timedelta of whole ones"
+    with pytest.raises(CloudmaxConfigError, match=r"lookback=datetime.timedelta\(days=-1\) " + fix):
         make(lookback=timedelta(days=-1))
-    with pytest.raises(CloudmaxConfigError, match=r"lookback=.* must be a positive timedelta"):
-        make(lookback=2)
-    with pytest.raises(CloudmaxConfigError, match="a month is no fixed timedelta"):
+    assert make(lookback=2).lookback == 2  # a number of partitions
+    assert make(lookback=2, partition="month").lookback == 2  # counts months, which a timedelta cannot
+    for bad in (0, -1):
+        with pytest.raises(CloudmaxConfigError, match=rf"lookback={bad} {fix}.*leave it unset"):
+            make(lookback=bad)
+    with pytest.raises(CloudmaxConfigError, match=r"lookback=True is a bool, not a number of partitions"):
+        make(lookback=True)
+    with pytest.raises(CloudmaxConfigError, match=r"lookback=2.5 " + fix):
+        make(lookback=2.5)
+    with pytest.raises(CloudmaxConfigError, match=r"lookback='3' " + fix):
+        make(lookback="3")
+    with pytest.raises(CloudmaxConfigError, match="a month is no fixed timedelta.*give the number of month partitions"):
         make(lookback=timedelta(days=31), partition="month")
+    with pytest.raises(CloudmaxConfigError, match=r"lookback=3 needs a destination whose partitions are replaced"):
+        make(lookback=3, destination="file:///tmp/latest.csv")
     with pytest.raises(CloudmaxConfigError, match=r"lookback=.* needs a destination whose partitions are replaced"):
         make(lookback=timedelta(days=1), destination="file:///tmp/latest.csv")
     assert make(lookback=timedelta(hours=6), partition="hour").lookback == timedelta(hours=6)
