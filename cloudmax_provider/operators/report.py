@@ -81,7 +81,8 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
       covers several partitions (ResponseMode 2/3) likewise returns one URI per partition (one: a string).
 
     With a destination it also pushes ``rows`` and ``bytes`` (totals) and ``chunks``
-    (``[{start, end, uri, rows, bytes}]``, one per object).
+    (``[{start, end, uri, rows, bytes}]``, one per object); with ``lookback``, ``relanded``
+    (``[{start, end, rows, rows_before, rows_changed}]``, one per partition the lookback re-landed).
 
     :param report_part_id: a ReportPartID (``31033``) or its catalog slug (``"removals"``).
     :param launch_ids: LaunchIDs: an int, a list, a CSV string ``"1225,1116"`` or an XComArg.
@@ -410,9 +411,7 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
 
     def _look_back(self, request: ReportRequest, grid: PartitionGrid) -> ReportRequest:
         """``lookback``: the window widened backwards by whole partitions, so late events are landed too."""
-        from cloudmax_provider.windows.partitions import check_lookback
-
-        count = check_lookback(self.lookback, grid.unit)
+        count = self._lookback_count(grid)
         if not count:
             return request
         start = grid.back(request.start, count)
@@ -581,15 +580,21 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         self._landed_in(context, [{**window, **stats.as_xcom()}])
         return destination
 
-    def _landed_in(self, context: Context, landed: list[dict[str, Any]]) -> list[str]:
-        """:func:`~cloudmax_provider.landing.lineage.record_landing` (XComs, Asset events, OpenLineage);
-        the URIs landed."""
+    def _landed_in(self, context: Context, landed: list[dict[str, Any]], lookback: int = 0) -> list[str]:
+        """:func:`~cloudmax_provider.landing.lineage.record_landing` (XComs, Asset events, OpenLineage; the
+        first ``lookback`` entries are partitions a lookback re-landed); the URIs landed."""
         from cloudmax_provider.landing.lineage import record_landing
 
         in_prefix = self._lands_in_prefix
         outlets = list(self.outlets)
         self._landed = record_landing(
-            context, landed, destination=self.destination, in_prefix=in_prefix, outlets=outlets
+            context,
+            landed,
+            destination=self.destination,
+            in_prefix=in_prefix,
+            outlets=outlets,
+            lookback=lookback,
+            logger=self.log,
         )
         return [entry["uri"] for entry in landed]
 
@@ -607,10 +612,18 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
             "batch_size": self.batch_size,
             "logger": self.log,
         }
-        land = land_state if request.report_part.is_state else land_request
-        landed = land(context, hook, request, self._grid(hook.settings.timezone), options)
-        self._landed_in(context, landed)
+        grid = self._grid(hook.settings.timezone)
+        if request.report_part.is_state:  # one upsert of the whole window: no partitions to re-land
+            self._landed_in(context, land_state(context, hook, request, grid, options))
+        else:
+            self._landed_in(context, land_request(context, hook, request, grid, options), self._lookback_count(grid))
         return str(self.destination)
+
+    def _lookback_count(self, grid: PartitionGrid) -> int:
+        """How many partitions before the run's own ``lookback`` re-lands (0 without one)."""
+        from cloudmax_provider.windows.partitions import check_lookback
+
+        return check_lookback(self.lookback, grid.unit)
 
     def _land_chunks(self, context: Context, hook: CloudmaxHook, request: ReportRequest) -> Any:
         """One request per partition: typed rows into XCom, or one object per partition."""
@@ -651,8 +664,9 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
             folder=folder,
             grid=grid.unit,
             max_concurrent=self.max_concurrent_requests,
+            count_before=self._lookback_count(grid),
         )
-        self.chunk_uris = self._landed_in(context, landed)
+        self.chunk_uris = self._landed_in(context, landed, self._lookback_count(grid))
         if chunked or len(self.chunk_uris) > 1:
             return self.chunk_uris
         return self.chunk_uris[0]  # one object, named by its partition

@@ -217,21 +217,59 @@ class _TI:
         self.xcoms[key] = value
 
 
-def _execute(start: str, end: str, run_id: str, **kwargs) -> None:
+def _execute(start: str, end: str, run_id: str, **kwargs) -> _TI:
+    """The operator's execute() with a recording task instance (returned: its XComs)."""
     from cloudmax_provider.operators.report import CloudmaxReportOperator
 
+    args = {"destination": TABLE, "destination_conn_id": "iceberg_test", **kwargs}
     op = CloudmaxReportOperator(
-        task_id="clicks",
-        report_part_id=21002,
-        launch_ids=[7],
-        destination=TABLE,
-        destination_conn_id="iceberg_test",
-        start_time=start,
-        end_time=end,
-        **kwargs,
+        task_id="clicks", report_part_id=21002, launch_ids=[7], start_time=start, end_time=end, **args
     )
     when = pendulum.datetime(2026, 12, 1, tz="UTC")
-    op.execute({"ti": _TI(), "run_id": run_id, "logical_date": when, "dag_run": SimpleNamespace(run_after=when)})
+    ti = _TI()
+    op.execute({"ti": ti, "run_id": run_id, "logical_date": when, "dag_run": SimpleNamespace(run_after=when)})
+    return ti
+
+
+def _late(start: str, end: str) -> dict[str, object]:
+    """The ``relanded`` entry of 11-03 after two clicks a LaunchID were recorded late (5 rows, then 7)."""
+    return {"start": start, "end": end, "rows": 7, "rows_before": 5, "rows_changed": 2}
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_lookback_says_which_partitions_it_relanded_and_how_many_rows_changed(
+    cloudmax_emulator, cloudmax_conn, catalog, capfd
+):
+    """11-03 is landed while the emulator serves 5 clicks a LaunchID; then two more are recorded late (it serves
+    7), and the run of 11-04 with ``lookback=1`` re-lands 11-03: the log and the ``relanded`` XCom say so."""
+    first = _run("cmx_ice_late", "2026-11-03 00:00:00", "2026-11-04 00:00:00")
+    assert task_states(first) == {"clicks": "success"} and xcom(first, "clicks", "relanded") is None
+    cloudmax_emulator.settings.rows_per_launch = 7  # the emulator's data of every day changes: late clicks
+    dr = _run("cmx_ice_late", "2026-11-04 00:00:00", "2026-11-05 00:00:00", "lookback=1", logical_day=2)
+    assert task_states(dr) == {"clicks": "success"}
+    day3, day4 = (f"2026-11-0{d}T00:00:00+08:00" for d in (3, 4))
+    assert xcom(dr, "clicks", "relanded") == [_late(day3, day4)]
+    assert [set(c) for c in xcom(dr, "clicks", "chunks")] == [{"start", "end", "uri", "rows", "bytes"}] * 2
+    assert _rows_by_partition(catalog) == {"2026-11-03": 7, "2026-11-04": 7}
+    summary = catalog.load_table("lake.clicks").current_snapshot().summary.additional_properties
+    assert (summary["deleted-records"], summary["added-records"]) == ("5", "14")  # the commit says the same
+    out = capfd.readouterr()
+    assert f"lookback re-landed 1 partition(s): {day3} .. {day4}: 7 rows, was 5 (+2)" in out.out + out.err
+
+    # files: a Parquet object's footer says what it held; a CSV object's earlier rows are unknown
+    cloudmax_emulator.settings.rows_per_launch = 5
+    lake = catalog.properties["warehouse"].replace("/warehouse", "/files")
+    for fmt in ("parquet", "csv"):
+        args = {"destination": f"{lake}/{fmt}/{{window_start:%Y-%m-%d}}.{fmt}", "output_format": fmt}
+        _execute("2026-11-03 00:00:00", "2026-11-04 00:00:00", "f1", destination_conn_id=None, **args)
+    cloudmax_emulator.settings.rows_per_launch = 7
+    for fmt, before in (("parquet", 5), ("csv", None)):
+        args = {"destination": f"{lake}/{fmt}/{{window_start:%Y-%m-%d}}.{fmt}", "output_format": fmt}
+        ti = _execute("2026-11-04 00:00:00", "2026-11-05 00:00:00", "f2", destination_conn_id=None, lookback=2, **args)
+        new = {"start": "2026-11-02T00:00:00+08:00", "end": day3, "rows": 7, "rows_before": 0, "rows_changed": 7}
+        known = _late(day3, day4) if before else {**_late(day3, day4), "rows_before": None, "rows_changed": None}
+        assert ti.xcoms["relanded"] == [new, known], fmt  # 11-02 had no object: 0 before
+        assert [c["start"] for c in ti.xcoms["chunks"]] == [new["start"], day3, day4] and "rows_before" not in str(ti.xcoms["chunks"])
 
 
 @pytest.mark.usefixtures("airflow_db")
