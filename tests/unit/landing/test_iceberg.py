@@ -191,7 +191,7 @@ def test_lookback_is_checked_when_the_dag_is_parsed():
         make(lookback=2.5)
     with pytest.raises(CloudmaxConfigError, match=r"lookback='3' " + fix):
         make(lookback="3")
-    with pytest.raises(CloudmaxConfigError, match="a month is no fixed timedelta.*give the number of month partitions"):
+    with pytest.raises(CloudmaxConfigError, match=r"no fixed timedelta.*give the number of month partitions"):
         make(lookback=timedelta(days=31), partition="month")
     with pytest.raises(CloudmaxConfigError, match=r"lookback=3 needs a destination whose partitions are replaced"):
         make(lookback=3, destination="file:///tmp/latest.csv")
@@ -269,7 +269,8 @@ def test_lookback_says_which_partitions_it_relanded_and_how_many_rows_changed(
         new = {"start": "2026-11-02T00:00:00+08:00", "end": day3, "rows": 7, "rows_before": 0, "rows_changed": 7}
         known = _late(day3, day4) if before else {**_late(day3, day4), "rows_before": None, "rows_changed": None}
         assert ti.xcoms["relanded"] == [new, known], fmt  # 11-02 had no object: 0 before
-        assert [c["start"] for c in ti.xcoms["chunks"]] == [new["start"], day3, day4] and "rows_before" not in str(ti.xcoms["chunks"])
+        assert [c["start"] for c in ti.xcoms["chunks"]] == [new["start"], day3, day4]
+        assert "rows_before" not in str(ti.xcoms["chunks"])
 
 
 @pytest.mark.usefixtures("airflow_db")
