@@ -19,6 +19,7 @@ from cloudmax_provider.exceptions import CloudmaxConfigError
 from cloudmax_provider.utils.compat import AIRFLOW_VERSION
 from tests.airflow_compat import declared_uris
 from tests.airflow_runner import load_dag, task_states, xcom
+from tests.unit.windows.test_partitions import AIRFLOW_3, EVERY_TYPE_DAYS, run_every_type
 
 pa = pytest.importorskip("pyarrow")
 pytest.importorskip("pyiceberg", reason="the [iceberg] extra is not installed")
@@ -378,3 +379,40 @@ def test_two_runs_of_one_window_at_once_leave_each_row_once(cloudmax_emulator, c
     assert sorted(len(a) for a in attempts.values()) == [1, 2]  # the loser planned again
     assert _rows_by_partition(catalog) == {d: _served(cloudmax_emulator, d) for d in ("2026-11-01", "2026-11-05")}
     assert len(catalog.load_table("lake.clicks").snapshots()) == 3
+
+
+EVERY_RUN_DAG = """
+import pendulum
+from datetime import timedelta
+from airflow.providers.common.compat.sdk import DAG
+from cloudmax_provider.operators.report import CloudmaxReportOperator
+
+with DAG("cmx_ice_every_run", schedule="@daily", start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+         catchup=False) as dag:
+    CloudmaxReportOperator(task_id="clicks", report_part_id=21002, launch_ids=[7], destination={table!r},
+                           destination_conn_id="iceberg_test", retries=1, retry_delay=timedelta(0))
+"""
+
+
+@AIRFLOW_3
+@pytest.mark.usefixtures("airflow_db")
+def test_every_run_type_into_one_table_leaves_each_row_once(cloudmax_emulator, cloudmax_conn, catalog):
+    """The run-type matrix of ``tests/unit/windows/test_partitions.py`` (scheduled with a retried try, backfill,
+    REST, manual with and without a logical date, the same trigger twice, a cleared task) into one table: each
+    row once, counted by the click's key (ClickID, the spec's click number, within its partition: the emulator
+    repeats a LaunchID's ClickIDs every day; the catalog's ``row_key`` is a state report's)."""
+    run_every_type(load_dag(EVERY_RUN_DAG.format(table=TABLE), "cmx_ice_every_run"), cloudmax_emulator, cloudmax_conn)
+    key = ("ClickID",)
+    rows = catalog.load_table("lake.clicks").scan().to_arrow()
+    counts: dict[tuple, int] = {}
+    for row in rows.select([*key, "cloudmax_partition"]).to_pylist():
+        ident = (row["cloudmax_partition"].astimezone(TZ).date(), *(row[c] for c in key))
+        counts[ident] = counts.get(ident, 0) + 1
+    assert set(counts.values()) == {1}  # no key twice in a partition
+    expected = set()
+    for day in EVERY_TYPE_DAYS:
+        header, cells = cloudmax_emulator.expected_rows(
+            21002, [7], f"{day:%Y-%m-%d %H:%M:%S}", f"{day + timedelta(days=1):%Y-%m-%d %H:%M:%S}"
+        )
+        expected |= {(day.date(), *(int(c[header.index(k)]) for k in key)) for c in cells}
+    assert set(counts) == expected and rows.num_rows == len(expected) == 5 * len(EVERY_TYPE_DAYS)
