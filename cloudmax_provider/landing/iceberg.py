@@ -56,6 +56,7 @@ __all__ = [
     "land_iceberg",
     "land_request",
     "load_catalog",
+    "orphan_data_files",
     "preflight_iceberg",
 ]
 
@@ -381,6 +382,34 @@ def _partition_start(value: Any) -> datetime:
     if isinstance(value, datetime):
         return value.astimezone(UTC)
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(value))
+
+
+def orphan_data_files(table: Any) -> list[str]:
+    """The files under ``table``'s data location that no snapshot references (their URIs, sorted): what a writer
+    killed after writing its data files and before its commit leaves, or a try that failed before committing.
+    They are never read (a reader follows the snapshots), only stored.
+
+    Remove them once no writer of the table is running (a running writer's files are not referenced yet either):
+    ``for uri in orphan_data_files(table): table.io.delete(uri)``. Listing needs pyiceberg's pyarrow FileIO (the
+    default for ``file://``, ``s3://``, ``gs://``, ``abfs://``...).
+
+    Example: ``orphan_data_files(load_catalog("cloudmax_iceberg").load_table("cloudmax.click_details"))``
+    """
+    from pyarrow.fs import FileSelector, FileType
+    from pyiceberg.io.pyarrow import PyArrowFileIO
+
+    referenced: set[str] = set()
+    for snapshot in table.snapshots():
+        for manifest in snapshot.manifests(table.io):
+            entries = manifest.fetch_manifest_entry(table.io, discard_deleted=False)
+            referenced |= {entry.data_file.file_path for entry in entries}
+    data = table.properties.get("write.data.path", f"{table.location().rstrip('/')}/data")
+    io = table.io if isinstance(table.io, PyArrowFileIO) else PyArrowFileIO(dict(table.io.properties))
+    scheme, netloc, path = PyArrowFileIO.parse_location(data)
+    found = io.fs_by_scheme(scheme, netloc).get_file_info(FileSelector(path, recursive=True, allow_not_found=True))
+    prefix = "file://" if scheme == "file" else f"{scheme}://"
+    files = {prefix + info.path for info in found if info.type == FileType.File}
+    return sorted(uri for uri in files if uri not in referenced)
 
 
 @dataclass

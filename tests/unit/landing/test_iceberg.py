@@ -416,3 +416,70 @@ def test_every_run_type_into_one_table_leaves_each_row_once(cloudmax_emulator, c
         )
         expected |= {(day.date(), *(int(c[header.index(k)]) for k in key)) for c in cells}
     assert set(counts) == expected and rows.num_rows == len(expected) == 5 * len(EVERY_TYPE_DAYS)
+
+
+#: A writer in its own process: it lands 11-05 into the table, says so on the pipe it is given (argv[1]) once its
+#: data files are written and its commit is about to be made, then waits for its stdin (the test kills it there).
+KILLED_WRITER = """
+import os, sys
+from tests.unit.landing.test_iceberg import _land_day
+
+said = os.fdopen(int(sys.argv[1]), "w")
+
+def before_commit(attempt):
+    said.write("before commit\\n")
+    said.flush()
+    sys.stdin.read()
+
+_land_day("killed", 5, before_commit)
+said.write("committed\\n")
+"""
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_a_writer_killed_before_its_commit_leaves_the_table_as_it_was(cloudmax_emulator, cloudmax_conn, catalog):
+    """SIGKILL after the data files are written and before the commit: the same snapshot and rows, and the
+    files it wrote are listed by ``orphan_data_files`` (and removed by the documented loop)."""
+    import os
+    import selectors
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from cloudmax_provider.landing.iceberg import orphan_data_files
+
+    _execute("2026-11-01 00:00:00", "2026-11-02 00:00:00", "first")
+    table = catalog.load_table("lake.clicks")
+    snapshot, rows = table.current_snapshot().snapshot_id, table.scan().to_arrow().sort_by("ClickID")
+    assert orphan_data_files(table) == []
+    root = Path(__file__).resolve().parents[3]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    said, tell = os.pipe()
+    writer = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(tell)],
+        cwd=root,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        pass_fds=(tell,),
+    )
+    os.close(tell)
+    try:
+        with selectors.DefaultSelector() as events, os.fdopen(said, "rb") as line:
+            events.register(line, selectors.EVENT_READ)  # the event: the writer's line (or its end), not a delay
+            assert events.select(timeout=120), "the writer said nothing in 120 s"
+            assert line.readline() == b"before commit\n", "the writer ended before its commit"
+        written = orphan_data_files(catalog.load_table("lake.clicks"))
+        assert written and all("/data/cloudmax_partition=" in uri for uri in written)  # its data files, unreferenced
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+    assert writer.returncode == -signal.SIGKILL
+    table = catalog.load_table("lake.clicks")
+    assert table.current_snapshot().snapshot_id == snapshot and len(table.snapshots()) == 1
+    assert table.scan().to_arrow().sort_by("ClickID").equals(rows)
+    assert orphan_data_files(table) == written  # what the killed writer left, listed
+    for uri in written:  # removed as docs/lake-tables.md says
+        table.io.delete(uri)
+    assert orphan_data_files(table) == [] and table.scan().to_arrow().sort_by("ClickID").equals(rows)
