@@ -90,10 +90,12 @@ bench: $(BENCH_STAMP)
 	$(PY) bench/run.py
 	$(PY) bench/parquet.py
 	$(PY) bench/backfill.py
+	$(PY) bench/iceberg.py
 
 bench-quick: $(BENCH_STAMP)
 	$(PY) bench/run.py --quick
 	$(PY) bench/backfill.py --quick
+	$(PY) bench/iceberg.py --quick
 
 # The wheel and sdist users install (dist/), checked by twine: only the build tools, in their own venv
 # (.venv-build), not Airflow or the test environment; the build backend is pyproject.toml's.

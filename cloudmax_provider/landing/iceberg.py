@@ -35,7 +35,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from cloudmax_provider.exceptions import CloudmaxConfigError
@@ -56,6 +56,7 @@ __all__ = [
     "land_iceberg",
     "land_request",
     "load_catalog",
+    "orphan_data_files",
     "preflight_iceberg",
 ]
 
@@ -370,9 +371,10 @@ def commit_overwrite(
     properties: dict[str, str],
     logger: Any = log,
     before_commit: Callable[[int], None] | None = None,
-) -> int:
+) -> dict[datetime, int]:
     """One snapshot replacing the partitions in ``window`` by ``files``, committed once; a commit another
-    writer got in before is tried again on the reloaded table. Returns the attempts it took.
+    writer got in before is tried again on the reloaded table. Returns the rows the commit removed, by
+    partition start (UTC): what the partitions held before (a partition absent held none).
 
     ``before_commit(attempt)`` is called just before each commit (tests use it to make two writers race)."""
     retrying = commit_retrying(target, logger)
@@ -392,7 +394,48 @@ def commit_overwrite(
                 before_commit(attempt.retry_state.attempt_number)
             txn.commit_transaction()
             logger.info("Committed to %s: %d data file(s) replaced by %d", target.uri, len(replaced), len(files))
-    return retrying.statistics.get("attempt_number", 1)
+    removed: dict[datetime, int] = {}
+    for old in replaced:
+        start = _partition_start(old.partition[0])
+        removed[start] = removed.get(start, 0) + old.record_count
+    return removed
+
+
+def _partition_start(value: Any) -> datetime:
+    """A data file's :data:`PARTITION_COLUMN` value (microseconds since the epoch, identity) as a UTC time."""
+    from datetime import UTC
+
+    if isinstance(value, datetime):
+        return value.astimezone(UTC)
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(value))
+
+
+def orphan_data_files(table: Any) -> list[str]:
+    """The files under ``table``'s data location that no snapshot references (their URIs, sorted): what a writer
+    killed after writing its data files and before its commit leaves, or a try that failed before committing.
+    They are never read (a reader follows the snapshots), only stored.
+
+    Remove them once no writer of the table is running (a running writer's files are not referenced yet either):
+    ``for uri in orphan_data_files(table): table.io.delete(uri)``. Listing needs pyiceberg's pyarrow FileIO (the
+    default for ``file://``, ``s3://``, ``gs://``, ``abfs://``...).
+
+    Example: ``orphan_data_files(load_catalog("cloudmax_iceberg").load_table("cloudmax.click_details"))``
+    """
+    from pyarrow.fs import FileSelector, FileType
+    from pyiceberg.io.pyarrow import PyArrowFileIO
+
+    referenced: set[str] = set()
+    for snapshot in table.snapshots():
+        for manifest in snapshot.manifests(table.io):
+            entries = manifest.fetch_manifest_entry(table.io, discard_deleted=False)
+            referenced |= {entry.data_file.file_path for entry in entries}
+    data = table.properties.get("write.data.path", f"{table.location().rstrip('/')}/data")
+    io = table.io if isinstance(table.io, PyArrowFileIO) else PyArrowFileIO(dict(table.io.properties))
+    scheme, netloc, path = PyArrowFileIO.parse_location(data)
+    found = io.fs_by_scheme(scheme, netloc).get_file_info(FileSelector(path, recursive=True, allow_not_found=True))
+    prefix = "file://" if scheme == "file" else f"{scheme}://"
+    files = {prefix + info.path for info in found if info.type == FileType.File}
+    return sorted(uri for uri in files if uri not in referenced)
 
 
 @dataclass
@@ -416,7 +459,8 @@ def land_iceberg(
     logger: Any = log,
 ) -> list[dict[str, Any]]:
     """Request each partition (``sources_of(start, end)`` opens its bodies), write its data files, then
-    replace the run's partitions in one commit; ``[{start, end, uri, rows, bytes}]``, one per partition.
+    replace the run's partitions in one commit; ``[{start, end, uri, rows, bytes, rows_before}]``, one per
+    partition (``rows_before``: the rows the commit replaced in it).
 
     Example::
 
@@ -441,7 +485,11 @@ def land_iceberg(
         landed.append({**entry, "bytes": size})
         logger.info("Partition %s .. %s: %d rows in %d data file(s)", start, end, encoder.rows, len(written))
     window = (partitions[0][0], partitions[-1][1])
-    commit_overwrite(landing.catalog, target, window, files, landing.properties, logger, landing.before_commit)
+    removed = commit_overwrite(
+        landing.catalog, target, window, files, landing.properties, logger, landing.before_commit
+    )
+    for entry, (start, _) in zip(landed, partitions, strict=True):
+        entry["rows_before"] = removed.get(start, 0)  # aware datetimes: equal (and hashed) as instants
     return landed
 
 

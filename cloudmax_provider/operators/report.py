@@ -81,7 +81,8 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
       covers several partitions (ResponseMode 2/3) likewise returns one URI per partition (one: a string).
 
     With a destination it also pushes ``rows`` and ``bytes`` (totals) and ``chunks``
-    (``[{start, end, uri, rows, bytes}]``, one per object).
+    (``[{start, end, uri, rows, bytes}]``, one per object); with ``lookback``, ``relanded``
+    (``[{start, end, rows, rows_before, rows_changed}]``, one per partition the lookback re-landed).
 
     :param report_part_id: a ReportPartID (``31033``) or its catalog slug (``"removals"``).
     :param launch_ids: LaunchIDs: an int, a list, a CSV string ``"1225,1116"`` or an XComArg.
@@ -121,14 +122,16 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         is requested partition by partition, one request and one object each, named by its window under
         ``destination`` (a prefix ending in ``/``); a retry skips the partitions an earlier try of the run
         landed. See :mod:`cloudmax_provider.windows.chunks`.
-    :param lookback: a ``timedelta`` of whole partitions (e.g. ``timedelta(days=3)``): each run also re-lands
-        that many partitions before its window, for events that arrive late. Only with a destination that
-        names partitions, ``chunk=`` or an Iceberg table (each partition is replaced whole, so this is safe).
-        See ``docs/partitions.md``.
     :param schema_change: what a served header that differs from the expected columns (``columns=``, else the
         catalog's) does, found before anything lands: ``"evolve"`` (default: land the columns as served, logged
         and in the ``chunks`` XCom), ``"fail"``, or ``"ignore"`` (land exactly the expected columns; not with CSV,
         which lands bytes as served). See :mod:`cloudmax_provider.api.schema`.
+    :param lookback: a number of partitions (a positive int, e.g. ``3``: the 3 partitions of the ``partition=``
+        grid before the run's own; months too) or a ``timedelta`` of whole partitions (e.g. ``timedelta(days=3)``
+        on the day grid): each run also re-lands that many partitions before its window, for events that arrive
+        late. Only with a destination that names partitions, ``chunk=`` or an Iceberg table (each partition is
+        replaced whole, so this is safe). The log and the ``relanded`` XCom say which partitions were re-landed
+        and how their row counts changed. See ``docs/partitions.md``.
     :param resume: with ``chunk``, keep a manifest beside the chunks so retries resume (default True).
     :param max_concurrent_requests: how many partitions of a ``chunk=`` (or ``{window_start:...}``) window are
         requested and landed at once, each its own request, atomic object and manifest entry (1 to 16; default 1,
@@ -171,7 +174,7 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         compression: str | None = "snappy",
         chunk: timedelta | bool | None = None,
         partition: str | None = None,
-        lookback: timedelta | None = None,
+        lookback: int | timedelta | None = None,
         schema_change: str = "evolve",
         resume: bool = True,
         max_concurrent_requests: int = 1,
@@ -427,9 +430,7 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
 
     def _look_back(self, request: ReportRequest, grid: PartitionGrid) -> ReportRequest:
         """``lookback``: the window widened backwards by whole partitions, so late events are landed too."""
-        from cloudmax_provider.windows.partitions import check_lookback
-
-        count = check_lookback(self.lookback, grid.unit)
+        count = self._lookback_count(grid)
         if not count:
             return request
         start = grid.back(request.start, count)
@@ -596,15 +597,21 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         self._landed_in(context, [{**window, **stats.as_xcom()}])
         return destination
 
-    def _landed_in(self, context: Context, landed: list[dict[str, Any]]) -> list[str]:
-        """:func:`~cloudmax_provider.landing.lineage.record_landing` (XComs, Asset events, OpenLineage);
-        the URIs landed."""
+    def _landed_in(self, context: Context, landed: list[dict[str, Any]], lookback: int = 0) -> list[str]:
+        """:func:`~cloudmax_provider.landing.lineage.record_landing` (XComs, Asset events, OpenLineage; the
+        first ``lookback`` entries are partitions a lookback re-landed); the URIs landed."""
         from cloudmax_provider.landing.lineage import record_landing
 
         in_prefix = self._lands_in_prefix
         outlets = list(self.outlets)
         self._landed = record_landing(
-            context, landed, destination=self.destination, in_prefix=in_prefix, outlets=outlets
+            context,
+            landed,
+            destination=self.destination,
+            in_prefix=in_prefix,
+            outlets=outlets,
+            lookback=lookback,
+            logger=self.log,
         )
         return [entry["uri"] for entry in landed]
 
@@ -623,10 +630,18 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
             "schema_change": self.schema_change,
             "logger": self.log,
         }
-        land = land_state if request.report_part.is_state else land_request
-        landed = land(context, hook, request, self._grid(hook.settings.timezone), options)
-        self._landed_in(context, landed)
+        grid = self._grid(hook.settings.timezone)
+        if request.report_part.is_state:  # one upsert of the whole window: no partitions to re-land
+            self._landed_in(context, land_state(context, hook, request, grid, options))
+        else:
+            self._landed_in(context, land_request(context, hook, request, grid, options), self._lookback_count(grid))
         return str(self.destination)
+
+    def _lookback_count(self, grid: PartitionGrid) -> int:
+        """How many partitions before the run's own ``lookback`` re-lands (0 without one)."""
+        from cloudmax_provider.windows.partitions import check_lookback
+
+        return check_lookback(self.lookback, grid.unit)
 
     def _land_chunks(self, context: Context, hook: CloudmaxHook, request: ReportRequest) -> Any:
         """One request per partition: typed rows into XCom, or one object per partition."""
@@ -667,8 +682,9 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
             folder=folder,
             grid=grid.unit,
             max_concurrent=self.max_concurrent_requests,
+            count_before=self._lookback_count(grid),
         )
-        self.chunk_uris = self._landed_in(context, landed)
+        self.chunk_uris = self._landed_in(context, landed, self._lookback_count(grid))
         if chunked or len(self.chunk_uris) > 1:
             return self.chunk_uris
         return self.chunk_uris[0]  # one object, named by its partition
