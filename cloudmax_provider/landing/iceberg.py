@@ -246,13 +246,15 @@ def fit_schema(
     logger: Any = log,
     partitioned: bool = True,
     served: bool = False,
+    allow_missing: bool = False,
 ) -> Any:
     """The table, its schema widened by the columns the run has and the table lacks (``union_by_name``).
 
-    A column of another type is refused. A column the table has and the run lacks is refused too (replacing
-    its partitions would empty it: ``columns=`` changed), unless ``served`` (the header a body came with,
-    already held against the expected columns by ``schema_change``) or a served header added it earlier
-    (:data:`SERVED_COLUMNS_PROPERTY`): then it is null in the new rows.
+    ``served``: ``arrow_schema`` is the header a body came with (already held against the expected columns by
+    ``schema_change``), and the columns it adds are recorded (:data:`SERVED_COLUMNS_PROPERTY`). A column of
+    another type is refused. A column the table has and the run lacks is refused too (replacing its partitions
+    would empty it: ``columns=`` changed), unless a served header added it or ``allow_missing`` (a partition
+    replaced: null in its new rows).
     """
     from pyiceberg.types import NestedField
 
@@ -260,7 +262,7 @@ def fit_schema(
     current = {f.name: f for f in table.schema().fields}
     by_server = {name for name in table.properties.get(SERVED_COLUMNS_PROPERTY, "").split(",") if name}
     missing = [name for name in current if name not in {f.name for f in wanted.fields} and name not in by_server]
-    if missing and not served:
+    if missing and not allow_missing:
         raise CloudmaxConfigError(
             f"destination={target.uri!r} has the columns {missing}, which this run does not land (columns= differs "
             "from the table's): replacing its partitions would empty them; set columns= "
@@ -315,13 +317,13 @@ def _write_partition(
     fitted = False
     for batch in encoder.batches(streams):
         if not fitted:  # the body's columns: new ones added; missing ones (checked by the contract) null
-            table, fitted = fit_schema(table, batch.schema, target, encoder.log, served=True), True
+            table, fitted = fit_schema(table, batch.schema, target, encoder.log, served=True, allow_missing=True), True
         df = _for_table(batch, start, table)
         files += _dataframe_to_data_files(
             table_metadata=table.metadata, df=df, io=table.io, write_uuid=ids[0], counter=ids[1]
         )
     if not fitted and encoder.schema is not None:
-        table = fit_schema(table, encoder.schema, target, encoder.log, served=True)
+        table = fit_schema(table, encoder.schema, target, encoder.log, served=True, allow_missing=True)
     return table, files
 
 

@@ -133,7 +133,8 @@ def upsert_state(
 
     Example: ``upsert_state(catalog, IcebergTable.parse("iceberg://lake.reads"), rows, ("LaunchID", "JobID"), {})``
     """
-    fit_schema(_open_state_table(catalog, target, rows.schema, key, logger), rows.schema, target, logger, False)
+    table = _open_state_table(catalog, target, rows.schema, key, logger)
+    fit_schema(table, rows.schema, target, logger, partitioned=False, served=True)
     if not rows.num_rows:
         logger.info("No rows: %s left as it is", target.uri)
         return {"updated": 0, "inserted": 0, "attempts": 0}
