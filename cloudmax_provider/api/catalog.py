@@ -313,6 +313,7 @@ REMOVAL_STATUSES: tuple[str, ...] = (
     "RemoveListProcess",
 )
 
+
 @dataclass(frozen=True)
 class RowModel:
     """What a report's rows are: campaign ``state`` or an ``events`` log, and what makes a row unique.
