@@ -68,12 +68,18 @@ class LandedDataset:
     bytes: int
     files: int
     in_prefix: bool
+    added: tuple[str, ...] = ()  # columns a served header added (``schema_change``), over the objects
+    missing: tuple[str, ...] = ()  # ... and the expected ones it lacked
 
     @classmethod
     def of(cls, uri: str, landed: list[dict[str, Any]], *, in_prefix: bool) -> LandedDataset:
-        """The totals of the ``chunks`` XCom entries (``{uri, rows, bytes}``) landed in ``uri``."""
+        """The totals of the ``chunks`` XCom entries (``{uri, rows, bytes}``, and ``schema_change``) landed in
+        ``uri``."""
         rows, size = sum(c["rows"] for c in landed), sum(c["bytes"] for c in landed)
-        return cls(uri, rows, size, len(landed), in_prefix)
+        changes = [c["schema_change"] for c in landed if c.get("schema_change")]
+        added = tuple(dict.fromkeys(name for change in changes for name in change["added"]))
+        missing = tuple(dict.fromkeys(name for change in changes for name in change["missing"]))
+        return cls(uri, rows, size, len(landed), in_prefix, added, missing)
 
 
 def dataset_uri(destination: Any, *, in_prefix: bool) -> str | None:
@@ -193,10 +199,11 @@ def openlineage(
     timezone: str,
     landed: LandedDataset | None,
     destination: str | None,
+    evolved: bool = True,
 ) -> Any:
     """The OpenLineage of a landing: the Cloudmax report in, the dataset written out with a schema facet
-    (``names``: ``(column as written, column as served)``) and, once written, an output-statistics facet.
-    ``None`` when the OpenLineage provider is not installed."""
+    (``names``: ``(column as written, column as served)``; with ``evolved``, as a served header changed them)
+    and, once written, an output-statistics facet. ``None`` when the OpenLineage provider is not installed."""
     try:
         from airflow.providers.common.compat.openlineage.facet import (
             Dataset,
@@ -214,6 +221,10 @@ def openlineage(
         return OperatorLineage(inputs=inputs, outputs=[])
     parts = urlsplit(uri)
     facets: dict[str, Any] = {}
+    if landed is not None and evolved and part is not None and part.columns is not None:  # the columns landed
+        names = [(out, name) for out, name in names or [(c.name, c.name) for c in part.columns]]
+        names = [(out, name) for out, name in names if out not in landed.missing]
+        names += [(name, name) for name in landed.added]
     schema = _schema_facet(part, names, timezone) if part is not None else None
     if schema is not None:
         facets["schema"] = schema

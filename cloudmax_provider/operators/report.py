@@ -701,7 +701,10 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         requested = parse_columns(self.columns, part) if is_literal(self.columns) and part.columns else ()
         names = [(new or name, name) for name, new in requested]
         destination = dataset_uri(self.destination, in_prefix=self._lands_in_prefix) or self.destination or None
-        return openlineage(hook.settings.api_host, part, names, hook.settings.timezone, self._landed, destination)
+        evolved = self.schema_change == "evolve"  # "ignore" lands the expected columns whatever was served
+        return openlineage(
+            hook.settings.api_host, part, names, hook.settings.timezone, self._landed, destination, evolved
+        )
 
 
 __all__ = ["CloudmaxReportOperator"]

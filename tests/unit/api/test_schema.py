@@ -105,3 +105,21 @@ def test_an_iceberg_table_evolves_and_keeps_landing(cloudmax_emulator, cloudmax_
     failed = run_dag(dag_source("cmx_ice_s4", op(**args, schema_change="fail")), "cmx_ice_s4")
     assert task_states(failed) == {"report": "failed"}
     assert load_catalog("iceberg_schema", **props).load_table("lake.clicks").scan().to_arrow().num_rows == rows.num_rows
+
+
+def test_openlineage_schema_is_the_columns_landed() -> None:
+    """Evolved, the output's schema facet has the added column and not the missing one; ignored, the expected."""
+    pytest.importorskip("airflow.providers.openlineage")
+    from cloudmax_provider.api.catalog import get_report_part
+    from cloudmax_provider.landing.lineage import LandedDataset, openlineage
+
+    chunks = [
+        {"uri": "file:///l/c.parquet", "rows": 5, "bytes": 9, "schema_change": {"added": ["X"], "missing": ["OS"]}}
+    ]
+    landed = LandedDataset.of("file:///l/c.parquet", chunks, in_prefix=False)
+    assert (landed.added, landed.missing) == (("X",), ("OS",))
+    part = get_report_part("click_details")
+    for evolved, has_x, has_os in ((True, True, False), (False, False, True)):
+        lineage = openlineage("h", part, [], "Asia/Taipei", landed, None, evolved)
+        names = [f.name for f in lineage.outputs[0].facets["schema"].fields]
+        assert ("X" in names, "OS" in names) == (has_x, has_os)
