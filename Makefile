@@ -40,6 +40,7 @@ lock:
 
 demo: $(STAMP)
 	$(PY) -m cloudmax_provider.testing.demo
+	$(PY) -m cloudmax_provider.testing.demo --dag cloudmax_lake_tables --workdir .demo-lake --if-supported
 
 # The lake tables (example_dags/cloudmax_lake_tables.py): opens and the read summary into Iceberg tables of an
 # embedded SQL catalog under .demo/lake; prints each table's location and row count (Airflow 3.1+: SQLAlchemy 2)
