@@ -297,7 +297,7 @@ def _for_table(batch: Any, start: datetime, table: Any) -> Any:
 
     utc = pa.timestamp("us", tz="UTC")
     columns = [col.cast(utc) if pa.types.is_timestamp(col.type) else col for col in batch.columns]
-    columns.append(pa.array([start] * batch.num_rows, utc))
+    columns.append(pa.repeat(pa.scalar(start, utc), batch.num_rows))  # one value, not a list of them
     names = [*batch.column_names, PARTITION_COLUMN]
     for field in table.schema().as_arrow():
         if field.name not in names:
@@ -310,21 +310,36 @@ def _write_partition(
     table: Any, target: IcebergTable, encoder: ArrowBatchEncoder, streams: Iterable[Any], start: datetime, ids: Any
 ) -> tuple[Any, list[Any]]:
     """Write one partition's batches as data files in the table's location (pyiceberg's writer, the same as
-    ``Table.append`` uses); the table (its schema fitted to the body) and the data files."""
-    from pyiceberg.io.pyarrow import _dataframe_to_data_files
+    ``Table.append`` uses); the table (its schema fitted to the body) and the data files.
+
+    A batch's data file is written in a thread of its own while the next batch is read and typed (Arrow and
+    Parquet release the GIL): at most one batch is being written while one is being made."""
+    from concurrent.futures import Future, ThreadPoolExecutor
 
     files: list[Any] = []
     fitted = False
-    for batch in encoder.batches(streams):
-        if not fitted:  # the body's columns: new ones added; missing ones (checked by the contract) null
-            table, fitted = fit_schema(table, batch.schema, target, encoder.log, served=True, allow_missing=True), True
-        df = _for_table(batch, start, table)
-        files += _dataframe_to_data_files(
-            table_metadata=table.metadata, df=df, io=table.io, write_uuid=ids[0], counter=ids[1]
-        )
+    writing: Future[list[Any]] | None = None
+    with ThreadPoolExecutor(1, thread_name_prefix="iceberg-data-file") as writer:
+        for batch in encoder.batches(streams):
+            if not fitted:  # the body's columns: new ones added; missing ones (checked by the contract) null
+                table = fit_schema(table, batch.schema, target, encoder.log, served=True, allow_missing=True)
+                fitted = True
+            df = _for_table(batch, start, table)
+            if writing is not None:
+                files += writing.result()
+            writing = writer.submit(_data_files, table, df, ids)
+        if writing is not None:
+            files += writing.result()
     if not fitted and encoder.schema is not None:
         table = fit_schema(table, encoder.schema, target, encoder.log, served=True, allow_missing=True)
     return table, files
+
+
+def _data_files(table: Any, df: Any, ids: Any) -> list[Any]:
+    """``df`` (one partition's rows) written as data files of ``table`` by pyiceberg's writer."""
+    from pyiceberg.io.pyarrow import _dataframe_to_data_files
+
+    return list(_dataframe_to_data_files(table.metadata, df, table.io, write_uuid=ids[0], counter=ids[1]))
 
 
 def _window_filter(start: datetime, end: datetime) -> Any:
