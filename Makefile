@@ -40,6 +40,7 @@ lock:
 
 demo: $(STAMP)
 	$(PY) -m cloudmax_provider.testing.demo
+	$(PY) -m cloudmax_provider.testing.demo --dag cloudmax_lake_tables --workdir .demo-lake --if-supported
 
 # The lake tables (example_dags/cloudmax_lake_tables.py): opens and the read summary into Iceberg tables of an
 # embedded SQL catalog under .demo/lake; prints each table's location and row count (Airflow 3.1+: SQLAlchemy 2)
@@ -92,11 +93,13 @@ bench: $(BENCH_STAMP)
 	$(PY) bench/run.py
 	$(PY) bench/parquet.py
 	$(PY) bench/backfill.py
+	$(PY) bench/iceberg.py
 	$(PY) bench/curves.py
 
 bench-quick: $(BENCH_STAMP)
 	$(PY) bench/run.py --quick
 	$(PY) bench/backfill.py --quick
+	$(PY) bench/iceberg.py --quick
 	$(PY) bench/curves.py --max-mb 100
 
 # The wheel and sdist users install (dist/), checked by twine: only the build tools, in their own venv

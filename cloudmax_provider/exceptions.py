@@ -59,6 +59,10 @@ class CloudmaxResponseError(CloudmaxError, AirflowFailException):
         self.status = status
 
 
+class CloudmaxSchemaChangeError(CloudmaxResponseError):
+    """A report header that differs from the expected columns, with ``schema_change="fail"``: nothing landed."""
+
+
 class CloudmaxLinkError(CloudmaxError, AirflowFailException):
     """A DOWNLOADLINK that cannot be used: refused host, 403/410, an error page instead of the file."""
 

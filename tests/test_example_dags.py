@@ -175,17 +175,11 @@ def test_backfill_parquet_example(cloudmax_emulator, cloudmax_conn, monkeypatch,
 
 
 def _iceberg_skip_reason() -> str | None:
-    """Why the Iceberg example cannot run here: pyiceberg's SQL catalog needs SQLAlchemy 2, which Airflow 2.11's and
-    3.0's constraints pin to 1.4 (docs/compatibility.md); or the [iceberg] extra is missing."""
-    import importlib.util
+    """Why the Iceberg example cannot run here (the demo's rule): pyiceberg's SQL catalog needs SQLAlchemy 2, which
+    Airflow 2.11's and 3.0's constraints pin to 1.4 (docs/compatibility.md); or the [iceberg] extra is missing."""
+    from cloudmax_provider.testing.demo import unsupported
 
-    if importlib.util.find_spec("pyiceberg") is None:
-        return "the [iceberg] extra is not installed"
-    import sqlalchemy
-
-    if int(sqlalchemy.__version__.split(".")[0]) < 2:
-        return f"pyiceberg's SQL catalog needs SQLAlchemy 2; this Airflow's constraints pin {sqlalchemy.__version__}"
-    return None
+    return unsupported("cloudmax_lake_tables")
 
 
 @pytest.mark.usefixtures("airflow_db")

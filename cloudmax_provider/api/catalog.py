@@ -26,8 +26,12 @@ Example::
 from __future__ import annotations
 
 import enum
+import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
+from typing import Any
 
 #: The account's clock when the connection names none: the platform is Taiwan's, its examples are in
 #: Taipei time. The one place it is written (the form schema in ``__init__`` repeats it as data, since that
@@ -309,25 +313,43 @@ REMOVAL_STATUSES: tuple[str, ...] = (
     "RemoveListProcess",
 )
 
-#: What a report's rows are. A summary report is campaign **state**: one row per key (``LaunchID``, and
+
+@dataclass(frozen=True)
+class RowModel:
+    """What a report's rows are: campaign ``state`` or an ``events`` log, and what makes a row unique.
+
+    ``key``: the columns that make a row unique, where the spec gives them (an id: ``ClickID``, ``ReturnLogID``;
+    ``EmailID`` + ``LaunchID``; a campaign's ``LaunchID`` (+ ``JobID``)). Without one, a row is identified by
+    the hash of its ``hashed`` columns (``()``: every cell), see :meth:`ReportPart.row_id`.
+    """
+
+    kind: str  # "state" | "events"
+    key: tuple[str, ...] = ()
+    event_time: str | None = None
+    hashed: tuple[str, ...] = ()
+
+
+#: What each report's rows are. A summary report is campaign **state**: one row per key (``LaunchID``, and
 #: ``JobID`` for 30023, whose rows are a campaign's sends), whose numbers keep growing until the campaign's
 #: tracking ends (20001's ``ExpireTime``); a landing keeps each key's latest row. Every other report is an
 #: **event** log: one row per event, at its event-time column (``None`` where the spec documents no columns).
-ROWS: dict[int, tuple[str, tuple[str, ...]]] = {
-    11001: ("events", ()),
-    11002: ("events", ()),
-    11003: ("events", ()),
-    11004: ("events", ()),
-    20001: ("state", ("LaunchID",)),
-    20003: ("state", ("LaunchID",)),
-    20005: ("state", ("LaunchID",)),
-    21001: ("events", ()),
-    2100199: ("events", ("SubmitTime",)),
-    21002: ("events", ("SubmitTime",)),
-    21003: ("events", ("ReturnTime",)),
-    21032: ("events", ("SendTime",)),
-    30023: ("state", ("LaunchID", "JobID")),
-    31033: ("events", ("SubmitTime",)),
+#: Opens (2100199) and removals (31033) carry no id: a recipient's open at an instant from an address, and a
+#: recipient's removal for a reason at an instant, are one event each.
+ROWS: dict[int, RowModel] = {
+    11001: RowModel("events"),
+    11002: RowModel("events"),
+    11003: RowModel("events"),
+    11004: RowModel("events"),
+    20001: RowModel("state", ("LaunchID",)),
+    20003: RowModel("state", ("LaunchID",)),
+    20005: RowModel("state", ("LaunchID",)),
+    21001: RowModel("events"),
+    2100199: RowModel("events", (), "SubmitTime", ("LaunchID", "EmailAddress", "IP", "SubmitTime")),
+    21002: RowModel("events", ("ClickID",), "SubmitTime"),
+    21003: RowModel("events", ("ReturnLogID",), "ReturnTime"),
+    21032: RowModel("events", ("EmailID", "LaunchID"), "SendTime"),
+    30023: RowModel("state", ("LaunchID", "JobID")),
+    31033: RowModel("events", (), "SubmitTime", ("CustomerID", "EmailAddress", "Status", "SubmitTime")),
 }
 
 _INT_IDS = frozenset({"LaunchID", "JobID", "ClickID", "EmailID", "ReturnLogID", "ResendStep", "ErrorCode"})
@@ -371,16 +393,16 @@ class ReportPart:
         >>> get_report_part(30023).is_state, get_report_part(21002).is_state
         (True, False)
         """
-        return ROWS[self.id][0] == "state"
+        return ROWS[self.id].kind == "state"
 
     @property
     def row_key(self) -> tuple[str, ...]:
-        """The columns that make a state row unique (``()`` for an event log).
+        """The columns that make a row unique where the spec gives them (``()``: none; see :meth:`row_id`).
 
-        >>> get_report_part("read_summary").row_key
-        ('LaunchID', 'JobID')
+        >>> get_report_part("read_summary").row_key, get_report_part("click_details").row_key
+        (('LaunchID', 'JobID'), ('ClickID',))
         """
-        return ROWS[self.id][1] if self.is_state else ()
+        return ROWS[self.id].key
 
     @property
     def event_time(self) -> str | None:
@@ -389,8 +411,26 @@ class ReportPart:
         >>> get_report_part("bounce_details").event_time
         'ReturnTime'
         """
-        names = ROWS[self.id][1]
-        return None if self.is_state or not names else names[0]
+        return ROWS[self.id].event_time
+
+    def row_id(self, row: Mapping[str, Any]) -> str:
+        """What identifies a typed row (a dict, as XCom rows are): its :attr:`row_key` values joined by ``|``;
+        without a key, ``sha256:`` and the SHA-256 of the UTF-8 text of its identifying columns (the catalog's
+        ``hashed`` columns, else every cell, in the row's order), each as XCom gives it (a time in ISO-8601
+        with its offset, an empty cell as ``""``) and joined by the unit separator ``\\x1f``.
+
+        >>> get_report_part("click_details").row_id({"ClickID": 42, "EmailID": 7})
+        '42'
+        >>> get_report_part("open_details_quick").row_id({"LaunchID": 1, "EmailAddress": "a@x", "IP": None,
+        ...     "SubmitTime": "2026-11-01T08:00:00+08:00", "City": "Taipei"})[:15]
+        'sha256:0551cfa9'
+        """
+        model = ROWS[self.id]
+        if model.key:
+            return "|".join(str(row.get(name, "")) for name in model.key)
+        names = model.hashed or tuple(row)
+        text = "\x1f".join(_cell_text(row.get(name)) for name in names)
+        return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -520,10 +560,20 @@ def catalog_markdown() -> str:
 
 
 def _rows_cell(part: ReportPart) -> str:
-    """The catalog table's ``rows`` cell: ``state, key `LaunchID` `JobID``` or ``events at `SubmitTime```."""
-    if part.is_state:
-        return "state, key " + " ".join(f"`{c}`" for c in part.row_key)
-    return f"events at `{part.event_time}`" if part.event_time else "events"
+    """The catalog table's ``rows`` cell: ``state, key `LaunchID` `JobID```, ``events at `SubmitTime`, key
+    `ClickID``` or ``events ..., hash of `LaunchID` ...``."""
+    kind = "state" if part.is_state else f"events at `{part.event_time}`" if part.event_time else "events"
+    if part.row_key:
+        return f"{kind}, key " + " ".join(f"`{c}`" for c in part.row_key)
+    hashed = ROWS[part.id].hashed
+    return f"{kind}, hash of " + (" ".join(f"`{c}`" for c in hashed) if hashed else "every cell")
+
+
+def _cell_text(value: Any) -> str:
+    """A typed cell as :meth:`ReportPart.row_id` hashes it: as XCom gives it, an empty cell as ``""``."""
+    if value is None:
+        return ""
+    return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
 if __name__ == "__main__":  # pragma: no cover

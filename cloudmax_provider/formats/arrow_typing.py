@@ -25,6 +25,7 @@ Example::
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import logging
 import re
@@ -320,7 +321,8 @@ def _typed(typer: RowTyper, body: _Body, null_misfits: Callable[[str, list[Any]]
     import pyarrow as pa
 
     schema = _schema(typer)
-    for batch in body.batches():
+    for served in body.batches():
+        batch = served if typer.picks is None else _picked(served, typer.picks, pa)
         arrays = []
         for i, kind in enumerate(typer.types):
             arrow = schema.field(i).type
@@ -335,8 +337,14 @@ def _typed(typer: RowTyper, body: _Body, null_misfits: Callable[[str, list[Any]]
         if len(arrays) == len(typer.types):
             yield pa.Table.from_arrays(arrays, schema=schema)
         else:
-            columns = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
+            columns = [served.column(i).to_pylist() for i in range(served.num_columns)]  # type_row picks
             yield [typer.type_row([t or "" for t in cells]) for cells in zip(*columns, strict=True)]
+
+
+def _picked(batch: Any, picks: list[int | None], pa: Any) -> Any:
+    """The text columns of ``batch`` in the order ``picks`` gives (None: a column not served, all null)."""
+    columns = [batch.column(j) if j is not None else pa.nulls(batch.num_rows, pa.string()) for j in picks]
+    return pa.RecordBatch.from_arrays(columns, names=[f"c{i}" for i in range(len(picks))])
 
 
 class TypedEncoderBase:
@@ -346,6 +354,7 @@ class TypedEncoderBase:
     def __init__(self, typing: Any, label: str, logger: Any = log, every: float = 5.0) -> None:
         self.typing, self.label, self.log, self.every = typing, label, logger, every
         self.rows = 0
+        self.schema_diff: Any = None  # the api.schema.HeaderDiff of the first body whose columns changed
         self._nulled: set[str] = set()
         self._started = self._last = time.monotonic()
 
@@ -378,15 +387,21 @@ class TypedEncoderBase:
 class _ArrowEncoder(TypedEncoderBase):
     """The Arrow encoders' source of typed tables (one header over every source)."""
 
-    def _typer(self, header: list[str]) -> RowTyper:
-        t = self.typing
-        return RowTyper(t.part, header, t.tz, t.renamed)
+    def _typer(self, header: list[str], source: str) -> RowTyper:
+        """The typer of a body with ``header``, under the schema contract (logged once when it changed)."""
+        typer, diff = self.typing.typer_for(header, source)
+        if diff is not None and self.schema_diff is None:
+            action = "landed as expected" if typer.picks is not None else "landed as served"
+            self.log.warning("%s: the report's columns changed (%s); %s", source, diff.describe(), action)
+        self.schema_diff = self.schema_diff or diff
+        return typer
 
     def tables(self, streams: Iterable[ReportStream]) -> Iterator[tuple[RowTyper, Iterator[Any]]]:
         """Each non-empty source's typer and typed tables; every source must have the first one's header."""
         header: list[str] | None = None
         for stream in streams:
-            typer, tables = typed_tables(stream, self._typer, self.null_misfits, logger=self.log)
+            typer_of = functools.partial(self._typer, source=stream.source)
+            typer, tables = typed_tables(stream, typer_of, self.null_misfits, logger=self.log)
             if typer is None:
                 continue  # an empty file
             header = self.same_header(header, typer, stream.source)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -66,12 +66,22 @@ class RowTyper:
     A cell that does not fit its column's type stays text and is logged once per column.
     """
 
-    def __init__(self, part: ReportPart, header: list[str], tz: ZoneInfo, renamed: dict[str, str] | None = None):
+    def __init__(
+        self,
+        part: ReportPart,
+        header: list[str],
+        tz: ZoneInfo,
+        renamed: dict[str, str] | None = None,
+        served: list[str] | None = None,
+    ):
         renamed = renamed or {}
         self.header = header
         self.tz = tz
         self.types = [part.type_of(renamed.get(name, name)) for name in header]
         self._warned: set[str] = set()
+        #: where each of ``header``'s columns is in the records (None: not served, null), when the records have
+        #: another header (``served``; :mod:`cloudmax_provider.api.schema`'s ``"ignore"``); None: the same.
+        self.picks = None if served is None else [served.index(n) if n in served else None for n in header]
 
     def _convert(self, kind: ColumnType, text: str) -> Any:
         if kind is ColumnType.INT:
@@ -105,11 +115,18 @@ class RowTyper:
 
     def type_row(self, cells: list[str]) -> dict[str, Any]:
         n = len(cells)
+        if self.picks is not None:
+            cells, n = [cells[j] if j is not None and j < n else "" for j in self.picks], len(self.picks)
         return {name: self.type_cell(i, cells[i] if i < n else "") for i, name in enumerate(self.header)}
 
 
 def read_typed(
-    chunks: Iterable[bytes], encoding: Encoding, part: ReportPart, tz: ZoneInfo, renamed: dict[str, str] | None = None
+    chunks: Iterable[bytes],
+    encoding: Encoding,
+    part: ReportPart,
+    tz: ZoneInfo,
+    renamed: dict[str, str] | None = None,
+    typer_of: Callable[[list[str]], RowTyper] | None = None,
 ) -> tuple[RowTyper, Iterator[list[str]]]:
     """A report body's typer (from its header; no columns for an empty body) and its data records (blank lines
     skipped).
@@ -126,7 +143,7 @@ def read_typed(
         return RowTyper(part, [], tz), iter(())
     # a blank line is skipped; in a one-column report '""' is a row whose cell is empty, not a blank line
     wanted = (cells for cells in records if cells != [] and (cells != [""] or len(header) == 1))
-    return RowTyper(part, header, tz, renamed), wanted
+    return (typer_of(header) if typer_of else RowTyper(part, header, tz, renamed)), wanted
 
 
 def to_jsonable(row: dict[str, Any]) -> dict[str, Any]:

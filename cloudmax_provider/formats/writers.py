@@ -27,13 +27,16 @@ Example::
 
 from __future__ import annotations
 
+import csv
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
+from cloudmax_provider.api.body import Encoding
 from cloudmax_provider.api.catalog import ReportPart
+from cloudmax_provider.api.schema import HeaderDiff, SchemaChange, check_header
 from cloudmax_provider.exceptions import CloudmaxConfigError
 from cloudmax_provider.formats.arrow_typing import ArrowJsonLinesEncoder, ArrowParquetEncoder, arrow_type
 from cloudmax_provider.formats.cells import RowTyper
@@ -90,22 +93,33 @@ def require_pyarrow(output_format: str = "parquet") -> tuple[Any, Any]:
 @dataclass(frozen=True)
 class RowTyping:
     """What typed formats need to type cells: the report, the account's timezone and the renamed columns
-    (``{new_name: catalog_name}``, so a renamed column keeps its catalog type)."""
+    (``{new_name: catalog_name}``, so a renamed column keeps its catalog type), and the schema contract."""
 
     part: ReportPart
     tz: ZoneInfo
     renamed: dict[str, str] = field(default_factory=dict)
-    header: tuple[str, ...] = ()  # the columns expected (requested or catalog), for an empty body's schema
+    header: tuple[str, ...] = ()  # the columns expected (requested or catalog): an empty body's schema, the contract
+    schema_change: SchemaChange = SchemaChange.EVOLVE
 
     @classmethod
-    def for_request(cls, request: ReportRequest, tz: ZoneInfo) -> RowTyping:
+    def for_request(
+        cls, request: ReportRequest, tz: ZoneInfo, schema_change: SchemaChange | str = "evolve"
+    ) -> RowTyping:
         """From a :class:`~cloudmax_provider.api.request.ReportRequest` (its report and CustomColName columns)."""
         part = request.report_part
         header = tuple(new or name for name, new in request.columns) or part.column_names
-        return cls(part, tz, {new: name for name, new in request.columns if new}, header)
+        renamed = {new: name for name, new in request.columns if new}
+        return cls(part, tz, renamed, header, SchemaChange.coerce(schema_change))
 
     def empty_typer(self) -> RowTyper:
         return RowTyper(self.part, list(self.header), self.tz, self.renamed)
+
+    def typer_for(self, served: list[str], source: str) -> tuple[RowTyper, HeaderDiff | None]:
+        """The typer of a body whose header is ``served``, under the schema contract
+        (:func:`~cloudmax_provider.api.schema.check_header`: ``fail`` raises), and the difference found."""
+        diff, landed = check_header(self.header, served, self.schema_change, source)
+        picks = served if landed != served else None
+        return RowTyper(self.part, landed, self.tz, self.renamed, served=picks), diff
 
 
 class Encoder(Protocol):
@@ -113,6 +127,9 @@ class Encoder(Protocol):
 
     @property
     def rows(self) -> int: ...
+
+    #: the first body's header difference from the expected columns (:mod:`cloudmax_provider.api.schema`)
+    schema_diff: HeaderDiff | None
 
     def encode(self, streams: Iterable[ReportStream]) -> Iterator[bytes]: ...
 
@@ -137,7 +154,7 @@ class OutputFormat:
 
     def encoder(self, target_encoding: str | None, progress: Progress, logger: Any = log) -> Encoder:
         if self.name == "csv":
-            return CsvEncoder(target_encoding, progress)
+            return CsvEncoder(target_encoding, progress, self.typing, logger)
         assert self.typing is not None
         require_pyarrow(self.name)
         if self.name == "jsonl":
@@ -147,10 +164,15 @@ class OutputFormat:
 
 class CsvEncoder:
     """The bytes as served, transcoded to ``target_encoding`` (None: untouched); header once over several
-    sources. Rows are counted (and progress logged) by :class:`~cloudmax_provider.formats.streams.Progress`."""
+    sources. Rows are counted (and progress logged) by :class:`~cloudmax_provider.formats.streams.Progress`.
+    With ``typing``, each source's header is held against the expected columns first (``schema_change``:
+    ``fail`` raises before a byte is written; CSV lands the columns as served)."""
 
-    def __init__(self, target_encoding: str | None, progress: Progress) -> None:
-        self.target, self.progress = target_encoding, progress
+    def __init__(
+        self, target_encoding: str | None, progress: Progress, typing: RowTyping | None = None, logger: Any = log
+    ) -> None:
+        self.target, self.progress, self.typing, self.log = target_encoding, progress, typing, logger
+        self.schema_diff: HeaderDiff | None = None
 
     @property
     def rows(self) -> int:
@@ -158,5 +180,29 @@ class CsvEncoder:
 
     def encode(self, streams: Iterable[ReportStream]) -> Iterator[bytes]:
         for i, stream in enumerate(streams):
-            chunks = csv_body(i == 0, stream.chunks, stream.encoding, self.target)
+            chunks: Iterable[bytes] = stream.chunks
+            if self.typing is not None and self.typing.header:
+                chunks = self._header_checked(chunks, stream.encoding, stream.source)
+            chunks = csv_body(i == 0, chunks, stream.encoding, self.target)
             yield from self.progress.track(chunks, self.target or stream.encoding.name)
+
+    def _header_checked(self, chunks: Iterable[bytes], encoding: Encoding, source: str) -> Iterator[bytes]:
+        """``chunks`` unchanged, once their first line (the header) has passed the schema contract."""
+        newline = "\n".encode(encoding.name)
+        buffered = b""
+        it = iter(chunks)
+        for chunk in it:
+            buffered += chunk
+            if newline in buffered[encoding.bom :]:
+                break
+        head = buffered[encoding.bom :].split(newline, 1)[0]
+        line = head.decode(encoding.name, errors="replace").rstrip("\r")
+        if line:
+            assert self.typing is not None
+            _, diff = self.typing.typer_for(next(csv.reader([line]), []), source)
+            self.schema_diff = diff or self.schema_diff
+            if diff is not None:
+                self.log.warning("%s: the report's columns changed (%s); landed as served", source, diff.describe())
+        if buffered:
+            yield buffered
+        yield from it

@@ -51,8 +51,9 @@ from cloudmax_provider.exceptions import (
     CloudmaxResponseError,
     CloudmaxTransientError,
 )
-from cloudmax_provider.formats.cells import read_typed
+from cloudmax_provider.formats.cells import RowTyper, read_typed
 from cloudmax_provider.formats.streams import ReportStream, StreamOpener
+from cloudmax_provider.formats.writers import RowTyping
 from cloudmax_provider.links.download_link import (
     PROBE_RANGE,
     DownloadLink,
@@ -432,21 +433,32 @@ class CloudmaxHook(BaseHook):
         return [functools.partial(self.open_link, link) for link in links]
 
     def get_rows(
-        self, request: ReportRequest, *, max_rows: int | None = None, links: list[str] | None = None
+        self,
+        request: ReportRequest,
+        *,
+        max_rows: int | None = None,
+        links: list[str] | None = None,
+        schema_change: str = "evolve",
     ) -> list[dict[str, Any]]:
         """Typed rows of a small report (int, float, aware datetime, str, None): see :class:`RowTyper`.
 
-        Reads the report body, or ``links`` (their rows one after the other) when given.
+        Reads the report body, or ``links`` (their rows one after the other) when given. A header that differs
+        from the expected columns is handled as ``schema_change`` says (:mod:`cloudmax_provider.api.schema`).
         """
-        renamed = {new: name for name, new in request.columns if new}
-        tz = get_timezone(self.settings.timezone)
+        typing = RowTyping.for_request(request, get_timezone(self.settings.timezone), schema_change)
         rows: list[dict[str, Any]] = []
         for attempt in self.retrying():
             with attempt:
                 rows = []
                 for open_source in self.sources(request, links):
                     with open_source() as stream:
-                        typer, records = read_typed(stream.chunks, stream.encoding, request.report_part, tz, renamed)
+                        typer, records = read_typed(
+                            stream.chunks,
+                            stream.encoding,
+                            typing.part,
+                            typing.tz,
+                            typer_of=functools.partial(self._typer_for, typing, source=stream.source),
+                        )
                         for cells in records:
                             if max_rows is not None and len(rows) >= max_rows:
                                 raise TooManyRowsError(
@@ -457,6 +469,12 @@ class CloudmaxHook(BaseHook):
                             rows.append(typer.type_row(cells))
         return rows
 
+    def _typer_for(self, typing: RowTyping, header: list[str], *, source: str) -> RowTyper:
+        typer, diff = typing.typer_for(header, source)
+        if diff is not None:
+            self.log.warning("%s: the report's columns changed (%s)", source, diff.describe())
+        return typer
+
     # ---- DOWNLOADLINKs -----------------------------------------------------------------------
 
     def check_link(self, link: str | DownloadLink) -> DownloadLink:
@@ -465,16 +483,18 @@ class CloudmaxHook(BaseHook):
         check_link_allowed(parsed, self.settings.api_host, self.settings.allowed_link_hosts)
         return parsed
 
-    def probe_link(self, link: str | DownloadLink) -> LinkProbe:
+    def probe_link(self, link: str | DownloadLink, *, stateless: bool = False) -> LinkProbe:
         """Check once whether a link's file is ready (HTTP ranged GET, or one SMB size read); never waits.
 
         A UNC file is ready when this hook has seen its size unchanged over ``unc_stable_checks`` probes
         at least ``unc_stable_seconds`` apart (:class:`~cloudmax_provider.links.readiness.StabilityRule`): the
         first probe of a file is "pending" and the hook keeps the observation (:attr:`unc_seen`) for the next.
+        ``stateless=True`` (a caller that keeps nothing between probes) takes the file's last-write time
+        as its earlier observation instead (:meth:`~cloudmax_provider.links.readiness.StabilityRule.observe_once`).
         """
         parsed = self.check_link(link)
         if parsed.kind == "unc":
-            return self._probe_unc(parsed)
+            return self._probe_unc(parsed, stateless)
         import requests
 
         try:
@@ -510,17 +530,21 @@ class CloudmaxHook(BaseHook):
             resp.close()
             url, hops = target, hops + 1
 
-    def _probe_unc(self, link: DownloadLink) -> LinkProbe:
-        """One SMB size read, judged with the previous one (:attr:`unc_seen`). An unreachable server is
-        "not yet"; a refused login, denied access, a missing share or a directory fail the link."""
+    def _probe_unc(self, link: DownloadLink, stateless: bool) -> LinkProbe:
+        """One SMB stat, judged with the previous one (:attr:`unc_seen`) or, ``stateless``, with the file's
+        last-write time. An unreachable server is "not yet"; a refused login, denied access, a missing share
+        or a directory fail the link."""
         import time
 
         try:
             with self._unc_reader(link) as reader:
-                size = reader.size(link.unc_path)
+                found = reader.stat(link.unc_path)
         except (OSError, ValueError) as exc:
             self.unc_seen.pop(link.url, None)
             return judge_unc_error(link.url, exc)
+        size = None if found is None else found.size
+        if stateless and found is not None:
+            return self.stability.observe_once(link.url, size, found.last_write, time.time())
         return self.stability.observe_into(link.url, size, time.time(), self.unc_seen)
 
     def _unc_reader(self, link: DownloadLink) -> Any:

@@ -35,7 +35,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from cloudmax_provider.exceptions import CloudmaxConfigError
@@ -56,6 +56,7 @@ __all__ = [
     "land_iceberg",
     "land_request",
     "load_catalog",
+    "orphan_data_files",
     "preflight_iceberg",
 ]
 
@@ -65,6 +66,9 @@ log = logging.getLogger(__name__)
 PARTITION_COLUMN = "cloudmax_partition"
 #: The table property recording the grid the table is cut by, e.g. ``day (Asia/Taipei)``.
 GRID_PROPERTY = "cloudmax.partition-grid"
+#: The table property listing the columns a served header added (``schema_change="evolve"``): a later run
+#: whose expected columns lack them may land without them (null), where a column it did not ask for is refused.
+SERVED_COLUMNS_PROPERTY = "cloudmax.columns-added-by-server"
 #: Commits tried when another writer commits first (each on the reloaded table).
 COMMIT_ATTEMPTS = 8
 ICEBERG_EXTRA_HINT = "pip install 'airflow-provider-cloudmax[iceberg]'"
@@ -235,18 +239,33 @@ def _open_table(catalog: Any, target: IcebergTable, arrow_schema: Any, grid: Par
     return table
 
 
-def fit_schema(table: Any, arrow_schema: Any, target: IcebergTable, logger: Any = log, partitioned: bool = True) -> Any:
-    """The table, its schema widened by the columns the run has and the table lacks (``union_by_name``);
-    a column the table has and the run lacks, or one of another type, is refused."""
+def fit_schema(
+    table: Any,
+    arrow_schema: Any,
+    target: IcebergTable,
+    logger: Any = log,
+    partitioned: bool = True,
+    served: bool = False,
+    allow_missing: bool = False,
+) -> Any:
+    """The table, its schema widened by the columns the run has and the table lacks (``union_by_name``).
+
+    ``served``: ``arrow_schema`` is the header a body came with (already held against the expected columns by
+    ``schema_change``), and the columns it adds are recorded (:data:`SERVED_COLUMNS_PROPERTY`). A column of
+    another type is refused. A column the table has and the run lacks is refused too (replacing its partitions
+    would empty it: ``columns=`` changed), unless a served header added it or ``allow_missing`` (a partition
+    replaced: null in its new rows).
+    """
     from pyiceberg.types import NestedField
 
     wanted = table_schema(arrow_schema, partitioned)
     current = {f.name: f for f in table.schema().fields}
-    missing = [name for name in current if name not in {f.name for f in wanted.fields}]
-    if missing:
+    by_server = {name for name in table.properties.get(SERVED_COLUMNS_PROPERTY, "").split(",") if name}
+    missing = [name for name in current if name not in {f.name for f in wanted.fields} and name not in by_server]
+    if missing and not allow_missing:
         raise CloudmaxConfigError(
             f"destination={target.uri!r} has the columns {missing}, which this run does not land (columns= differs "
-            "from the table's, or Cloudmax dropped them): replacing its partitions would empty them; set columns= "
+            "from the table's): replacing its partitions would empty them; set columns= "
             "to the table's columns, or land this column set in another table"
         )
     for field in wanted.fields:
@@ -259,8 +278,11 @@ def fit_schema(table: Any, arrow_schema: Any, target: IcebergTable, logger: Any 
     added = [f.name for f in wanted.fields if f.name not in current]
     if not added:
         return table
-    with table.update_schema() as update:
-        update.union_by_name(wanted)
+    with table.transaction() as tx:
+        with tx.update_schema() as update:
+            update.union_by_name(wanted)
+        if served:
+            tx.set_properties({SERVED_COLUMNS_PROPERTY: ",".join(sorted(by_server | set(added)))})
     logger.warning("Added the column(s) %s to the Iceberg table %s (older rows read null)", added, target.uri)
     return table.refresh()
 
@@ -268,34 +290,56 @@ def fit_schema(table: Any, arrow_schema: Any, target: IcebergTable, logger: Any 
 # ---- writing --------------------------------------------------------------------------------------
 
 
-def _for_table(batch: Any, start: datetime) -> Any:
-    """A typed batch as the table stores it: times as UTC instants (Iceberg's timestamptz), the partition column."""
+def _for_table(batch: Any, start: datetime, table: Any) -> Any:
+    """A typed batch as the table stores it: times as UTC instants (Iceberg's timestamptz), the partition column,
+    and null columns for the table's columns the body did not have."""
     import pyarrow as pa
 
     utc = pa.timestamp("us", tz="UTC")
     columns = [col.cast(utc) if pa.types.is_timestamp(col.type) else col for col in batch.columns]
-    columns.append(pa.array([start] * batch.num_rows, utc))
-    return pa.Table.from_arrays(columns, names=[*batch.column_names, PARTITION_COLUMN])
+    columns.append(pa.repeat(pa.scalar(start, utc), batch.num_rows))  # one value, not a list of them
+    names = [*batch.column_names, PARTITION_COLUMN]
+    for field in table.schema().as_arrow():
+        if field.name not in names:
+            columns.append(pa.nulls(batch.num_rows, field.type))
+            names.append(field.name)
+    return pa.Table.from_arrays(columns, names=names)
 
 
 def _write_partition(
     table: Any, target: IcebergTable, encoder: ArrowBatchEncoder, streams: Iterable[Any], start: datetime, ids: Any
 ) -> tuple[Any, list[Any]]:
     """Write one partition's batches as data files in the table's location (pyiceberg's writer, the same as
-    ``Table.append`` uses); the table (its schema fitted to the body) and the data files."""
-    from pyiceberg.io.pyarrow import _dataframe_to_data_files
+    ``Table.append`` uses); the table (its schema fitted to the body) and the data files.
+
+    A batch's data file is written in a thread of its own while the next batch is read and typed (Arrow and
+    Parquet release the GIL): at most one batch is being written while one is being made."""
+    from concurrent.futures import Future, ThreadPoolExecutor
 
     files: list[Any] = []
     fitted = False
-    for batch in encoder.batches(streams):
-        if not fitted:
-            table, fitted = fit_schema(table, batch.schema, target, encoder.log), True
-        files += _dataframe_to_data_files(
-            table_metadata=table.metadata, df=_for_table(batch, start), io=table.io, write_uuid=ids[0], counter=ids[1]
-        )
+    writing: Future[list[Any]] | None = None
+    with ThreadPoolExecutor(1, thread_name_prefix="iceberg-data-file") as writer:
+        for batch in encoder.batches(streams):
+            if not fitted:  # the body's columns: new ones added; missing ones (checked by the contract) null
+                table = fit_schema(table, batch.schema, target, encoder.log, served=True, allow_missing=True)
+                fitted = True
+            df = _for_table(batch, start, table)
+            if writing is not None:
+                files += writing.result()
+            writing = writer.submit(_data_files, table, df, ids)
+        if writing is not None:
+            files += writing.result()
     if not fitted and encoder.schema is not None:
-        table = fit_schema(table, encoder.schema, target, encoder.log)
+        table = fit_schema(table, encoder.schema, target, encoder.log, served=True, allow_missing=True)
     return table, files
+
+
+def _data_files(table: Any, df: Any, ids: Any) -> list[Any]:
+    """``df`` (one partition's rows) written as data files of ``table`` by pyiceberg's writer."""
+    from pyiceberg.io.pyarrow import _dataframe_to_data_files
+
+    return list(_dataframe_to_data_files(table.metadata, df, table.io, write_uuid=ids[0], counter=ids[1]))
 
 
 def _window_filter(start: datetime, end: datetime) -> Any:
@@ -344,9 +388,10 @@ def commit_overwrite(
     properties: dict[str, str],
     logger: Any = log,
     before_commit: Callable[[int], None] | None = None,
-) -> int:
+) -> dict[datetime, int]:
     """One snapshot replacing the partitions in ``window`` by ``files``, committed once; a commit another
-    writer got in before is tried again on the reloaded table. Returns the attempts it took.
+    writer got in before is tried again on the reloaded table. Returns the rows the commit removed, by
+    partition start (UTC): what the partitions held before (a partition absent held none).
 
     ``before_commit(attempt)`` is called just before each commit (tests use it to make two writers race)."""
     retrying = commit_retrying(target, logger)
@@ -366,7 +411,48 @@ def commit_overwrite(
                 before_commit(attempt.retry_state.attempt_number)
             txn.commit_transaction()
             logger.info("Committed to %s: %d data file(s) replaced by %d", target.uri, len(replaced), len(files))
-    return retrying.statistics.get("attempt_number", 1)
+    removed: dict[datetime, int] = {}
+    for old in replaced:
+        start = _partition_start(old.partition[0])
+        removed[start] = removed.get(start, 0) + old.record_count
+    return removed
+
+
+def _partition_start(value: Any) -> datetime:
+    """A data file's :data:`PARTITION_COLUMN` value (microseconds since the epoch, identity) as a UTC time."""
+    from datetime import UTC
+
+    if isinstance(value, datetime):
+        return value.astimezone(UTC)
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(value))
+
+
+def orphan_data_files(table: Any) -> list[str]:
+    """The files under ``table``'s data location that no snapshot references (their URIs, sorted): what a writer
+    killed after writing its data files and before its commit leaves, or a try that failed before committing.
+    They are never read (a reader follows the snapshots), only stored.
+
+    Remove them once no writer of the table is running (a running writer's files are not referenced yet either):
+    ``for uri in orphan_data_files(table): table.io.delete(uri)``. Listing needs pyiceberg's pyarrow FileIO (the
+    default for ``file://``, ``s3://``, ``gs://``, ``abfs://``...).
+
+    Example: ``orphan_data_files(load_catalog("cloudmax_iceberg").load_table("cloudmax.click_details"))``
+    """
+    from pyarrow.fs import FileSelector, FileType
+    from pyiceberg.io.pyarrow import PyArrowFileIO
+
+    referenced: set[str] = set()
+    for snapshot in table.snapshots():
+        for manifest in snapshot.manifests(table.io):
+            entries = manifest.fetch_manifest_entry(table.io, discard_deleted=False)
+            referenced |= {entry.data_file.file_path for entry in entries}
+    data = table.properties.get("write.data.path", f"{table.location().rstrip('/')}/data")
+    io = table.io if isinstance(table.io, PyArrowFileIO) else PyArrowFileIO(dict(table.io.properties))
+    scheme, netloc, path = PyArrowFileIO.parse_location(data)
+    found = io.fs_by_scheme(scheme, netloc).get_file_info(FileSelector(path, recursive=True, allow_not_found=True))
+    prefix = "file://" if scheme == "file" else f"{scheme}://"
+    files = {prefix + info.path for info in found if info.type == FileType.File}
+    return sorted(uri for uri in files if uri not in referenced)
 
 
 @dataclass
@@ -390,7 +476,8 @@ def land_iceberg(
     logger: Any = log,
 ) -> list[dict[str, Any]]:
     """Request each partition (``sources_of(start, end)`` opens its bodies), write its data files, then
-    replace the run's partitions in one commit; ``[{start, end, uri, rows, bytes}]``, one per partition.
+    replace the run's partitions in one commit; ``[{start, end, uri, rows, bytes, rows_before}]``, one per
+    partition (``rows_before``: the rows the commit replaced in it).
 
     Example::
 
@@ -410,10 +497,16 @@ def land_iceberg(
         files += written
         size = sum(f.file_size_in_bytes for f in written)
         entry = {"start": start.isoformat(), "end": end.isoformat(), "uri": target.uri, "rows": encoder.rows}
+        if encoder.schema_diff is not None:
+            entry["schema_change"] = encoder.schema_diff.as_xcom()
         landed.append({**entry, "bytes": size})
         logger.info("Partition %s .. %s: %d rows in %d data file(s)", start, end, encoder.rows, len(written))
     window = (partitions[0][0], partitions[-1][1])
-    commit_overwrite(landing.catalog, target, window, files, landing.properties, logger, landing.before_commit)
+    removed = commit_overwrite(
+        landing.catalog, target, window, files, landing.properties, logger, landing.before_commit
+    )
+    for entry, (start, _) in zip(landed, partitions, strict=True):
+        entry["rows_before"] = removed.get(start, 0)  # aware datetimes: equal (and hashed) as instants
     return landed
 
 
@@ -450,7 +543,9 @@ def land_request(
 
     require_pyarrow("iceberg")
     destination, logger = options["destination"], options.get("logger", log)
-    typing = RowTyping.for_request(request, get_timezone(hook.settings.timezone))
+    typing = RowTyping.for_request(
+        request, get_timezone(hook.settings.timezone), options.get("schema_change", "evolve")
+    )
     partitions = grid.partitions(request.start, request.end)
     landing = IcebergLanding(
         catalog=load_catalog(options["conn_id"]),

@@ -133,7 +133,8 @@ def upsert_state(
 
     Example: ``upsert_state(catalog, IcebergTable.parse("iceberg://lake.reads"), rows, ("LaunchID", "JobID"), {})``
     """
-    fit_schema(_open_state_table(catalog, target, rows.schema, key, logger), rows.schema, target, logger, False)
+    table = _open_state_table(catalog, target, rows.schema, key, logger)
+    fit_schema(table, rows.schema, target, logger, partitioned=False, served=True)
     if not rows.num_rows:
         logger.info("No rows: %s left as it is", target.uri)
         return {"updated": 0, "inserted": 0, "attempts": 0}
@@ -175,7 +176,9 @@ def land_state(
     require_pyarrow("iceberg")
     destination, logger = options["destination"], options.get("logger", log)
     target, key = IcebergTable.parse(destination), request.report_part.row_key
-    typing = RowTyping.for_request(request, get_timezone(hook.settings.timezone))
+    typing = RowTyping.for_request(
+        request, get_timezone(hook.settings.timezone), options.get("schema_change", "evolve")
+    )
     for attempt in hook.retrying():  # a transient failure requests the window again
         with attempt:
             encoder = ArrowBatchEncoder(typing, f"Landing {destination}", logger, options["batch_size"])

@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # the hook (requests, tenacity) and Airflow's context stay ou
     from airflow.providers.common.compat.sdk import Context
 
     from cloudmax_provider.api.request import ReportRequest
+    from cloudmax_provider.api.schema import HeaderDiff
     from cloudmax_provider.hooks.cloudmax import CloudmaxHook
 
 __all__ = ["ChunkManifest", "Landed", "land", "land_chunks", "land_object", "land_per_link"]
@@ -57,6 +58,7 @@ class Landed:
     rows: int
     bytes: int
     seconds: float = 0.0
+    schema_change: HeaderDiff | None = None  # the served header's difference from the expected columns
 
     @property
     def rate_mb_s(self) -> float:
@@ -64,8 +66,12 @@ class Landed:
         return self.bytes / 1e6 / self.seconds if self.seconds > 0 else 0.0
 
     def as_xcom(self) -> dict[str, Any]:
-        """``{uri, rows, bytes}``, as the ``chunks`` XCom lists each object."""
-        return {"uri": self.uri, "rows": self.rows, "bytes": self.bytes}
+        """``{uri, rows, bytes}`` (and ``schema_change``: ``{added, missing}`` when the columns changed), as the
+        ``chunks`` XCom lists each object."""
+        entry: dict[str, Any] = {"uri": self.uri, "rows": self.rows, "bytes": self.bytes}
+        if self.schema_change is not None:
+            entry["schema_change"] = self.schema_change.as_xcom()
+        return entry
 
 
 def land(
@@ -146,13 +152,14 @@ def land_object(
     target = output_encoding or ("utf-8" if len(sources) > 1 else None)
     started = time.monotonic()
     rows = written = 0
+    diff = None
     for attempt in hook.retrying():
         with attempt:
             progress = Progress(f"Writing {uri}", logger=logger)
             encoder = (output or OutputFormat()).encoder(target, progress, logger)
             written = atomic.write(dest, encoder.encode(open_each(sources)))
-            rows = encoder.rows
-    landed = Landed(uri, rows, written, time.monotonic() - started)
+            rows, diff = encoder.rows, encoder.schema_diff
+    landed = Landed(uri, rows, written, time.monotonic() - started, diff)
     logger.info(
         "Wrote %s: %d rows, %d bytes in %.1fs (%.1f MB/s)", uri, rows, written, landed.seconds, landed.rate_mb_s
     )
@@ -235,9 +242,11 @@ def land_chunks(
     folder: str,
     grid: str = "day",
     max_concurrent: int = 1,
+    count_before: int = 0,
 ) -> list[dict[str, Any]]:
     """Land ``request``'s window one object per partition, named ``name_of(start, end)``; return
-    ``[{start, end, uri, rows, bytes}]`` for every partition (those an earlier try landed included).
+    ``[{start, end, uri, rows, bytes}]`` for every partition (those an earlier try landed included), the first
+    ``count_before`` (a lookback's) with ``rows_before``: :func:`rows_before` of their object before it is replaced.
 
     With several partitions and ``resume``, a manifest under ``folder`` lets a retry skip the partitions an
     earlier try landed (see :mod:`cloudmax_provider.windows.chunks`). ``max_concurrent`` > 1 lands up to that
@@ -273,7 +282,7 @@ def land_chunks(
             book.landed[index] = done
         else:
             todo.append(_Partition(index, start, end, uri))
-    land_one = _PartitionLander(request, conn_id, output_encoding, output, logger)
+    land_one = _PartitionLander(request, conn_id, output_encoding, output, logger, frozenset(uris[:count_before]))
     if max_concurrent > 1 and len(todo) > 1:
         _land_in_parallel(hook, todo, land_one, book, max_concurrent, logger)
     else:
@@ -303,11 +312,17 @@ class _PartitionLander:
     output_encoding: str | None
     output: OutputFormat
     logger: Any
+    #: the objects whose earlier landing's rows are counted first (``rows_before``: a lookback's partitions)
+    count_before: frozenset[str] = frozenset()
 
     def __call__(self, hook: CloudmaxHook, part: _Partition) -> dict[str, Any]:
-        """``{start, end, uri, rows, bytes}`` of the partition landed; its error notes which partition."""
+        """``{start, end, uri, rows, bytes}`` of the partition landed (and ``rows_before`` for the objects of
+        ``count_before``); its error notes which partition."""
         sub = dataclasses.replace(self.request, start=part.start, end=part.end)
         self.logger.info("Partition %s .. %s: requesting %s", part.start, part.end, sub.describe())
+        before = {}
+        if part.uri in self.count_before:
+            before["rows_before"] = rows_before(part.uri, self.conn_id, self.output, self.logger)
         try:
             landed = land_object(
                 hook, hook.sources(sub), part.uri, self.conn_id, self.output_encoding, self.logger, output=self.output
@@ -315,7 +330,28 @@ class _PartitionLander:
         except Exception as exc:
             exc.add_note(f"while landing the partition {part.start} .. {part.end} ({part.uri})")
             raise
-        return {"start": part.start.isoformat(), "end": part.end.isoformat(), **landed.as_xcom()}
+        return {"start": part.start.isoformat(), "end": part.end.isoformat(), **landed.as_xcom(), **before}
+
+
+def rows_before(uri: str, conn_id: str | None, output: OutputFormat, logger: Any = log) -> int | None:
+    """The data rows of the object ``uri`` as an earlier landing left it: 0 when there is none, the count in a
+    Parquet object's footer (a read of its last bytes), ``None`` (unknown) for CSV and JSON Lines, which would
+    have to be read whole, or when it cannot be read."""
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
+
+    path = ObjectStoragePath(uri, conn_id=conn_id)
+    try:
+        if not path.exists():
+            return 0
+        if output.name != "parquet":
+            return None
+        import pyarrow.parquet as pq
+
+        with path.fs.open(path.path, "rb") as fh:  # the filesystem's file: not recorded as an input of the task
+            return int(pq.ParquetFile(fh).metadata.num_rows)
+    except Exception as exc:  # a count for the log and XCom must never fail the landing
+        logger.warning("The rows %s held before are unknown: %s: %s", uri, type(exc).__name__, exc)
+        return None
 
 
 class _Book:

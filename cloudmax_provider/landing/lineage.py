@@ -1,6 +1,7 @@
 """What a landing tells Airflow, in one place, for every operator that lands: the XComs (``rows``,
-``bytes``, ``chunks``), the Asset (Dataset on Airflow 2) a destination declares and its event, the
-OpenLineage output dataset with its schema and statistics, and the hook lineage of each object written.
+``bytes``, ``chunks``; ``relanded`` with a lookback), the Asset (Dataset on Airflow 2) a destination declares
+and its event, the OpenLineage output dataset with its schema and statistics, and the hook lineage of each
+object written.
 
 The dataset of a destination is what a reader reads as one thing:
 
@@ -43,11 +44,13 @@ __all__ = [
     "LandedDataset",
     "dataset_uri",
     "declared_outlet",
+    "describe_relanded",
     "openlineage",
     "push_landed",
     "record_landing",
     "record_outlet_events",
     "record_output_lineage",
+    "relanded",
 ]
 
 #: The name of the AssetAlias declared on Airflow 3.0 (see :func:`declared_outlet`): this, then the URI.
@@ -65,12 +68,18 @@ class LandedDataset:
     bytes: int
     files: int
     in_prefix: bool
+    added: tuple[str, ...] = ()  # columns a served header added (``schema_change``), over the objects
+    missing: tuple[str, ...] = ()  # ... and the expected ones it lacked
 
     @classmethod
     def of(cls, uri: str, landed: list[dict[str, Any]], *, in_prefix: bool) -> LandedDataset:
-        """The totals of the ``chunks`` XCom entries (``{uri, rows, bytes}``) landed in ``uri``."""
+        """The totals of the ``chunks`` XCom entries (``{uri, rows, bytes}``, and ``schema_change``) landed in
+        ``uri``."""
         rows, size = sum(c["rows"] for c in landed), sum(c["bytes"] for c in landed)
-        return cls(uri, rows, size, len(landed), in_prefix)
+        changes = [c["schema_change"] for c in landed if c.get("schema_change")]
+        added = tuple(dict.fromkeys(name for change in changes for name in change["added"]))
+        missing = tuple(dict.fromkeys(name for change in changes for name in change["missing"]))
+        return cls(uri, rows, size, len(landed), in_prefix, added, missing)
 
 
 def dataset_uri(destination: Any, *, in_prefix: bool) -> str | None:
@@ -113,23 +122,71 @@ def record_outlet_events(context: Context, outlets: list[Any]) -> None:
             context["outlet_events"][outlet].add(Asset(uri=outlet.name.removeprefix(ALIAS_PREFIX)))
 
 
-def push_landed(context: Context, landed: list[dict[str, Any]]) -> None:
+def push_landed(context: Context, landed: list[dict[str, Any]], lookback: int = 0, logger: Any = None) -> None:
     """Push the XComs of a landing, whichever operator landed it: ``rows`` and ``bytes`` (totals over every
     object) and ``chunks`` (``[{uri, rows, bytes}]``, one an object, with ``start``/``end`` when the window
-    is known)."""
+    is known); with ``lookback`` (the first that many entries are partitions a lookback re-landed) also
+    ``relanded`` (:func:`relanded`), and the log says what each re-landing changed."""
     ti = context["ti"]
     ti.xcom_push(key="rows", value=sum(entry["rows"] for entry in landed))
     ti.xcom_push(key="bytes", value=sum(entry["bytes"] for entry in landed))
-    ti.xcom_push(key="chunks", value=landed)
+    ti.xcom_push(key="chunks", value=[{k: v for k, v in entry.items() if k != "rows_before"} for entry in landed])
+    if lookback:
+        again = relanded(landed, lookback)
+        ti.xcom_push(key="relanded", value=again)
+        (logger or logging.getLogger(__name__)).info(
+            "lookback re-landed %d partition(s): %s", len(again), "; ".join(map(describe_relanded, again))
+        )
+
+
+def relanded(landed: list[dict[str, Any]], lookback: int) -> list[dict[str, Any]]:
+    """The ``relanded`` XCom: ``{start, end, rows, rows_before, rows_changed}`` for each of the first
+    ``lookback`` entries of ``landed`` (the partitions a lookback re-landed). ``rows_before`` is what the
+    partition held before (an entry's ``rows_before``; ``None``: unknown), ``rows_changed`` is ``rows -
+    rows_before`` (the late rows, net; ``None`` when unknown).
+
+    >>> relanded([{"start": "a", "end": "b", "rows": 7, "rows_before": 5, "bytes": 1}], 1)
+    [{'start': 'a', 'end': 'b', 'rows': 7, 'rows_before': 5, 'rows_changed': 2}]
+    """
+    out = []
+    for entry in landed[:lookback]:
+        before = entry.get("rows_before")
+        out.append(
+            {
+                "start": entry.get("start"),
+                "end": entry.get("end"),
+                "rows": entry["rows"],
+                "rows_before": before,
+                "rows_changed": None if before is None else entry["rows"] - before,
+            }
+        )
+    return out
+
+
+def describe_relanded(entry: dict[str, Any]) -> str:
+    """One re-landed partition for the log.
+
+    >>> describe_relanded({"start": "11-03", "end": "11-04", "rows": 7, "rows_before": 5, "rows_changed": 2})
+    '11-03 .. 11-04: 7 rows, was 5 (+2)'
+    """
+    was = "unknown" if entry["rows_before"] is None else f"{entry['rows_before']} ({entry['rows_changed']:+d})"
+    return f"{entry['start']} .. {entry['end']}: {entry['rows']} rows, was {was}"
 
 
 def record_landing(
-    context: Context, landed: list[dict[str, Any]], *, destination: Any, in_prefix: bool, outlets: list[Any]
+    context: Context,
+    landed: list[dict[str, Any]],
+    *,
+    destination: Any,
+    in_prefix: bool,
+    outlets: list[Any],
+    lookback: int = 0,
+    logger: Any = None,
 ) -> LandedDataset:
     """The one landing contract of every operator that lands: the XComs of
-    :func:`push_landed`, the Asset events of the outlets
+    :func:`push_landed` (with ``lookback``: which partitions were re-landed), the Asset events of the outlets
     :func:`declared_outlet` declared, and what was written for OpenLineage (returned)."""
-    push_landed(context, landed)
+    push_landed(context, landed, lookback, logger)
     record_outlet_events(context, outlets)
     uri = dataset_uri(destination, in_prefix=in_prefix) or landed[0]["uri"]
     return LandedDataset.of(uri, landed, in_prefix=in_prefix or len(landed) > 1)
@@ -142,10 +199,11 @@ def openlineage(
     timezone: str,
     landed: LandedDataset | None,
     destination: str | None,
+    evolved: bool = True,
 ) -> Any:
     """The OpenLineage of a landing: the Cloudmax report in, the dataset written out with a schema facet
-    (``names``: ``(column as written, column as served)``) and, once written, an output-statistics facet.
-    ``None`` when the OpenLineage provider is not installed."""
+    (``names``: ``(column as written, column as served)``; with ``evolved``, as a served header changed them)
+    and, once written, an output-statistics facet. ``None`` when the OpenLineage provider is not installed."""
     try:
         from airflow.providers.common.compat.openlineage.facet import (
             Dataset,
@@ -163,6 +221,10 @@ def openlineage(
         return OperatorLineage(inputs=inputs, outputs=[])
     parts = urlsplit(uri)
     facets: dict[str, Any] = {}
+    if landed is not None and evolved and part is not None and part.columns is not None:  # the columns landed
+        names = [(out, name) for out, name in names or [(c.name, c.name) for c in part.columns]]
+        names = [(out, name) for out, name in names if out not in landed.missing]
+        names += [(name, name) for name in landed.added]
     schema = _schema_facet(part, names, timezone) if part is not None else None
     if schema is not None:
         facets["schema"] = schema

@@ -111,6 +111,19 @@ class StabilityRule:
             memory[link] = seen
         return probe
 
+    def observe_once(self, link: str, size: int | None, last_write: float, now: float) -> LinkProbe:
+        """Judge a read that no earlier one is kept for (a reschedule-mode poke starts afresh): the file's
+        last-write time stands for the first observation of its size, so the file is ready once it has not
+        been written for ``seconds``. That compares the file server's clock with this one: set ``seconds``
+        above their skew.
+
+        Example::
+
+            StabilityRule(2, 60).observe_once(link, 1024, last_write=t - 90, now=t)  # READY
+        """
+        before = SizeSeen(size, min(last_write, now), max(1, self.checks - 1)) if size else None
+        return self.observe(link, size, now, before)[0]
+
     def recheck_at(self, seen: SizeSeen | None) -> float | None:
         """The earliest time another observation could find the file ready (None: no size seen yet)."""
         return None if seen is None else seen.since + self.seconds

@@ -203,6 +203,14 @@ def _as_bool(value: Any, default: bool) -> bool:
     return bool(value)
 
 
+@dataclass(frozen=True)
+class UncFileStat:
+    """A UNC file's size and last-write time (epoch seconds, the file server's clock)."""
+
+    size: int
+    last_write: float
+
+
 class UncReader:
     """Reads UNC links over SMB with smbprotocol's ``smbclient``.
 
@@ -226,7 +234,12 @@ class UncReader:
         return str(unc.with_server(self.target.host))
 
     def size(self, link: str | UncPath) -> int | None:
-        """Size in bytes, or None if the file (or its directory) does not exist.
+        """Size in bytes, or None if the file (or its directory) does not exist (see :meth:`stat`)."""
+        found = self.stat(link)
+        return None if found is None else found.size
+
+    def stat(self, link: str | UncPath) -> UncFileStat | None:
+        """The file's size and last-write time, or None if the file (or its directory) does not exist.
 
         Other failures raise a :class:`~cloudmax_provider.exceptions.CloudmaxSmbError`: ``CloudmaxSmbAuthError``
         or ``CloudmaxSmbAccessDeniedError`` (PermissionErrors), ``CloudmaxSmbUnreachableError`` (a
@@ -245,7 +258,7 @@ class UncReader:
         if stat.S_ISDIR(st.st_mode):
             where = self.target.address
             raise CloudmaxSmbIsADirectoryError(errno.EISDIR, f"{link} is a directory on {where}", str(link))
-        return int(st.st_size)
+        return UncFileStat(int(st.st_size), float(st.st_mtime))
 
     def iter_bytes(self, link: str | UncPath, chunk_size: int = 1 << 20) -> Iterator[bytes]:
         """Stream the file in chunks of at most ``chunk_size`` bytes, never holding it whole.

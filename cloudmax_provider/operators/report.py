@@ -81,7 +81,8 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
       covers several partitions (ResponseMode 2/3) likewise returns one URI per partition (one: a string).
 
     With a destination it also pushes ``rows`` and ``bytes`` (totals) and ``chunks``
-    (``[{start, end, uri, rows, bytes}]``, one per object).
+    (``[{start, end, uri, rows, bytes}]``, one per object); with ``lookback``, ``relanded``
+    (``[{start, end, rows, rows_before, rows_changed}]``, one per partition the lookback re-landed).
 
     :param report_part_id: a ReportPartID (``31033``) or its catalog slug (``"removals"``).
     :param launch_ids: LaunchIDs: an int, a list, a CSV string ``"1225,1116"`` or an XComArg.
@@ -121,10 +122,16 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         is requested partition by partition, one request and one object each, named by its window under
         ``destination`` (a prefix ending in ``/``); a retry skips the partitions an earlier try of the run
         landed. See :mod:`cloudmax_provider.windows.chunks`.
-    :param lookback: a ``timedelta`` of whole partitions (e.g. ``timedelta(days=3)``): each run also re-lands
-        that many partitions before its window, for events that arrive late. Only with a destination that
-        names partitions, ``chunk=`` or an Iceberg table (each partition is replaced whole, so this is safe).
-        See ``docs/partitions.md``.
+    :param schema_change: what a served header that differs from the expected columns (``columns=``, else the
+        catalog's) does, found before anything lands: ``"evolve"`` (default: land the columns as served, logged
+        and in the ``chunks`` XCom), ``"fail"``, or ``"ignore"`` (land exactly the expected columns; not with CSV,
+        which lands bytes as served). See :mod:`cloudmax_provider.api.schema`.
+    :param lookback: a number of partitions (a positive int, e.g. ``3``: the 3 partitions of the ``partition=``
+        grid before the run's own; months too) or a ``timedelta`` of whole partitions (e.g. ``timedelta(days=3)``
+        on the day grid): each run also re-lands that many partitions before its window, for events that arrive
+        late. Only with a destination that names partitions, ``chunk=`` or an Iceberg table (each partition is
+        replaced whole, so this is safe). The log and the ``relanded`` XCom say which partitions were re-landed
+        and how their row counts changed. See ``docs/partitions.md``.
     :param resume: with ``chunk``, keep a manifest beside the chunks so retries resume (default True).
     :param max_concurrent_requests: how many partitions of a ``chunk=`` (or ``{window_start:...}``) window are
         requested and landed at once, each its own request, atomic object and manifest entry (1 to 16; default 1,
@@ -167,7 +174,8 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         compression: str | None = "snappy",
         chunk: timedelta | bool | None = None,
         partition: str | None = None,
-        lookback: timedelta | None = None,
+        lookback: int | timedelta | None = None,
+        schema_change: str = "evolve",
         resume: bool = True,
         max_concurrent_requests: int = 1,
         max_xcom_rows: int = 5000,
@@ -208,6 +216,7 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         self.chunk = chunk
         self.partition = partition
         self.lookback = lookback
+        self.schema_change = schema_change
         self.resume = resume
         self.max_concurrent_requests = max_concurrent_requests
         self.max_xcom_rows = max_xcom_rows
@@ -274,6 +283,7 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         from cloudmax_provider.formats.writers import check_output_args
 
         check_output_args(self.output_format, self.batch_size, self.compression)
+        self._validate_schema_change()
         if self.output_format != "csv" and self.destination is None:
             raise CloudmaxConfigError(
                 f"output_format={self.output_format!r} needs a destination; XCom rows are typed already"
@@ -290,6 +300,18 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
             raise CloudmaxConfigError("chunk= needs response_mode 2 or 3 (the report as the answer), not a link mode")
         if is_literal(self.destination):
             self._check_chunk_destination(self.destination)
+
+    def _validate_schema_change(self) -> None:
+        """``schema_change``: one of the three; ``"ignore"`` needs a typed landing (CSV lands bytes as served)."""
+        from cloudmax_provider.api.schema import SchemaChange
+
+        if SchemaChange.coerce(self.schema_change) is not SchemaChange.IGNORE or self.destination is None:
+            return
+        if self.output_format == "csv" and not is_iceberg(self.destination):
+            raise CloudmaxConfigError(
+                "schema_change='ignore' lands exactly the expected columns, but output_format='csv' lands the bytes "
+                "as served; set output_format='parquet' or 'jsonl', or schema_change='evolve' or 'fail'"
+            )
 
     def _validate_concurrency(self) -> None:
         """``max_concurrent_requests``: 1..16, and above 1 only where a window is landed partition by partition."""
@@ -408,9 +430,7 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
 
     def _look_back(self, request: ReportRequest, grid: PartitionGrid) -> ReportRequest:
         """``lookback``: the window widened backwards by whole partitions, so late events are landed too."""
-        from cloudmax_provider.windows.partitions import check_lookback
-
-        count = check_lookback(self.lookback, grid.unit)
+        count = self._lookback_count(grid)
         if not count:
             return request
         start = grid.back(request.start, count)
@@ -547,9 +567,7 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         from cloudmax_provider.api.request import get_timezone
         from cloudmax_provider.formats.writers import OutputFormat, RowTyping
 
-        typing = None
-        if self.output_format != "csv":
-            typing = RowTyping.for_request(request, get_timezone(hook.settings.timezone))
+        typing = RowTyping.for_request(request, get_timezone(hook.settings.timezone), self.schema_change)
         return OutputFormat(self.output_format, self.batch_size, self.compression, typing)
 
     def _land(
@@ -562,7 +580,7 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
     ) -> Any:
         """Rows into XCom (no destination), else one object (its URI) or one per link (their URIs)."""
         if destination is None:
-            rows = hook.get_rows(request, max_rows=self.max_xcom_rows, links=links)
+            rows = hook.get_rows(request, max_rows=self.max_xcom_rows, links=links, schema_change=self.schema_change)
             self.log.info("Pushing %d typed rows to XCom", len(rows))
             return [to_jsonable(row) for row in rows]
         from cloudmax_provider.landing.land import land_object, land_per_link
@@ -579,15 +597,21 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         self._landed_in(context, [{**window, **stats.as_xcom()}])
         return destination
 
-    def _landed_in(self, context: Context, landed: list[dict[str, Any]]) -> list[str]:
-        """:func:`~cloudmax_provider.landing.lineage.record_landing` (XComs, Asset events, OpenLineage);
-        the URIs landed."""
+    def _landed_in(self, context: Context, landed: list[dict[str, Any]], lookback: int = 0) -> list[str]:
+        """:func:`~cloudmax_provider.landing.lineage.record_landing` (XComs, Asset events, OpenLineage; the
+        first ``lookback`` entries are partitions a lookback re-landed); the URIs landed."""
         from cloudmax_provider.landing.lineage import record_landing
 
         in_prefix = self._lands_in_prefix
         outlets = list(self.outlets)
         self._landed = record_landing(
-            context, landed, destination=self.destination, in_prefix=in_prefix, outlets=outlets
+            context,
+            landed,
+            destination=self.destination,
+            in_prefix=in_prefix,
+            outlets=outlets,
+            lookback=lookback,
+            logger=self.log,
         )
         return [entry["uri"] for entry in landed]
 
@@ -603,12 +627,21 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
             "destination": str(self.destination),
             "conn_id": self.destination_conn_id,
             "batch_size": self.batch_size,
+            "schema_change": self.schema_change,
             "logger": self.log,
         }
-        land = land_state if request.report_part.is_state else land_request
-        landed = land(context, hook, request, self._grid(hook.settings.timezone), options)
-        self._landed_in(context, landed)
+        grid = self._grid(hook.settings.timezone)
+        if request.report_part.is_state:  # one upsert of the whole window: no partitions to re-land
+            self._landed_in(context, land_state(context, hook, request, grid, options))
+        else:
+            self._landed_in(context, land_request(context, hook, request, grid, options), self._lookback_count(grid))
         return str(self.destination)
+
+    def _lookback_count(self, grid: PartitionGrid) -> int:
+        """How many partitions before the run's own ``lookback`` re-lands (0 without one)."""
+        from cloudmax_provider.windows.partitions import check_lookback
+
+        return check_lookback(self.lookback, grid.unit)
 
     def _land_chunks(self, context: Context, hook: CloudmaxHook, request: ReportRequest) -> Any:
         """One request per partition: typed rows into XCom, or one object per partition."""
@@ -623,7 +656,7 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
             rows: list[dict[str, Any]] = []
             for start, end in partitions:
                 sub = dataclasses.replace(request, start=start, end=end)
-                rows += hook.get_rows(sub, max_rows=self.max_xcom_rows - len(rows))
+                rows += hook.get_rows(sub, max_rows=self.max_xcom_rows - len(rows), schema_change=self.schema_change)
             self.log.info("Pushing %d typed rows to XCom", len(rows))
             return [to_jsonable(row) for row in rows]
         output = self._output(hook, request)
@@ -649,8 +682,9 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
             folder=folder,
             grid=grid.unit,
             max_concurrent=self.max_concurrent_requests,
+            count_before=self._lookback_count(grid),
         )
-        self.chunk_uris = self._landed_in(context, landed)
+        self.chunk_uris = self._landed_in(context, landed, self._lookback_count(grid))
         if chunked or len(self.chunk_uris) > 1:
             return self.chunk_uris
         return self.chunk_uris[0]  # one object, named by its partition
@@ -667,7 +701,10 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         requested = parse_columns(self.columns, part) if is_literal(self.columns) and part.columns else ()
         names = [(new or name, name) for name, new in requested]
         destination = dataset_uri(self.destination, in_prefix=self._lands_in_prefix) or self.destination or None
-        return openlineage(hook.settings.api_host, part, names, hook.settings.timezone, self._landed, destination)
+        evolved = self.schema_change == "evolve"  # "ignore" lands the expected columns whatever was served
+        return openlineage(
+            hook.settings.api_host, part, names, hook.settings.timezone, self._landed, destination, evolved
+        )
 
 
 __all__ = ["CloudmaxReportOperator"]

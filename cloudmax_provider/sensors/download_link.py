@@ -6,8 +6,9 @@ the size held, see :mod:`cloudmax_provider.links.readiness`); deferrable mode po
 never wait) and then hands the waiting, and the UNC sizes seen, to
 :class:`~cloudmax_provider.triggers.download_link.CloudmaxDownloadLinkTrigger`. Either way the
 task returns ``[{"link": ..., "size": ...}, ...]`` (to XCom), one per link in the order given.
-In ``mode="reschedule"`` the sensor is built afresh for each poke and cannot remember a size, so a UNC
-file seen with a size is read once more in the same poke, ``unc_stable_seconds`` later.
+In ``mode="reschedule"`` the sensor is built afresh for each poke and cannot remember a size: a UNC file
+is ready there once its last write is ``poke_interval`` old by the file server's clock against the
+worker's (a poke interval above their skew), and no poke sleeps.
 
 Example::
 
@@ -78,7 +79,10 @@ class CloudmaxDownloadLinkSensor(BaseSensorOperator):
     def hook(self) -> CloudmaxHook:
         from cloudmax_provider.hooks.cloudmax import CloudmaxHook
 
-        return CloudmaxHook(self.cloudmax_conn_id, smb_conn_id=self.smb_conn_id)
+        hook = CloudmaxHook(self.cloudmax_conn_id, smb_conn_id=self.smb_conn_id)
+        if self.reschedule:  # quiet for a poke interval, as two pokes would have seen it (and above clock skew)
+            hook.unc_stable_seconds = max(hook.unc_stable_seconds, float(self.poke_interval))
+        return hook
 
     def _links(self) -> list[DownloadLink]:
         value = [self.links] if isinstance(self.links, Mapping) else self.links
@@ -109,17 +113,9 @@ class CloudmaxDownloadLinkSensor(BaseSensorOperator):
         return PokeReturnValue(is_done=True, xcom_value=[{"link": u.url, "size": self._ready[u.url]} for u in links])
 
     def _probe(self, link: DownloadLink) -> LinkProbe:
-        """One probe; in reschedule mode (nothing survives until the next poke) a UNC file whose size
-        was seen is read again once its size could have held long enough."""
-        probe = self.hook.probe_link(link)
-        if self.reschedule and link.kind == "unc" and probe.state is LinkState.PENDING and probe.size:
-            recheck = self.hook.stability.recheck_at(self.hook.unc_seen.get(link.url))
-            for _ in range(self.hook.stability.checks - 1):
-                time.sleep(max(0.0, (recheck or 0.0) - time.time()))
-                probe = self.hook.probe_link(link)
-                if probe.state is not LinkState.PENDING or not probe.size:
-                    break
-        return probe
+        """One probe; in reschedule mode (nothing survives until the next poke) a UNC file's last-write time
+        stands for the size seen before, so no poke ever sleeps."""
+        return self.hook.probe_link(link, stateless=self.reschedule)
 
     def execute(self, context: Any) -> Any:
         if not self.deferrable:

@@ -32,12 +32,31 @@ def default_dags_folder() -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def unsupported(dag_id: str) -> str | None:
+    """Why this environment cannot run the example ``dag_id`` (None: it can): the lake example's embedded
+    catalog is pyiceberg's SQL catalog, which needs the ``[iceberg]`` extra and SQLAlchemy 2 (Airflow 3.1+)."""
+    if dag_id != "cloudmax_lake_tables":
+        return None
+    if importlib.util.find_spec("pyiceberg") is None:
+        return "the [iceberg] extra is not installed (pip install 'airflow-provider-cloudmax[iceberg]')"
+    import sqlalchemy
+
+    if int(sqlalchemy.__version__.split(".")[0]) < 2:
+        return f"pyiceberg's SQL catalog needs SQLAlchemy 2; this Airflow pins {sqlalchemy.__version__}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m cloudmax_provider.testing.demo", description=__doc__.split("\n")[0])
     ap.add_argument("--dag", default="cloudmax_daily_report", help="example DAG id (= file name)")
     ap.add_argument("--dags-folder", default=None, help="default: ./example_dags, else the installed examples")
     ap.add_argument("--workdir", default=".demo", help="AIRFLOW_HOME, DB and the local lake go here")
+    ap.add_argument("--if-supported", action="store_true", help="a DAG this Airflow cannot run: say why, exit 0")
     args = ap.parse_args(argv)
+    why = unsupported(args.dag)
+    if why:
+        print(f"The {args.dag} demo does not run here: {why}", file=sys.stderr)
+        return 0 if args.if_supported else 2
 
     work = Path(args.workdir).resolve()
     dags = Path(args.dags_folder or default_dags_folder()).resolve()

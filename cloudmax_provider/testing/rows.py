@@ -381,6 +381,7 @@ def generate_rows(
     rows_per_launch: int = 5,
     time_format: str = "iso",
     language: int | None = None,
+    header_changes: str = "",
 ) -> tuple[list[str], list[list[str]]]:
     """Header and rows the server serves for a request (LaunchIDs in request order, deduplicated)."""
     part = get_report_part(report_part_id)
@@ -391,7 +392,26 @@ def generate_rows(
                 part.id, launch, start, end, rows_per_launch=rows_per_launch, time_format=time_format, language=language
             )
         )
-    return apply_custom_columns(report_header(part.id), rows, columns)
+    return change_columns(*apply_custom_columns(report_header(part.id), rows, columns), header_changes)
+
+
+def change_columns(header: list[str], rows: list[list[str]], changes: str) -> tuple[list[str], list[list[str]]]:
+    """Cloudmax changing a report's columns: comma-separated ``"+Name"`` (a column appended, its cells ``"v1"``,
+    ``"v2"`` ...) and ``"-Name"`` (a column dropped), e.g. ``"+F3OpenCount,-OS"``.
+
+    >>> change_columns(["a", "b"], [["1", "2"]], "+c,-a")
+    (['b', 'c'], [['2', 'v1']])
+    """
+    for change in filter(None, (c.strip() for c in changes.split(","))):
+        sign, name = change[0], change[1:]
+        if sign == "+" and name:
+            header, rows = [*header, name], [[*row, f"v{i}"] for i, row in enumerate(rows, 1)]
+        elif sign == "-" and name in header:
+            at = header.index(name)
+            header, rows = header[:at] + header[at + 1 :], [row[:at] + row[at + 1 :] for row in rows]
+        elif sign != "-":
+            raise ValueError(f"header_changes: {change!r} is neither '+Name' nor '-Name'")
+    return header, rows
 
 
 def to_csv(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:

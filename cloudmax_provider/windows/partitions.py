@@ -74,34 +74,41 @@ def check_partition(unit: object) -> str:
     return str(unit)
 
 
-#: The length of one partition of the grids ``lookback=`` can count in (a month is no fixed timedelta).
+#: The length of one partition of the grids a ``lookback=`` timedelta can count in (a month is no fixed timedelta).
 _PARTITION_LENGTH = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 
 
 def check_lookback(lookback: object, unit: str) -> int:
-    """How many whole partitions of ``unit`` ``lookback`` (a timedelta) is; 0 for ``None``; else a
-    :class:`CloudmaxConfigError` naming ``lookback`` and the fix.
+    """How many whole partitions of ``unit`` ``lookback`` is: a positive int is a number of partitions, a
+    timedelta is counted in partitions of ``unit``; 0 for ``None``; else a :class:`CloudmaxConfigError`
+    naming ``lookback`` and the fix.
 
-    >>> check_lookback(timedelta(days=3), "day"), check_lookback(None, "day")
-    (3, 0)
+    >>> check_lookback(timedelta(days=3), "day"), check_lookback(3, "month"), check_lookback(None, "day")
+    (3, 3, 0)
     """
     if lookback is None:
         return 0
     example = "timedelta(days=3)" if unit != "hour" else "timedelta(hours=6)"
+    forms = f"a positive number of {unit} partitions (e.g. lookback=3) or a timedelta of whole ones (e.g. {example})"
+    if isinstance(lookback, bool):
+        raise CloudmaxConfigError(f"lookback={lookback!r} is a bool, not a number of partitions; give {forms}")
+    if isinstance(lookback, int):
+        if lookback <= 0:
+            raise CloudmaxConfigError(f"lookback={lookback!r} must be {forms}; to re-land nothing, leave it unset")
+        return lookback
     if not isinstance(lookback, timedelta) or lookback <= timedelta(0):
-        raise CloudmaxConfigError(
-            f"lookback={lookback!r} must be a positive timedelta of whole {unit} partitions, e.g. {example}"
-        )
+        raise CloudmaxConfigError(f"lookback={lookback!r} must be {forms}")
     if unit not in _PARTITION_LENGTH:
         raise CloudmaxConfigError(
-            f"lookback={lookback!r} with partition={unit!r}: a month is no fixed timedelta, so lookback cannot count "
-            "months; use partition='day' with lookback=timedelta(days=N), or leave lookback unset"
+            f"lookback={lookback!r} with partition={unit!r}: a month is no fixed timedelta, so a timedelta cannot "
+            "count months; give the number of month partitions instead (e.g. lookback=2), or use partition='day'"
         )
     count, rest = divmod(lookback, _PARTITION_LENGTH[unit])
     if rest:
         raise CloudmaxConfigError(
             f"lookback={lookback!r} is not a whole number of {unit} partitions (a partition is replaced whole, "
-            f"never in part); use a multiple of {_PARTITION_LENGTH[unit]!r}, e.g. {example}"
+            f"never in part); use a multiple of {_PARTITION_LENGTH[unit]!r}, e.g. {example}, or a number of "
+            "partitions (e.g. lookback=3)"
         )
     return int(count)
 

@@ -59,6 +59,9 @@ ARTIFACTS = ROOT / ".ci-artifacts" / "e2e"
 # The deployment runs the Airflow this suite runs on (`make e2e AIRFLOW_VERSION=3.0.6`), at its pins.
 AIRFLOW_VERSION = importlib.metadata.version("apache-airflow")
 CONSTRAINTS = ROOT / "constraints" / f"airflow-{AIRFLOW_VERSION}.txt"
+#: pyiceberg's SQL catalog (the lake example's embedded catalog) needs SQLAlchemy 2, which Airflow 2.11's and 3.0's
+#: constraints pin to 1.4: there the [iceberg] extra is not installed and the lake DAG is parsed, not run.
+LAKE_TABLES = any(line.lower().startswith("sqlalchemy==2") for line in CONSTRAINTS.read_text().splitlines())
 # Airflow 3.0's LocalExecutor hands a task to an idle worker inside the scheduler's transaction, before the
 # task's "queued" state is committed (LocalExecutor.queue_workload; 3.1 queues on the next heartbeat). A
 # worker that is quicker than that commit asks the API to start a task still "scheduled", gets 409 and the
@@ -123,7 +126,7 @@ def deployment_venv(wheel: Path, venv: Path | None = None, extra: Sequence[str] 
     Reused when the wheel's contents, the constraints and ``extra`` are those of the last install.
     """
     venv = venv or E2E_DIR / f"venv-{AIRFLOW_VERSION}"
-    extras = sorted({"parquet"} & wheel_extras(wheel))
+    extras = sorted({"parquet", *(["iceberg"] if LAKE_TABLES else [])} & wheel_extras(wheel))
     stamp = {
         "wheel": wheel_digest(wheel),
         "constraints": hashlib.sha256(CONSTRAINTS.read_bytes()).hexdigest(),
@@ -437,6 +440,12 @@ class Deployment:
         }
         if LOCAL_EXECUTOR_START_RACE:
             env["AIRFLOW__CORE__DEFAULT_TASK_RETRIES"] = "1"
+        if LAKE_TABLES:  # the lake example's catalog: SQLite and a warehouse beside the deployment
+            lake = self.workdir / "iceberg"
+            lake.mkdir(parents=True, exist_ok=True)
+            warehouse = (lake / "warehouse").as_uri()
+            catalog = {"type": "sql", "uri": f"sqlite:///{lake / 'catalog.db'}", "warehouse": warehouse}
+            env["AIRFLOW_CONN_CLOUDMAX_ICEBERG"] = json.dumps({"conn_type": "iceberg", "extra": catalog})
         for conn_id, value in connections.items():
             env[f"AIRFLOW_CONN_{conn_id.upper()}"] = value
         env.update(extra)
@@ -711,7 +720,9 @@ RUN_TIMEOUT = 480
 #: Example DAGs a deployment parses but does not run, and why. The lake-tables example needs the [iceberg] extra
 #: and a catalog every component reaches; it runs through dag.test() in tests/test_example_dags.py and
 #: `make demo-lake` (Airflow 3.1+), not yet in a deployment.
-NOT_RUN_IN_DEPLOYMENTS = {"cloudmax_lake_tables": "needs the [iceberg] extra and an iceberg connection"}
+NOT_RUN_IN_DEPLOYMENTS = (
+    {} if LAKE_TABLES else {"cloudmax_lake_tables": "pyiceberg's SQL catalog needs SQLAlchemy 2 (Airflow 3.1+)"}
+)
 
 
 def example_dag_ids() -> set[str]:
@@ -830,6 +841,7 @@ def run_every_example_dag(deployment: Deployment) -> RunWatcher:
     watcher, asset_scheduled, dated = trigger_every_example_dag(deployment)
     watch_asset_runs(deployment, watcher, asset_scheduled)
     check_landed_objects(deployment, watcher, dated)
+    check_lake_tables(deployment)
     check_deferral_across_processes(deployment, watcher)
     # No password in any component log or task log.
     deployment.save_logs()
@@ -892,6 +904,25 @@ def watch_asset_runs(deployment: Deployment, watcher: RunWatcher, asset_schedule
         run = wait_until(asset_run, RUN_TIMEOUT, f"an asset-triggered run of {dag_id}", interval=2)
         watcher.watch(dag_id, run["dag_run_id"])
     watcher.poll()
+
+
+def check_lake_tables(deployment: Deployment) -> None:
+    """The lake example (two tasks committing to one SQLite catalog from their own processes): every run of it
+    (the one triggered, and the scheduled one unpausing made, at the same time) reads back the same row counts,
+    so each row is in its table once whichever run committed last."""
+    if "cloudmax_lake_tables" in NOT_RUN_IN_DEPLOYMENTS:
+        return
+    api = deployment.api
+
+    def finished() -> list[dict[str, Any]] | None:
+        runs = api.runs("cloudmax_lake_tables")
+        return runs if runs and all(r["state"] in ("success", "failed") for r in runs) else None
+
+    runs = wait_until(finished, RUN_TIMEOUT, "every cloudmax_lake_tables run to finish", interval=2)
+    assert all(r["state"] == "success" for r in runs), [(r["dag_run_id"], r["state"]) for r in runs]
+    counts = [api.xcom("cloudmax_lake_tables", r["dag_run_id"], "read_back") for r in runs]
+    assert counts[0]["opens"] > 0 and counts[0]["read_summary"] >= len(counts[0]["campaigns"]) > 0, counts
+    assert all(c == counts[0] for c in counts), counts
 
 
 def check_landed_objects(deployment: Deployment, watcher: RunWatcher, dated: tuple[str, str]) -> None:

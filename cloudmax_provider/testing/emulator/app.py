@@ -237,6 +237,7 @@ class CloudmaxEmulator:
             rows_per_launch=s.rows_per_launch,
             time_format=s.time_format,
             language=language if part.supports_language else None,
+            header_changes=s.header_changes,
         )
 
     def expected_csv(

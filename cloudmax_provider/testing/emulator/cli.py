@@ -107,6 +107,7 @@ _FLAGS: list[tuple[str, str]] = [
     ("csv_encoding", "the reports' bytes (utf-16: little-endian with BOM)"),
     ("time_format", "times in reports: iso, zh-TW (.NET 'yyyy/M/d 下午 hh:mm:ss') or en-US"),
     ("rows_per_launch", "rows per LaunchID in detail reports"),
+    ("header_changes", "Cloudmax changing the reports' columns: '+Name' adds one, '-Name' drops one (comma-separated)"),
     ("methods", "HTTP methods Report.aspx accepts (others: 405)"),
     ("licensed_reports", "comma-separated ReportPartIDs the account is licensed for (others: ErrorCode 1000)"),
     ("xml_root", "root element of XML answers"),

@@ -77,6 +77,7 @@ def csv_bytes(
         rows_per_launch=settings.rows_per_launch,
         time_format=settings.time_format,
         language=language,
+        header_changes=settings.header_changes,
     )
     return encode(to_csv(header, rows), settings.csv_encoding)
 

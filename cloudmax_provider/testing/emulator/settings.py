@@ -67,6 +67,7 @@ class EmulatorSettings:
     csv_encoding: str = "utf-8"  # "utf-8" | "utf-8-sig" | "utf-16" (LE with BOM)
     time_format: str = "iso"  # "iso" | "zh-TW" | "en-US"
     rows_per_launch: int = 5
+    header_changes: str = ""  # Cloudmax changing a report's columns, e.g. "+F3OpenCount,-OS" (rows.change_columns)
     xml_root: str = "ROOT"
     xml_utf16_declaration: bool = False
     xml_tag_case: str = "upper"  # "upper" | "mixed"

@@ -19,6 +19,7 @@ from cloudmax_provider.exceptions import CloudmaxConfigError
 from cloudmax_provider.utils.compat import AIRFLOW_VERSION
 from tests.airflow_compat import declared_uris
 from tests.airflow_runner import load_dag, task_states, xcom
+from tests.unit.windows.test_partitions import AIRFLOW_3, EVERY_TYPE_DAYS, run_every_type
 
 pa = pytest.importorskip("pyarrow")
 pytest.importorskip("pyiceberg", reason="the [iceberg] extra is not installed")
@@ -177,12 +178,24 @@ def test_lookback_is_checked_when_the_dag_is_parsed():
         assert (lineage.outputs[0].namespace, lineage.outputs[0].name) == ("iceberg://", "lake.clicks")
     with pytest.raises(CloudmaxConfigError, match=r"lookback=.* is not a whole number of day partitions"):
         make(lookback=timedelta(hours=36))
-    with pytest.raises(CloudmaxConfigError, match=r"lookback=.* must be a positive timedelta"):
+    fix = r"must be a positive number of day partitions \(e.g. lookback=3\) or a timedelta of whole ones"
+    with pytest.raises(CloudmaxConfigError, match=r"lookback=datetime.timedelta\(days=-1\) " + fix):
         make(lookback=timedelta(days=-1))
-    with pytest.raises(CloudmaxConfigError, match=r"lookback=.* must be a positive timedelta"):
-        make(lookback=2)
-    with pytest.raises(CloudmaxConfigError, match="a month is no fixed timedelta"):
+    assert make(lookback=2).lookback == 2  # a number of partitions
+    assert make(lookback=2, partition="month").lookback == 2  # counts months, which a timedelta cannot
+    for bad in (0, -1):
+        with pytest.raises(CloudmaxConfigError, match=rf"lookback={bad} {fix}.*leave it unset"):
+            make(lookback=bad)
+    with pytest.raises(CloudmaxConfigError, match=r"lookback=True is a bool, not a number of partitions"):
+        make(lookback=True)
+    with pytest.raises(CloudmaxConfigError, match=r"lookback=2.5 " + fix):
+        make(lookback=2.5)
+    with pytest.raises(CloudmaxConfigError, match=r"lookback='3' " + fix):
+        make(lookback="3")
+    with pytest.raises(CloudmaxConfigError, match=r"no fixed timedelta.*give the number of month partitions"):
         make(lookback=timedelta(days=31), partition="month")
+    with pytest.raises(CloudmaxConfigError, match=r"lookback=3 needs a destination whose partitions are replaced"):
+        make(lookback=3, destination="file:///tmp/latest.csv")
     with pytest.raises(CloudmaxConfigError, match=r"lookback=.* needs a destination whose partitions are replaced"):
         make(lookback=timedelta(days=1), destination="file:///tmp/latest.csv")
     assert make(lookback=timedelta(hours=6), partition="hour").lookback == timedelta(hours=6)
@@ -205,21 +218,60 @@ class _TI:
         self.xcoms[key] = value
 
 
-def _execute(start: str, end: str, run_id: str, **kwargs) -> None:
+def _execute(start: str, end: str, run_id: str, **kwargs) -> _TI:
+    """The operator's execute() with a recording task instance (returned: its XComs)."""
     from cloudmax_provider.operators.report import CloudmaxReportOperator
 
+    args = {"destination": TABLE, "destination_conn_id": "iceberg_test", **kwargs}
     op = CloudmaxReportOperator(
-        task_id="clicks",
-        report_part_id=21002,
-        launch_ids=[7],
-        destination=TABLE,
-        destination_conn_id="iceberg_test",
-        start_time=start,
-        end_time=end,
-        **kwargs,
+        task_id="clicks", report_part_id=21002, launch_ids=[7], start_time=start, end_time=end, **args
     )
     when = pendulum.datetime(2026, 12, 1, tz="UTC")
-    op.execute({"ti": _TI(), "run_id": run_id, "logical_date": when, "dag_run": SimpleNamespace(run_after=when)})
+    ti = _TI()
+    op.execute({"ti": ti, "run_id": run_id, "logical_date": when, "dag_run": SimpleNamespace(run_after=when)})
+    return ti
+
+
+def _late(start: str, end: str) -> dict[str, object]:
+    """The ``relanded`` entry of 11-03 after two clicks a LaunchID were recorded late (5 rows, then 7)."""
+    return {"start": start, "end": end, "rows": 7, "rows_before": 5, "rows_changed": 2}
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_lookback_says_which_partitions_it_relanded_and_how_many_rows_changed(
+    cloudmax_emulator, cloudmax_conn, catalog, capfd
+):
+    """11-03 is landed while the emulator serves 5 clicks a LaunchID; then two more are recorded late (it serves
+    7), and the run of 11-04 with ``lookback=1`` re-lands 11-03: the log and the ``relanded`` XCom say so."""
+    first = _run("cmx_ice_late", "2026-11-03 00:00:00", "2026-11-04 00:00:00")
+    assert task_states(first) == {"clicks": "success"} and xcom(first, "clicks", "relanded") is None
+    cloudmax_emulator.settings.rows_per_launch = 7  # the emulator's data of every day changes: late clicks
+    dr = _run("cmx_ice_late", "2026-11-04 00:00:00", "2026-11-05 00:00:00", "lookback=1", logical_day=2)
+    assert task_states(dr) == {"clicks": "success"}
+    day3, day4 = (f"2026-11-0{d}T00:00:00+08:00" for d in (3, 4))
+    assert xcom(dr, "clicks", "relanded") == [_late(day3, day4)]
+    assert [set(c) for c in xcom(dr, "clicks", "chunks")] == [{"start", "end", "uri", "rows", "bytes"}] * 2
+    assert _rows_by_partition(catalog) == {"2026-11-03": 7, "2026-11-04": 7}
+    summary = catalog.load_table("lake.clicks").current_snapshot().summary.additional_properties
+    assert (summary["deleted-records"], summary["added-records"]) == ("5", "14")  # the commit says the same
+    out = capfd.readouterr()
+    assert f"lookback re-landed 1 partition(s): {day3} .. {day4}: 7 rows, was 5 (+2)" in out.out + out.err
+
+    # files: a Parquet object's footer says what it held; a CSV object's earlier rows are unknown
+    cloudmax_emulator.settings.rows_per_launch = 5
+    lake = catalog.properties["warehouse"].replace("/warehouse", "/files")
+    for fmt in ("parquet", "csv"):
+        args = {"destination": f"{lake}/{fmt}/{{window_start:%Y-%m-%d}}.{fmt}", "output_format": fmt}
+        _execute("2026-11-03 00:00:00", "2026-11-04 00:00:00", "f1", destination_conn_id=None, **args)
+    cloudmax_emulator.settings.rows_per_launch = 7
+    for fmt, before in (("parquet", 5), ("csv", None)):
+        args = {"destination": f"{lake}/{fmt}/{{window_start:%Y-%m-%d}}.{fmt}", "output_format": fmt}
+        ti = _execute("2026-11-04 00:00:00", "2026-11-05 00:00:00", "f2", destination_conn_id=None, lookback=2, **args)
+        new = {"start": "2026-11-02T00:00:00+08:00", "end": day3, "rows": 7, "rows_before": 0, "rows_changed": 7}
+        known = _late(day3, day4) if before else {**_late(day3, day4), "rows_before": None, "rows_changed": None}
+        assert ti.xcoms["relanded"] == [new, known], fmt  # 11-02 had no object: 0 before
+        assert [c["start"] for c in ti.xcoms["chunks"]] == [new["start"], day3, day4]
+        assert "rows_before" not in str(ti.xcoms["chunks"])
 
 
 @pytest.mark.usefixtures("airflow_db")
@@ -327,3 +379,107 @@ def test_two_runs_of_one_window_at_once_leave_each_row_once(cloudmax_emulator, c
     assert sorted(len(a) for a in attempts.values()) == [1, 2]  # the loser planned again
     assert _rows_by_partition(catalog) == {d: _served(cloudmax_emulator, d) for d in ("2026-11-01", "2026-11-05")}
     assert len(catalog.load_table("lake.clicks").snapshots()) == 3
+
+
+EVERY_RUN_DAG = """
+import pendulum
+from datetime import timedelta
+from airflow.providers.common.compat.sdk import DAG
+from cloudmax_provider.operators.report import CloudmaxReportOperator
+
+with DAG("cmx_ice_every_run", schedule="@daily", start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+         catchup=False) as dag:
+    CloudmaxReportOperator(task_id="clicks", report_part_id=21002, launch_ids=[7], destination={table!r},
+                           destination_conn_id="iceberg_test", retries=1, retry_delay=timedelta(0))
+"""
+
+
+@AIRFLOW_3
+@pytest.mark.usefixtures("airflow_db")
+def test_every_run_type_into_one_table_leaves_each_row_once(cloudmax_emulator, cloudmax_conn, catalog):
+    """The run-type matrix of ``tests/unit/windows/test_partitions.py`` (scheduled with a retried try, backfill,
+    REST, manual with and without a logical date, the same trigger twice, a cleared task) into one table: each
+    row once, counted by the click's key (ClickID, the spec's click number, within its partition: the emulator
+    repeats a LaunchID's ClickIDs every day; the catalog's ``row_key`` is a state report's)."""
+    run_every_type(load_dag(EVERY_RUN_DAG.format(table=TABLE), "cmx_ice_every_run"), cloudmax_emulator, cloudmax_conn)
+    key = ("ClickID",)
+    rows = catalog.load_table("lake.clicks").scan().to_arrow()
+    counts: dict[tuple, int] = {}
+    for row in rows.select([*key, "cloudmax_partition"]).to_pylist():
+        ident = (row["cloudmax_partition"].astimezone(TZ).date(), *(row[c] for c in key))
+        counts[ident] = counts.get(ident, 0) + 1
+    assert set(counts.values()) == {1}  # no key twice in a partition
+    expected = set()
+    for day in EVERY_TYPE_DAYS:
+        header, cells = cloudmax_emulator.expected_rows(
+            21002, [7], f"{day:%Y-%m-%d %H:%M:%S}", f"{day + timedelta(days=1):%Y-%m-%d %H:%M:%S}"
+        )
+        expected |= {(day.date(), *(int(c[header.index(k)]) for k in key)) for c in cells}
+    assert set(counts) == expected and rows.num_rows == len(expected) == 5 * len(EVERY_TYPE_DAYS)
+
+
+#: A writer in its own process: it lands 11-05 into the table, says so on the pipe it is given (argv[1]) once its
+#: data files are written and its commit is about to be made, then waits for its stdin (the test kills it there).
+KILLED_WRITER = """
+import os, sys
+from tests.unit.landing.test_iceberg import _land_day
+
+said = os.fdopen(int(sys.argv[1]), "w")
+
+def before_commit(attempt):
+    said.write("before commit\\n")
+    said.flush()
+    sys.stdin.read()
+
+_land_day("killed", 5, before_commit)
+said.write("committed\\n")
+"""
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_a_writer_killed_before_its_commit_leaves_the_table_as_it_was(cloudmax_emulator, cloudmax_conn, catalog):
+    """SIGKILL after the data files are written and before the commit: the same snapshot and rows, and the
+    files it wrote are listed by ``orphan_data_files`` (and removed by the documented loop)."""
+    import os
+    import selectors
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from cloudmax_provider.landing.iceberg import orphan_data_files
+
+    _execute("2026-11-01 00:00:00", "2026-11-02 00:00:00", "first")
+    table = catalog.load_table("lake.clicks")
+    snapshot, rows = table.current_snapshot().snapshot_id, table.scan().to_arrow().sort_by("ClickID")
+    assert orphan_data_files(table) == []
+    root = Path(__file__).resolve().parents[3]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    said, tell = os.pipe()
+    writer = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(tell)],
+        cwd=root,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        pass_fds=(tell,),
+    )
+    os.close(tell)
+    try:
+        with selectors.DefaultSelector() as events, os.fdopen(said, "rb") as line:
+            events.register(line, selectors.EVENT_READ)  # the event: the writer's line (or its end), not a delay
+            assert events.select(timeout=120), "the writer said nothing in 120 s"
+            assert line.readline() == b"before commit\n", "the writer ended before its commit"
+        written = orphan_data_files(catalog.load_table("lake.clicks"))
+        assert written and all("/data/cloudmax_partition=" in uri for uri in written)  # its data files, unreferenced
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+    assert writer.returncode == -signal.SIGKILL
+    table = catalog.load_table("lake.clicks")
+    assert table.current_snapshot().snapshot_id == snapshot and len(table.snapshots()) == 1
+    assert table.scan().to_arrow().sort_by("ClickID").equals(rows)
+    assert orphan_data_files(table) == written  # what the killed writer left, listed
+    for uri in written:  # removed as docs/lake-tables.md says
+        table.io.delete(uri)
+    assert orphan_data_files(table) == [] and table.scan().to_arrow().sort_by("ClickID").equals(rows)

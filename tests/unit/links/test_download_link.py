@@ -176,21 +176,21 @@ class ReleaseAfterProbes(threading.Thread):
 
 @contextlib.contextmanager
 def counting_unc_probes() -> Iterator[list[int]]:
-    """Count the size checks of UNC files (poke and trigger both use ``UncReader.size``), calling through."""
+    """Count the size checks of UNC files (poke and trigger both use ``UncReader.stat``), calling through."""
     from cloudmax_provider.links.unc import UncReader
 
     calls = [0]
-    real = UncReader.size
+    real = UncReader.stat
 
-    def size(self: UncReader, link: Any) -> int | None:
+    def stat(self: UncReader, link: Any) -> Any:
         calls[0] += 1
         return real(self, link)
 
-    UncReader.size = size  # type: ignore[method-assign]
+    UncReader.stat = stat  # type: ignore[method-assign]
     try:
         yield calls
     finally:
-        UncReader.size = real  # type: ignore[method-assign]
+        UncReader.stat = real  # type: ignore[method-assign]
 
 
 def run_links_then_sensor(

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import http.server
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -64,6 +65,17 @@ def test_stability_rule_needs_equal_sizes_over_checks_and_seconds() -> None:
     assert probe.state is LinkState.PENDING
     assert three.observe(link, 5, 0.0, seen)[0].state is LinkState.READY
     assert SizeSeen.from_list(json.loads(json.dumps(SizeSeen(7, 1.5, 2).to_list()))) == SizeSeen(7, 1.5, 2)
+
+
+def test_one_read_is_judged_by_the_files_last_write() -> None:
+    """Nothing kept between reads (reschedule mode): the last-write time stands for the earlier read."""
+    link = r"\\srv\share\r.csv"
+    rule = StabilityRule(checks=2, seconds=60.0)
+    assert rule.observe_once(link, 10, last_write=1000.0, now=1059.0).state is LinkState.PENDING
+    assert rule.observe_once(link, 10, last_write=1000.0, now=1060.0).state is LinkState.READY
+    assert rule.observe_once(link, 10, last_write=2000.0, now=1060.0).state is LinkState.PENDING  # server ahead
+    assert rule.observe_once(link, 0, last_write=0.0, now=1060.0).state is LinkState.PENDING  # empty: never ready
+    assert StabilityRule(checks=3, seconds=0.0).observe_once(link, 5, 0.0, 0.0).state is LinkState.READY
 
 
 def test_next_hop_counts_hops_and_checks_targets() -> None:
@@ -446,20 +458,20 @@ def smb_emu(emu: CloudmaxEmulator, samba: SambaServer, monkeypatch: pytest.Monke
 
 @contextlib.contextmanager
 def counting_size_reads() -> Iterator[list[int]]:
-    """Count SMB size reads (both paths read sizes with ``UncReader.size``), calling through."""
+    """Count SMB size reads (both paths read them with ``UncReader.stat``), calling through."""
     calls = [0]
-    real = UncReader.size
+    real = UncReader.stat
 
-    def size(self: UncReader, link: Any) -> int | None:
+    def stat(self: UncReader, link: Any) -> Any:
         result = real(self, link)
         calls[0] += 1
         return result
 
-    UncReader.size = size  # type: ignore[method-assign]
+    UncReader.stat = stat  # type: ignore[method-assign]
     try:
         yield calls
     finally:
-        UncReader.size = real  # type: ignore[method-assign]
+        UncReader.stat = real  # type: ignore[method-assign]
 
 
 @pytest.mark.samba
@@ -486,20 +498,29 @@ def test_a_poke_never_sleeps_for_stability(smb_emu: CloudmaxEmulator, samba: Sam
 
 
 @pytest.mark.samba
-def test_reschedule_mode_reads_twice_in_one_poke(smb_emu: CloudmaxEmulator, samba: SambaServer) -> None:
-    """Rebuilt for every poke, a reschedule-mode sensor cannot remember a size: it reads it again
-    ``unc_stable_seconds`` later in the same poke."""
+def test_reschedule_mode_judges_by_last_write(smb_emu: CloudmaxEmulator, samba: SambaServer) -> None:
+    """Rebuilt for every poke, a reschedule-mode sensor cannot remember a size: one read per poke, and the
+    file's last-write time stands for the earlier read; a file written within ``poke_interval`` waits."""
     folder = samba.share_dir / "reschedule"
     folder.mkdir(exist_ok=True)
-    (folder / "r.csv").write_bytes(b"a,b\r\n")
+    path = folder / "r.csv"
+    path.write_bytes(b"a,b\r\n")
     link = r"\\CMXFILE01\reports\reschedule\r.csv"
-    sensor = CloudmaxDownloadLinkSensor(
-        task_id="wait", links=[link], smb_conn_id="smb_ready", poke_interval=60, mode="reschedule"
-    )
-    sensor.hook.unc_stable_seconds = 0.05
-    with counting_size_reads() as reads:
-        done = sensor.poke({})
-    assert reads[0] == 2 and done and done.xcom_value == [{"link": link, "size": 5}]  # type: ignore[union-attr]
+
+    def poke() -> Any:
+        sensor = CloudmaxDownloadLinkSensor(
+            task_id="wait", links=[link], smb_conn_id="smb_ready", poke_interval=600, mode="reschedule"
+        )
+        with counting_size_reads() as reads:
+            done = sensor.poke({})
+        assert reads[0] == 1
+        return done
+
+    os.utime(path, (time.time(), time.time() + 60))  # written "now" by the server's clock (and a skew ahead)
+    assert poke() is False
+    os.utime(path, (time.time(), time.time() - 601))  # last written more than a poke interval ago
+    done = poke()
+    assert done and done.xcom_value == [{"link": link, "size": 5}]
 
 
 @pytest.mark.samba

@@ -63,9 +63,8 @@ class _TI:
 
 def _execute(dag, context: dict) -> None:
     """Run each task's execute() with ``context``: a run shape dag.test() cannot express."""
-    for fmt in FORMATS:
-        task = dag.get_task(fmt)
-        task.execute({**context, "ti": _TI(fmt)})
+    for task in dag.tasks:
+        task.execute({**context, "ti": _TI(task.task_id)})
 
 
 def _times(table, fmt: str) -> list[datetime]:
@@ -84,26 +83,43 @@ def _partition_of(path: str) -> tuple[datetime, datetime]:
 @AIRFLOW_3
 @pytest.mark.usefixtures("airflow_db")
 def test_every_run_type_of_a_daily_dag_leaves_each_row_once(cloudmax_emulator, cloudmax_conn, tmp_path: Path):
-    """Run shapes, in the order a busy week would give them (Taipei days are the partitions):
+    """Every run shape of :func:`run_every_type` into one prefix per format: each row once, whole days."""
+    lake = tmp_path / "lake"
+    dag = load_dag(LAKE_DAG.format(formats=FORMATS, lake=lake.as_uri()), "cmx_lake_every_run")
+    run_every_type(dag, cloudmax_emulator, cloudmax_conn)
+    for fmt in FORMATS:
+        _assert_one_dataset(cloudmax_emulator, lake / fmt, fmt, EVERY_TYPE_DAYS)
+    assert not [p for p in lake.rglob("*") if p.name.startswith(".")]  # nothing half-written
+
+
+#: The Taipei days :func:`run_every_type` lands.
+EVERY_TYPE_DAYS = [datetime(2026, 11, d, tzinfo=TZ) for d in range(19, 25)]
+
+
+def run_every_type(dag, emulator, conn) -> None:
+    """Run shapes of a ``@daily`` DAG whose tasks have ``retries=1``, in the order a busy week would give them
+    (Taipei days are the partitions; together they land :data:`EVERY_TYPE_DAYS`):
 
     * dag.test(): the scheduled run of 11-20T00Z (its first try fails, the retry lands 11-19: a *retried
       task*); a 3-day *backfill* (logical dates 11-21..11-23, empty intervals as ``airflow backfill create``
       gives a CronTriggerTimetable); a *manual run with a logical date* (11-25T00Z, triggered at 06:00Z)
-      and two *manual runs without one* the same day (06:32:15Z and 15:00Z): all three land 11-24;
+      and two *manual runs without one* the same day (06:32:15Z and 15:00Z: *the same trigger twice*): all
+      three land 11-24;
     * direct execute() calls, which dag.test() cannot express: a *REST trigger* giving the data interval
       11-23T00Z .. 11-24T00Z (``TriggerDAGRunPostBody``), widened to 11-23 and 11-24; a *cleared task* of
       the scheduled run (the same context executed again).
+
+    Every request is checked to be one whole Taipei day. Used by the Iceberg table's test too.
     """
-    cloudmax_conn(attempts=1)  # one attempt per try: the injected failure fails the try
-    cloudmax_emulator.settings.fail_start_windows = [("2026-11-19 00:00:00", "2026-11-19 00:00:01")]
-    cloudmax_emulator.settings.fail_start_first = 1
-    lake = tmp_path / "lake"
-    dag = load_dag(LAKE_DAG.format(formats=FORMATS, lake=lake.as_uri()), "cmx_lake_every_run")
+    conn(attempts=1)  # one attempt per try: the injected failure fails the try
+    emulator.settings.fail_start_windows = [("2026-11-19 00:00:00", "2026-11-19 00:00:01")]
+    emulator.settings.fail_start_first = 1
     utc = pendulum.UTC
 
     scheduled = dag.test(logical_date=pendulum.datetime(2026, 11, 20, tz=utc))
     assert set(task_states(scheduled).values()) == {"success"}
-    assert sorted(ti.try_number for ti in scheduled.get_task_instances()) == [1, 1, 2]  # one retried task
+    tries = sorted(ti.try_number for ti in scheduled.get_task_instances())
+    assert tries == [1] * (len(dag.tasks) - 1) + [2]  # one retried task
     for day in (21, 22, 23):  # the backfill
         assert set(task_states(dag.test(logical_date=pendulum.datetime(2026, 11, day, tz=utc))).values()) == {"success"}
     _execute(
@@ -133,15 +149,9 @@ def test_every_run_type_of_a_daily_dag_leaves_each_row_once(cloudmax_emulator, c
             "dag_run": SimpleNamespace(run_after=scheduled.run_after),
         },
     )
-
-    # every request was whole Taipei days
-    for api in cloudmax_emulator.api_requests:
+    for api in emulator.api_requests:  # every request was whole Taipei days
         start, end = (datetime.strptime(api.field(f), "%Y-%m-%d %H:%M:%S") for f in ("StartTime", "EndTime"))
         assert (start.hour, end.hour, (end - start).days) == (0, 0, 1), (start, end)
-    days = [datetime(2026, 11, d, tzinfo=TZ) for d in range(19, 25)]
-    for fmt in FORMATS:
-        _assert_one_dataset(cloudmax_emulator, lake / fmt, fmt, days)
-    assert not [p for p in lake.rglob("*") if p.name.startswith(".")]  # nothing half-written
 
 
 def _assert_one_dataset(emulator, prefix: Path, fmt: str, days: list[datetime]) -> None:
