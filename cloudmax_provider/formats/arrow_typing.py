@@ -152,10 +152,20 @@ _NOON = "午".encode()
 
 
 def _contains(texts: Any, needle: bytes) -> bool:
-    """Whether the string bytes of ``texts`` hold ``needle``: a copy of its data buffer searched by ``bytes``
+    """Whether the string bytes of ``texts`` hold ``needle``: a copy of its values' bytes searched by ``bytes``
     (much faster than a per-value kernel, and than a regex over the buffer)."""
+    return needle in _value_bytes(texts)
+
+
+def _value_bytes(texts: Any) -> bytes:
+    """A copy of the bytes of ``texts``'s values, from its first offset to its last (b"" when all are null)."""
     data = texts.buffers()[2]
-    return data is not None and needle in data.to_pybytes()
+    n = len(texts)
+    if data is None or n == 0 or texts.null_count == n:
+        return b""
+    offsets = memoryview(texts.buffers()[1]).cast("i")
+    start, stop = offsets[texts.offset], offsets[texts.offset + n]
+    return data.slice(start, stop - start).to_pybytes()
 
 
 def _has_empty(texts: Any) -> bool:
@@ -748,7 +758,7 @@ def _json_strings(column: Any) -> Any:
 
     if not _needs_escapes(column):
         return column  # nothing to escape (most columns)
-    if _has_unnamed_controls(column.buffers()[2].to_pybytes()):
+    if _has_unnamed_controls(_value_bytes(column)):
         return pa.array([None if v is None else json.dumps(v, ensure_ascii=False)[1:-1] for v in column.to_pylist()])
     for raw, present, escaped in _JSON_ESCAPES:
         if _contains(column, present):
@@ -758,12 +768,11 @@ def _json_strings(column: Any) -> Any:
 
 def _needs_escapes(texts: Any) -> bool:
     """Whether the string bytes of ``texts`` hold ``"``, ``\\`` or a control character: searched in a copy of
-    the data buffer by ``bytes`` and, for control characters, by the bytes' minimum with numpy (a character
+    its values' bytes by ``bytes`` and, for control characters, by the bytes' minimum with numpy (a character
     class regex over the buffer scans ~10x slower)."""
-    data = texts.buffers()[2]
-    if data is None or data.size == 0:
+    raw = _value_bytes(texts)
+    if not raw:
         return False
-    raw = data.to_pybytes()
     if b'"' in raw or b"\\" in raw:
         return True
     try:

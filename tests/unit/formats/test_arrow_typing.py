@@ -298,3 +298,13 @@ def test_empty_strings_are_told_from_nulls_with_and_without_numpy(monkeypatch, t
         assert _has_empty(array.slice(3)) is ("" in texts[3:])
     monkeypatch.setitem(sys.modules, "numpy", None)
     assert _has_empty(array) is expected
+
+
+def test_json_lines_of_all_null_and_sliced_string_columns():
+    """A column not served (all null, as the schema contract's 'ignore' fills it) and slices of escaped text."""
+    from cloudmax_provider.formats.arrow_typing import _needs_escapes, json_lines
+
+    table = pa.table({"gone": pa.nulls(3, pa.string()), "s": pa.array(['a"b', "c", "d"])})
+    assert json_lines(table) == b'{"gone":null,"s":"a\\"b"}\n{"gone":null,"s":"c"}\n{"gone":null,"s":"d"}\n'
+    assert json_lines(table.slice(1)) == b'{"gone":null,"s":"c"}\n{"gone":null,"s":"d"}\n'
+    assert not _needs_escapes(pa.nulls(3, pa.string())) and not _needs_escapes(table.column("s").chunk(0).slice(1))
