@@ -48,6 +48,56 @@ def proc_status_kib(field: str) -> int:
     return 0
 
 
+def rss_start() -> int:
+    """This process's RSS in KiB now, with its high-water mark (VmHWM) reset to it: call just before a transfer."""
+    rss_before = proc_status_kib("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")
+    return rss_before
+
+
+def rss_figures(rss_before: int) -> dict[str, float]:
+    """RSS before (:func:`rss_start`), the peak since, and the growth, in MiB."""
+    peak = proc_status_kib("VmHWM")
+    return {
+        "rss_before_mib": rss_before / 1024,
+        "rss_peak_mib": peak / 1024,
+        "rss_growth_mib": (peak - rss_before) / 1024,
+    }
+
+
+def curl_report(conn_id: str, report_part_id: int, csv_path: Path) -> float:
+    """``curl -o csv_path`` the report as the provider asks for it (the same request; the form, password
+    included, on curl's stdin, never on its command line); the seconds it took."""
+    from urllib.parse import urlencode
+
+    from cloudmax_provider.hooks.cloudmax import CloudmaxHook
+
+    hook = CloudmaxHook(conn_id)
+    request = hook.build_request(report_part_id, [1225], "2026-11-01", "2026-11-02", response_mode=3)
+    wire = hook._wire(request.fields())
+    body = urlencode(wire.data or ()).encode()
+    url = wire.url if not wire.params else f"{wire.url}?{urlencode(wire.params)}"
+    t0 = time.perf_counter()
+    curl = ["curl", "-sS", "--fail", "-X", wire.method, "--data-binary", "@-", "-o", str(csv_path), url]
+    subprocess.run(curl, input=body, check=True)
+    return time.perf_counter() - t0
+
+
+def run_script_child(script: Path, spec: dict[str, Any], env: dict[str, str], label: str) -> dict[str, Any]:
+    """Run ``python script --child SPEC_JSON`` in a fresh process; the JSON object its last line prints."""
+    out = subprocess.run(
+        [sys.executable, str(script), "--child", json.dumps(spec)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"{label} child failed:\n{out.stderr[-4000:]}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
 class XcomSink:
     """Stands in for the task instance in ``context["ti"]``: ``land_object`` only calls ``xcom_push``."""
 

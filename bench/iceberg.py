@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +31,10 @@ from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):  # run as a script: bench/'s modules (s3, rss, ...) must not shadow top-level names
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+    _HERE = Path(__file__).resolve().parent
+    sys.path[:] = [str(_HERE.parent), *(p for p in sys.path if Path(p or ".").resolve() != _HERE)]
+
+from bench.common import curl_report, rss_figures, rss_start, run_script_child
 
 MiB = 1 << 20
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,14 +44,6 @@ CONN_ID = "cloudmax_bench_iceberg"
 ICEBERG_CONN_ID = "cloudmax_bench_lake"
 RSS_GOAL_MIB = 256
 SPEED_GOAL = 1.0
-
-
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
 
 
 def _catalog(workdir: str) -> Any:
@@ -64,20 +58,6 @@ def _catalog_properties(workdir: str) -> dict[str, str]:
         "type": "sql",
         "uri": f"sqlite:///{Path(workdir) / 'catalog.db'}",
         "warehouse": (Path(workdir) / "warehouse").as_uri(),
-    }
-
-
-def _measure_start() -> int:
-    rss_before = _status_kib("VmRSS")
-    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-    return rss_before
-
-
-def _rss(rss_before: int) -> dict[str, float]:
-    return {
-        "rss_before_mib": rss_before / 1024,
-        "rss_peak_mib": _status_kib("VmHWM") / 1024,
-        "rss_growth_mib": (_status_kib("VmHWM") - rss_before) / 1024,
     }
 
 
@@ -114,7 +94,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     )
     _ = hook.session
     catalog.create_namespace_if_not_exists("bench")  # the catalog's first query (the operator's preflight): set-up
-    rss_before = _measure_start()
+    rss_before = rss_start()
     t0 = time.perf_counter()
     landed = land_iceberg(
         landing, grid.partitions(request.start, request.end), lambda s, e: open_each(hook.sources(request)), logger
@@ -125,13 +105,12 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     out = sum(task.file.file_size_in_bytes for task in table.scan().plan_files())
     rows = sum(entry["rows"] for entry in landed)
     assert stored == rows, f"the table holds {stored} rows, the landing said {rows}"
-    return {"side": "provider", "seconds": seconds, "rows": rows, "bytes_out": out, **_rss(rss_before)}
+    return {"side": "provider", "seconds": seconds, "rows": rows, "bytes_out": out, **rss_figures(rss_before)}
 
 
 def peer(spec: dict[str, Any]) -> dict[str, Any]:
     """``curl -o`` the body, ``read_csv`` with the same timestamp parsing, ``table.append``: timed as one."""
     import logging
-    from urllib.parse import urlencode
     from zoneinfo import ZoneInfo
 
     logging.basicConfig(level=logging.WARNING)
@@ -139,26 +118,20 @@ def peer(spec: dict[str, Any]) -> dict[str, Any]:
     import pyarrow.compute as pc
     import pyarrow.csv as pacsv
 
-    from cloudmax_provider.api.catalog import ColumnType
+    from cloudmax_provider.api.catalog import ColumnType, get_report_part
     from cloudmax_provider.formats.arrow_typing import TIME_FORMATS
     from cloudmax_provider.hooks.cloudmax import CloudmaxHook
 
     hook = CloudmaxHook(CONN_ID)
-    request = hook.build_request(REPORT_PART_ID, [1225], "2026-11-01", "2026-11-02", response_mode=3)
-    wire = hook._wire(request.fields())
-    body = urlencode(wire.data or ()).encode()  # the password goes through stdin, never the command line
-    url = wire.url if not wire.params else f"{wire.url}?{urlencode(wire.params)}"
     csv_path = Path(spec["dir"]) / "peer.csv"
-    part = request.report_part
+    part = get_report_part(REPORT_PART_ID)
     times = [name for name in part.column_names if part.type_of(name) is ColumnType.DATETIME]
     tz = ZoneInfo(hook.settings.timezone)
     catalog = _catalog(spec["dir"])
     catalog.create_namespace_if_not_exists("peer")  # the catalog's first query: set-up, as for the provider
-    rss_before = _measure_start()
+    rss_before = rss_start()
     t0 = time.perf_counter()
-    curl = ["curl", "-sS", "--fail", "-X", wire.method, "--data-binary", "@-", "-o", str(csv_path), url]
-    subprocess.run(curl, input=body, check=True)
-    downloaded = time.perf_counter() - t0
+    downloaded = curl_report(CONN_ID, REPORT_PART_ID, csv_path)
     options = pacsv.ConvertOptions(
         column_types=dict.fromkeys(times, pa.timestamp("us")), timestamp_parsers=list(TIME_FORMATS)
     )
@@ -175,22 +148,12 @@ def peer(spec: dict[str, Any]) -> dict[str, Any]:
     assert stored == data.num_rows, f"the peer's table holds {stored} rows of {data.num_rows}"
     out = sum(task.file.file_size_in_bytes for task in table.scan().plan_files())
     figures = {"side": "peer", "seconds": seconds, "download_seconds": downloaded, "rows": data.num_rows}
-    return {**figures, "bytes_out": out, **_rss(rss_before)}
+    return {**figures, "bytes_out": out, **rss_figures(rss_before)}
 
 
 def run_child(side: str, env: dict[str, str], workdir: Path, batch_size: int) -> dict[str, Any]:
     spec = {"side": side, "dir": str(workdir), "batch_size": batch_size}
-    out = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=3600,
-    )
-    if out.returncode != 0:
-        raise SystemExit(f"{side} child failed:\n{out.stderr[-4000:]}")
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+    return run_script_child(Path(__file__).resolve(), spec, env, side)
 
 
 def _summary(results: dict[str, Any], served: int, rows: int, batch_size: int) -> dict[str, Any]:

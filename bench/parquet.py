@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +38,8 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: bench/'s modules (s3, rss, ...) must not shadow top-level names
     _HERE = Path(__file__).resolve().parent
     sys.path[:] = [str(_HERE.parent), *(p for p in sys.path if Path(p or ".").resolve() != _HERE)]
+
+from bench.common import curl_report, rss_figures, rss_start, run_script_child
 
 MiB = 1 << 20
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,14 +53,6 @@ PEERS = {
     "peer": "curl -o + pyarrow read_csv + write_table (snappy)",
     "peer-jsonl": "curl -o + DuckDB COPY (SELECT * FROM read_csv(...)) TO 'x.jsonl'",
 }
-
-
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
 
 
 def child(spec: dict[str, Any]) -> dict[str, Any]:
@@ -87,8 +80,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     warm = ObjectStoragePath((dest.parent / ".warm").as_uri())
     warm.write_bytes(b"x")  # Airflow's first ObjectStoragePath use loads provider filesystems: set-up
     warm.unlink()
-    rss_before = _status_kib("VmRSS")
-    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+    rss_before = rss_start()
     t0 = time.perf_counter()
     stats = land_object(hook, hook.sources(request), dest.as_uri(), None, "utf-8", output=output)
     seconds = time.perf_counter() - t0
@@ -97,9 +89,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         "seconds": seconds,
         "rows": stats.rows,
         "bytes_out": stats.bytes,
-        "rss_before_mib": rss_before / 1024,
-        "rss_peak_mib": _status_kib("VmHWM") / 1024,
-        "rss_growth_mib": (_status_kib("VmHWM") - rss_before) / 1024,
+        **rss_figures(rss_before),
     }
 
 
@@ -107,7 +97,6 @@ def peer(spec: dict[str, Any]) -> dict[str, Any]:
     """``curl -o`` the body, then convert it, timed as one: ``read_csv`` + ``write_table`` (``peer``) or DuckDB's
     ``COPY (SELECT * FROM read_csv(...)) TO 'x.jsonl'`` (``peer-jsonl``); see bench/curves.py."""
     import logging
-    from urllib.parse import urlencode
     from zoneinfo import ZoneInfo
 
     logging.basicConfig(level=logging.WARNING)
@@ -120,21 +109,11 @@ def peer(spec: dict[str, Any]) -> dict[str, Any]:
     else:
         import duckdb  # noqa: F401
     hook = CloudmaxHook(CONN_ID)
-    request = hook.build_request(REPORT_PART_ID, [1225], "2026-11-01", "2026-11-02", response_mode=3)
-    wire = hook._wire(request.fields())
-    body = urlencode(wire.data or ()).encode()  # the password goes through stdin, never the command line
-    url = wire.url if not wire.params else f"{wire.url}?{urlencode(wire.params)}"
     csv_path = Path(spec["dir"]) / "peer.csv"
     dest = Path(spec["dir"]) / ("peer.parquet" if spec["format"] == "peer" else "peer.jsonl")
-    rss_before = _status_kib("VmRSS")
-    Path("/proc/self/clear_refs").write_text("5")
+    rss_before = rss_start()
     t0 = time.perf_counter()
-    subprocess.run(
-        ["curl", "-sS", "--fail", "-X", wire.method, "--data-binary", "@-", "-o", str(csv_path), url],
-        input=body,
-        check=True,
-    )
-    downloaded = time.perf_counter() - t0
+    downloaded = curl_report(CONN_ID, REPORT_PART_ID, csv_path)
     if spec["format"] == "peer":
         rows = peer_parquet(csv_path, dest, ZoneInfo(hook.settings.timezone))
     else:
@@ -149,24 +128,13 @@ def peer(spec: dict[str, Any]) -> dict[str, Any]:
         "download_seconds": downloaded,
         "rows": rows,
         "bytes_out": out,
-        "rss_before_mib": rss_before / 1024,
-        "rss_peak_mib": _status_kib("VmHWM") / 1024,
-        "rss_growth_mib": (_status_kib("VmHWM") - rss_before) / 1024,
+        **rss_figures(rss_before),
     }
 
 
 def run_child(fmt: str, base_env: dict[str, str], workdir: Path, batch_size: int) -> dict[str, Any]:
     spec = {"format": fmt, "dir": str(workdir), "batch_size": batch_size}
-    out = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)],
-        env=base_env,
-        capture_output=True,
-        text=True,
-        timeout=3600,
-    )
-    if out.returncode != 0:
-        raise SystemExit(f"{fmt} child failed:\n{out.stderr[-4000:]}")
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    result = run_script_child(Path(__file__).resolve(), spec, base_env, fmt)
     (workdir / f"report.{fmt}").unlink(missing_ok=True)
     return result
 
