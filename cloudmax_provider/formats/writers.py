@@ -10,7 +10,7 @@ object come out, and the encoder counts the data rows it wrote. Landing writes t
   ``to_jsonable``: int, float, ISO-8601 time with offset, str, None for an empty cell).
 * Both typed formats are parsed by Arrow's streaming CSV reader and typed by Arrow kernels, one engine
   (:mod:`cloudmax_provider.formats.arrow_typing`); both need pyarrow.
-* ``parquet``: a schema from the catalog (:func:`arrow_type`), columns in the report's order, written in
+* ``parquet``: a schema from the catalog (``arrow_typing.arrow_type``), columns in the report's order, written in
   row groups of ``batch_size`` rows while the body streams: memory holds one batch, whatever the report's
   size. Times are ``timestamp[us, tz=<account timezone>]`` holding the instant the server meant (the
   zh-TW ``yyyy/M/d 下午 hh:mm:ss`` form included). A cell that does not fit its column's type (XCom
@@ -38,7 +38,6 @@ from cloudmax_provider.api.body import Encoding
 from cloudmax_provider.api.catalog import ReportPart
 from cloudmax_provider.api.schema import HeaderDiff, SchemaChange, check_header
 from cloudmax_provider.exceptions import CloudmaxConfigError
-from cloudmax_provider.formats.arrow_typing import ArrowJsonLinesEncoder, ArrowParquetEncoder, arrow_type
 from cloudmax_provider.formats.cells import RowTyper
 from cloudmax_provider.formats.streams import Progress, ReportStream, csv_body
 
@@ -51,7 +50,6 @@ __all__ = [
     "Encoder",
     "OutputFormat",
     "RowTyping",
-    "arrow_type",
     "check_output_args",
     "require_pyarrow",
 ]
@@ -157,6 +155,9 @@ class OutputFormat:
             return CsvEncoder(target_encoding, progress, self.typing, logger)
         assert self.typing is not None
         require_pyarrow(self.name)
+        # the Arrow encoders' module is imported here, not when a DAG file imports the operator
+        from cloudmax_provider.formats.arrow_typing import ArrowJsonLinesEncoder, ArrowParquetEncoder
+
         if self.name == "jsonl":
             return ArrowJsonLinesEncoder(self.typing, progress.label, logger)
         return ArrowParquetEncoder(self.typing, progress.label, logger, self.batch_size, self.compression)
