@@ -294,7 +294,8 @@ def test_a_waiting_trigger_does_not_grow_with_its_rounds(emu, no_log_capture, mo
     monkeypatch.setenv("AIRFLOW_CONN_CLOUDMAX_SHORT", json.dumps(conn))
 
     async def main() -> list[int]:
-        one = trigger([link], cloudmax_conn_id="cloudmax_short", poll_interval=0.05, deadline=time.time() + 60)
+        far = time.time() + 3600  # never reached: the trigger waits, however slow the machine
+        one = trigger([link], cloudmax_conn_id="cloudmax_short", poll_interval=0.05, deadline=far)
         waiting = [asyncio.create_task(payload(one))]
         try:
             await probed(emu, 20, waiting)
