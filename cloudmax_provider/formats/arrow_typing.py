@@ -398,11 +398,8 @@ class _ArrowEncoder(TypedEncoderBase):
     """The Arrow encoders' source of typed tables (one header over every source)."""
 
     def _typer(self, header: list[str], source: str) -> RowTyper:
-        """The typer of a body with ``header``, under the schema contract (logged once when it changed)."""
-        typer, diff = self.typing.typer_for(header, source)
-        if diff is not None and self.schema_diff is None:
-            action = "landed as expected" if typer.picks is not None else "landed as served"
-            self.log.warning("%s: the report's columns changed (%s); %s", source, diff.describe(), action)
+        """The typer of a body with ``header``, under the schema contract (the first change found is kept)."""
+        typer, diff = self.typing.typer_for(header, source, self.log)
         self.schema_diff = self.schema_diff or diff
         return typer
 

@@ -112,12 +112,19 @@ class RowTyping:
     def empty_typer(self) -> RowTyper:
         return RowTyper(self.part, list(self.header), self.tz, self.renamed)
 
-    def typer_for(self, served: list[str], source: str) -> tuple[RowTyper, HeaderDiff | None]:
+    def typer_for(self, served: list[str], source: str, logger: Any = log) -> tuple[RowTyper, HeaderDiff | None]:
         """The typer of a body whose header is ``served``, under the schema contract
-        (:func:`~cloudmax_provider.api.schema.check_header`: ``fail`` raises), and the difference found."""
+        (:func:`~cloudmax_provider.api.schema.check_header`: ``fail`` raises), and the difference found (logged)."""
         diff, landed = check_header(self.header, served, self.schema_change, source)
         picks = served if landed != served else None
+        if diff is not None:
+            action = "landed as served" if picks is None else "landed as expected"
+            logger.warning("%s: the report's columns changed (%s); %s", source, diff.describe(), action)
         return RowTyper(self.part, landed, self.tz, self.renamed, served=picks), diff
+
+    def typer(self, served: list[str], *, source: str, logger: Any = log) -> RowTyper:
+        """:meth:`typer_for`'s typer alone (``read_typed``'s ``typer_of``)."""
+        return self.typer_for(served, source, logger)[0]
 
 
 class Encoder(Protocol):
@@ -200,10 +207,8 @@ class CsvEncoder:
         line = head.decode(encoding.name, errors="replace").rstrip("\r")
         if line:
             assert self.typing is not None
-            _, diff = self.typing.typer_for(next(csv.reader([line]), []), source)
+            _, diff = self.typing.typer_for(next(csv.reader([line]), []), source, self.log)
             self.schema_diff = diff or self.schema_diff
-            if diff is not None:
-                self.log.warning("%s: the report's columns changed (%s); landed as served", source, diff.describe())
         if buffered:
             yield buffered
         yield from it

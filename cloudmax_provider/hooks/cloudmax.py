@@ -51,7 +51,7 @@ from cloudmax_provider.exceptions import (
     CloudmaxResponseError,
     CloudmaxTransientError,
 )
-from cloudmax_provider.formats.cells import RowTyper, read_typed
+from cloudmax_provider.formats.cells import read_typed
 from cloudmax_provider.formats.streams import ReportStream, StreamOpener
 from cloudmax_provider.formats.writers import RowTyping
 from cloudmax_provider.links.download_link import (
@@ -457,7 +457,7 @@ class CloudmaxHook(BaseHook):
                             stream.encoding,
                             typing.part,
                             typing.tz,
-                            typer_of=functools.partial(self._typer_for, typing, source=stream.source),
+                            typer_of=functools.partial(typing.typer, source=stream.source, logger=self.log),
                         )
                         for cells in records:
                             if max_rows is not None and len(rows) >= max_rows:
@@ -468,12 +468,6 @@ class CloudmaxHook(BaseHook):
                                 )
                             rows.append(typer.type_row(cells))
         return rows
-
-    def _typer_for(self, typing: RowTyping, header: list[str], *, source: str) -> RowTyper:
-        typer, diff = typing.typer_for(header, source)
-        if diff is not None:
-            self.log.warning("%s: the report's columns changed (%s)", source, diff.describe())
-        return typer
 
     # ---- DOWNLOADLINKs -----------------------------------------------------------------------
 
