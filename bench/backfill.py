@@ -36,6 +36,8 @@ if __package__ in (None, ""):  # run as a script: bench/'s modules (s3, rss, ...
     _HERE = Path(__file__).resolve().parent
     sys.path[:] = [str(_HERE.parent), *(p for p in sys.path if Path(p or ".").resolve() != _HERE)]
 
+from bench.common import run_script_child
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / ".bench" / "results.json"
 CONN_ID = "cloudmax_bench_backfill"
@@ -118,20 +120,6 @@ def curl_loop(emu: Any, days: list[tuple[datetime, datetime]], out: Path) -> dic
     return {"seconds": seconds, "objects": len(list(out.glob("*.csv")))}
 
 
-def run_child(env: dict[str, str], spec: dict[str, Any]) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    if out.returncode != 0:
-        raise SystemExit(f"backfill child {spec['label']} failed:\n{out.stderr[-4000:]}")
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
-
-
 def one_round(emu: Any, env: dict[str, str], work: Path, days: int, workers: int, n: int) -> dict[str, Any]:
     """curl loop, sequential, concurrent, in that order; each with the emulator's request count."""
     figures: dict[str, Any] = {}
@@ -144,7 +132,7 @@ def one_round(emu: Any, env: dict[str, str], work: Path, days: int, workers: int
         else:
             target.mkdir()
             spec = {"days": days, "workers": threads, "dir": str(target), "label": f"round{n}-{threads}"}
-            fig = run_child(env, spec)
+            fig = run_script_child(Path(__file__).resolve(), spec, env, f"backfill {spec['label']}")
         fig.update(requests=len(emu.api_requests), max_in_flight=emu.max_in_flight)
         assert fig["objects"] == fig["requests"] == days, (name, fig)
         figures[name] = fig
