@@ -10,11 +10,15 @@ and, in turns, each round:
 * **sequential**: ``landing.land.land_chunks`` over the 90 daily partitions with ``max_concurrent=1`` (the
   operator's default), in a fresh child process (this file with ``--child``), timed around the call only
   (imports, the connection and the first ``ObjectStoragePath`` use are set-up, as in ``bench/run.py``);
-* **4 concurrent**: the same with ``max_concurrent=4`` (``max_concurrent_requests=4``).
+* **4 concurrent**: the same with ``max_concurrent=4`` (``max_concurrent_requests=4``);
+* **lookback sequential** / **lookback 4 concurrent**: a later run (its own run id, so its own manifest) whose
+  ``lookback`` re-lands the 89 partitions before its own over the objects the sequential / concurrent case landed
+  (``count_before=89``: each object's rows before are looked up, then it is replaced whole).
 
 Each provider case writes its 90 objects and its resume manifest (rewritten after every partition) to a local
 directory, as the operator does. The emulator counts the requests and the most in flight at once. Goals
-(PASS/MISS, medians of the rounds): sequential <= 1.2x the curl loop; 4 concurrent <= 0.4x sequential. Printed and
+(PASS/MISS, medians of the rounds): sequential <= 1.2x the curl loop; 4 concurrent <= 0.4x sequential;
+the same two for the lookback re-landing. Printed and
 merged into ``.bench/results.json`` under ``"backfill"``.
 """
 
@@ -45,7 +49,12 @@ REPORT_PART_ID = 21002  # click details: a small report (10 rows a day for two L
 LAUNCH_IDS = [7, 8]
 FIRST_DAY = "2026-08-01"
 LOGIN, PASSWORD = "bench", "bench-password"
-GOALS = {"sequential vs curl loop": 1.2, "4 concurrent vs sequential": 0.4}
+GOALS = {
+    "sequential vs curl loop": 1.2,
+    "4 concurrent vs sequential": 0.4,
+    "lookback sequential vs curl loop": 1.2,
+    "lookback 4 concurrent vs lookback sequential": 0.4,
+}
 
 
 def _days(count: int) -> list[tuple[datetime, datetime]]:
@@ -91,9 +100,11 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         OutputFormat(),
         folder=prefix,
         max_concurrent=spec["workers"],
+        count_before=spec.get("count_before", 0),
     )
     seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "objects": len(landed), "rows": sum(e["rows"] for e in landed)}
+    relanded = sum("rows_before" in e for e in landed)
+    return {"seconds": seconds, "objects": len(landed), "rows": sum(e["rows"] for e in landed), "relanded": relanded}
 
 
 # ==== parent side ===============================================================================================
@@ -121,20 +132,29 @@ def curl_loop(emu: Any, days: list[tuple[datetime, datetime]], out: Path) -> dic
 
 
 def one_round(emu: Any, env: dict[str, str], work: Path, days: int, workers: int, n: int) -> dict[str, Any]:
-    """curl loop, sequential, concurrent, in that order; each with the emulator's request count."""
+    """curl loop, sequential, concurrent, then the lookback re-landing of each; each with the emulator's counts."""
     figures: dict[str, Any] = {}
-    cases = [("curl loop", None), ("sequential", 1), (f"{workers} concurrent", workers)]
-    for name, threads in cases:
+    cases = [
+        ("curl loop", None, "curl"),
+        ("sequential", 1, "seq"),
+        (f"{workers} concurrent", workers, "conc"),
+        ("lookback sequential", 1, "seq"),
+        (f"lookback {workers} concurrent", workers, "conc"),
+    ]
+    for name, threads, folder in cases:
         emu.clear_log()
-        target = work / f"round{n}-{name.replace(' ', '-')}"
+        target = work / f"round{n}-{folder}"
         if threads is None:
             fig = curl_loop(emu, _days(days), target)
         else:
-            target.mkdir()
-            spec = {"days": days, "workers": threads, "dir": str(target), "label": f"round{n}-{threads}"}
-            fig = run_script_child(Path(__file__).resolve(), spec, env, f"backfill {spec['label']}")
+            target.mkdir(exist_ok=True)  # a lookback case re-lands over its first run's objects
+            relands = days - 1 if name.startswith("lookback") else 0
+            label = f"round{n}-{name.replace(' ', '-')}"
+            spec = {"days": days, "workers": threads, "dir": str(target), "label": label, "count_before": relands}
+            fig = run_script_child(Path(__file__).resolve(), spec, env, f"backfill {label}")
         fig.update(requests=len(emu.api_requests), max_in_flight=emu.max_in_flight)
         assert fig["objects"] == fig["requests"] == days, (name, fig)
+        assert fig.get("relanded", 0) == (days - 1 if name.startswith("lookback") else 0), (name, fig)
         figures[name] = fig
     return figures
 
@@ -146,6 +166,10 @@ def summary(rounds: list[dict[str, Any]], workers: int) -> dict[str, Any]:
     ratios = {
         "sequential vs curl loop": seconds["sequential"] / seconds["curl loop"],
         "4 concurrent vs sequential": seconds[f"{workers} concurrent"] / seconds["sequential"],
+        "lookback sequential vs curl loop": seconds["lookback sequential"] / seconds["curl loop"],
+        "lookback 4 concurrent vs lookback sequential": (
+            seconds[f"lookback {workers} concurrent"] / seconds["lookback sequential"]
+        ),
     }
     goals = {
         name: {"value": value, "target": GOALS[name], "status": "PASS" if value <= GOALS[name] else "MISS"}
@@ -156,9 +180,9 @@ def summary(rounds: list[dict[str, Any]], workers: int) -> dict[str, Any]:
 
 
 def print_summary(result: dict[str, Any]) -> None:
-    print("\n# backfill: 90 daily partitions, request-bound")
+    print(f"\n# backfill: {result['days']} daily partitions, request-bound")
     for name, secs in result["seconds"].items():
-        print(f"  {name:14s} {secs:7.2f} s  (most requests in flight: {result['max_in_flight'][name]})")
+        print(f"  {name:24s} {secs:7.2f} s  (most requests in flight: {result['max_in_flight'][name]})")
     from bench.goals import goal_row, goal_table, load_line
 
     rows = [goal_row(name, goal["value"], goal["target"], "x", False) for name, goal in result["goals"].items()]
