@@ -4,8 +4,8 @@ concurrently while the stream is still being read.
 * The object appears only when the transfer completes (``complete_multipart_upload``, or for a body
   smaller than one part a single ``put_object``); on any failure, of the stream or of a part, s3transfer
   aborts the multipart upload, so nothing appears and an older object stays as it was.
-* Memory is bounded by the transfer's queue of parts read ahead (``max_in_memory_upload_chunks``, sized
-  here from ``max_concurrency``).
+* Memory is bounded by the transfer's queue of parts read ahead (``max_in_memory_upload_chunks``, boto3's
+  default of 10 parts) and the parts in flight (``max_concurrency``).
 * A writer killed mid-upload (SIGKILL, OOM, a lost host) leaves an open multipart upload, invisible but
   billed. The uploads of the same key open before a write starts are aborted once that write completes
   (the S3 counterpart of the stale ``.partial`` files swept beside local files). An upload another run is
@@ -41,8 +41,8 @@ log = logging.getLogger(__name__)
 
 #: Part size (S3 allows 10,000 parts: 8 MiB parts hold reports up to 78 GiB).
 PART_SIZE = 8 << 20
-#: S3 parts in flight at once (boto3's transfer manager uses 10); parts read ahead: twice as many.
-MAX_CONCURRENCY = 6
+#: S3 parts in flight at once: boto3's default (fewer starve the upload while the stream is read).
+MAX_CONCURRENCY = 10
 
 _clients: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
@@ -96,7 +96,6 @@ def write_s3(
         multipart_threshold=part_size,
         multipart_chunksize=part_size,
         max_concurrency=concurrency,
-        max_io_queue=concurrency * 2,
     )
     try:
         client.upload_fileobj(io.BufferedReader(reader, buffer_size=1 << 20), bucket, key, Config=config)
