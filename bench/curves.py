@@ -4,7 +4,9 @@ peer, at 10, 100, 1,000 and 4,000 MiB, one fresh process per point (issue 28).
 Run ``.venv/bin/python bench/curves.py`` (``make bench``: up to 4,000 MiB) or ``--max-mb 100`` (``make
 bench-quick``). The parent starts the bundled emulator (the big open-details report 2100199, ResponseMode 3)
 and, for S3, moto's server (``bench.s3.moto_server``, restarted for each size: it keeps objects in memory). Each
-case runs in a fresh child (``bench.common.CHILD``), one at a time:
+case runs in a fresh child (``bench.common.CHILD``), one at a time, each side twice in the order provider, peer,
+peer, provider (its faster run is its point; each case starts after a scratch write of its size, see
+:func:`prefault`):
 
 ======== ============================================= ===============================================================
 path     provider                                      peer
@@ -48,6 +50,9 @@ if __package__ in (None, ""):  # run as a script: import the bench package from 
 from bench.common import REPORT_PART_ID, RESULTS, ROOT, Bench, MiB, git_head, hook_and_request, start, stop
 
 SIZES_MIB = (10, 100, 1000, 4000)
+#: Each side runs twice, once first and once second (ABBA), and its faster run is its point: on this VM the first of
+#: two same-size writers is slowed by the machine (memory and writeback the other then finds ready), not by its code.
+ORDER = ("provider", "peer", "peer", "provider")
 PATHS = ("file", "parquet", "jsonl", "s3")
 PEERS = {
     "file": "curl -o FILE",
@@ -207,6 +212,7 @@ def run_case(bench: Bench, emu: Any, path: str, who: str, info: tuple[int, int],
     out_dir.mkdir(exist_ok=True)
     dest = out_dir / f"{who}.{'csv' if path == 'file' else path}"
     os.sync()  # the previous case's writeback outside this case's clock
+    prefault(bench.work, nbytes)
     fields = bench.info["fields"]
     try:
         if path == "s3":
@@ -234,6 +240,20 @@ def run_case(bench: Bench, emu: Any, path: str, who: str, info: tuple[int, int],
         shutil.rmtree(out_dir, ignore_errors=True)
 
 
+def prefault(where: Path, nbytes: int) -> None:
+    """Write and delete ``nbytes`` of scratch under ``where`` before a case. This VM backs memory the guest has
+    not used lately at ~300 MB/s (tmpfs and the page cache alike, past the first 2-3 GiB), and memory a case
+    just freed at full speed: without this, whichever of provider and peer runs first at 4,000 MiB pays for
+    it (measured: 0.47x in one order, 1.31x in the other)."""
+    block = bytes(MiB)
+    scratch = where / "prefault.bin"
+    with scratch.open("wb") as out:
+        for _ in range(0, nbytes, MiB):
+            out.write(block)
+    scratch.unlink()
+    os.sync()
+
+
 def run_size(bench: Bench, emu: Any, size: int, paths: list[str]) -> list[dict[str, Any]]:
     """Every path's provider and peer at ``size``; skipped cases are printed with their reason."""
     free = shutil.disk_usage(bench.work).free
@@ -259,15 +279,16 @@ def run_path(bench: Bench, emu: Any, path: str, size: int, info: tuple[int, int]
     got: dict[str, dict[str, Any]] = {}
     with ExitStack() as stack:
         s3 = None
-        for n, who in enumerate(("provider", "peer")):
-            why = shortage(bench, path, n, size)
+        for who in ORDER:
+            why = shortage(bench, path, 0 if who == "provider" else 1, size)
             if why:
                 print(f"  skip {path} {who} at {size // MiB} MiB: {why}", flush=True)
                 continue
             if path == "s3" and s3 is None:
                 s3 = stack.enter_context(moto(bench))
-            sample = run_case(bench, emu, path, who, info, s3)
-            got[who] = point(path, who, info[0] / MiB, sample)
+            new = point(path, who, info[0] / MiB, run_case(bench, emu, path, who, info, s3))
+            if who not in got or new["mb_s"] > got[who]["mb_s"]:
+                got[who] = new
     print_point(path, size, got)
     return list(got.values())
 
@@ -333,6 +354,12 @@ def curve_goals(points: list[dict[str, Any]], paths: list[str]) -> list[dict[str
         ratio = last["mb_s"] / peer["mb_s"] if peer else None
         note = f"{PEERS[path]}, at {last['size_mib']:.0f} MiB"
         out.append(goal_row(f"{path}: vs its peer", ratio, PEER_GOALS[path], "x", True, note))
+        peer_ref = next(
+            (p for p in points if p["path"] == path and p["who"] == "peer" and p["size_mib"] == ref["size_mib"]), None
+        )
+        relative = (last["mb_s"] / ref["mb_s"]) / (peer["mb_s"] / peer_ref["mb_s"]) if peer and peer_ref else None
+        note = "the provider's slope over the peer's: what this machine's own slope leaves to the code"
+        out.append(goal_row(f"{path}: slope vs the peer's slope", relative, SLOPE_GOAL, "x", True, note))
     return out
 
 
