@@ -285,7 +285,7 @@ class CloudmaxSettings:
         get_timezone(timezone)
         hosts = extra.get("allowed_link_hosts") or ()
         if isinstance(hosts, str):
-            hosts = [h for h in hosts.replace(";", ",").split(",")]
+            hosts = hosts.replace(";", ",").split(",")
         return cls(
             base_url=host.rstrip("/"),
             credentials=Credentials(login, password),

@@ -101,27 +101,20 @@ class ErrorCode100Policy:
         return CloudmaxServerExceptionNotRetried(exc.error_code, exc.error_msg, report_part_id=exc.report_part_id)
 
 
-class _WaitRetryAfterOrExponential:
-    def __init__(self, settings: RetrySettings) -> None:
-        self._max = settings.max_wait
-        self._exp = wait_exponential(multiplier=settings.min_wait, min=settings.min_wait, max=settings.max_wait)
-
-    def __call__(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after is not None:
-            return float(min(max(retry_after, 0.0), self._max))
-        return float(self._exp(state))
-
-
 def retry_args(settings: RetrySettings, before_sleep: Any = None) -> dict[str, Any]:
     """Keyword arguments for ``tenacity.Retrying`` and ``tenacity.AsyncRetrying`` alike."""
-    args: dict[str, Any] = {
+    exponential = wait_exponential(multiplier=settings.min_wait, min=settings.min_wait, max=settings.max_wait)
+
+    def wait(state: RetryCallState) -> float:
+        retry_after = getattr(state.outcome.exception() if state.outcome else None, "retry_after", None)
+        if retry_after is not None:
+            return float(min(max(retry_after, 0.0), settings.max_wait))
+        return float(exponential(state))
+
+    return {
         "retry": retry_if_exception(is_retryable),
         "stop": stop_after_attempt(max(1, settings.max_attempts)),
-        "wait": _WaitRetryAfterOrExponential(settings),
+        "wait": wait,
         "reraise": True,
+        "before_sleep": before_sleep,
     }
-    if before_sleep is not None:
-        args["before_sleep"] = before_sleep
-    return args
