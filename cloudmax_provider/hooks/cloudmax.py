@@ -247,9 +247,11 @@ class CloudmaxHook(BaseHook):
             report_part_id, launch_ids, start_time, end_time, timezone=self.settings.timezone, **kwargs
         )
 
-    def _wire(self, fields: dict[str, str]) -> WireRequest:
+    def _wire(self, fields: dict[str, str], method: str | None = None, form: str | None = None) -> WireRequest:
         s = self.settings
-        return encode_request(s.url, fields, s.credentials, method=s.method, request_format=s.request_format)
+        return encode_request(
+            s.url, fields, s.credentials, method=method or s.method, request_format=form or s.request_format
+        )
 
     def _exchange(self, wire: WireRequest) -> requests.Response:
         """One HTTP exchange of an encoded request, its body still to read; a transport failure as ours."""
@@ -603,10 +605,7 @@ class CloudmaxHook(BaseHook):
         """
         import time
 
-        s = self.settings
-        wire = encode_request(
-            s.url, fields, s.credentials, method=method or s.method, request_format=request_format or s.request_format
-        )
+        wire = self._wire(fields, method, request_format)
         started = time.monotonic()
         resp = self._exchange(wire)
         with resp:
@@ -647,17 +646,11 @@ class CloudmaxHook(BaseHook):
         except CloudmaxAuthError as exc:
             return False, f"Wrong API account or password: {exc.error_msg}. Fix the connection's login and password."
         except CloudmaxTransientError as exc:
-            return False, f"Cannot reach {self._safe_url()}: {exc}. Check the Base URL (host) and the network."
+            return False, f"Cannot reach {self.settings.url}: {exc}. Check the Base URL (host) and the network."
         except CloudmaxResponseError as exc:
             return False, f"{exc} (is the Base URL right, and the 'endpoint' extra?)"
         except CloudmaxError as exc:
             return False, str(exc)
-
-    def _safe_url(self) -> str:
-        try:
-            return self.settings.url
-        except Exception:
-            return self.cloudmax_conn_id
 
 
 def _new_session() -> requests.Session:

@@ -81,8 +81,6 @@ class CloudmaxAsyncLinkHook:
         #: one reader (SMB connection) and its lock per server name; created on the first UNC probe
         self.readers: dict[str, tuple[UncReader, asyncio.Lock]] | None = None
 
-    # ---- HTTP ---------------------------------------------------------------------------------
-
     async def probe_http(self, session: aiohttp.ClientSession, link: DownloadLink) -> LinkProbe:
         """One ranged GET (at most :data:`PROBE_BYTES` read), judged like the sync hook does.
 
@@ -140,8 +138,6 @@ class CloudmaxAsyncLinkHook:
                         resp.close()  # the server ignored Range: drop the connection, never drain the body
                     return judge_http_probe(link, resp.status, resp.headers, head)
             url, hops = target, hops + 1
-
-    # ---- UNC ----------------------------------------------------------------------------------
 
     async def probe_unc(self, link: DownloadLink) -> LinkProbe:
         """One SMB size read in a thread, judged with the link's previous observation (no waiting)."""
