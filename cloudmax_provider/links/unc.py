@@ -323,10 +323,6 @@ class UncReader:
             raise self._translate(exc, None) from exc
         self._session_ok = True
 
-    def _scrub(self, text: str) -> str:
-        pw = self.target.password
-        return text.replace(pw, "***") if pw else text
-
     def _translate(self, exc: Exception, link: str | UncPath | None) -> Exception:
         """Map smbprotocol's errors to the package's :class:`CloudmaxSmbError` kinds, without the password."""
         from smbprotocol.exceptions import AccessDenied, BadNetworkName, SMBConnectionClosed
@@ -334,7 +330,7 @@ class UncReader:
         t = self.target
         where = t.address
         who = repr(t.username) if t.username else "no credentials (Kerberos/implicit)"
-        detail = self._scrub(str(exc))
+        detail = str(exc).replace(t.password, "***") if t.password else str(exc)
         about = f" reading {link}" if link is not None else ""
         if _is_auth_error(exc):
             return CloudmaxSmbAuthError(

@@ -82,8 +82,7 @@ class CloudmaxDownloadLinkSensor(BaseSensorOperator):
         return hook
 
     def _links(self) -> list[DownloadLink]:
-        value = [self.links] if isinstance(self.links, Mapping) else self.links
-        return parse_links(value)
+        return parse_links([self.links] if isinstance(self.links, Mapping) else self.links)
 
     def poke(self, context: Any) -> PokeReturnValue | bool:
         links = self._links()

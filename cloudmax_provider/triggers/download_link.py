@@ -208,11 +208,9 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
     ) -> float:
         """The loop time of the next round: ``poll_interval`` on, or sooner when a UNC file could be stable then."""
         wait = self.poll_interval
-        if hook.unc_seen:
-            pending = [link for link, p in probes.items() if p.state is LinkState.PENDING]
-            recheck = hook.recheck_at(pending)
-            if recheck is not None:
-                wait = min(wait, max(MIN_POLL_INTERVAL, recheck - time.time()))
+        recheck = hook.recheck_at([link for link, p in probes.items() if p.state is LinkState.PENDING])
+        if recheck is not None:
+            wait = min(wait, max(MIN_POLL_INTERVAL, recheck - time.time()))
         return loop.time() + wait
 
     def _payload(self, status: str, probes: dict[str, LinkProbe], message: str) -> dict[str, Any]:
