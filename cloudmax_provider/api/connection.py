@@ -122,12 +122,8 @@ def _attempts(extra: Mapping[str, Any], conn_id: str) -> int:
 
 
 def _with_port(host: str, parts: Any, port: Any, conn_id: str) -> str:
-    """The base URL with the connection's Port field in it.
-
-    The Port field and a port in the Base URL may both be given (the UI's Test button only works for a
-    connection with a stored port, so the form shows Port): equal is fine, different is refused.
-    Port 0 or empty is unset.
-    """
+    """The base URL with the connection's Port field (0 or empty: unset) in it; a different port in the
+    Base URL is refused (the form shows Port because the UI's Test button needs a stored one)."""
     if port in (None, "", 0, "0"):
         return host
     try:
@@ -285,7 +281,7 @@ class CloudmaxSettings:
         get_timezone(timezone)
         hosts = extra.get("allowed_link_hosts") or ()
         if isinstance(hosts, str):
-            hosts = [h for h in hosts.replace(";", ",").split(",")]
+            hosts = hosts.replace(";", ",").split(",")
         return cls(
             base_url=host.rstrip("/"),
             credentials=Credentials(login, password),

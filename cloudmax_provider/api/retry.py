@@ -30,8 +30,8 @@ from cloudmax_provider.exceptions import (
 
 @dataclass(frozen=True)
 class RetrySettings:
-    """How often and how patiently to retry; from the connection extras ``attempts`` (formerly
-    ``retries``; the first attempt included), ``retry_min_wait`` and ``retry_max_wait`` (seconds)."""
+    """How often and how patiently to retry: the connection extras ``attempts`` (the first included),
+    ``retry_min_wait`` and ``retry_max_wait`` (seconds)."""
 
     max_attempts: int = 4
     min_wait: float = 1.0
@@ -48,22 +48,18 @@ def is_retryable(exc: BaseException) -> bool:
 class ErrorCode100Policy:
     """When an ErrorCode 100 "Exception" is retried (one instance per hook, i.e. per task try).
 
-    The spec documents 100 only as "Exception", and a server may word a refused login any way it
-    likes, so a 100 is never simply "transient": retrying a refused login ``attempts`` times, times
-    Airflow's task retries, can lock the account. From what a client can know:
+    The spec documents 100 only as "Exception" and a server may word a refused login any way, so a 100 is
+    never simply "transient" (retrying a refused login can lock the account). So:
 
     * a 100 whose message speaks of the login or password is :class:`CloudmaxAuthError`: never retried;
-    * a 100 before this connection's credentials were proven in this task try is not retried. They
-      are proven by any answer other than 100 (a report, or ErrorCode 0, 102, 103, 110, 1000: a server
-      checks the login before the fields);
-    * after that, a 100 is retried once; a second 100 in a row is not retried;
-    * a 100 not retried is :class:`CloudmaxServerExceptionNotRetried`, an ``AirflowFailException``:
-      Airflow's task retries do not ask again for the same answer.
+    * a 100 before the credentials were proven in this task try (by any answer other than 100: a server
+      checks the login before the fields) is not retried;
+    * after that, a 100 is retried once; a second 100 in a row is not;
+    * a 100 not retried is :class:`CloudmaxServerExceptionNotRetried`, an ``AirflowFailException``: no task
+      retry asks again.
 
-    So a task try sends at most one request answered 100 with unproven credentials, two otherwise.
-
-    With ``halt`` (an event the workers of one task share when they land partitions in parallel), the first
-    100 sets it and is never retried: no worker sends another request (:meth:`halted`, checked before each send).
+    With ``halt`` (an event shared by one task's parallel workers), the first 100 sets it and is not retried;
+    no worker sends another request (:meth:`halted`).
 
     Example::
 
@@ -101,27 +97,20 @@ class ErrorCode100Policy:
         return CloudmaxServerExceptionNotRetried(exc.error_code, exc.error_msg, report_part_id=exc.report_part_id)
 
 
-class _WaitRetryAfterOrExponential:
-    def __init__(self, settings: RetrySettings) -> None:
-        self._max = settings.max_wait
-        self._exp = wait_exponential(multiplier=settings.min_wait, min=settings.min_wait, max=settings.max_wait)
-
-    def __call__(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after is not None:
-            return float(min(max(retry_after, 0.0), self._max))
-        return float(self._exp(state))
-
-
 def retry_args(settings: RetrySettings, before_sleep: Any = None) -> dict[str, Any]:
     """Keyword arguments for ``tenacity.Retrying`` and ``tenacity.AsyncRetrying`` alike."""
-    args: dict[str, Any] = {
+    exponential = wait_exponential(multiplier=settings.min_wait, min=settings.min_wait, max=settings.max_wait)
+
+    def wait(state: RetryCallState) -> float:
+        retry_after = getattr(state.outcome.exception() if state.outcome else None, "retry_after", None)
+        if retry_after is not None:
+            return float(min(max(retry_after, 0.0), settings.max_wait))
+        return float(exponential(state))
+
+    return {
         "retry": retry_if_exception(is_retryable),
         "stop": stop_after_attempt(max(1, settings.max_attempts)),
-        "wait": _WaitRetryAfterOrExponential(settings),
+        "wait": wait,
         "reraise": True,
+        "before_sleep": before_sleep,
     }
-    if before_sleep is not None:
-        args["before_sleep"] = before_sleep
-    return args

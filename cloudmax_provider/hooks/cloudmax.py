@@ -1,8 +1,5 @@
 """CloudmaxHook: Report.aspx over HTTP (requests), with the provider's one retry policy.
 
-All encoding and parsing lives in pure modules (``request``, ``response``, ``links``,
-``errors``) that the async trigger shares; this module is only the synchronous transport.
-
 Example::
 
     hook = CloudmaxHook("cloudmax_default")
@@ -185,18 +182,11 @@ class CloudmaxHook(BaseHook):
     @cached_property
     def session(self) -> requests.Session:
         """The API session. DOWNLOADLINKs get a separate one: no cookies or credentials cross over."""
-        import requests
-
-        session = requests.Session()
-        session.headers["User-Agent"] = "airflow-provider-cloudmax"
-        return session
+        return _new_session()
 
     @cached_property
     def _link_session(self) -> requests.Session:
-        import requests
-
-        session = requests.Session()
-        session.headers["User-Agent"] = "airflow-provider-cloudmax"
+        session = _new_session()
         session.auth = _no_auth  # a set auth stops requests from adding ~/.netrc credentials to links
         return session
 
@@ -257,9 +247,11 @@ class CloudmaxHook(BaseHook):
             report_part_id, launch_ids, start_time, end_time, timezone=self.settings.timezone, **kwargs
         )
 
-    def _wire(self, fields: dict[str, str]) -> WireRequest:
+    def _wire(self, fields: dict[str, str], method: str | None = None, form: str | None = None) -> WireRequest:
         s = self.settings
-        return encode_request(s.url, fields, s.credentials, method=s.method, request_format=s.request_format)
+        return encode_request(
+            s.url, fields, s.credentials, method=method or s.method, request_format=form or s.request_format
+        )
 
     def _exchange(self, wire: WireRequest) -> requests.Response:
         """One HTTP exchange of an encoded request, its body still to read; a transport failure as ours."""
@@ -313,7 +305,7 @@ class CloudmaxHook(BaseHook):
                 status=status,
                 retry_after=_retry_after(resp.headers.get("Retry-After")),
             )
-        if status in (404, 405) or status >= 400:
+        if status >= 400:
             hint = {
                 404: "check the connection's host and the 'endpoint' extra (default /WebAPI/Report.aspx)",
                 405: "the server refuses this method; set the connection extra 'method' to 'GET' or 'POST'",
@@ -480,11 +472,9 @@ class CloudmaxHook(BaseHook):
     def probe_link(self, link: str | DownloadLink, *, stateless: bool = False) -> LinkProbe:
         """Check once whether a link's file is ready (HTTP ranged GET, or one SMB size read); never waits.
 
-        A UNC file is ready when this hook has seen its size unchanged over ``unc_stable_checks`` probes
-        at least ``unc_stable_seconds`` apart (:class:`~cloudmax_provider.links.readiness.StabilityRule`): the
-        first probe of a file is "pending" and the hook keeps the observation (:attr:`unc_seen`) for the next.
-        ``stateless=True`` (a caller that keeps nothing between probes) takes the file's last-write time
-        as its earlier observation instead (:meth:`~cloudmax_provider.links.readiness.StabilityRule.observe_once`).
+        A UNC file is ready when its size held over ``unc_stable_checks`` probes ``unc_stable_seconds`` apart
+        (the hook keeps the observations in :attr:`unc_seen`); ``stateless=True`` (a caller that keeps nothing
+        between probes) takes the file's last-write time as the earlier observation instead.
         """
         parsed = self.check_link(link)
         if parsed.kind == "unc":
@@ -506,8 +496,7 @@ class CloudmaxHook(BaseHook):
         return StabilityRule(self.unc_stable_checks, self.unc_stable_seconds)
 
     def _get_link(self, url: str, headers: dict[str, str] | None = None) -> requests.Response:
-        """GET a link (streamed) with the link session, following redirects as
-        :func:`~cloudmax_provider.links.readiness.next_hop` decides (at most MAX_REDIRECTS, allowed hosts only)."""
+        """GET a link (streamed) with the link session, following redirects as ``next_hop`` decides."""
         s = self.settings
         link, hops = url, 0
         while True:
@@ -525,9 +514,6 @@ class CloudmaxHook(BaseHook):
             url, hops = target, hops + 1
 
     def _probe_unc(self, link: DownloadLink, stateless: bool) -> LinkProbe:
-        """One SMB stat, judged with the previous one (:attr:`unc_seen`) or, ``stateless``, with the file's
-        last-write time. An unreachable server is "not yet"; a refused login, denied access, a missing share
-        or a directory fail the link."""
         import time
 
         try:
@@ -570,14 +556,9 @@ class CloudmaxHook(BaseHook):
                     all_chunks(), detect_encoding(head), parsed.url, parsed.filename, size=reader.size(parsed.unc_path)
                 )
             return
-        import requests
-
         for attempt in self.retrying():
             with attempt:
-                try:
-                    resp = self._get_link(parsed.url)
-                except requests.RequestException as exc:
-                    raise _transport_error(exc, f"fetching {parsed.url}", self.settings.timeout) from None
+                resp = self._fetch(parsed.url)
                 if resp.status_code != 200:
                     resp.close()
                     probe = judge_http_probe(parsed.url, resp.status_code, resp.headers, b"")
@@ -597,6 +578,15 @@ class CloudmaxHook(BaseHook):
             stream.filename = parsed.filename if stream.filename == "report.csv" else stream.filename
             yield stream
 
+    def _fetch(self, url: str) -> requests.Response:
+        """:meth:`_get_link`, a transport failure as ours."""
+        import requests
+
+        try:
+            return self._get_link(url)
+        except requests.RequestException as exc:
+            raise _transport_error(exc, f"fetching {url}", self.settings.timeout) from None
+
     # ---- one raw exchange (the probe's seam) --------------------------------------------------
 
     def send_once(
@@ -615,10 +605,7 @@ class CloudmaxHook(BaseHook):
         """
         import time
 
-        s = self.settings
-        wire = encode_request(
-            s.url, fields, s.credentials, method=method or s.method, request_format=request_format or s.request_format
-        )
+        wire = self._wire(fields, method, request_format)
         started = time.monotonic()
         resp = self._exchange(wire)
         with resp:
@@ -629,14 +616,9 @@ class CloudmaxHook(BaseHook):
         """GET a DOWNLOADLINK once (HTTP; allowed hosts and redirects as :meth:`open_link`), no retry."""
         import time
 
-        import requests
-
         parsed = self.check_link(link)
         started = time.monotonic()
-        try:
-            resp = self._get_link(parsed.url)
-        except requests.RequestException as exc:
-            raise _transport_error(exc, f"fetching {parsed.url}", self.settings.timeout) from None
+        resp = self._fetch(parsed.url)
         with resp:
             body = self._read(resp, max_bytes, parsed.url)
         wire = WireRequest("GET", resp.url)
@@ -664,17 +646,19 @@ class CloudmaxHook(BaseHook):
         except CloudmaxAuthError as exc:
             return False, f"Wrong API account or password: {exc.error_msg}. Fix the connection's login and password."
         except CloudmaxTransientError as exc:
-            return False, f"Cannot reach {self._safe_url()}: {exc}. Check the Base URL (host) and the network."
+            return False, f"Cannot reach {self.settings.url}: {exc}. Check the Base URL (host) and the network."
         except CloudmaxResponseError as exc:
             return False, f"{exc} (is the Base URL right, and the 'endpoint' extra?)"
-        except (CloudmaxAPIError, CloudmaxError) as exc:
+        except CloudmaxError as exc:
             return False, str(exc)
 
-    def _safe_url(self) -> str:
-        try:
-            return self.settings.url
-        except Exception:
-            return self.cloudmax_conn_id
+
+def _new_session() -> requests.Session:
+    import requests
+
+    session = requests.Session()
+    session.headers["User-Agent"] = "airflow-provider-cloudmax"
+    return session
 
 
 def _no_auth(request: Any) -> Any:

@@ -1,14 +1,8 @@
 r"""CloudmaxAsyncLinkHook: the async I/O of DOWNLOADLINK probes (aiohttp, SMB in a thread), for the trigger.
 
-It only reads: a ranged GET of a link (at most :data:`PROBE_BYTES`, redirects followed as
-:func:`~cloudmax_provider.links.readiness.next_hop` decides) or one SMB size read of a UNC file; what that
-means comes from the pure readiness core (:mod:`cloudmax_provider.links.readiness`), the same code the sync
-:class:`~cloudmax_provider.hooks.cloudmax.CloudmaxHook` feeds, so both paths give the same answers.
-
-A triggerer holds thousands of these, one per waiting trigger: it is a small slotted object, not a
-``BaseHook`` (it never reads the ``cloudmax`` connection: the trigger hands it the hosts, TLS, timeout
-and retry policy), and it creates UNC state only on the first UNC probe. The aiohttp session is the
-event loop's shared one (:func:`cloudmax_provider.triggers.download_link.acquire_session`), passed in.
+It only reads (a ranged GET, or one SMB size read) and feeds :mod:`cloudmax_provider.links.readiness`, as the
+sync hook does. A triggerer holds thousands, one per waiting trigger: so it is a small slotted object, not a
+``BaseHook`` (the trigger hands it the connection's settings), with UNC state created on the first UNC probe.
 
 Example::
 
@@ -25,7 +19,7 @@ import functools
 import time
 from typing import TYPE_CHECKING, Any
 
-from cloudmax_provider.api.retry import RetrySettings, is_retryable, retry_args
+from cloudmax_provider.api.retry import RetrySettings, retry_args
 from cloudmax_provider.exceptions import CloudmaxLinkError, CloudmaxTransientError
 from cloudmax_provider.links.download_link import PROBE_RANGE, DownloadLink, LinkProbe, LinkState, judge_http_probe
 from cloudmax_provider.links.readiness import SizeSeen, StabilityRule, judge_unc_error, next_hop
@@ -87,37 +81,33 @@ class CloudmaxAsyncLinkHook:
         #: one reader (SMB connection) and its lock per server name; created on the first UNC probe
         self.readers: dict[str, tuple[UncReader, asyncio.Lock]] | None = None
 
-    # ---- HTTP ---------------------------------------------------------------------------------
-
     async def probe_http(self, session: aiohttp.ClientSession, link: DownloadLink) -> LinkProbe:
         """One ranged GET (at most :data:`PROBE_BYTES` read), judged like the sync hook does.
 
-        Network errors and timeouts are retried with the provider's one policy (tenacity's
-        ``AsyncRetrying`` with the connection's ``retry_args``); still failing, the link stays
-        pending and the next round tries again. A caller's timeout interrupts any back-off.
+        Network errors are retried with the connection's policy; still failing, the link stays pending.
         """
         import aiohttp
         from tenacity import AsyncRetrying
 
+        # a URL aiohttp cannot use, a TLS certificate we do not trust
+        fatal = (aiohttp.InvalidURL, aiohttp.ClientConnectorCertificateError, ValueError)
         try:
             async for attempt in AsyncRetrying(**retry_args(self.retry)):
                 with attempt:
                     try:
                         return await self._get_head(session, link.url)
-                    except (aiohttp.InvalidURL, aiohttp.ClientConnectorCertificateError, ValueError):
+                    except fatal:
                         raise
                     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                         raise CloudmaxTransientError(f"{type(exc).__name__}: {exc}") from None
-        except (aiohttp.InvalidURL, aiohttp.ClientConnectorCertificateError, ValueError) as exc:
-            error: BaseException = exc  # a URL aiohttp cannot use, a TLS certificate we do not trust
-        except CloudmaxTransientError as exc:
+        except fatal as exc:
             error = exc
-        if is_retryable(error):
-            return LinkProbe(link.url, LinkState.PENDING, message=f"not reachable yet: {error}"[:300])
+        except CloudmaxTransientError as exc:
+            return LinkProbe(link.url, LinkState.PENDING, message=f"not reachable yet: {exc}"[:300])
         return LinkProbe(link.url, LinkState.FAILED, message=f"cannot be fetched: {error}"[:300])
 
     async def _get_head(self, session: aiohttp.ClientSession, link: str) -> LinkProbe:
-        """The ranged GET, following redirects as :func:`~cloudmax_provider.links.readiness.next_hop` decides."""
+        """The ranged GET, following redirects as ``next_hop`` decides."""
         import aiohttp
         from yarl import URL
 
@@ -149,8 +139,6 @@ class CloudmaxAsyncLinkHook:
                     return judge_http_probe(link, resp.status, resp.headers, head)
             url, hops = target, hops + 1
 
-    # ---- UNC ----------------------------------------------------------------------------------
-
     async def probe_unc(self, link: DownloadLink) -> LinkProbe:
         """One SMB size read in a thread, judged with the link's previous observation (no waiting)."""
         try:
@@ -178,9 +166,7 @@ class CloudmaxAsyncLinkHook:
 
         unc = link.unc_path
         key = unc.server.lower()
-        if self.readers is None:
-            self.readers = {}
-        readers = self.readers
+        readers = self.readers = self.readers if self.readers is not None else {}
         if key not in readers:
             # From a worker thread the SDK's sync connection lookup goes through the triggerer's comms.
             target = await asyncio.to_thread(SmbTarget.from_airflow_connection, self.smb_conn_id, unc)

@@ -1,8 +1,5 @@
 """DOWNLOADLINKs: what they are, whether we may follow them, and whether their file is ready.
 
-Pure code shared by the hook (sync poke, download) and the trigger (async polling); only the
-transport differs.
-
 * A link is an http(s) URL (ResponseMode 1) or a UNC path ``\\\\server\\share\\dir\\file.csv``
   (ResponseMode 0; ``//server/share/...`` accepted too).
 * Credentials stay home: no API password, cookie or auth header is ever sent to a link. Links
@@ -28,7 +25,7 @@ import fnmatch
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 from cloudmax_provider.api.body import safe_name, sniff_kind
 from cloudmax_provider.api.response import parse_api_xml
@@ -87,10 +84,7 @@ class DownloadLink:
 def parse_links(links: str | Iterable[str] | Iterable[Mapping[str, object]]) -> list[DownloadLink]:
     """One link, a list of links, or a list of ``{"link": ...}`` dicts (as the sensor returns them)."""
     items = [links] if isinstance(links, str) else list(links)
-    out = []
-    for item in items:
-        value = item.get("link") if isinstance(item, Mapping) else item
-        out.append(DownloadLink.parse(str(value)))
+    out = [DownloadLink.parse(str(i.get("link") if isinstance(i, Mapping) else i)) for i in items]
     if not out:
         raise CloudmaxLinkError("links is empty; pass at least one DOWNLOADLINK")
     return out
@@ -111,31 +105,10 @@ def check_link_allowed(link: DownloadLink, api_host: str, allowed_hosts: Iterabl
         )
 
 
-def redirect_target(
-    url: str, status: int, headers: Mapping[str, str], api_host: str, allowed_hosts: Iterable[str]
-) -> str | None:
-    """Where a link's redirect leads (None if ``status`` is not a redirect); refuses a target that is
-    not an http(s) URL on an allowed host, so a redirect cannot reach what a link could not."""
-    if status not in REDIRECT_STATUSES:
-        return None
-    location = headers.get("Location", "")
-    if not location:
-        raise CloudmaxLinkError(f"DOWNLOADLINK {url} answered HTTP {status} without a Location")
-    target = urljoin(url, location)
-    parsed = DownloadLink.parse(target)
-    if parsed.kind != "http":
-        raise CloudmaxLinkError(f"DOWNLOADLINK {url} redirects to {target[:200]!r}, which is not an http(s) URL")
-    check_link_allowed(parsed, api_host, allowed_hosts)
-    return target
-
-
 class LinkState(enum.StrEnum):
     READY = "ready"
     PENDING = "pending"
     FAILED = "failed"
-
-    def is_terminal(self) -> bool:
-        return self is not LinkState.PENDING
 
 
 @dataclass(frozen=True, slots=True)  # slots: a triggerer holds one per waiting link
@@ -168,7 +141,7 @@ def judge_http_probe(link: str, status: int, headers: Mapping[str, str], head: b
     """Judge a ranged GET of ``link``: ``status``, response ``headers`` (case-insensitive mapping), first bytes."""
     if status in (404, 408, 409, 425, 429) or status >= 500:
         return LinkProbe(link, LinkState.PENDING, message=f"HTTP {status}: not ready yet")
-    if status in (401, 403, 410, 451) or (400 <= status < 500 and status != 416):
+    if 400 <= status < 500 and status != 416:
         return LinkProbe(link, LinkState.FAILED, message=f"HTTP {status}: the file cannot be fetched")
     if status == 416:  # range not satisfiable: the file exists but is empty
         return LinkProbe(link, LinkState.PENDING, 0, "the file is empty so far")

@@ -1,24 +1,10 @@
 """Is a DOWNLOADLINK's file ready? Decided from observations: pure code, no I/O, no clock of its own.
 
-The sync hook (:meth:`CloudmaxHook.probe_link <cloudmax_provider.hooks.cloudmax.CloudmaxHook.probe_link>`,
-which the sensor's pokes call) and the async hook
-(:class:`~cloudmax_provider.hooks.cloudmax_async.CloudmaxAsyncLinkHook`, the trigger's rounds) only do
-the I/O and feed what they saw here, so both paths give the same answer for the same observations:
-
-* **HTTP** (ResponseMode 1): every answer to a link's ranged GET goes to :func:`next_hop` (a redirect to
-  follow, and where; at most :data:`~cloudmax_provider.links.download_link.MAX_REDIRECTS` hops, each target an allowed
-  http(s) host), the last one to
-  :func:`~cloudmax_provider.links.download_link.judge_http_probe` (ready, not yet, failed).
-* **UNC** (ResponseMode 0): every size read goes to :meth:`StabilityRule.observe` with the link's previous
-  observation (:class:`SizeSeen`). A file is ready when its size is > 0 and the same in ``checks``
-  consecutive observations (2 by default), the first at least ``seconds`` (1.0 by default) before the last:
-  a file still being written keeps growing. An observation is one size read: nothing waits inside a probe;
-  the caller keeps the :class:`SizeSeen` until its next poke or round (:meth:`StabilityRule.recheck_at`
-  says when one could decide).
-* Errors: :func:`judge_unc_error` sorts an SMB failure into "not yet" (server unreachable) or failed.
-
-Times are epoch seconds (``time.time()``), so an observation made by a sensor's poke in a worker can be
-handed to the trigger in the triggerer (:meth:`SizeSeen.to_list`).
+The sync hook (the sensor's pokes) and the async hook (the trigger's rounds) only do the I/O and feed
+what they saw here, so both give the same answer. HTTP: each answer goes to :func:`next_hop`, the last
+to :func:`~cloudmax_provider.links.download_link.judge_http_probe`. UNC: each size read goes to
+:meth:`StabilityRule.observe` with the link's previous :class:`SizeSeen`; nothing waits inside a probe.
+Times are epoch seconds, so a sensor's observation can be handed to the trigger (:meth:`SizeSeen.to_list`).
 
 Example::
 
@@ -34,9 +20,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from urllib.parse import urljoin
 
 from cloudmax_provider.exceptions import CloudmaxLinkError
-from cloudmax_provider.links.download_link import MAX_REDIRECTS, LinkProbe, LinkState, redirect_target
+from cloudmax_provider.links.download_link import (
+    MAX_REDIRECTS,
+    REDIRECT_STATUSES,
+    DownloadLink,
+    LinkProbe,
+    LinkState,
+    check_link_allowed,
+)
 
 
 def next_hop(
@@ -49,8 +43,17 @@ def next_hop(
     a Location, to a scheme other than http(s) or to a host that is not allowed, or for one redirect more
     than :data:`~cloudmax_provider.links.download_link.MAX_REDIRECTS` (a loop ends there too).
     """
-    target = redirect_target(url, status, headers, api_host, allowed)
-    if target is not None and hops >= MAX_REDIRECTS:
+    if status not in REDIRECT_STATUSES:
+        return None
+    location = headers.get("Location", "")
+    if not location:
+        raise CloudmaxLinkError(f"DOWNLOADLINK {url} answered HTTP {status} without a Location")
+    target = urljoin(url, location)
+    parsed = DownloadLink.parse(target)
+    if parsed.kind != "http":
+        raise CloudmaxLinkError(f"DOWNLOADLINK {url} redirects to {target[:200]!r}, which is not an http(s) URL")
+    check_link_allowed(parsed, api_host, allowed)
+    if hops >= MAX_REDIRECTS:
         raise CloudmaxLinkError(f"DOWNLOADLINK {link} redirects more than {MAX_REDIRECTS} times")
     return target
 
@@ -102,8 +105,7 @@ class StabilityRule:
         return LinkProbe(link, LinkState.PENDING, size, message), seen
 
     def observe_into(self, link: str, size: int | None, now: float, memory: dict[str, SizeSeen]) -> LinkProbe:
-        """:meth:`observe` with the previous observation taken from, and the new one kept in, ``memory``
-        (the sensor's hook between pokes, the trigger's async hook across rounds)."""
+        """:meth:`observe` with the previous observation taken from, and the new one kept in, ``memory``."""
         probe, seen = self.observe(link, size, now, memory.get(link))
         if seen is None:
             memory.pop(link, None)
@@ -112,10 +114,8 @@ class StabilityRule:
         return probe
 
     def observe_once(self, link: str, size: int | None, last_write: float, now: float) -> LinkProbe:
-        """Judge a read that no earlier one is kept for (a reschedule-mode poke starts afresh): the file's
-        last-write time stands for the first observation of its size, so the file is ready once it has not
-        been written for ``seconds``. That compares the file server's clock with this one: set ``seconds``
-        above their skew.
+        """Judge a read with no earlier one kept (a reschedule-mode poke): the file's last-write time stands
+        for the first observation, so it is ready once unwritten for ``seconds`` (set above the clocks' skew).
 
         Example::
 

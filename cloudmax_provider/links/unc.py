@@ -9,8 +9,7 @@ and the path inside it always come from the link.
     >>> p.server, p.share, p.path, p.filename
     ('CMXFILE01', 'reports', '20261101\\abc123.csv', 'abc123.csv')
 
-smbprotocol (``pip install airflow-provider-cloudmax[smb]``) and Airflow are imported only
-inside the functions that need them, so this module imports fast.
+smbprotocol (``pip install airflow-provider-cloudmax[smb]``) and Airflow are imported where used.
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ import re
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 from cloudmax_provider.exceptions import (
@@ -44,14 +42,8 @@ _SERVER_RE = re.compile(r"^(?:[\w][\w.\-]*|\[[0-9A-Fa-f:.]+\])$")
 
 
 def is_unc(link: str) -> bool:
-    r"""True if ``link`` has the form of a UNC path (``\\server\...`` or ``//server/...``).
-
-    Only the form is checked: :meth:`UncPath.parse` says what is wrong with a malformed one.
-    """
-    if not isinstance(link, str):
-        return False
-    s = link.strip()
-    return s.startswith(("\\\\", "//"))
+    r"""True if ``link`` looks like a UNC path (``\\server\...``, ``//server/...``); :meth:`UncPath.parse` checks it."""
+    return isinstance(link, str) and link.strip().startswith(("\\\\", "//"))
 
 
 @dataclass(frozen=True)
@@ -66,9 +58,8 @@ class UncPath:
     def parse(cls, link: str) -> UncPath:
         r"""Parse ``\\server\share\dir\file.csv`` or ``//server/share/dir/file.csv``.
 
-        Raises :class:`~cloudmax_provider.exceptions.CloudmaxUncPathError` (a ``ValueError``) naming the
-        link and what is wrong: not a UNC path, no server,
-        no share, no file, a ``..`` segment, a character SMB does not allow.
+        Raises :class:`~cloudmax_provider.exceptions.CloudmaxUncPathError` (a ``ValueError``) naming the link and
+        what is wrong: not a UNC path, no server, no share, no file, a ``..`` segment, a character SMB refuses.
         """
         if not isinstance(link, str):
             raise CloudmaxUncPathError(f"UNC link must be a string, got {type(link).__name__}: {link!r}")
@@ -159,12 +150,8 @@ class SmbTarget:
         unc = link if isinstance(link, UncPath) else UncPath.parse(link)
         if smb_conn_id is None:
             return cls(host=unc.server)
-        # Read here rather than through the samba provider's SambaHook, which cannot keep these behaviours:
-        # its host is the connection's only (here an empty host falls back to the link's server, and an
-        # ``smb://`` prefix or slashes are dropped); it passes no ``encrypt``, ``require_signing`` or
-        # connection timeout to smbclient; its exit disconnects each cached connection and raises on a dead
-        # one (UncReader resets its cache without failing, so the read's own error is the one reported);
-        # and its bad ``auth_protocol`` is a plain ValueError, not a CloudmaxConfigError naming the connection.
+        # Not SambaHook: it has no fallback to the link's server, passes no encrypt/require_signing/timeout,
+        # raises on closing a dead connection, and reports a bad auth_protocol as a plain ValueError.
         from airflow.providers.common.compat.sdk import BaseHook
 
         conn = BaseHook.get_connection(smb_conn_id)
@@ -173,9 +160,8 @@ class SmbTarget:
             host = host[6:]
         host = host.rstrip("\\/") or unc.server
         port = int(conn.port) if conn.port else 445
-        extra: dict[str, Any] = {}
         try:
-            extra = dict(conn.extra_dejson or {})
+            extra: dict[str, Any] = dict(conn.extra_dejson or {})
         except Exception:
             extra = {}
         auth_protocol = str(extra.get("auth_protocol") or "negotiate").lower()
@@ -227,7 +213,6 @@ class UncReader:
     def __repr__(self) -> str:
         return f"UncReader({self.target!r})"
 
-    # -- public ---------------------------------------------------------------------------------
     def smb_path(self, link: str | UncPath) -> str:
         """The path handed to smbclient: the link's share and path on ``target.host``."""
         unc = link if isinstance(link, UncPath) else UncPath.parse(link)
@@ -295,10 +280,6 @@ class UncReader:
             except Exception:  # a connection that died mid-read cannot close the file: the read's error matters
                 self.close()
 
-    def read_bytes(self, link: str | UncPath) -> bytes:
-        """The whole file (small files only; use :meth:`iter_bytes` otherwise)."""
-        return b"".join(self.iter_bytes(link))
-
     def close(self) -> None:
         self._session_ok = False
         if not self._cache:
@@ -313,15 +294,9 @@ class UncReader:
     def __enter__(self) -> UncReader:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    # -- internals ------------------------------------------------------------------------------
     def _kwargs(self) -> dict[str, Any]:
         t = self.target
         return {
@@ -348,18 +323,14 @@ class UncReader:
             raise self._translate(exc, None) from exc
         self._session_ok = True
 
-    def _scrub(self, text: str) -> str:
-        pw = self.target.password
-        return text.replace(pw, "***") if pw else text
-
     def _translate(self, exc: Exception, link: str | UncPath | None) -> Exception:
         """Map smbprotocol's errors to the package's :class:`CloudmaxSmbError` kinds, without the password."""
         from smbprotocol.exceptions import AccessDenied, BadNetworkName, SMBConnectionClosed
 
         t = self.target
-        where = f"{t.host}:{t.port}"
+        where = t.address
         who = repr(t.username) if t.username else "no credentials (Kerberos/implicit)"
-        detail = self._scrub(str(exc))
+        detail = str(exc).replace(t.password, "***") if t.password else str(exc)
         about = f" reading {link}" if link is not None else ""
         if _is_auth_error(exc):
             return CloudmaxSmbAuthError(

@@ -1,14 +1,11 @@
 r"""Wait until Report.aspx DOWNLOADLINK files exist (ResponseMode 0: UNC, 1: HTTP).
 
-Poke mode probes with :meth:`CloudmaxHook.probe_link` (ranged GET / one SMB size read; a poke never
-sleeps: the sensor's hook keeps each UNC file's last size until the next poke, and the file is ready when
-the size held, see :mod:`cloudmax_provider.links.readiness`); deferrable mode pokes once (files already there
-never wait) and then hands the waiting, and the UNC sizes seen, to
-:class:`~cloudmax_provider.triggers.download_link.CloudmaxDownloadLinkTrigger`. Either way the
-task returns ``[{"link": ..., "size": ...}, ...]`` (to XCom), one per link in the order given.
-In ``mode="reschedule"`` the sensor is built afresh for each poke and cannot remember a size: a UNC file
-is ready there once its last write is ``poke_interval`` old by the file server's clock against the
-worker's (a poke interval above their skew), and no poke sleeps.
+Poke mode probes with :meth:`CloudmaxHook.probe_link` (a poke never sleeps: the hook keeps each UNC file's
+last size until the next poke); deferrable mode pokes once, then hands the waiting and the UNC sizes seen to
+:class:`~cloudmax_provider.triggers.download_link.CloudmaxDownloadLinkTrigger`. Either way the task returns
+``[{"link": ..., "size": ...}, ...]``, one per link in the order given. In ``mode="reschedule"`` nothing
+survives a poke: a UNC file is ready once its last write is ``poke_interval`` old by the file server's clock
+against the worker's (a poke interval above their skew).
 
 Example::
 
@@ -85,15 +82,15 @@ class CloudmaxDownloadLinkSensor(BaseSensorOperator):
         return hook
 
     def _links(self) -> list[DownloadLink]:
-        value = [self.links] if isinstance(self.links, Mapping) else self.links
-        return parse_links(value)
+        return parse_links([self.links] if isinstance(self.links, Mapping) else self.links)
 
     def poke(self, context: Any) -> PokeReturnValue | bool:
         links = self._links()
         for link in links:
             if link.url in self._ready:
                 continue
-            probe = self._probe(link)
+            # reschedule mode keeps nothing between pokes: a UNC file's last-write time stands for the size seen before
+            probe = self.hook.probe_link(link, stateless=self.reschedule)
             if probe.state is LinkState.FAILED:
                 raise CloudmaxLinkError(f"DOWNLOADLINK {link.url}: {probe.message}")
             if probe.state is LinkState.READY:
@@ -112,11 +109,6 @@ class CloudmaxDownloadLinkSensor(BaseSensorOperator):
             return False
         return PokeReturnValue(is_done=True, xcom_value=[{"link": u.url, "size": self._ready[u.url]} for u in links])
 
-    def _probe(self, link: DownloadLink) -> LinkProbe:
-        """One probe; in reschedule mode (nothing survives until the next poke) a UNC file's last-write time
-        stands for the size seen before, so no poke ever sleeps."""
-        return self.hook.probe_link(link, stateless=self.reschedule)
-
     def execute(self, context: Any) -> Any:
         if not self.deferrable:
             return super().execute(context)
@@ -129,9 +121,11 @@ class CloudmaxDownloadLinkSensor(BaseSensorOperator):
             raise
         if isinstance(done, PokeReturnValue) and done.is_done:
             return done.xcom_value
+        from cloudmax_provider.triggers.download_link import CloudmaxDownloadLinkTrigger
+
         deadline = started + float(self.timeout)
         self.defer(
-            trigger=_trigger_class().for_hook(
+            trigger=CloudmaxDownloadLinkTrigger.for_hook(
                 [link.url for link in self._links()],
                 self.hook,
                 poll_interval=float(self.poke_interval),
@@ -160,9 +154,3 @@ class CloudmaxDownloadLinkSensor(BaseSensorOperator):
 
 
 __all__ = ["CloudmaxDownloadLinkSensor"]
-
-
-def _trigger_class() -> Any:
-    from cloudmax_provider.triggers.download_link import CloudmaxDownloadLinkTrigger
-
-    return CloudmaxDownloadLinkTrigger

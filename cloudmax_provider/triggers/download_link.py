@@ -9,16 +9,10 @@ still-pending link once per ``poll_interval`` and fires exactly one event:
      "links": [LinkProbe.to_dict(), ...],   # one per link, in the order given
      "message": "..."}
 
-Events never hold a body. The I/O is :class:`~cloudmax_provider.hooks.cloudmax_async.CloudmaxAsyncLinkHook`
-(a ranged GET of at most 4 KiB, or one SMB size read per round); readiness is decided by the pure core
-:mod:`cloudmax_provider.links.readiness`, the code the sync hook (the sensor's pokes) feeds too: an http link by
-:func:`~cloudmax_provider.links.download_link.judge_http_probe`; a UNC file when its size is > 0 and the same over
-``unc_stable_checks`` consecutive rounds spanning at least ``unc_stable_seconds`` (nothing sleeps inside a
-probe: the next round is scheduled early enough to decide). Redirects are followed, at most
-:data:`~cloudmax_provider.links.download_link.MAX_REDIRECTS` hops, each
-target only if it is an http(s) URL on an allowed
-host (:func:`~cloudmax_provider.links.readiness.next_hop`). No cookie, password or auth header is ever sent to a
-link, and a link whose host is not allowed fails at once without any request.
+Events never hold a body. The I/O is :class:`~cloudmax_provider.hooks.cloudmax_async.CloudmaxAsyncLinkHook`;
+readiness is :mod:`cloudmax_provider.links.readiness`, as for the sensor's pokes (a UNC file's next round is
+timed to decide its stability). No credential is ever sent to a link; a link whose host is not allowed fails
+at once, before any request.
 
 Example::
 
@@ -105,36 +99,22 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
         self.unc_seen = {str(k): list(v) for k, v in unc_seen.items()} if unc_seen else None
         self.attempts = max(1, int(attempts)) if attempts is not None else None
 
-    # A triggerer holds thousands of these at once: per-run state (the connection's settings, the async hook,
-    # UNC observations and SMB connections) is created in run(), and all instances share one logger.
-
     @property
     def log(self) -> Any:
         """The class's logger, shared by every instance (LoggingMixin would make one per trigger)."""
         return type(self).logger()
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "links": list(self.links),
-                "cloudmax_conn_id": self.cloudmax_conn_id,
-                "smb_conn_id": self.smb_conn_id,
-                "poll_interval": self.poll_interval,
-                "deadline": self.deadline,
-                "unc_stable_checks": self.unc_stable_checks,
-                "unc_stable_seconds": self.unc_stable_seconds,
-                "unc_seen": self.unc_seen,
-                "attempts": self.attempts,
-            },
-        )
+        names = ("cloudmax_conn_id", "smb_conn_id", "poll_interval", "deadline", "unc_stable_checks")
+        kwargs = {"links": list(self.links), **{name: getattr(self, name) for name in names}}
+        kwargs.update(unc_stable_seconds=self.unc_stable_seconds, unc_seen=self.unc_seen, attempts=self.attempts)
+        return f"{type(self).__module__}.{type(self).__qualname__}", kwargs
 
     @classmethod
     def for_hook(
         cls, links: list[str], hook: CloudmaxHook, *, poll_interval: float, deadline: float | None
     ) -> CloudmaxDownloadLinkTrigger:
-        """The trigger that goes on from a sync hook's checks: its connection ids, its UNC stability rule
-        and the UNC observations it made already (the trigger decides at its next round).
+        """The trigger that goes on from a sync hook's checks (its connections, UNC rule and observations).
 
         Example::
 
@@ -153,8 +133,7 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
         )
 
     def _hook(self, settings: CloudmaxSettings) -> CloudmaxAsyncLinkHook:
-        """This run's async hook, from the connection as it is now: the I/O of the probes, and the UNC
-        observations between rounds."""
+        """This run's async hook, from the connection as it is now."""
         seen = {link: SizeSeen.from_list(v) for link, v in self.unc_seen.items()} if self.unc_seen else None
         retry = settings.retry
         return CloudmaxAsyncLinkHook(
@@ -190,9 +169,8 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll until every link is ready, one fails, or the deadline passes; then fire the one event.
 
-        A triggerer holds thousands of these at once, so between two rounds a waiting trigger holds only
-        this generator's frame, its probes, its sleep and its deadline's timer (which interrupts a probe, its
-        back-off or the sleep at the exact moment): the loop is here, not in a coroutine awaited from here.
+        The loop is here, not in a coroutine awaited from here: between rounds a waiting trigger holds only this
+        frame, its probes, its sleep and its deadline's timer (which interrupts a probe or the sleep on time).
         """
         settings = await self._settings()
         if isinstance(settings, dict):
@@ -228,14 +206,11 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
     def _next_round(
         self, loop: asyncio.AbstractEventLoop, hook: CloudmaxAsyncLinkHook, probes: dict[str, LinkProbe]
     ) -> float:
-        """The loop time of the next round: ``poll_interval`` on, or sooner when a UNC file settling now
-        could be found stable then (no probe waits for stability; the round is timed to decide it)."""
+        """The loop time of the next round: ``poll_interval`` on, or sooner when a UNC file could be stable then."""
         wait = self.poll_interval
-        if hook.unc_seen:
-            pending = [link for link, p in probes.items() if p.state is LinkState.PENDING]
-            recheck = hook.recheck_at(pending)
-            if recheck is not None:
-                wait = min(wait, max(MIN_POLL_INTERVAL, recheck - time.time()))
+        recheck = hook.recheck_at([link for link, p in probes.items() if p.state is LinkState.PENDING])
+        if recheck is not None:
+            wait = min(wait, max(MIN_POLL_INTERVAL, recheck - time.time()))
         return loop.time() + wait
 
     def _payload(self, status: str, probes: dict[str, LinkProbe], message: str) -> dict[str, Any]:
@@ -280,8 +255,7 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
     async def _round(
         self, shared: SharedSession, hook: CloudmaxAsyncLinkHook, probes: dict[str, LinkProbe], rounds: int
     ) -> dict[str, Any] | None:
-        """Probe every pending link once (``probes`` gets the results); the event's payload if this round
-        decides it (a link failed, or all are ready), else None."""
+        """Probe every pending link once (into ``probes``); the event's payload if that decides it, else None."""
         pending = [link for link, p in probes.items() if p.state is LinkState.PENDING]
         if len(pending) == 1:  # the common case (one sensor, one link): no task, no gather, no semaphore
             results = [await self._probe(shared, hook, pending[0])]
@@ -308,10 +282,8 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
     async def _probe(
         self, shared: SharedSession, hook: CloudmaxAsyncLinkHook, link: str, limit: asyncio.Semaphore | None = None
     ) -> LinkProbe:
-        # Parsed again each round (microseconds) rather than kept: a waiting trigger holds only its strings.
-        parsed = DownloadLink.parse(link)
-        # This trigger's own limit, then the event loop's: at most SESSION_CONNECTIONS probes of all the
-        # triggers exist at once, so thousands of waiting triggers hold no request state, only a place in line.
+        parsed = DownloadLink.parse(link)  # again each round: a waiting trigger holds only its strings
+        # this trigger's limit, then the event loop's (SESSION_CONNECTIONS probes of all triggers at once)
         async with limit or _NO_LIMIT, shared.slots:
             if parsed.kind == "unc":
                 return await hook.probe_unc(parsed)
@@ -319,12 +291,8 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
 
 
 def _sleep_until(loop: asyncio.AbstractEventLoop, when: float) -> asyncio.Future[None]:
-    """A future the loop resolves at its time ``when``: ``asyncio.sleep`` without the coroutine it creates.
-
-    A waiting trigger spends its life in this await, so it holds only the future and its timer (a
-    coroutine frame less: ~250 bytes, times the triggers). Cancelled (the deadline, the triggerer), the
-    await ends at once and the timer later fires into a done future, which does nothing.
-    """
+    """A future the loop resolves at its time ``when``: ``asyncio.sleep`` without its coroutine frame
+    (~250 bytes, times the waiting triggers). Cancelled, the timer later fires into a done future: a no-op."""
     wake: asyncio.Future[None] = loop.create_future()
     loop.call_at(when, _wake, wake)
     return wake
@@ -366,11 +334,8 @@ _SESSIONS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SharedSession] =
 async def acquire_session() -> SharedSession:
     """The running event loop's shared aiohttp session (created on first use), counted as used once more.
 
-    A triggerer runs thousands of triggers on one loop: one connection pool for all of them (keep-alive
-    connections reused across triggers and rounds) instead of a session, a connector and new TCP/TLS
-    connections per trigger, and at most :data:`SESSION_CONNECTIONS` probes in flight over all triggers.
-    Per-trigger settings (TLS verification, timeout) go with each request. The session never keeps or
-    sends cookies, ignores proxy environment variables and sends no auth.
+    One connection pool for all the loop's triggers, at most :data:`SESSION_CONNECTIONS` probes in flight;
+    per-trigger TLS and timeout go with each request. No cookies, no proxy from the environment, no auth.
     Pair every call with :func:`release_session`; the last user closes the session.
     """
     import aiohttp  # here, not at module level: the trigger module must import fast
