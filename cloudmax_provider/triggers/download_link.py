@@ -105,10 +105,20 @@ class CloudmaxDownloadLinkTrigger(BaseTrigger):
         return type(self).logger()
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        names = ("cloudmax_conn_id", "smb_conn_id", "poll_interval", "deadline", "unc_stable_checks")
-        kwargs = {"links": list(self.links), **{name: getattr(self, name) for name in names}}
-        kwargs.update(unc_stable_seconds=self.unc_stable_seconds, unc_seen=self.unc_seen, attempts=self.attempts)
-        return f"{type(self).__module__}.{type(self).__qualname__}", kwargs
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "links": list(self.links),
+                "cloudmax_conn_id": self.cloudmax_conn_id,
+                "smb_conn_id": self.smb_conn_id,
+                "poll_interval": self.poll_interval,
+                "deadline": self.deadline,
+                "unc_stable_checks": self.unc_stable_checks,
+                "unc_stable_seconds": self.unc_stable_seconds,
+                "unc_seen": self.unc_seen,
+                "attempts": self.attempts,
+            },
+        )
 
     @classmethod
     def for_hook(
