@@ -631,12 +631,14 @@ def _taken(plan: list[tuple[str, Any, str, str]], n: int, np: Any, pa: Any) -> A
 
     A line is a constant piece, then each value followed by a constant piece. The constant between two values
     holds the first one's close, the separator and key, and the second one's opening: one of up to four texts,
-    picked by whether each value is null (its text is then the constant ``null``, with no quotes)."""
+    picked by whether each value is null (its text is then the constant ``null``, with no quotes).
+
+    Every row starts as the line of a row with no null (one template row, then each value's row number added);
+    only the pieces next to a column with nulls are picked row by row. The pool has no validity bitmap: a null
+    is never taken (its row takes ``null``), and ``take`` is faster without one."""
     constants: dict[str, int] = {"null": 0}
     valid = [None if text.null_count == 0 else text.is_valid().to_numpy(zero_copy_only=False) for _, text, _, _ in plan]
-    rows = np.arange(n, dtype=np.int32)
-    columns: list[Any] = []
-    matrix = np.empty((n, 2 * len(plan) + 1), dtype=np.int32)  # the pool stays under 2**31 values
+    gaps = []  # each constant's picks, [before is valid][after is valid]
     for j in range(len(plan) + 1):
         before = plan[j - 1] if j else None
         after = plan[j] if j < len(plan) else None
@@ -645,19 +647,23 @@ def _taken(plan: list[tuple[str, Any, str, str]], n: int, np: Any, pa: Any) -> A
             [(before[3] if b and before else "") + head + (after[2] if a and after else "") for a in (False, True)]
             for b in (False, True)
         ]
-        picks = [[constants.setdefault(text, len(constants)) for text in pair] for pair in options]
+        gaps.append([[constants.setdefault(text, len(constants)) for text in pair] for pair in options])
+    starts = np.cumsum([len(constants)] + [len(text) for _, text, _, _ in plan])  # the pool stays under 2**31
+    template = np.empty(2 * len(plan) + 1, dtype=np.int32)
+    template[0::2] = [picks[1][1] for picks in gaps]
+    template[1::2] = starts[:-1]
+    matrix = np.empty((n, len(template)), dtype=np.int32)
+    matrix[:] = template
+    matrix[:, 1::2] += np.arange(n, dtype=np.int32)[:, None]
+    for j, picks in enumerate(gaps):
         valid_before = valid[j - 1] if j else None
-        valid_after = valid[j] if after is not None else None
-        matrix[:, 2 * j] = _pick(np, picks, valid_before, valid_after)
-        if after is not None:
-            at = rows + sum(len(c) for c in columns)
-            matrix[:, 2 * j + 1] = at if valid_after is None else np.where(valid_after, at, 0)
-            columns.append(after[1])
-    offset = len(constants)
-    for j in range(len(plan)):  # the columns' texts lie after the constants in the pool
-        column = matrix[:, 2 * j + 1]
-        np.add(column, offset, out=column, where=column >= 0 if valid[j] is None else valid[j])
-    pool = pa.concat_arrays([pa.array(list(constants), pa.string()), *columns])
+        valid_after = valid[j] if j < len(plan) else None
+        if valid_before is not None or valid_after is not None:
+            matrix[:, 2 * j] = _pick(np, picks, valid_before, valid_after)
+        if valid_after is not None:
+            matrix[:, 2 * j + 1][~valid_after] = 0  # "null"
+    pool = pa.concat_arrays([pa.array(list(constants), pa.string()), *(text for _, text, _, _ in plan)])
+    pool = pa.StringArray.from_buffers(len(pool), pool.buffers()[1], pool.buffers()[2], None, 0, pool.offset)
     return pool.take(pa.array(matrix.reshape(-1)))
 
 
