@@ -706,7 +706,8 @@ def _json_floats(column: Any) -> Any:
 
 def _json_times(column: Any) -> tuple[Any, str]:
     """ISO-8601 local times of an aware column and the text after them (its UTC offset, then ``"``), as
-    ``datetime.isoformat()`` writes them: microseconds only when not zero."""
+    ``datetime.isoformat()`` writes them: microseconds only when not zero. A column with several offsets
+    (daylight saving time) has each value's offset in its text, then ``"`` after it."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -714,16 +715,24 @@ def _json_times(column: Any) -> tuple[Any, str]:
     shift = pc.subtract(pc.cast(local, pa.int64()), pc.cast(column, pa.int64()))
     bounds = pc.min_max(shift)
     low, high = bounds["min"].as_py(), bounds["max"].as_py()
-    if low != high:  # several offsets (daylight saving time): let Arrow write each one
-        text = pc.strftime(column, format="%Y-%m-%dT%H:%M:%S%z")
-        text = pc.replace_substring_regex(text, r"\.0{6}([+-])", r"\1")
-        return pc.replace_substring_regex(text, r"([+-]\d\d)(\d\d)$", r"\1:\2"), '"'
+    if low == high:
+        return _local_iso(local), _offset_text(low or 0) + '"'
+    shifts = pc.unique(shift).drop_null()  # a few: one offset text each, taken for every value
+    texts = pa.array([_offset_text(micros) for micros in shifts.to_pylist()], pa.string())
+    return pc.binary_join_element_wise(_local_iso(local), texts.take(pc.index_in(shift, shifts)), ""), '"'
+
+
+def _local_iso(local: Any) -> Any:
+    """``yyyy-MM-ddTHH:mm:ss[.ffffff]`` of each wall-clock time (the fraction only when not zero)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     whole = pc.cast(local, pa.timestamp("s"), safe=False)  # the fraction cut off
     seconds = pc.cast(whole, pa.string())
     fractional = pc.not_equal(pc.cast(whole, pa.timestamp("us")), local)
     if pc.any(fractional).as_py():
         seconds = pc.if_else(fractional, pc.cast(local, pa.string()), seconds)
-    return _t_separated(seconds), _offset_text(low or 0) + '"'
+    return _t_separated(seconds)
 
 
 def _t_separated(texts: Any) -> Any:

@@ -332,3 +332,21 @@ def test_times_get_their_t_as_the_kernel_writes_it(monkeypatch, texts):
         assert _t_separated(piece).equals(pc.replace_substring(piece, " ", "T", max_replacements=1))
     monkeypatch.setitem(sys.modules, "numpy", None)
     assert _t_separated(array).equals(pc.replace_substring(array, " ", "T", max_replacements=1))
+
+
+@pytest.mark.parametrize("zone", ["America/New_York", "Africa/Monrovia", "Australia/Lord_Howe"])
+def test_a_block_of_several_offsets_writes_each_line_as_a_block_of_one_offset(zone):
+    """Daylight saving time, half-hour and sub-minute (local mean time) offsets in one block: each line is the
+    line its row gives alone (one offset), fractions and nulls included."""
+    from cloudmax_provider.formats.arrow_typing import json_lines
+
+    utc = [datetime(1850, 1, 1), datetime(1971, 6, 1, 12), datetime(1973, 1, 1, 0, 0, 0, 5), None]
+    utc += [datetime(2026, 1, 15, 3, 4, 5), datetime(2026, 7, 15, 3, 4, 5, 500000), datetime(2026, 3, 8, 7)]
+    column = pa.array(utc, pa.timestamp("us", tz="UTC")).cast(pa.timestamp("us", tz=zone))
+    table = pa.table({"t": column, "n": pa.array(range(len(utc)), pa.int64())})
+    lines = json_lines(table).splitlines(keepends=True)
+    assert lines == [json_lines(table.slice(i, 1)) for i in range(len(utc))]
+    assert (
+        json.loads(lines[4])["t"]
+        == datetime(2026, 1, 15, 3, 4, 5, tzinfo=ZoneInfo("UTC")).astimezone(ZoneInfo(zone)).isoformat()
+    )
