@@ -649,12 +649,9 @@ def _taken(plan: list[tuple[str, Any, str, str]], n: int, np: Any, pa: Any) -> A
         ]
         gaps.append([[constants.setdefault(text, len(constants)) for text in pair] for pair in options])
     starts = np.cumsum([len(constants)] + [len(text) for _, text, _, _ in plan])  # the pool stays under 2**31
-    template = np.empty(2 * len(plan) + 1, dtype=np.int32)
-    template[0::2] = [picks[1][1] for picks in gaps]
-    template[1::2] = starts[:-1]
-    matrix = np.empty((n, len(template)), dtype=np.int32)
-    matrix[:] = template
-    matrix[:, 1::2] += np.arange(n, dtype=np.int32)[:, None]
+    matrix = np.empty((n, 2 * len(plan) + 1), dtype=np.int32)
+    matrix[:, 0::2] = [picks[1][1] for picks in gaps]
+    np.add.outer(np.arange(n, dtype=np.int32), starts[:-1].astype(np.int32), out=matrix[:, 1::2])
     for j, picks in enumerate(gaps):
         valid_before = valid[j - 1] if j else None
         valid_after = valid[j] if j < len(plan) else None
