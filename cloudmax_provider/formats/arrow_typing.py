@@ -661,7 +661,9 @@ def _taken(plan: list[tuple[str, Any, str, str]], n: int, np: Any, pa: Any) -> A
             matrix[:, 2 * j + 1][~valid_after] = 0  # "null"
     pool = pa.concat_arrays([pa.array(list(constants), pa.string()), *(text for _, text, _, _ in plan)])
     pool = pa.StringArray.from_buffers(len(pool), pool.buffers()[1], pool.buffers()[2], None, 0, pool.offset)
-    return pool.take(pa.array(matrix.reshape(-1)))
+    # the indices by their buffer: pa.array(an ndarray) would import numpy.ma (~0.1 s) to ask if it is masked
+    indices = pa.Array.from_buffers(pa.int32(), matrix.size, [None, pa.py_buffer(matrix)])
+    return pool.take(indices)
 
 
 def _pick(np: Any, picks: list[list[int]], before: Any, after: Any) -> Any:
