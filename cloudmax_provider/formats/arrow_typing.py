@@ -793,21 +793,22 @@ def _json_strings(column: Any) -> Any:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if not _needs_escapes(column):
+    raw = _value_bytes(column)  # one copy of the values' bytes, searched by every check below
+    if not _needs_escapes(column, raw):
         return column  # nothing to escape (most columns)
-    if _has_unnamed_controls(_value_bytes(column)):
+    if _has_unnamed_controls(raw):
         return pa.array([None if v is None else json.dumps(v, ensure_ascii=False)[1:-1] for v in column.to_pylist()])
-    for raw, present, escaped in _JSON_ESCAPES:
-        if _contains(column, present):
-            column = pc.replace_substring(column, raw, escaped)
+    for char, present, escaped in _JSON_ESCAPES:
+        if present in raw:  # a replacement writes a backslash (replaced first), then a letter or the quote
+            column = pc.replace_substring(column, char, escaped)
     return column
 
 
-def _needs_escapes(texts: Any) -> bool:
-    """Whether the string bytes of ``texts`` hold ``"``, ``\\`` or a control character: searched in a copy of
-    its values' bytes by ``bytes`` and, for control characters, by the bytes' minimum with numpy (a character
-    class regex over the buffer scans ~10x slower)."""
-    raw = _value_bytes(texts)
+def _needs_escapes(texts: Any, raw: bytes | None = None) -> bool:
+    """Whether the string bytes of ``texts`` (``raw``: a copy of its values' bytes already made) hold ``"``,
+    ``\\`` or a control character: searched in a copy of its values' bytes by ``bytes`` and, for control
+    characters, by the bytes' minimum with numpy (a character class regex over the buffer scans ~10x slower)."""
+    raw = _value_bytes(texts) if raw is None else raw
     if not raw:
         return False
     if b'"' in raw or b"\\" in raw:

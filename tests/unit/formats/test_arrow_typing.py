@@ -350,3 +350,14 @@ def test_a_block_of_several_offsets_writes_each_line_as_a_block_of_one_offset(zo
         json.loads(lines[4])["t"]
         == datetime(2026, 1, 15, 3, 4, 5, tzinfo=ZoneInfo("UTC")).astimezone(ZoneInfo(zone)).isoformat()
     )
+
+
+def test_every_short_escape_in_one_column_is_written_as_json_dumps_writes_it():
+    """No control character without a short escape: the kernels replace each character present, once."""
+    from cloudmax_provider.formats.arrow_typing import json_lines
+
+    texts = ['a\\"b', '\\\\n"', "\b\f\n\r\t", 'q"', None, "雙\\11\n", "plain", "\\"]
+    lines = json_lines(pa.table({"s": pa.array(texts)}))
+    assert (
+        lines == "".join(json.dumps({"s": t}, ensure_ascii=False, separators=(",", ":")) + "\n" for t in texts).encode()
+    )
