@@ -731,33 +731,7 @@ def _local_iso(local: Any) -> Any:
     fractional = pc.not_equal(pc.cast(whole, pa.timestamp("us")), local)
     if pc.any(fractional).as_py():
         seconds = pc.if_else(fractional, pc.cast(local, pa.string()), seconds)
-    return _t_separated(seconds)
-
-
-def _t_separated(texts: Any) -> Any:
-    """``yyyy-MM-dd HH:mm:ss[.ffffff]`` (Arrow's text of a time) as ``yyyy-MM-ddTHH:mm:ss[.ffffff]``, as the
-    kernel replacing the first space writes it. With numpy the 11th byte of each value is set in a copy of the
-    data buffer when it is a space (then it is the first: a date's text has none); otherwise (a year past 9999)
-    the kernel does it."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    try:
-        import numpy as np
-    except ImportError:
-        return pc.replace_substring(texts, " ", "T", max_replacements=1)
-    n = len(texts)
-    offsets = np.frombuffer(texts.buffers()[1], np.int32)[texts.offset : texts.offset + n + 1]
-    lengths = np.diff(offsets)
-    starts = offsets[:-1][lengths > 0]  # the values that are not empty (a null is)
-    if not len(starts) or (lengths[lengths > 0] < 11).any():
-        return pc.replace_substring(texts, " ", "T", max_replacements=1)
-    data = np.frombuffer(texts.buffers()[2], np.uint8).copy()
-    if (data[starts + 10] != ord(" ")).any():
-        return pc.replace_substring(texts, " ", "T", max_replacements=1)
-    data[starts + 10] = ord("T")
-    buffers = texts.buffers()
-    return pa.StringArray.from_buffers(n, buffers[1], pa.py_buffer(data), buffers[0], texts.null_count, texts.offset)
+    return pc.replace_substring(seconds, " ", "T", max_replacements=1)
 
 
 def _offset_text(micros: int) -> str:

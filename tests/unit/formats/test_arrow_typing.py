@@ -310,30 +310,6 @@ def test_json_lines_of_all_null_and_sliced_string_columns():
     assert not _needs_escapes(pa.nulls(3, pa.string())) and not _needs_escapes(table.column("s").chunk(0).slice(1))
 
 
-@pytest.mark.parametrize(
-    "texts",
-    [
-        ["2026-01-01 00:00:00", None, "2026-01-01 00:00:00.500000"],
-        ["+10000-01-01 00:00:00", "2026-01-01 00:00:00"],  # a year past 9999: the kernel's
-        [None, None],
-        [],
-    ],
-)
-def test_times_get_their_t_as_the_kernel_writes_it(monkeypatch, texts):
-    """The 11th byte set with numpy is the first space replaced by the kernel (without numpy), slices too."""
-    import sys
-
-    import pyarrow.compute as pc
-
-    from cloudmax_provider.formats.arrow_typing import _t_separated
-
-    array = pa.array(texts, pa.string())
-    for piece in (array, array.slice(1)):
-        assert _t_separated(piece).equals(pc.replace_substring(piece, " ", "T", max_replacements=1))
-    monkeypatch.setitem(sys.modules, "numpy", None)
-    assert _t_separated(array).equals(pc.replace_substring(array, " ", "T", max_replacements=1))
-
-
 @pytest.mark.parametrize("zone", ["America/New_York", "Africa/Monrovia", "Australia/Lord_Howe"])
 def test_a_block_of_several_offsets_writes_each_line_as_a_block_of_one_offset(zone):
     """Daylight saving time, half-hour and sub-minute (local mean time) offsets in one block: each line is the
