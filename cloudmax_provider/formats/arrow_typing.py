@@ -631,12 +631,14 @@ def _taken(plan: list[tuple[str, Any, str, str]], n: int, np: Any, pa: Any) -> A
 
     A line is a constant piece, then each value followed by a constant piece. The constant between two values
     holds the first one's close, the separator and key, and the second one's opening: one of up to four texts,
-    picked by whether each value is null (its text is then the constant ``null``, with no quotes)."""
+    picked by whether each value is null (its text is then the constant ``null``, with no quotes).
+
+    Every row starts as the line of a row with no null (one template row, then each value's row number added);
+    only the pieces next to a column with nulls are picked row by row. The pool has no validity bitmap: a null
+    is never taken (its row takes ``null``), and ``take`` is faster without one."""
     constants: dict[str, int] = {"null": 0}
     valid = [None if text.null_count == 0 else text.is_valid().to_numpy(zero_copy_only=False) for _, text, _, _ in plan]
-    rows = np.arange(n, dtype=np.int32)
-    columns: list[Any] = []
-    matrix = np.empty((n, 2 * len(plan) + 1), dtype=np.int32)  # the pool stays under 2**31 values
+    gaps = []  # each constant's picks, [before is valid][after is valid]
     for j in range(len(plan) + 1):
         before = plan[j - 1] if j else None
         after = plan[j] if j < len(plan) else None
@@ -645,20 +647,23 @@ def _taken(plan: list[tuple[str, Any, str, str]], n: int, np: Any, pa: Any) -> A
             [(before[3] if b and before else "") + head + (after[2] if a and after else "") for a in (False, True)]
             for b in (False, True)
         ]
-        picks = [[constants.setdefault(text, len(constants)) for text in pair] for pair in options]
+        gaps.append([[constants.setdefault(text, len(constants)) for text in pair] for pair in options])
+    starts = np.cumsum([len(constants)] + [len(text) for _, text, _, _ in plan])  # the pool stays under 2**31
+    matrix = np.empty((n, 2 * len(plan) + 1), dtype=np.int32)
+    matrix[:, 0::2] = [picks[1][1] for picks in gaps]
+    np.add.outer(np.arange(n, dtype=np.int32), starts[:-1].astype(np.int32), out=matrix[:, 1::2])
+    for j, picks in enumerate(gaps):
         valid_before = valid[j - 1] if j else None
-        valid_after = valid[j] if after is not None else None
-        matrix[:, 2 * j] = _pick(np, picks, valid_before, valid_after)
-        if after is not None:
-            at = rows + sum(len(c) for c in columns)
-            matrix[:, 2 * j + 1] = at if valid_after is None else np.where(valid_after, at, 0)
-            columns.append(after[1])
-    offset = len(constants)
-    for j in range(len(plan)):  # the columns' texts lie after the constants in the pool
-        column = matrix[:, 2 * j + 1]
-        np.add(column, offset, out=column, where=column >= 0 if valid[j] is None else valid[j])
-    pool = pa.concat_arrays([pa.array(list(constants), pa.string()), *columns])
-    return pool.take(pa.array(matrix.reshape(-1)))
+        valid_after = valid[j] if j < len(plan) else None
+        if valid_before is not None or valid_after is not None:
+            matrix[:, 2 * j] = _pick(np, picks, valid_before, valid_after)
+        if valid_after is not None:
+            matrix[:, 2 * j + 1][~valid_after] = 0  # "null"
+    pool = pa.concat_arrays([pa.array(list(constants), pa.string()), *(text for _, text, _, _ in plan)])
+    pool = pa.StringArray.from_buffers(len(pool), pool.buffers()[1], pool.buffers()[2], None, 0, pool.offset)
+    # the indices by their buffer: pa.array(an ndarray) would import numpy.ma (~0.1 s) to ask if it is masked
+    indices = pa.Array.from_buffers(pa.int32(), matrix.size, [None, pa.py_buffer(matrix)])
+    return pool.take(indices)
 
 
 def _pick(np: Any, picks: list[list[int]], before: Any, after: Any) -> Any:
@@ -700,7 +705,8 @@ def _json_floats(column: Any) -> Any:
 
 def _json_times(column: Any) -> tuple[Any, str]:
     """ISO-8601 local times of an aware column and the text after them (its UTC offset, then ``"``), as
-    ``datetime.isoformat()`` writes them: microseconds only when not zero."""
+    ``datetime.isoformat()`` writes them: microseconds only when not zero. A column with several offsets
+    (daylight saving time) has each value's offset in its text, then ``"`` after it."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -708,16 +714,24 @@ def _json_times(column: Any) -> tuple[Any, str]:
     shift = pc.subtract(pc.cast(local, pa.int64()), pc.cast(column, pa.int64()))
     bounds = pc.min_max(shift)
     low, high = bounds["min"].as_py(), bounds["max"].as_py()
-    if low != high:  # several offsets (daylight saving time): let Arrow write each one
-        text = pc.strftime(column, format="%Y-%m-%dT%H:%M:%S%z")
-        text = pc.replace_substring_regex(text, r"\.0{6}([+-])", r"\1")
-        return pc.replace_substring_regex(text, r"([+-]\d\d)(\d\d)$", r"\1:\2"), '"'
+    if low == high:
+        return _local_iso(local), _offset_text(low or 0) + '"'
+    shifts = pc.unique(shift).drop_null()  # a few: one offset text each, taken for every value
+    texts = pa.array([_offset_text(micros) for micros in shifts.to_pylist()], pa.string())
+    return pc.binary_join_element_wise(_local_iso(local), texts.take(pc.index_in(shift, shifts)), ""), '"'
+
+
+def _local_iso(local: Any) -> Any:
+    """``yyyy-MM-ddTHH:mm:ss[.ffffff]`` of each wall-clock time (the fraction only when not zero)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     whole = pc.cast(local, pa.timestamp("s"), safe=False)  # the fraction cut off
     seconds = pc.cast(whole, pa.string())
     fractional = pc.not_equal(pc.cast(whole, pa.timestamp("us")), local)
     if pc.any(fractional).as_py():
         seconds = pc.if_else(fractional, pc.cast(local, pa.string()), seconds)
-    return pc.replace_substring(seconds, " ", "T", max_replacements=1), _offset_text(low or 0) + '"'
+    return pc.replace_substring(seconds, " ", "T", max_replacements=1)
 
 
 def _offset_text(micros: int) -> str:
@@ -753,21 +767,22 @@ def _json_strings(column: Any) -> Any:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if not _needs_escapes(column):
+    raw = _value_bytes(column)  # one copy of the values' bytes, searched by every check below
+    if not _needs_escapes(column, raw):
         return column  # nothing to escape (most columns)
-    if _has_unnamed_controls(_value_bytes(column)):
+    if _has_unnamed_controls(raw):
         return pa.array([None if v is None else json.dumps(v, ensure_ascii=False)[1:-1] for v in column.to_pylist()])
-    for raw, present, escaped in _JSON_ESCAPES:
-        if _contains(column, present):
-            column = pc.replace_substring(column, raw, escaped)
+    for char, present, escaped in _JSON_ESCAPES:
+        if present in raw:  # a replacement writes a backslash (replaced first), then a letter or the quote
+            column = pc.replace_substring(column, char, escaped)
     return column
 
 
-def _needs_escapes(texts: Any) -> bool:
-    """Whether the string bytes of ``texts`` hold ``"``, ``\\`` or a control character: searched in a copy of
-    its values' bytes by ``bytes`` and, for control characters, by the bytes' minimum with numpy (a character
-    class regex over the buffer scans ~10x slower)."""
-    raw = _value_bytes(texts)
+def _needs_escapes(texts: Any, raw: bytes | None = None) -> bool:
+    """Whether the string bytes of ``texts`` (``raw``: a copy of its values' bytes already made) hold ``"``,
+    ``\\`` or a control character: searched in a copy of its values' bytes by ``bytes`` and, for control
+    characters, by the bytes' minimum with numpy (a character class regex over the buffer scans ~10x slower)."""
+    raw = _value_bytes(texts) if raw is None else raw
     if not raw:
         return False
     if b'"' in raw or b"\\" in raw:

@@ -308,3 +308,32 @@ def test_json_lines_of_all_null_and_sliced_string_columns():
     assert json_lines(table) == b'{"gone":null,"s":"a\\"b"}\n{"gone":null,"s":"c"}\n{"gone":null,"s":"d"}\n'
     assert json_lines(table.slice(1)) == b'{"gone":null,"s":"c"}\n{"gone":null,"s":"d"}\n'
     assert not _needs_escapes(pa.nulls(3, pa.string())) and not _needs_escapes(table.column("s").chunk(0).slice(1))
+
+
+@pytest.mark.parametrize("zone", ["America/New_York", "Africa/Monrovia", "Australia/Lord_Howe"])
+def test_a_block_of_several_offsets_writes_each_line_as_a_block_of_one_offset(zone):
+    """Daylight saving time, half-hour and sub-minute (local mean time) offsets in one block: each line is the
+    line its row gives alone (one offset), fractions and nulls included."""
+    from cloudmax_provider.formats.arrow_typing import json_lines
+
+    utc = [datetime(1850, 1, 1), datetime(1971, 6, 1, 12), datetime(1973, 1, 1, 0, 0, 0, 5), None]
+    utc += [datetime(2026, 1, 15, 3, 4, 5), datetime(2026, 7, 15, 3, 4, 5, 500000), datetime(2026, 3, 8, 7)]
+    column = pa.array(utc, pa.timestamp("us", tz="UTC")).cast(pa.timestamp("us", tz=zone))
+    table = pa.table({"t": column, "n": pa.array(range(len(utc)), pa.int64())})
+    lines = json_lines(table).splitlines(keepends=True)
+    assert lines == [json_lines(table.slice(i, 1)) for i in range(len(utc))]
+    assert (
+        json.loads(lines[4])["t"]
+        == datetime(2026, 1, 15, 3, 4, 5, tzinfo=ZoneInfo("UTC")).astimezone(ZoneInfo(zone)).isoformat()
+    )
+
+
+def test_every_short_escape_in_one_column_is_written_as_json_dumps_writes_it():
+    """No control character without a short escape: the kernels replace each character present, once."""
+    from cloudmax_provider.formats.arrow_typing import json_lines
+
+    texts = ['a\\"b', '\\\\n"', "\b\f\n\r\t", 'q"', None, "雙\\11\n", "plain", "\\"]
+    lines = json_lines(pa.table({"s": pa.array(texts)}))
+    assert (
+        lines == "".join(json.dumps({"s": t}, ensure_ascii=False, separators=(",", ":")) + "\n" for t in texts).encode()
+    )
