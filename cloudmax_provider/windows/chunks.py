@@ -30,7 +30,6 @@ mapping: :func:`expand_windows` turns a window into the keyword arguments of eac
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -45,8 +44,6 @@ __all__ = [
     "expand_windows",
     "manifest_prefix",
 ]
-
-log = logging.getLogger(__name__)
 
 MANIFEST_FOLDER = "_cloudmax_manifests"
 

@@ -184,9 +184,6 @@ class PartitionGrid:
         year, month = (start.year + 1, 1) if start.month == 12 else (start.year, start.month + 1)
         return datetime(year, month, 1, tzinfo=self.tz)
 
-    def is_start(self, when: datetime) -> bool:
-        return _instant(self.floor(when)) == _instant(when)
-
     def widen(self, start: datetime, end: datetime) -> tuple[datetime, datetime]:
         """The whole partitions ``[start, end)`` touches: start floored, end raised to a partition start."""
         begin = self.floor(start)
