@@ -325,14 +325,14 @@ def rows_before(uri: str, conn_id: str | None, output: OutputFormat, logger: Any
         return None
 
 
+@dataclass
 class _Book:
     """What has landed, in partition order, and the resume manifest rewritten after each (one writer at a time)."""
 
-    def __init__(self, landed: list[dict[str, Any] | None], manifest: ChunkManifest | None, conn_id: str | None):
-        self.landed = landed
-        self.manifest = manifest
-        self.conn_id = conn_id
-        self._lock = threading.Lock()
+    landed: list[dict[str, Any] | None]
+    manifest: ChunkManifest | None
+    conn_id: str | None
+    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
     def record(self, part: _Partition, entry: dict[str, Any]) -> None:
         with self._lock:

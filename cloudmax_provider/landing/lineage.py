@@ -134,19 +134,16 @@ def relanded(landed: list[dict[str, Any]], lookback: int) -> list[dict[str, Any]
     >>> relanded([{"start": "a", "end": "b", "rows": 7, "rows_before": 5, "bytes": 1}], 1)
     [{'start': 'a', 'end': 'b', 'rows': 7, 'rows_before': 5, 'rows_changed': 2}]
     """
-    out = []
-    for entry in landed[:lookback]:
-        before = entry.get("rows_before")
-        out.append(
-            {
-                "start": entry.get("start"),
-                "end": entry.get("end"),
-                "rows": entry["rows"],
-                "rows_before": before,
-                "rows_changed": None if before is None else entry["rows"] - before,
-            }
-        )
-    return out
+    return [
+        {
+            "start": entry.get("start"),
+            "end": entry.get("end"),
+            "rows": entry["rows"],
+            "rows_before": (before := entry.get("rows_before")),
+            "rows_changed": None if before is None else entry["rows"] - before,
+        }
+        for entry in landed[:lookback]
+    ]
 
 
 def describe_relanded(entry: dict[str, Any]) -> str:
