@@ -2,24 +2,14 @@
 
 :func:`write` is all or nothing, the way each store allows it cheaply:
 
-* S3: a multipart upload through boto3's public API, parts in flight concurrently
-  (:mod:`cloudmax_provider.landing.s3`); the object appears at completion, the upload is aborted on failure.
-* GCS (``gs://``): gcsfs's resumable upload (``fs.open(path, "wb")``): chunks go to an upload session and
-  the object appears with the final one, at ``close()``; on failure the session is cancelled
-  (``discard()``, a ``DELETE`` of the session). Zonal (Rapid) buckets are not atomic: gcsfs writes them as
-  appendable objects whose ``discard()`` does nothing.
-* Azure Blob (``abfs://``, ``abfss://``, ``az://``): adlfs stages blocks (Put Block) and commits the
-  block list at ``close()``; on failure nothing is committed. Uncommitted blocks are invisible; Azure
-  drops them when the next block list of that blob is committed (the next successful write of the same
-  key), else after a week.
-* Everything else (local files, stores without atomic uploads): a temporary object beside the
-  destination (``.<name>.<uuid>.partial``), moved onto it when complete (``os.replace`` locally),
-  removed on failure. A process killed mid-write (SIGKILL, OOM, a lost host) cannot remove its
-  temporary object: the next successful write of the same destination does
-  (:func:`remove_stale_partials`; on S3 the next write aborts the killed writer's open upload, on Azure
-  it discards its blocks, on GCS a killed writer's session holds no object and expires after a week).
-
-A re-run for the same window overwrites the same object.
+* S3: a multipart upload (:mod:`cloudmax_provider.landing.s3`), aborted on failure.
+* GCS: gcsfs's resumable upload, the object appearing at ``close()``; on failure the session is cancelled.
+  Zonal (Rapid) buckets are not atomic: gcsfs writes them as appendable objects.
+* Azure Blob: adlfs commits the staged blocks at ``close()``; uncommitted blocks are invisible and dropped
+  by Azure at the key's next commit, else after a week.
+* Everything else: a temporary object ``.<name>.<uuid>.partial`` beside the destination, moved onto it
+  when complete, removed on failure. A killed writer's leftover is removed by the next successful write
+  of the same destination (:func:`remove_stale_partials`; on S3 the next write aborts its open upload).
 
 Example::
 
@@ -60,11 +50,8 @@ def write(
 ) -> int:
     """Write ``chunks`` to ``dest`` (an ``ObjectStoragePath``) all or nothing; returns bytes written.
 
-    ``block_size`` is the part size of multipart/resumable uploads and Azure's block size (default
-    :data:`~cloudmax_provider.landing.s3.PART_SIZE`; :data:`GCS_CHUNK` on GCS); on S3 up to ``max_concurrency`` parts
-    upload at once while the next chunks arrive. A local file is written by the calling thread in
-    cache-sized slices; other stores through a writer thread, so a slow upload overlaps the next read.
-    Airflow's hook lineage is told of ``dest`` once it is whole.
+    ``block_size`` is the upload's part or block size (default :data:`~cloudmax_provider.landing.s3.PART_SIZE`;
+    :data:`GCS_CHUNK` on GCS). Airflow's hook lineage is told of ``dest`` once it is whole.
     """
     protocol = getattr(dest, "protocol", "") or "file"
     if block_size is None:
@@ -90,16 +77,13 @@ def _write_through_temporary(dest: Any, chunks: Iterable[bytes], block_size: int
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         with _held_while_writing(tmp) as fd:
-            # Through the filesystem, not ObjectStoragePath.open(): its file wrapper calls Airflow's lineage
-            # collector on every write() (CPU time that grows with the bytes), and would name the temporary file as the
-            # output; write records the destination once instead.
+            # through the filesystem, not ObjectStoragePath.open(), whose wrapper records lineage on every write()
             with (
                 tmp.fs.open(tmp.path, "wb", block_size=block_size)
                 if fd is None
                 else open(fd, "wb", closefd=False) as out
             ):
-                # a local file is written by the thread that read the chunk, while it is still in that
-                # core's cache (a writer thread would copy it from the other core's, which is slower)
+                # a local file is written by the thread that read the chunk, while it is in that core's cache
                 written = _write_into(out, chunks, threaded=is_remote(dest))
             _move(tmp, dest)
     except BaseException:
@@ -116,12 +100,8 @@ def _write_through_temporary(dest: Any, chunks: Iterable[bytes], block_size: int
 def remove_stale_partials(dest: Any) -> list[str]:
     """Remove the ``.<name>.<uuid>.partial`` files beside a local ``dest`` that killed writers left behind.
 
-    Called once ``dest`` has been written whole. A writer holds an exclusive ``flock`` on its temporary
-    file until it is moved into place, and the kernel drops the lock when the process dies however it
-    dies; so a temporary file of the same destination that can be locked belongs to a dead writer, while
-    one another run is still writing (two runs landing the same window) is left alone. Remote stores
-    without atomic uploads are not swept (no such lock there): use a lifecycle rule on the prefix.
-    Best effort: failures are logged. Returns the removed paths.
+    A writer holds an ``flock`` on its temporary file until it is moved into place, so one that can be
+    locked belongs to a dead writer. Remote stores are not swept. Best effort; returns the removed paths.
     Example: ``remove_stale_partials(ObjectStoragePath("file:///lake/opens/2026-11-01.csv"))``.
     """
     if is_remote(dest):
@@ -149,11 +129,8 @@ def remove_stale_partials(dest: Any) -> list[str]:
 @contextlib.contextmanager
 def _held_while_writing(tmp: Any) -> Iterator[int | None]:
     """Create a local temporary file, hold an exclusive ``flock`` on it until the block ends, and give
-    its descriptor to write through (None for a remote store).
-
-    The file is created new (``O_EXCL``: the name holds a random part) and written through this
-    descriptor, never reopened with ``O_TRUNC``: on ext4 a truncation to zero bytes arms
-    ``auto_da_alloc``, which makes ``close()`` start writing back every dirty page (a wait that grows with the size).
+    its descriptor to write through (None for a remote store). Never reopened with ``O_TRUNC``: on ext4
+    that arms ``auto_da_alloc``, making ``close()`` wait for every dirty page.
     """
     if is_remote(tmp):
         yield None
@@ -187,12 +164,8 @@ def _writer_alive(path: str) -> bool:
 
 
 def _write_committed_on_close(dest: Any, chunks: Iterable[bytes], block_size: int) -> int:
-    """GCS, Azure (and S3 without boto3): the filesystem's own upload, committed at ``close()``.
-
-    On failure ``discard()`` cancels it (gcsfs: the resumable session; s3fs: the multipart upload; adlfs
-    has nothing to cancel: its staged blocks stay uncommitted) and the file is marked closed, so neither
-    ``close()`` nor garbage collection commits the part written.
-    """
+    """GCS, Azure (and S3 without boto3): the filesystem's own upload, committed at ``close()``; on failure
+    cancelled (``discard()``) and marked closed so that nothing commits the part written."""
     out = dest.fs.open(dest.path, "wb", block_size=block_size)
     try:
         written = _write_into(out, chunks)

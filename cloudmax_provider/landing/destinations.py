@@ -1,22 +1,7 @@
 """Destinations: what a destination URI may be, and whether its store can be written, checked before a
-report is requested.
-
-* :func:`check_landing_args` when the DAG is parsed (literal values), :func:`check_destination` on the
-  rendered URI (pure, no I/O), :func:`preflight_destination` at the start of ``execute`` (one cheap call
-  to the store).
-* What kind of store a URI names: :data:`COMMIT_ON_CLOSE` (uploads appear whole, can be aborted),
-  :data:`S3_PROTOCOLS`, :data:`GCS_PROTOCOLS`, :data:`AZURE_PROTOCOLS`, :func:`is_remote`.
-
-What each store does with an upload that fails (:mod:`cloudmax_provider.landing.atomic` writes through these):
-
-* S3 (``s3``, ``s3a``): a multipart upload, aborted on failure; one left open by a killed writer is
-  aborted by the next successful write of the same key (and by a bucket's lifecycle rule).
-* GCS (``gs``, ``gcs``): gcsfs's resumable upload session, cancelled (``DELETE``) on failure; nothing
-  is visible before the final chunk. A session left by a killed writer holds no object and expires
-  after a week on GCS's side.
-* Azure Blob (``abfs``, ``abfss``, ``az``): adlfs stages blocks (Put Block) and commits the block list
-  only at ``close()``; uncommitted blocks are invisible. A failed or killed writer's blocks are discarded
-  by Azure when the key's next block list is committed (the next successful write), else after a week.
+report is requested: :func:`check_landing_args` when the DAG is parsed, :func:`check_destination` on the
+rendered URI (no I/O), :func:`preflight_destination` at the start of ``execute`` (one call to the store).
+What each store does with a failed upload: :mod:`cloudmax_provider.landing.atomic`.
 """
 
 from __future__ import annotations
@@ -67,8 +52,7 @@ def check_landing_args(
     destination: Any, output_encoding: str | None, *, one_object_per_link: bool = False, output_format: str = "csv"
 ) -> None:
     """Refuse, when the DAG is parsed, a literal destination :func:`check_destination` refuses, or an
-    unknown encoding. Templated values (``{{ ... }}``) and XComArgs are checked when rendered, before
-    anything is sent (the operators call :func:`check_destination` and :func:`preflight_destination`)."""
+    unknown encoding (templated values are checked when rendered)."""
     from cloudmax_provider.utils.templating import is_literal
 
     if isinstance(destination, str) and is_literal(destination):
@@ -172,19 +156,9 @@ def check_destination(uri: Any, *, one_object_per_link: bool = False, output_for
 
 
 def preflight_destination(uri: str, conn_id: str | None) -> None:
-    """Cheap checks of the destination's store, at the start of execute, before Report.aspx is called,
-    so a report is never requested only to fail at the write:
-
-    1. ``destination_conn_id``, when given, names an existing connection (the stores' hooks would
-       otherwise fall back to default credentials silently);
-    2. Airflow has a filesystem for the scheme (a provider registers it: ``s3://`` needs the Amazon one);
-    3. the store would not be used anonymously (Airflow's S3 filesystem falls back to anonymous access
-       when it finds no credentials; anonymous access cannot write);
-    4. one metadata call: the bucket (Azure: container) exists and these credentials can see it (s3, gs,
-       abfs), or the nearest existing local folder is a writable directory.
-
-    It writes nothing, so it cannot prove permission to write that key: that shows at the write, which
-    is atomic (nothing half-written is left).
+    """Cheap checks of the destination's store before Report.aspx is called: the connection exists, Airflow
+    has a filesystem for the scheme, it is not anonymous, and the bucket (Azure: container) or the nearest
+    local folder exists and can be seen. It writes nothing, so permission to write shows at the (atomic) write.
     """
     from airflow.providers.common.compat.sdk import ObjectStoragePath
 
@@ -241,13 +215,8 @@ _AZURE_SCOPE_ERRORS = frozenset({"AuthorizationPermissionMismatch", "Authorizati
 
 
 def _azure_container_exists(fs: Any, container: str) -> bool:
-    """Whether an Azure container exists, asked with the filesystem's own client (adlfs).
-
-    Not ``fs.exists(container)``: by default (``assume_container_exists=None``) adlfs answers True, with a
-    warning, when the check itself fails (wrong key, unreachable endpoint), which is what this check is for.
-    Failed authentication and other errors are raised; a 403 for credentials scoped below the container (a
-    SAS that may write blobs but not read the container's properties) is only logged: the write tells.
-    """
+    """Whether an Azure container exists, asked with adlfs's own client: ``fs.exists(container)`` answers
+    True when the check itself fails. A 403 for credentials scoped below the container is only logged."""
     from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
     from fsspec.asyn import sync
 

@@ -1,26 +1,12 @@
 """Landing a report in an Apache Iceberg table: ``destination="iceberg://<namespace>.<table>"``.
 
-The catalog comes from the ``iceberg`` connection ``destination_conn_id`` through the Iceberg provider's
-``IcebergHook`` (its extra holds pyiceberg's catalog properties). The table is made when missing: the
-report's columns as the catalog types them (times ``timestamptz``; ``columns=`` subsets and renames as
-requested) and :data:`PARTITION_COLUMN`, the start of the account-local partition of the grid holding each
-row, on which the table is partitioned (identity).
-
-A run replaces exactly the partitions it requested, in **one commit and one snapshot**: the data files
-are written first (one partition request at a time, a batch of ``batch_size`` rows at a time, so memory
-holds one batch), then one overwrite snapshot removes the data files of the run's partitions and adds
-the new ones. Readers see the old partitions or the new ones, never a mix; re-running a window leaves
-each row once. A commit that loses a race with another writer (``CommitFailedException``) is tried again
-on the reloaded table, at most :data:`COMMIT_ATTEMPTS` times; the data files written are kept.
-
-Schema policy (``docs/lake-tables.md``): a column the run has and the table lacks is added (nullable: older rows
-read null); a column the table has and the run lacks, or another type, is refused before anything is
-written.
-
-This is the event-log landing; a campaign-state report (a summary) is upserted on its row key instead, in an
-unpartitioned table (:mod:`cloudmax_provider.landing.iceberg_state`).
-
-pyiceberg is imported only inside the functions that use it (``pip install 'airflow-provider-cloudmax[iceberg]'``).
+The catalog comes from the ``iceberg`` connection ``destination_conn_id`` (``IcebergHook``). The table is made
+when missing, identity-partitioned on :data:`PARTITION_COLUMN` (the start of the grid partition holding each
+row). A run replaces exactly the partitions it requested in **one commit and one snapshot** (data files
+first, a batch at a time, then one overwrite); a commit lost to another writer is tried again on the
+reloaded table, at most :data:`COMMIT_ATTEMPTS` times. Schema policy (``docs/lake-tables.md``): a new column
+is added (older rows read null); a missing column or another type is refused before anything is written.
+A campaign-state report is upserted instead (:mod:`cloudmax_provider.landing.iceberg_state`).
 
 >>> IcebergTable.parse("iceberg://lake.clicks").identifier
 'lake.clicks'
@@ -114,21 +100,20 @@ class IcebergTable:
         return SCHEME + self.identifier
 
 
-def check_iceberg_args(destination: Any, conn_id: Any) -> None:
-    """Parse-time checks of a literal Iceberg destination and its connection id (no I/O)."""
-    IcebergTable.parse(destination)
+def check_iceberg_args(destination: Any, conn_id: Any) -> IcebergTable:
+    """Parse-time checks of a literal Iceberg destination and its connection id (no I/O); the table."""
+    table = IcebergTable.parse(destination)
     if conn_id is None or conn_id == "":
         raise CloudmaxConfigError(
             f"destination={destination!r} needs destination_conn_id: the 'iceberg' connection whose extra holds "
             'the catalog\'s properties, e.g. {"type": "sql", "uri": "sqlite:///…/catalog.db", "warehouse": "file:///…"}'
         )
+    return table
 
 
 def load_catalog(conn_id: str) -> Any:
-    """The pyiceberg catalog of the ``iceberg`` connection ``conn_id``, through the provider's ``IcebergHook``.
-
-    ``IcebergHook.get_conn()`` returns the catalog from provider 2.0 on (1.x returned an OAuth token): with
-    an older provider the catalog is loaded from the connection's extra the same way."""
+    """The pyiceberg catalog of the ``iceberg`` connection ``conn_id`` (``IcebergHook``; from the connection's
+    extra with a provider before 2.0, whose ``get_conn()`` returned a token)."""
     from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 
     try:
@@ -159,8 +144,7 @@ def load_catalog(conn_id: str) -> Any:
 
 def preflight_iceberg(uri: str, conn_id: str | None) -> None:
     """Before the report is requested: the connection loads a catalog that answers (one metadata call)."""
-    table = IcebergTable.parse(uri)
-    check_iceberg_args(uri, conn_id)
+    table = check_iceberg_args(uri, conn_id)
     assert conn_id
     catalog = load_catalog(conn_id)
     try:
@@ -250,11 +234,9 @@ def fit_schema(
 ) -> Any:
     """The table, its schema widened by the columns the run has and the table lacks (``union_by_name``).
 
-    ``served``: ``arrow_schema`` is the header a body came with (already held against the expected columns by
-    ``schema_change``), and the columns it adds are recorded (:data:`SERVED_COLUMNS_PROPERTY`). A column of
-    another type is refused. A column the table has and the run lacks is refused too (replacing its partitions
-    would empty it: ``columns=`` changed), unless a served header added it or ``allow_missing`` (a partition
-    replaced: null in its new rows).
+    ``served``: ``arrow_schema`` is a served header, whose added columns are recorded
+    (:data:`SERVED_COLUMNS_PROPERTY`). A column of another type is refused; so is a column the table has and
+    the run lacks, unless a served header added it or ``allow_missing``.
     """
     from pyiceberg.types import NestedField
 
@@ -309,11 +291,8 @@ def _for_table(batch: Any, start: datetime, table: Any) -> Any:
 def _write_partition(
     table: Any, target: IcebergTable, encoder: ArrowBatchEncoder, streams: Iterable[Any], start: datetime, ids: Any
 ) -> tuple[Any, list[Any]]:
-    """Write one partition's batches as data files in the table's location (pyiceberg's writer, the same as
-    ``Table.append`` uses); the table (its schema fitted to the body) and the data files.
-
-    A batch's data file is written in a thread of its own while the next batch is read and typed (Arrow and
-    Parquet release the GIL): at most one batch is being written while one is being made."""
+    """Write one partition's batches as data files (pyiceberg's writer, in a thread while the next batch is
+    made); the table (its schema fitted to the body) and the data files."""
     from concurrent.futures import Future, ThreadPoolExecutor
 
     files: list[Any] = []
@@ -429,12 +408,8 @@ def _partition_start(value: Any) -> datetime:
 
 def orphan_data_files(table: Any) -> list[str]:
     """The files under ``table``'s data location that no snapshot references (their URIs, sorted): what a writer
-    killed after writing its data files and before its commit leaves, or a try that failed before committing.
-    They are never read (a reader follows the snapshots), only stored.
-
-    Remove them once no writer of the table is running (a running writer's files are not referenced yet either):
-    ``for uri in orphan_data_files(table): table.io.delete(uri)``. Listing needs pyiceberg's pyarrow FileIO (the
-    default for ``file://``, ``s3://``, ``gs://``, ``abfs://``...).
+    killed or failed before its commit leaves. Remove them once no writer of the table is running:
+    ``for uri in orphan_data_files(table): table.io.delete(uri)``. Needs pyiceberg's pyarrow FileIO.
 
     Example: ``orphan_data_files(load_catalog("cloudmax_iceberg").load_table("cloudmax.click_details"))``
     """

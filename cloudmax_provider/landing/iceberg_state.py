@@ -1,26 +1,12 @@
 """Landing a campaign-state report (20001, 20003, 20005, 30023) in an Iceberg table: an upsert on its row key.
 
-A summary report is **state**, not an event log (:attr:`~cloudmax_provider.api.catalog.ReportPart.is_state`):
-one row per campaign (its :attr:`~cloudmax_provider.api.catalog.ReportPart.row_key`: ``LaunchID``, and
-``JobID`` for 30023) whose numbers keep growing until tracking ends (``ExpireTime``). Its table holds each
-key's latest row, exactly once:
-
-* **layout**: the report's columns, no :data:`~cloudmax_provider.landing.iceberg.PARTITION_COLUMN` and no
-  partitioning. The table is keyed, not cut by window: a campaign's row is rewritten by every run that asks
-  for it, whichever window it came from, so a window partition would only scatter one key's history of
-  rewrites. It is small (a row per campaign). The key is recorded in the table property
-  :data:`ROW_KEY_PROPERTY`.
-* **a run**: one request over the run's whole window (lookback included), its rows read into **one Arrow
-  table** in memory (acceptable: a summary report is a row per campaign), a key seen twice keeps its last
-  row, then pyiceberg's ``Transaction.upsert`` on the key: rows whose numbers changed are replaced, new keys
-  are inserted, unchanged rows are left. It reads from the table only the rows of the run's keys. One
-  **commit** (pyiceberg writes it as up to three snapshots: the delete and the append of the changed rows,
-  the append of the new ones, all with the run's snapshot summary); a commit that loses a race with another
-  writer is planned and made again on the reloaded table
-  (:func:`~cloudmax_provider.landing.iceberg.commit_retrying`; pyiceberg's own retry, which would rebase
-  the insert of a key the other writer inserted too, is off: :data:`STATE_TABLE_PROPERTIES`).
-* **schema**: the policy of event tables (``docs/lake-tables.md``): new columns are added, a missing or
-  retyped one is refused.
+A summary report is **state** (:attr:`~cloudmax_provider.api.catalog.ReportPart.is_state`): one row per
+:attr:`~cloudmax_provider.api.catalog.ReportPart.row_key` whose numbers keep growing. Its table holds each
+key's latest row once: unpartitioned (keyed, not cut by window), the key in :data:`ROW_KEY_PROPERTY`. A run
+is one request over its whole window, read into one Arrow table (a row per campaign; a key seen twice keeps
+its last row), then one ``Transaction.upsert`` commit on the key, planned again on the reloaded table when
+another writer commits first (pyiceberg's own rebase, which could insert a key twice, is off:
+:data:`STATE_TABLE_PROPERTIES`). Schema: the event tables' policy (``docs/lake-tables.md``).
 
 >>> ROW_KEY_PROPERTY
 'cloudmax.row-key'
@@ -160,10 +146,9 @@ def upsert_state(
 def land_state(
     context: Any, hook: CloudmaxHook, request: ReportRequest, grid: PartitionGrid, options: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    """Land the state report ``request`` (its whole window in one request) in the table
-    ``options["destination"]`` of the connection ``options["conn_id"]``, upserted on its row key;
-    ``[{start, end, uri, rows, bytes}]`` (one entry: the window; ``bytes`` 0, the files are pyiceberg's).
-    ``grid`` is unused: a state table is not partitioned (the signature is :func:`land_request`'s).
+    """Land the state report ``request`` (one request) in ``options["destination"]``, upserted on its row key;
+    ``[{start, end, uri, rows, bytes}]`` (one entry, ``bytes`` 0). ``grid`` is unused (:func:`land_request`'s
+    signature).
 
     Example: ``land_state(context, hook, request, grid, {"destination": "iceberg://lake.read_summary",
     "conn_id": "iceberg_default", "batch_size": 65536})``

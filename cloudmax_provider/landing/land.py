@@ -1,14 +1,9 @@
 """Landing a report: its bodies, encoded in the output format, written atomically at a destination.
 
-The vocabulary: *write* puts bytes into one storage object atomically (:func:`cloudmax_provider.landing.atomic.write`);
-*land* puts a report (its streams) into a destination, one object or one object per DOWNLOADLINK, and
-returns what was landed (:class:`Landed`).
-
-* :func:`land`: one object, or with ``one_object_per_link`` one per link under a prefix.
-* :func:`land_object`: one report into one object (what the others call).
-* :func:`land_per_link`: each DOWNLOADLINK's body into ``<prefix>/<its file name>``.
-* :func:`land_chunks`: a long window one object per partition, resuming from a manifest
-  (:class:`ChunkManifest`, see :mod:`cloudmax_provider.windows.chunks`).
+*Write* puts bytes into one object (:func:`cloudmax_provider.landing.atomic.write`); *land* puts a report
+into a destination and returns what was landed (:class:`Landed`): :func:`land` (one object, or one per
+DOWNLOADLINK), :func:`land_object`, :func:`land_chunks` (one object per partition, resuming from a
+:class:`ChunkManifest`).
 
 Example::
 
@@ -43,7 +38,7 @@ if TYPE_CHECKING:  # the hook (requests, tenacity) and Airflow's context stay ou
     from cloudmax_provider.api.schema import HeaderDiff
     from cloudmax_provider.hooks.cloudmax import CloudmaxHook
 
-__all__ = ["ChunkManifest", "Landed", "land", "land_chunks", "land_object", "land_per_link"]
+__all__ = ["ChunkManifest", "Landed", "land", "land_chunks", "land_object"]
 
 log = logging.getLogger(__name__)
 
@@ -87,27 +82,10 @@ def land(
     output: OutputFormat | None = None,
 ) -> list[Landed]:
     """Land a report's bodies at ``destination``: one merged object, or with ``one_object_per_link``
-    one object per DOWNLOADLINK under the prefix ``destination`` (named by the link's file name, its
-    extension replaced by the output format's). Returns each object landed."""
-    if one_object_per_link and links:
-        return land_per_link(hook, sources, links, destination, conn_id, output_encoding, logger, output)
-    return [land_object(hook, sources, destination, conn_id, output_encoding, logger, output=output)]
-
-
-def land_per_link(
-    hook: CloudmaxHook,
-    sources: list[StreamOpener],
-    links: list[str],
-    destination: str,
-    conn_id: str | None,
-    output_encoding: str | None,
-    logger: Any = log,
-    output: OutputFormat | None = None,
-) -> list[Landed]:
-    """Land each DOWNLOADLINK's body at ``<destination>/<its file name>``; what was landed, link by link.
-
-    Example: ``land_per_link(hook, hook.sources(None, links), links, "s3://lake/clicks/", "aws_default", "utf-8")``.
-    """
+    one object per DOWNLOADLINK at ``<destination>/<its file name>`` (its extension the output format's).
+    Returns each object landed."""
+    if not (one_object_per_link and links):
+        return [land_object(hook, sources, destination, conn_id, output_encoding, logger, output=output)]
     prefix = destination.rstrip("/")
     names = [_with_extension(DownloadLink.parse(link).filename, output) for link in links]  # safe base names
     twice = sorted({name for name in names if names.count(name) > 1})
@@ -125,8 +103,7 @@ def land_per_link(
 def _with_extension(filename: str, output: OutputFormat | None) -> str:
     if output is None or output.name == "csv":
         return filename
-    stem = filename.rsplit(".", 1)[0] if "." in filename else filename
-    return f"{stem}.{output.extension}"
+    return f"{filename.rsplit('.', 1)[0]}.{output.extension}"
 
 
 def land_object(
@@ -139,13 +116,11 @@ def land_object(
     *,
     output: OutputFormat | None = None,
 ) -> Landed:
-    """Stream ``sources`` (openers of :class:`~cloudmax_provider.formats.streams.ReportStream`) into the object
-    ``uri`` as one object (CSV with the header once, or ``output``'s format), atomically, retrying the
-    whole write on transient failures; return what was landed.
+    """Stream ``sources`` into the object ``uri`` (CSV with the header once, or ``output``'s format),
+    atomically, retrying the whole write on transient failures; return what was landed.
 
     Several sources are merged in one encoding: ``output_encoding``, or UTF-8 when bytes are otherwise kept
-    as served. A record with too few or too many cells gets XCom's rule in the same pass (padded with empty
-    cells, extra cells dropped, in place)."""
+    as served."""
     from airflow.providers.common.compat.sdk import ObjectStoragePath  # Airflow's filesystems: at run time only
 
     dest = ObjectStoragePath(uri, conn_id=conn_id)
@@ -246,12 +221,10 @@ def land_chunks(
 ) -> list[dict[str, Any]]:
     """Land ``request``'s window one object per partition, named ``name_of(start, end)``; return
     ``[{start, end, uri, rows, bytes}]`` for every partition (those an earlier try landed included), the first
-    ``count_before`` (a lookback's) with ``rows_before``: :func:`rows_before` of their object before it is replaced.
+    ``count_before`` (a lookback's) with ``rows_before``.
 
     With several partitions and ``resume``, a manifest under ``folder`` lets a retry skip the partitions an
-    earlier try landed (see :mod:`cloudmax_provider.windows.chunks`). ``max_concurrent`` > 1 lands up to that
-    many partitions at once (:func:`_land_in_parallel`), each still its own request, atomic object and
-    manifest entry. Example::
+    earlier try landed; ``max_concurrent`` > 1 lands up to that many partitions at once. Example::
 
         land_chunks(context, hook, request, days, name_of, None, "utf-8", OutputFormat(), folder="file:///lake/")
     """
@@ -316,8 +289,7 @@ class _PartitionLander:
     count_before: frozenset[str] = frozenset()
 
     def __call__(self, hook: CloudmaxHook, part: _Partition) -> dict[str, Any]:
-        """``{start, end, uri, rows, bytes}`` of the partition landed (and ``rows_before`` for the objects of
-        ``count_before``); its error notes which partition."""
+        """``{start, end, uri, rows, bytes}`` (and ``rows_before``) of the partition landed."""
         sub = dataclasses.replace(self.request, start=part.start, end=part.end)
         self.logger.info("Partition %s .. %s: requesting %s", part.start, part.end, sub.describe())
         before = {}
@@ -334,9 +306,8 @@ class _PartitionLander:
 
 
 def rows_before(uri: str, conn_id: str | None, output: OutputFormat, logger: Any = log) -> int | None:
-    """The data rows of the object ``uri`` as an earlier landing left it: 0 when there is none, the count in a
-    Parquet object's footer (a read of its last bytes), ``None`` (unknown) for CSV and JSON Lines, which would
-    have to be read whole, or when it cannot be read."""
+    """The data rows of the object ``uri`` as an earlier landing left it: 0 when there is none, a Parquet
+    footer's count, ``None`` (unknown) for CSV and JSON Lines (they would be read whole) or when unreadable."""
     from airflow.providers.common.compat.sdk import ObjectStoragePath
 
     path = ObjectStoragePath(uri, conn_id=conn_id)
@@ -354,14 +325,14 @@ def rows_before(uri: str, conn_id: str | None, output: OutputFormat, logger: Any
         return None
 
 
+@dataclass
 class _Book:
     """What has landed, in partition order, and the resume manifest rewritten after each (one writer at a time)."""
 
-    def __init__(self, landed: list[dict[str, Any] | None], manifest: ChunkManifest | None, conn_id: str | None):
-        self.landed = landed
-        self.manifest = manifest
-        self.conn_id = conn_id
-        self._lock = threading.Lock()
+    landed: list[dict[str, Any] | None]
+    manifest: ChunkManifest | None
+    conn_id: str | None
+    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
     def record(self, part: _Partition, entry: dict[str, Any]) -> None:
         with self._lock:

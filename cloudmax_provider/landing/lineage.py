@@ -3,15 +3,8 @@
 and its event, the OpenLineage output dataset with its schema and statistics, and the hook lineage of each
 object written.
 
-The dataset of a destination is what a reader reads as one thing:
-
-* a destination naming one object (``s3://lake/latest.csv``): that object;
-* a destination naming partitions (``{window_start:...}``, ``chunk=``) or one object per link: its prefix,
-  the text before the first placeholder up to its last ``/`` (``s3://lake/opens/``), which reads as one
-  dataset (``docs/partitions.md``). Downstream DAGs are scheduled on it whichever partitions a run wrote.
-
-A destination built by Jinja (``{{ ds }}``) is known only when rendered, after the DAG's outlets are fixed:
-it declares nothing.
+The dataset of a destination is one object, or the prefix of a destination naming partitions or links (the
+text before the first placeholder up to its last ``/``). A destination built by Jinja declares nothing.
 
 >>> dataset_uri("s3://lake/opens/{window_start:%Y-%m-%d}.parquet", in_prefix=False)
 's3://lake/opens/'
@@ -98,12 +91,9 @@ def dataset_uri(destination: Any, *, in_prefix: bool) -> str | None:
 def declared_outlet(uri: str) -> Any:
     """The outlet that declares ``uri``: an Asset (a Dataset on Airflow 2).
 
-    Airflow 3.0's ``dag.test()`` and ``airflow dags test`` do not write the DAG to the database, and its
-    execution API then refuses a task whose Asset outlet is not active in it. On 3.0 the outlet is an
-    ``AssetAlias`` named after the URI instead, and :func:`record_outlet_events` adds the Asset to it when
-    the task lands: Airflow records the same Asset event and creates the Asset if it is missing, so a
-    user's own ``dag.test()`` works, and a downstream DAG scheduled on ``Asset(uri)`` is triggered as
-    with a plain outlet (``docs/compatibility.md``). 2.11 and 3.1+ take the Asset as it is.
+    On Airflow 3.0 an ``AssetAlias`` named after the URI, to which :func:`record_outlet_events` adds the Asset
+    when the task lands: 3.0's ``dag.test()`` refuses an Asset outlet not active in the DB
+    (``docs/compatibility.md``).
     """
     from airflow.providers.common.compat.sdk import Asset, AssetAlias
 
@@ -123,10 +113,8 @@ def record_outlet_events(context: Context, outlets: list[Any]) -> None:
 
 
 def push_landed(context: Context, landed: list[dict[str, Any]], lookback: int = 0, logger: Any = None) -> None:
-    """Push the XComs of a landing, whichever operator landed it: ``rows`` and ``bytes`` (totals over every
-    object) and ``chunks`` (``[{uri, rows, bytes}]``, one an object, with ``start``/``end`` when the window
-    is known); with ``lookback`` (the first that many entries are partitions a lookback re-landed) also
-    ``relanded`` (:func:`relanded`), and the log says what each re-landing changed."""
+    """Push the XComs of a landing: ``rows`` and ``bytes`` (totals), ``chunks`` (one entry an object) and with
+    ``lookback`` (the first that many entries were re-landed) ``relanded``, logged."""
     ti = context["ti"]
     ti.xcom_push(key="rows", value=sum(entry["rows"] for entry in landed))
     ti.xcom_push(key="bytes", value=sum(entry["bytes"] for entry in landed))
@@ -141,26 +129,21 @@ def push_landed(context: Context, landed: list[dict[str, Any]], lookback: int = 
 
 def relanded(landed: list[dict[str, Any]], lookback: int) -> list[dict[str, Any]]:
     """The ``relanded`` XCom: ``{start, end, rows, rows_before, rows_changed}`` for each of the first
-    ``lookback`` entries of ``landed`` (the partitions a lookback re-landed). ``rows_before`` is what the
-    partition held before (an entry's ``rows_before``; ``None``: unknown), ``rows_changed`` is ``rows -
-    rows_before`` (the late rows, net; ``None`` when unknown).
+    ``lookback`` entries of ``landed`` (``None`` when the rows before are unknown).
 
     >>> relanded([{"start": "a", "end": "b", "rows": 7, "rows_before": 5, "bytes": 1}], 1)
     [{'start': 'a', 'end': 'b', 'rows': 7, 'rows_before': 5, 'rows_changed': 2}]
     """
-    out = []
-    for entry in landed[:lookback]:
-        before = entry.get("rows_before")
-        out.append(
-            {
-                "start": entry.get("start"),
-                "end": entry.get("end"),
-                "rows": entry["rows"],
-                "rows_before": before,
-                "rows_changed": None if before is None else entry["rows"] - before,
-            }
-        )
-    return out
+    return [
+        {
+            "start": entry.get("start"),
+            "end": entry.get("end"),
+            "rows": entry["rows"],
+            "rows_before": (before := entry.get("rows_before")),
+            "rows_changed": None if before is None else entry["rows"] - before,
+        }
+        for entry in landed[:lookback]
+    ]
 
 
 def describe_relanded(entry: dict[str, Any]) -> str:
@@ -183,9 +166,8 @@ def record_landing(
     lookback: int = 0,
     logger: Any = None,
 ) -> LandedDataset:
-    """The one landing contract of every operator that lands: the XComs of
-    :func:`push_landed` (with ``lookback``: which partitions were re-landed), the Asset events of the outlets
-    :func:`declared_outlet` declared, and what was written for OpenLineage (returned)."""
+    """The one landing contract of every operator that lands: :func:`push_landed`, the Asset events of the
+    outlets, and what was written for OpenLineage (returned)."""
     push_landed(context, landed, lookback, logger)
     record_outlet_events(context, outlets)
     uri = dataset_uri(destination, in_prefix=in_prefix) or landed[0]["uri"]
@@ -261,9 +243,7 @@ def _schema_facet(part: ReportPart, names: list[tuple[str, str]], timezone: str)
 
 
 def record_output_lineage(dest: Any) -> None:
-    """Tell Airflow's hook-lineage collector that ``dest`` was written (what ``ObjectStoragePath.open()``'s
-    wrapper does on every ``write()``), once, for the final object."""
-    # common-compat's collector: add_output_asset on every version (Airflow 2's add_output_dataset underneath)
+    """Tell Airflow's hook-lineage collector, once, that the final object ``dest`` was written."""
     from airflow.providers.common.compat.lineage.hook import get_hook_lineage_collector
 
     try:

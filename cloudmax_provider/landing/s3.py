@@ -1,21 +1,12 @@
 """Writing one S3 object atomically through boto3's managed transfer (``upload_fileobj``), parts uploaded
 concurrently while the stream is still being read.
 
-* The object appears only when the transfer completes (``complete_multipart_upload``, or for a body
-  smaller than one part a single ``put_object``); on any failure, of the stream or of a part, s3transfer
-  aborts the multipart upload, so nothing appears and an older object stays as it was.
-* Memory is bounded by the transfer's queue of parts read ahead (``max_in_memory_upload_chunks``, boto3's
-  default of 10 parts) and the parts in flight (``max_concurrency``).
-* A writer killed mid-upload (SIGKILL, OOM, a lost host) leaves an open multipart upload, invisible but
-  billed. The uploads of the same key open before a write starts are aborted once that write completes
-  (the S3 counterpart of the stale ``.partial`` files swept beside local files). An upload another run is
-  still writing to the same key at that moment is aborted too: that write fails whole and its retry lands
-  the window again.
-* The client is the AWS provider's (``S3Hook(aws_conn_id=<the path's conn_id>).get_conn()``: the
-  connection's credentials, region, endpoint and botocore config), or, without the provider, a boto3
-  client built from the path's filesystem options (``key``, ``secret``, ``token``, ``endpoint_url``,
-  ``client_kwargs``). Checksums are boto3's own (a CRC32 per part when the client computes them
-  "when supported").
+The object appears only when the transfer completes; on any failure s3transfer aborts the multipart
+upload, so an older object stays as it was. Memory is bounded by the parts read ahead and in flight. The
+uploads of the same key left open by killed writers are aborted once a write completes (an upload another
+run is still writing to that key is aborted too: that write fails whole and its retry lands the window
+again). The client is the AWS provider's ``S3Hook``'s, or without it a boto3 client from the path's
+filesystem options.
 
 Example::
 
@@ -87,15 +78,12 @@ def write_s3(
     bytes written. Open uploads of the same key left by earlier, killed writers are aborted once it is whole."""
     from boto3.s3.transfer import TransferConfig
 
-    bucket, key = _bucket_and_key(dest)
+    bucket, _, key = str(dest.path).lstrip("/").partition("/")
     client = client_for(dest)
     stale = _open_uploads(client, bucket, key)  # listed before ours exists: all of earlier writers
     reader = _CountingReader(chunks)
-    concurrency = max(1, max_concurrency)
     config = TransferConfig(
-        multipart_threshold=part_size,
-        multipart_chunksize=part_size,
-        max_concurrency=concurrency,
+        multipart_threshold=part_size, multipart_chunksize=part_size, max_concurrency=max(1, max_concurrency)
     )
     try:
         client.upload_fileobj(io.BufferedReader(reader, buffer_size=1 << 20), bucket, key, Config=config)
@@ -116,11 +104,6 @@ class _CountingReader(ChunkReader):
         n = super().readinto(b)
         self.count += n
         return n
-
-
-def _bucket_and_key(dest: Any) -> tuple[str, str]:
-    bucket, _, key = str(dest.path).lstrip("/").partition("/")
-    return bucket, key
 
 
 def _open_uploads(client: Any, bucket: str, key: str) -> list[str]:

@@ -1,12 +1,5 @@
-"""The Report.aspx request arguments shared by the operators that send one: checks and window.
-
-:class:`ReportRequestArgs` is a mixin of :class:`~cloudmax_provider.operators.report.CloudmaxReportOperator`
-and :class:`~cloudmax_provider.operators.request_links.CloudmaxRequestLinksOperator`: the same arguments
-(``report_part_id``, ``launch_ids``, ``start_time``/``end_time``/``window``, ``columns``, ``language``,
-``response_mode``, ``extra_fields``, the connections), checked the same way when literal at parse time,
-and turned into a :class:`~cloudmax_provider.api.request.ReportRequest` by one window rule
-(:func:`resolve_window`, then :meth:`CloudmaxHook.build_request`). Where the report lands is not this
-module's concern. Like the operators, it imports no HTTP, SMB or cloud library.
+"""The Report.aspx request arguments shared by the report and request-links operators: their parse-time
+checks and the one window rule that turns them into a :class:`~cloudmax_provider.api.request.ReportRequest`.
 """
 
 from __future__ import annotations

@@ -11,14 +11,9 @@ The last step of a request -> wait -> download DAG::
     ).expand(links=ready.output)
 
 ``{window_start:<strftime>}`` / ``{window_end:<strftime>}`` in ``destination`` are filled, after Jinja,
-with the run's report window on the partition grid (:func:`cloudmax_provider.windows.window.report_window` with
-``partition``, by default the account's day, in the connection's timezone): the same window
-:class:`~cloudmax_provider.operators.request_links.CloudmaxRequestLinksOperator` requests with the same
-``partition``. A window
-of several partitions cannot be one partition's object, and is refused.
-
-The links are fetched without any API credential; hosts other than the connection's must be in
-its ``allowed_link_hosts`` extra. Like every operator here, it imports no HTTP/SMB library at parse time.
+with the run's report window on the ``partition`` grid: the window ``CloudmaxRequestLinksOperator`` requests
+with the same ``partition``; a window of several partitions is refused. The links are fetched without any
+API credential; hosts other than the connection's must be in its ``allowed_link_hosts`` extra.
 """
 
 from __future__ import annotations
@@ -104,16 +99,13 @@ class CloudmaxDownloadLinksOperator(BaseOperator):
         from cloudmax_provider.api.catalog import get_report_part
         from cloudmax_provider.exceptions import CloudmaxConfigError
         from cloudmax_provider.formats.writers import check_output_args
-        from cloudmax_provider.windows.partitions import check_positive_timedelta
+        from cloudmax_provider.landing.destinations import check_landing_args
+        from cloudmax_provider.windows.partitions import check_partition, check_positive_timedelta
 
         check_positive_timedelta(window, "window")
-        from cloudmax_provider.landing.destinations import check_landing_args
-
         check_landing_args(
             destination, output_encoding, one_object_per_link=one_object_per_link, output_format=output_format
         )
-        from cloudmax_provider.windows.partitions import check_partition
-
         if partition is not None:
             check_partition(partition)
         check_placeholders(destination)
@@ -183,9 +175,7 @@ class CloudmaxDownloadLinksOperator(BaseOperator):
         return uris if self.one_object_per_link and links else uris[0]
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        """As :meth:`CloudmaxReportOperator.get_openlineage_facets_on_complete
-        <cloudmax_provider.operators.report.CloudmaxReportOperator.get_openlineage_facets_on_complete>`:
-        the report (``report_part_id``, when given) in, the dataset written out."""
+        """The report (``report_part_id``, when given) in, the dataset written out."""
         from cloudmax_provider.api.catalog import get_report_part
         from cloudmax_provider.hooks.cloudmax import CloudmaxHook
         from cloudmax_provider.landing.lineage import dataset_uri, openlineage
@@ -196,8 +186,7 @@ class CloudmaxDownloadLinksOperator(BaseOperator):
         return openlineage(settings.api_host, part, [], settings.timezone, self._landed, destination)
 
     def _named(self, context: Context, tz: ZoneInfo) -> tuple[str, dict[str, str]]:
-        """The destination, its placeholders filled with the run's window (one partition of the grid), and
-        that window (``{start, end}``; empty when the destination does not name it)."""
+        """The destination filled with the run's window (one partition), and that window (``{}`` if unnamed)."""
         destination = str(self.destination)
         check_placeholders(destination)  # as rendered
         if not has_window_placeholders(destination):

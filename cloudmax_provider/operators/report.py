@@ -10,23 +10,11 @@ Example::
         destination_conn_id="aws_default",
     )
 
-The window is one function of the run (:func:`cloudmax_provider.windows.window.report_window`): a non-empty
-data interval; else ``window`` (one day) ending at the logical date; else ending at the run's
-``run_after`` (runs triggered without a logical date, asset-triggered runs). The log says which.
-``{window_start:%Y-%m-%d}`` / ``{window_end:...}`` in ``destination`` are filled with the window
-requested (in the account's timezone) after Jinja, so an object's name always matches its rows.
-The operator's templated fields keep what rendering gave them: names filled by the window are
-values it returns and logs, never written back to ``destination``.
-
-The request arguments and the window rule are those of
-:class:`~cloudmax_provider.operators.request_links.CloudmaxRequestLinksOperator`
-(:mod:`cloudmax_provider.operators._request_args`). With ResponseMode 0/1 this operator is the one-task
-form of request -> wait -> download: it checks the links once and, when their files are not there yet,
-defers to :class:`~cloudmax_provider.triggers.download_link.CloudmaxDownloadLinkTrigger` (it never sleeps
-in a worker). A wait in a worker slot (``mode="poke"``/``"reschedule"``) is the job of
-:class:`~cloudmax_provider.sensors.download_link.CloudmaxDownloadLinkSensor` between
-``CloudmaxRequestLinksOperator`` and ``CloudmaxDownloadLinksOperator``.
-This module imports no HTTP, SMB or cloud library: DAG files parse fast.
+The window is :func:`cloudmax_provider.windows.window.report_window`: a non-empty data interval; else
+``window`` (one day) ending at the logical date; else ending at the run's ``run_after``. The log says which.
+``{window_start:%Y-%m-%d}`` / ``{window_end:...}`` in ``destination`` are filled with the window requested
+(in the account's timezone) after Jinja; the filled name is returned and logged, never written back to
+``destination``. With ResponseMode 0/1 this is the one-task form of request -> wait -> download.
 """
 
 from __future__ import annotations
@@ -221,7 +209,6 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         self.max_concurrent_requests = max_concurrent_requests
         self.max_xcom_rows = max_xcom_rows
         self._landed: LandedDataset | None = None  # what was written, for OpenLineage
-        self.chunk_uris: list[str] = []
         self.deferrable = deferrable
         self.poll_interval = poll_interval
         self.link_timeout = link_timeout
@@ -280,10 +267,16 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
 
     def _validate_output(self) -> None:
         """output_format, batch_size, compression and chunk: each alone, then how they combine."""
+        from cloudmax_provider.api.schema import SchemaChange
         from cloudmax_provider.formats.writers import check_output_args
 
         check_output_args(self.output_format, self.batch_size, self.compression)
-        self._validate_schema_change()
+        ignore = SchemaChange.coerce(self.schema_change) is SchemaChange.IGNORE
+        if ignore and self.output_format == "csv" and self.destination is not None and not is_iceberg(self.destination):
+            raise CloudmaxConfigError(
+                "schema_change='ignore' lands exactly the expected columns, but output_format='csv' lands the bytes "
+                "as served; set output_format='parquet' or 'jsonl', or schema_change='evolve' or 'fail'"
+            )
         if self.output_format != "csv" and self.destination is None:
             raise CloudmaxConfigError(
                 f"output_format={self.output_format!r} needs a destination; XCom rows are typed already"
@@ -300,18 +293,6 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
             raise CloudmaxConfigError("chunk= needs response_mode 2 or 3 (the report as the answer), not a link mode")
         if is_literal(self.destination):
             self._check_chunk_destination(self.destination)
-
-    def _validate_schema_change(self) -> None:
-        """``schema_change``: one of the three; ``"ignore"`` needs a typed landing (CSV lands bytes as served)."""
-        from cloudmax_provider.api.schema import SchemaChange
-
-        if SchemaChange.coerce(self.schema_change) is not SchemaChange.IGNORE or self.destination is None:
-            return
-        if self.output_format == "csv" and not is_iceberg(self.destination):
-            raise CloudmaxConfigError(
-                "schema_change='ignore' lands exactly the expected columns, but output_format='csv' lands the bytes "
-                "as served; set output_format='parquet' or 'jsonl', or schema_change='evolve' or 'fail'"
-            )
 
     def _validate_concurrency(self) -> None:
         """``max_concurrent_requests``: 1..16, and above 1 only where a window is landed partition by partition."""
@@ -337,7 +318,7 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
             )
 
     def _validate_iceberg(self) -> None:
-        """An Iceberg table is landed partition by partition in one commit: no chunk=, no link modes."""
+        """An Iceberg table: its connection, no chunk=, no link modes."""
         from cloudmax_provider.landing.iceberg import check_iceberg_args
 
         if self.destination_conn_id is None or is_literal(self.destination_conn_id):
@@ -360,8 +341,8 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
             )
 
     def _validate_partitions(self) -> None:
-        """The grid, ``chunk`` as one partition of it, and placeholders that name each partition alike never."""
-        from cloudmax_provider.windows.partitions import check_partition, partition_of_chunk
+        """The grid, ``chunk`` as one partition of it, placeholders naming each partition apart, ``lookback``."""
+        from cloudmax_provider.windows.partitions import check_lookback, check_partition, partition_of_chunk
 
         if self.chunk is not None and self.chunk is not False:
             self.partition = partition_of_chunk(self.chunk, self.partition)
@@ -372,12 +353,6 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         check_placeholders(self.destination)  # Jinja's {{ }} skipped; checked again once rendered
         if is_literal(self.destination):
             check_names_partitions(self.destination, self.partition or "day")
-        self._validate_lookback()
-
-    def _validate_lookback(self) -> None:
-        """``lookback``: whole partitions of the grid, and only where partitions are replaced whole."""
-        from cloudmax_provider.windows.partitions import check_lookback
-
         check_lookback(self.lookback, self.partition or "day")
         if self.lookback is not None and is_literal(self.destination) and not self._names_partitions:
             raise CloudmaxConfigError(
@@ -412,9 +387,7 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
     # ---- the request ---------------------------------------------------------------------------
 
     def build_request(self, hook: CloudmaxHook, context: Context) -> ReportRequest:
-        """The request of this run: :meth:`ReportRequestArgs._request` on the destination's partition grid
-        (when it names partitions, widened to whole partitions), ResponseMode 2 into XCom, 3 into a destination
-        unless given."""
+        """The request of this run, widened to whole partitions when the destination names them."""
         check_placeholders(self.destination)  # as rendered
         grid = self._grid(hook.settings.timezone) if self._names_partitions else None
         if grid is not None:
@@ -445,8 +418,7 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         return dataclasses.replace(request, start=start)
 
     def _widen(self, request: ReportRequest, grid: PartitionGrid) -> ReportRequest:
-        """The request widened to the whole partitions its window touches (the destination names partitions:
-        an object holds a whole partition, never part of one, so no rows of it are lost on a rewrite)."""
+        """The request widened to the whole partitions its window touches (an object holds a whole partition)."""
         start, end = grid.widen(request.start, request.end)
         if (start, end) != (request.start, request.end):
             self.log.warning(
@@ -471,8 +443,7 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         return request
 
     def _single_destination(self, hook: CloudmaxHook, request: ReportRequest) -> str | None:
-        """The destination of a one-object landing (links, XCom-less modes), placeholders filled by the window's
-        one partition; ``None`` into XCom. ``self.destination`` is left as rendered."""
+        """The destination of a one-object landing, placeholders filled by the window's one partition."""
         if self.destination is None or not has_window_placeholders(self.destination):
             return self.destination
         grid = self._grid(hook.settings.timezone)
@@ -525,8 +496,7 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
         return pending
 
     def _wait_in_worker(self, hook: CloudmaxHook, links: list[str], deadline: float) -> None:
-        """``deferrable=False``: check the links every ``poll_interval`` seconds in this worker slot, with the
-        same readiness rule as the trigger, until every file is ready (a failed link or the deadline fails)."""
+        """``deferrable=False``: check the links every ``poll_interval`` seconds until every file is ready."""
         while pending := self._not_ready(hook, links):
             if time.time() + self.poll_interval > deadline:
                 raise CloudmaxLinkError(
@@ -583,41 +553,42 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
             rows = hook.get_rows(request, max_rows=self.max_xcom_rows, links=links, schema_change=self.schema_change)
             self.log.info("Pushing %d typed rows to XCom", len(rows))
             return [to_jsonable(row) for row in rows]
-        from cloudmax_provider.landing.land import land_object, land_per_link
+        from cloudmax_provider.landing.land import land
 
-        output = self._output(hook, request)
-        sources = hook.sources(request, links)
         conn_id = self.destination_conn_id or None  # a template may render to ''
+        per_link = self.one_object_per_link and bool(links)
+        each = land(
+            hook,
+            hook.sources(request, links),
+            destination,
+            conn_id,
+            self.output_encoding,
+            self.log,
+            links=links,
+            one_object_per_link=per_link,
+            output=self._output(hook, request),
+        )
         window = {"start": request.start.isoformat(), "end": request.end.isoformat()}
-        if self.one_object_per_link and links:
-            each = land_per_link(hook, sources, links, destination, conn_id, self.output_encoding, self.log, output)
-            self.chunk_uris = self._landed_in(context, [{**window, **entry.as_xcom()} for entry in each])
-            return self.chunk_uris
-        stats = land_object(hook, sources, destination, conn_id, self.output_encoding, self.log, output=output)
-        self._landed_in(context, [{**window, **stats.as_xcom()}])
-        return destination
+        uris = self._landed_in(context, [{**window, **entry.as_xcom()} for entry in each])
+        return uris if per_link else destination
 
     def _landed_in(self, context: Context, landed: list[dict[str, Any]], lookback: int = 0) -> list[str]:
-        """:func:`~cloudmax_provider.landing.lineage.record_landing` (XComs, Asset events, OpenLineage; the
-        first ``lookback`` entries are partitions a lookback re-landed); the URIs landed."""
+        """:func:`~cloudmax_provider.landing.lineage.record_landing` of ``landed``; the URIs landed."""
         from cloudmax_provider.landing.lineage import record_landing
 
-        in_prefix = self._lands_in_prefix
-        outlets = list(self.outlets)
         self._landed = record_landing(
             context,
             landed,
             destination=self.destination,
-            in_prefix=in_prefix,
-            outlets=outlets,
+            in_prefix=self._lands_in_prefix,
+            outlets=list(self.outlets),
             lookback=lookback,
             logger=self.log,
         )
         return [entry["uri"] for entry in landed]
 
     def _land_iceberg(self, context: Context, hook: CloudmaxHook, request: ReportRequest) -> str:
-        """The window's partitions replaced in the Iceberg table in one commit (campaign state: upserted on its
-        row key); the table's URI."""
+        """The window's partitions replaced in the Iceberg table in one commit (campaign state: upserted)."""
         from cloudmax_provider.landing.iceberg import land_request
         from cloudmax_provider.landing.iceberg_state import land_state
 
@@ -668,6 +639,7 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
             return name + chunk_object_name(start, end, output.extension) if chunked else name
 
         folder = template if chunked and "{" not in template else manifest_prefix(template)
+        lookback = self._lookback_count(grid)
         landed = land_chunks(
             context,
             hook,
@@ -682,17 +654,13 @@ class CloudmaxReportOperator(ReportRequestArgs, BaseOperator):
             folder=folder,
             grid=grid.unit,
             max_concurrent=self.max_concurrent_requests,
-            count_before=self._lookback_count(grid),
+            count_before=lookback,
         )
-        self.chunk_uris = self._landed_in(context, landed, self._lookback_count(grid))
-        if chunked or len(self.chunk_uris) > 1:
-            return self.chunk_uris
-        return self.chunk_uris[0]  # one object, named by its partition
+        uris = self._landed_in(context, landed, lookback)
+        return uris if chunked or len(uris) > 1 else uris[0]  # one object, named by its partition
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        """Input: the Cloudmax report; output: the dataset written (the object, or the prefix of the
-        objects), with the catalog's schema of the requested columns (renamed ones under their new name) and,
-        once written, its statistics (:func:`cloudmax_provider.landing.lineage.openlineage`)."""
+        """The report in, the dataset written out (:func:`cloudmax_provider.landing.lineage.openlineage`)."""
         from cloudmax_provider.api.request import parse_columns
         from cloudmax_provider.landing.lineage import dataset_uri, openlineage
 

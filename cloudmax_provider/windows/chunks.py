@@ -1,36 +1,21 @@
 """Long windows in chunks: one request and one object per partition, and retries that resume.
 
-With ``chunk=`` a window is requested one partition of the grid at a time (:mod:`cloudmax_provider.windows.partitions`:
-an hour, day or month of the account's clock), and each partition is one object
-(:func:`cloudmax_provider.landing.land.land_chunks`), named by its window in account time (:func:`chunk_object_name`)::
+With ``chunk=`` each partition of the grid is one object named by its window in account time
+(:func:`chunk_object_name`), ``<prefix>2026-10-01T00-00-00_2026-10-02T00-00-00.parquet``.
 
-    <prefix>2026-10-01T00-00-00_2026-10-02T00-00-00.parquet
+**Resume.** After each chunk lands, a JSON manifest (:class:`cloudmax_provider.landing.land.ChunkManifest`) is
+rewritten atomically at ``<prefix>_cloudmax_manifests/<dag_id>.<task_id>.<map_index>.<run_id>-<hash>.json``,
+listing the chunks this run's tries landed and a fingerprint of the request. A retry of the same task
+instance skips the listed chunks whose object still exists; another run or another fingerprint lands
+everything. The manifest is deleted once every chunk has landed: clearing a *successful* task fetches
+everything again, clearing a *failed* one resumes (delete the manifest, or ``resume=False``, to refetch).
+Engines skip the ``_``-prefixed folder.
 
-so the names sort by time and a prefix reads as one dataset.
-
-**Resume.** After each chunk lands, a small JSON manifest beside the chunks is rewritten
-(:class:`cloudmax_provider.landing.land.ChunkManifest`; atomically, through the same
-:func:`cloudmax_provider.landing.atomic.write` as the data, so it works on any object store and keeps no state on
-the worker)::
-
-    <prefix>_cloudmax_manifests/<dag_id>.<task_id>.<map_index>.<run_id>-<hash>.json
-
-It lists the chunks landed by this run's tries and a fingerprint of the request (report, LaunchIDs,
-columns, language, window, chunk, format, encoding). A retry of the same task instance skips the chunks
-listed there whose object still exists. A different run (another run_id) has its own manifest and lands
-everything; so does a request whose fingerprint changed. When every chunk has landed the manifest is
-deleted: clearing a *successful* task fetches everything again, clearing a *failed* one resumes. To
-refetch a failed run from scratch, delete its manifest (the task log names it) before clearing, or set
-``resume=False``. Engines skip the ``_``-prefixed folder (pyarrow.dataset, Spark, Hive do by default;
-DuckDB reads ``<prefix>*.parquet``).
-
-For very long backfills, Airflow's own alternative is one task instance per chunk with dynamic task
-mapping: :func:`expand_windows` turns a window into the keyword arguments of each mapped instance.
+Dynamic task mapping, one task instance per chunk, is the alternative: :func:`expand_windows`.
 """
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -45,8 +30,6 @@ __all__ = [
     "expand_windows",
     "manifest_prefix",
 ]
-
-log = logging.getLogger(__name__)
 
 MANIFEST_FOLDER = "_cloudmax_manifests"
 
@@ -106,11 +89,9 @@ def expand_windows(
 ) -> list[dict[str, str]]:
     """A window as chunk windows for dynamic task mapping: one dict of operator arguments per chunk.
 
-    ``start``/``end`` are anything the operator accepts (datetime, ISO-8601, ``yyyy-MM-dd HH:mm:ss``;
-    naive = account time). With ``destination`` (a prefix ending in ``/``) each dict also names the
-    chunk's object by the same rule as ``chunk=`` does, and the chunks are the partitions of the grid
-    (``chunk`` one hour or one day, or ``partition=``; :mod:`cloudmax_provider.windows.partitions`): the window is
-    widened to the whole partitions it touches, so the objects line up with every other run's::
+    ``start``/``end`` as the operator takes them (naive = account time). With ``destination`` (a prefix
+    ending in ``/``) each dict also names the chunk's object as ``chunk=`` does, and the chunks are the
+    whole partitions of the grid the window touches::
 
         @task
         def windows(data_interval_start=None, data_interval_end=None):

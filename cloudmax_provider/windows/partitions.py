@@ -1,16 +1,9 @@
 """The partition grid: how a lake prefix is cut into objects, one object per partition (pure: no I/O).
 
-A destination that *names partitions* (``{window_start:...}``/``{window_end:...}`` placeholders, or a
-prefix with ``chunk=``) holds exactly one object per partition of a grid: by default the **day of the
-account's clock** (the connection's ``timezone``), or the hour or the month (``partition="hour"``).
-A run requests whole partitions only, and rewrites every partition its window touches, so whatever
-mix of runs lands a prefix (scheduled, manual with or without a logical date, API triggers, backfills,
-cleared or retried tasks), each partition's object holds that partition's rows once.
-
-* :meth:`PartitionGrid.widen` turns a window into the whole partitions it touches;
-* :meth:`PartitionGrid.last_complete` is the window of a run without a data interval: the last complete
-  partition(s) before its logical date or ``run_after``;
-* :meth:`PartitionGrid.partitions` lists them, one object each.
+A destination that *names partitions* (``{window_start:...}`` placeholders, or a prefix with ``chunk=``)
+holds one object per partition of a grid: the hour, **day** (default) or month of the account's clock. A
+run requests and rewrites whole partitions only, so whatever mix of runs lands a prefix, each object holds
+its partition's rows once.
 
 >>> from datetime import datetime
 >>> from zoneinfo import ZoneInfo
@@ -79,9 +72,7 @@ _PARTITION_LENGTH = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 
 
 def check_lookback(lookback: object, unit: str) -> int:
-    """How many whole partitions of ``unit`` ``lookback`` is: a positive int is a number of partitions, a
-    timedelta is counted in partitions of ``unit``; 0 for ``None``; else a :class:`CloudmaxConfigError`
-    naming ``lookback`` and the fix.
+    """How many whole partitions of ``unit`` ``lookback`` is (an int, or a timedelta of whole ones); 0 for None.
 
     >>> check_lookback(timedelta(days=3), "day"), check_lookback(3, "month"), check_lookback(None, "day")
     (3, 3, 0)
@@ -114,10 +105,8 @@ def check_lookback(lookback: object, unit: str) -> int:
 
 
 def partition_of_chunk(chunk: object, partition: str | None) -> str:
-    """The grid unit a ``chunk=`` argument means: chunks are partitions of the grid.
-
-    ``True`` means one chunk per partition of ``partition`` (default day); ``timedelta(hours=1)`` and
-    ``timedelta(days=1)`` mean the hour and the day grid (and must agree with ``partition`` if given).
+    """The grid unit a ``chunk=`` argument means: ``True`` the ``partition`` grid (default day),
+    ``timedelta(hours=1)`` / ``timedelta(days=1)`` the hour / day grid (agreeing with ``partition`` if given).
 
     >>> partition_of_chunk(timedelta(days=1), None)
     'day'
@@ -183,9 +172,6 @@ class PartitionGrid:
             return datetime(day.year, day.month, day.day, tzinfo=self.tz)
         year, month = (start.year + 1, 1) if start.month == 12 else (start.year, start.month + 1)
         return datetime(year, month, 1, tzinfo=self.tz)
-
-    def is_start(self, when: datetime) -> bool:
-        return _instant(self.floor(when)) == _instant(when)
 
     def widen(self, start: datetime, end: datetime) -> tuple[datetime, datetime]:
         """The whole partitions ``[start, end)`` touches: start floored, end raised to a partition start."""

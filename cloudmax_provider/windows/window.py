@@ -24,6 +24,7 @@ Destinations are named by the window actually requested (:func:`fill_window_plac
 from __future__ import annotations
 
 import difflib
+import itertools
 import re
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -89,41 +90,28 @@ def report_window(
     from cloudmax_provider.windows.partitions import check_positive_timedelta
 
     check_positive_timedelta(window, "window")
-    if grid is not None:
-        return _aligned_window(data_interval_start, data_interval_end, logical_date, run_after, window, grid)
     if data_interval_start is not None and data_interval_end is not None and data_interval_end > data_interval_start:
-        return data_interval_start, data_interval_end, "the run's data interval"
-    if logical_date is not None:
+        if grid is None:
+            return data_interval_start, data_interval_end, "the run's data interval"
+        start, end = grid.widen(data_interval_start, data_interval_end)
+        widened = "" if (start, end) == (data_interval_start, data_interval_end) else ", widened to whole partitions"
+        return start, end, f"the run's data interval {data_interval_start} .. {data_interval_end}{widened}"
+    if grid is not None:
+        for name, when in (("logical date", logical_date), ("run_after", run_after)):
+            if when is not None:
+                start, end = grid.last_complete(when, window)
+                why = "the run has no data interval" if name == "logical date" else "the run has no logical date"
+                return start, end, f"{why}: the last complete {grid.describe()} partition(s) before its {name} {when}"
+    elif logical_date is not None:
         why = "the data interval is empty (a CronTriggerTimetable such as '@daily', or a manual run)"
         return (
             logical_date - window,
             logical_date,
             f"{why}: window={human_duration(window)} ending at the logical date {logical_date}",
         )
-    if run_after is not None:
+    elif run_after is not None:
         why = "the run has no logical date (a trigger without one, or an asset-triggered run)"
         return run_after - window, run_after, f"{why}: window={human_duration(window)} ending at run_after {run_after}"
-    raise ValueError("a run needs a data interval, a logical date or run_after to have a report window")
-
-
-def _aligned_window(
-    data_interval_start: datetime | None,
-    data_interval_end: datetime | None,
-    logical_date: datetime | None,
-    run_after: datetime | None,
-    window: timedelta,
-    grid: PartitionGrid,
-) -> tuple[datetime, datetime, str]:
-    """:func:`report_window` on a partition grid (see there)."""
-    if data_interval_start is not None and data_interval_end is not None and data_interval_end > data_interval_start:
-        start, end = grid.widen(data_interval_start, data_interval_end)
-        widened = "" if (start, end) == (data_interval_start, data_interval_end) else ", widened to whole partitions"
-        return start, end, f"the run's data interval {data_interval_start} .. {data_interval_end}{widened}"
-    for name, when in (("logical date", logical_date), ("run_after", run_after)):
-        if when is not None:
-            start, end = grid.last_complete(when, window)
-            why = "the run has no data interval" if name == "logical date" else "the run has no logical date"
-            return start, end, f"{why}: the last complete {grid.describe()} partition(s) before its {name} {when}"
     raise ValueError("a run needs a data interval, a logical date or run_after to have a report window")
 
 
@@ -235,8 +223,7 @@ def check_names_partitions(template: Any, unit: str, field_name: str = "destinat
     grid = PartitionGrid.of(unit, "UTC")
     starts = [s.replace(tzinfo=grid.tz) for s in _SAMPLES[unit]]
     names = [fill_window_placeholders(_JINJA.sub("", str(template)), s, grid.next(s)) for s in starts]
-    for i in range(len(starts) - 1):
-        (first, a), (second, b) = (starts[i], names[i]), (starts[i + 1], names[i + 1])
+    for (first, a), (second, b) in itertools.pairwise(zip(starts, names, strict=True)):
         if a == b and grid.next(first) == second:
             raise CloudmaxConfigError(
                 f"{field_name}={template!r} names the {unit} partitions starting {first:%Y-%m-%d %H:%M} and "
