@@ -120,7 +120,8 @@ def land_object(
     atomically, retrying the whole write on transient failures; return what was landed.
 
     Several sources are merged in one encoding: ``output_encoding``, or UTF-8 when bytes are otherwise kept
-    as served."""
+    as served. A record with too few or too many cells gets XCom's rule in the same pass (padded, or extra
+    cells dropped)."""
     from airflow.providers.common.compat.sdk import ObjectStoragePath  # Airflow's filesystems: at run time only
 
     dest = ObjectStoragePath(uri, conn_id=conn_id)
